@@ -1,0 +1,471 @@
+//! Configuration: `[default.eventstream]` in `Rocket.toml`, plus the flat
+//! django-eventstream setting names accepted as aliases.
+//!
+//! ```toml
+//! [default.eventstream]
+//! mount = "/events"
+//! authorizer = "my_app::auth::PrivateChannels"
+//! keepalive_secs = 20
+//! allow_origins = ["https://app.example.com"]
+//!
+//! [default]
+//! # django-eventstream's names, accepted at the top of a profile in any case:
+//! EVENTSTREAM_ALLOW_CREDENTIALS = true
+//! ```
+//!
+//! Every key is validated when Rocket ignites; a bad value, an unknown key,
+//! or an alias that disagrees with its nested key aborts launch with a
+//! message naming the key.
+
+use std::collections::BTreeMap;
+
+use rocket::figment::value::{Dict, Value};
+use rocket::figment::{Figment, providers::Serialized};
+use serde::Deserialize;
+
+/// Flat, django-eventstream-style names (matched case-insensitively at the
+/// top level of the profile) and the `[eventstream]` key each stands for.
+const ALIASES: &[(&str, &str)] = &[
+    ("eventstream_authorizer", "authorizer"),
+    ("eventstream_channelmanager_class", "authorizer"),
+    ("eventstream_authorizer_class", "authorizer"),
+    ("eventstream_allow_origin", "allow_origins"),
+    ("eventstream_allow_origins", "allow_origins"),
+    ("eventstream_allow_credentials", "allow_credentials"),
+    ("eventstream_allow_headers", "allow_headers"),
+];
+
+/// Largest channel limit: per-subscriber bookkeeping uses a 64-bit mask.
+pub(crate) const MAX_CHANNEL_LIMIT: usize = 64;
+
+/// How far a committed event must have travelled before `send` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Survives a crash of the application process (SQLite WAL with
+    /// `synchronous=NORMAL`; PostgreSQL `synchronous_commit=off`, where the
+    /// server holds the commit).
+    Process,
+    /// Survives power loss: the commit is on disk (SQLite
+    /// `synchronous=FULL`; PostgreSQL `synchronous_commit=on`). Concurrent
+    /// sends share one commit, so the cost of the flush is amortized.
+    Power,
+}
+
+/// Which cross-origin callers may read streams and use the publish API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AllowedOrigins {
+    /// No CORS headers are sent (same-origin use only).
+    #[default]
+    None,
+    /// `Access-Control-Allow-Origin: *`.
+    Any,
+    /// The request's `Origin` is echoed back when it is one of these.
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for AllowedOrigins {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let list = match Raw::deserialize(deserializer)? {
+            Raw::One(one) if one.trim() == "*" => return Ok(AllowedOrigins::Any),
+            Raw::One(one) => one.split(',').map(str::to_owned).collect(),
+            Raw::Many(many) => many,
+        };
+        let list: Vec<String> = list
+            .iter()
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        if list.iter().any(|origin| origin == "*") {
+            return if list.len() == 1 {
+                Ok(AllowedOrigins::Any)
+            } else {
+                Err(serde::de::Error::custom(
+                    "\"*\" cannot be mixed with other origins",
+                ))
+            };
+        }
+        Ok(if list.is_empty() {
+            AllowedOrigins::None
+        } else {
+            AllowedOrigins::List(list)
+        })
+    }
+}
+
+/// Header names, from a list or a comma-separated string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderList(pub Vec<String>);
+
+impl Default for HeaderList {
+    fn default() -> Self {
+        HeaderList(vec!["Last-Event-ID".into(), "Authorization".into()])
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let names = match Raw::deserialize(deserializer)? {
+            Raw::One(one) => one.split(',').map(str::to_owned).collect(),
+            Raw::Many(many) => many,
+        };
+        Ok(HeaderList(
+            names
+                .into_iter()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .collect(),
+        ))
+    }
+}
+
+/// The `[eventstream]` configuration. Every field has a default; see the
+/// README's configuration table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the stream and the publish API are mounted.
+    pub mount: String,
+    /// The registered authorizer to use, by name (its Rust path).
+    pub authorizer: Option<String>,
+    /// Most channels one stream may subscribe to.
+    pub channel_limit: usize,
+    /// Seconds without output after which a `keep-alive` event is sent.
+    pub keepalive_secs: u64,
+    /// Send a 2 KB comment first, for very old browsers.
+    pub padding: bool,
+    /// Cross-origin callers allowed to connect.
+    pub allow_origins: AllowedOrigins,
+    /// Send `Access-Control-Allow-Credentials: true`.
+    pub allow_credentials: bool,
+    /// Request headers a cross-origin caller may send.
+    pub allow_headers: HeaderList,
+    /// HS256 secret for the built-in JWT identity; tokens are refused
+    /// without it.
+    pub jwt_secret: Option<String>,
+    /// Bearer key for the publish HTTP API; the API is off without it.
+    pub publish_key: Option<String>,
+    /// Largest encoded event data accepted, in bytes.
+    pub max_event_bytes: usize,
+    /// What a committed event survives.
+    pub durability: Durability,
+    /// Events older than this many seconds are trimmed.
+    pub retention_secs: u64,
+    /// At most this many events are kept per channel (unlimited if unset).
+    pub retention_count: Option<u64>,
+    /// How often the trimming task runs.
+    pub trim_interval_secs: u64,
+    /// Frames a subscriber may have queued before it falls back to replaying
+    /// from storage.
+    pub queue_capacity: usize,
+    /// Size of the body chunks queued frames are coalesced into.
+    pub chunk_size: usize,
+    /// Events read from storage per query while replaying.
+    pub replay_page: usize,
+    /// Most events committed in one transaction.
+    pub commit_batch: usize,
+    /// Name of the database under `[databases]` that holds the event log.
+    pub database: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mount: "/events".into(),
+            authorizer: None,
+            channel_limit: 10,
+            keepalive_secs: 20,
+            padding: false,
+            allow_origins: AllowedOrigins::None,
+            allow_credentials: false,
+            allow_headers: HeaderList::default(),
+            jwt_secret: None,
+            publish_key: None,
+            max_event_bytes: 64 * 1024,
+            durability: Durability::Process,
+            retention_secs: 24 * 60 * 60,
+            retention_count: None,
+            trim_interval_secs: 60,
+            queue_capacity: 256,
+            chunk_size: 8 * 1024,
+            replay_page: 500,
+            commit_batch: 256,
+            database: "eventstream".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration from Rocket's figment.
+    pub fn from_figment(figment: &Figment) -> Result<Config, String> {
+        let profile: Dict = figment
+            .extract()
+            .map_err(|e| format!("cannot read configuration: {e}"))?;
+        let mut merged: BTreeMap<String, (String, Value)> = BTreeMap::new();
+        if let Some(nested) = profile.get("eventstream") {
+            let Value::Dict(_, nested) = nested else {
+                return Err("`eventstream` must be a table of settings".into());
+            };
+            for (key, value) in nested {
+                merged.insert(key.clone(), (format!("eventstream.{key}"), value.clone()));
+            }
+        }
+        for (key, value) in &profile {
+            let lower = key.to_ascii_lowercase();
+            let Some((_, canonical)) = ALIASES.iter().find(|(alias, _)| *alias == lower) else {
+                continue;
+            };
+            match merged.get(*canonical) {
+                Some((other, existing)) if !same_value(existing, value) => {
+                    return Err(format!(
+                        "`{key}` and `{other}` both set `eventstream.{canonical}` but to different values"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    merged.insert((*canonical).into(), (key.clone(), value.clone()));
+                }
+            }
+        }
+        let dict: Dict = merged
+            .into_iter()
+            .map(|(key, (_, value))| (key, value))
+            .collect();
+        let mut config: Config = Figment::from(Serialized::defaults(dict))
+            .extract()
+            .map_err(|e| format!("invalid `eventstream` setting: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&mut self) -> Result<(), String> {
+        fn bad(key: &str, why: impl std::fmt::Display) -> Result<(), String> {
+            Err(format!("eventstream.{key}: {why}"))
+        }
+        let mount = self.mount.trim_end_matches('/');
+        if !self.mount.starts_with('/') || self.mount.contains(['?', '#', '<', '>']) {
+            return bad(
+                "mount",
+                format!("{:?} must be a path starting with '/'", self.mount),
+            );
+        }
+        self.mount = if mount.is_empty() {
+            "/".into()
+        } else {
+            mount.into()
+        };
+        if !(1..=MAX_CHANNEL_LIMIT).contains(&self.channel_limit) {
+            return bad(
+                "channel_limit",
+                format!(
+                    "must be between 1 and {MAX_CHANNEL_LIMIT}, got {}",
+                    self.channel_limit
+                ),
+            );
+        }
+        if self.keepalive_secs == 0 {
+            return bad("keepalive_secs", "must be at least 1");
+        }
+        if self.allow_origins == AllowedOrigins::Any && self.allow_credentials {
+            return bad(
+                "allow_origins",
+                "\"*\" cannot be combined with allow_credentials = true (browsers refuse it); list the origins instead",
+            );
+        }
+        if let AllowedOrigins::List(origins) = &self.allow_origins {
+            for origin in origins {
+                let valid = origin.split_once("://").is_some_and(|(scheme, host)| {
+                    !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+                });
+                if !valid {
+                    return bad(
+                        "allow_origins",
+                        format!("{origin:?} is not an origin like \"https://example.com\""),
+                    );
+                }
+            }
+        }
+        if let Some(header) = self.allow_headers.0.iter().find(|name| {
+            !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            return bad("allow_headers", format!("{header:?} is not a header name"));
+        }
+        if self
+            .jwt_secret
+            .as_deref()
+            .is_some_and(|secret| secret.len() < 16)
+        {
+            return bad("jwt_secret", "must be at least 16 bytes long");
+        }
+        if self
+            .publish_key
+            .as_deref()
+            .is_some_and(|key| key.len() < 16)
+        {
+            return bad("publish_key", "must be at least 16 characters long");
+        }
+        if self
+            .authorizer
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return bad("authorizer", "must name a registered authorizer");
+        }
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            (
+                "max_event_bytes",
+                self.max_event_bytes as u64,
+                1,
+                16 * 1024 * 1024,
+            ),
+            ("retention_secs", self.retention_secs, 1, u64::MAX / 1000),
+            (
+                "trim_interval_secs",
+                self.trim_interval_secs,
+                1,
+                7 * 24 * 3600,
+            ),
+            ("queue_capacity", self.queue_capacity as u64, 1, 1 << 20),
+            ("chunk_size", self.chunk_size as u64, 512, 1 << 24),
+            ("replay_page", self.replay_page as u64, 1, 100_000),
+            ("commit_batch", self.commit_batch as u64, 1, 4096),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return bad(key, format!("must be between {min} and {max}, got {value}"));
+            }
+        }
+        if self.retention_count == Some(0) {
+            return bad(
+                "retention_count",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
+        if self.database.trim().is_empty() {
+            return bad("database", "must name a database under [databases]");
+        }
+        Ok(())
+    }
+}
+
+/// Compares two configuration values by content, ignoring where they came from.
+fn same_value(left: &Value, right: &Value) -> bool {
+    match (serde_json::to_value(left), serde_json::to_value(right)) {
+        (Ok(left), Ok(right)) => left == right,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocket::figment::providers::{Format, Toml};
+
+    fn load(toml: &str) -> Result<Config, String> {
+        Config::from_figment(&Figment::from(Toml::string(toml)))
+    }
+
+    #[test]
+    fn defaults_apply_without_a_section() {
+        let config = load("").expect("defaults are valid");
+        assert_eq!(config.mount, "/events");
+        assert_eq!(config.channel_limit, 10);
+        assert_eq!(config.keepalive_secs, 20);
+        assert_eq!(config.durability, Durability::Process);
+        assert_eq!(config.allow_headers.0, ["Last-Event-ID", "Authorization"]);
+    }
+
+    #[test]
+    fn aliases_are_case_insensitive_and_merge() {
+        let config = load(
+            "EVENTSTREAM_AUTHORIZER_CLASS = 'app::Auth'\neventstream_allow_origins = ['https://a.example']\nEventStream_Allow_Credentials = true\nEVENTSTREAM_ALLOW_HEADERS = 'Last-Event-ID, X-Token'\n[eventstream]\nauthorizer = 'app::Auth'\n",
+        )
+        .expect("valid");
+        assert_eq!(config.authorizer.as_deref(), Some("app::Auth"));
+        assert_eq!(
+            config.allow_origins,
+            AllowedOrigins::List(vec!["https://a.example".into()])
+        );
+        assert!(config.allow_credentials);
+        assert_eq!(config.allow_headers.0, ["Last-Event-ID", "X-Token"]);
+    }
+
+    #[test]
+    fn conflicting_alias_names_both_keys() {
+        let error = load("EVENTSTREAM_AUTHORIZER = 'a::B'\n[eventstream]\nauthorizer = 'c::D'\n")
+            .expect_err("conflict");
+        assert!(error.contains("EVENTSTREAM_AUTHORIZER"), "{error}");
+        assert!(error.contains("eventstream.authorizer"), "{error}");
+        let error =
+            load("EVENTSTREAM_AUTHORIZER = 'a::B'\nEVENTSTREAM_CHANNELMANAGER_CLASS = 'c::D'\n")
+                .expect_err("conflict between aliases");
+        assert!(
+            error.contains("EVENTSTREAM_CHANNELMANAGER_CLASS")
+                || error.contains("EVENTSTREAM_AUTHORIZER")
+        );
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_are_named() {
+        let error = load("[eventstream]\nkeepalive = 5\n").expect_err("unknown key");
+        assert!(error.contains("keepalive"), "{error}");
+        let error = load("[eventstream]\ndurability = 'fast'\n").expect_err("bad value");
+        assert!(error.contains("durability"), "{error}");
+        let error = load("[eventstream]\nchannel_limit = 0\n").expect_err("bad range");
+        assert!(error.contains("eventstream.channel_limit"), "{error}");
+        let error = load("[eventstream]\nallow_origins = '*'\nallow_credentials = true\n")
+            .expect_err("wildcard with credentials");
+        assert!(error.contains("allow_origins"), "{error}");
+        let error =
+            load("[eventstream]\nallow_origins = ['example.com']\n").expect_err("not an origin");
+        assert!(error.contains("example.com"), "{error}");
+    }
+
+    #[test]
+    fn origins_accept_string_list_and_wildcard() {
+        assert_eq!(
+            load("[eventstream]\nallow_origins = '*'\n")
+                .expect("valid")
+                .allow_origins,
+            AllowedOrigins::Any
+        );
+        assert_eq!(
+            load("[eventstream]\nallow_origins = 'https://a.example/, https://b.example'\n")
+                .expect("valid")
+                .allow_origins,
+            AllowedOrigins::List(vec!["https://a.example".into(), "https://b.example".into()])
+        );
+        assert_eq!(
+            load("[eventstream]\nallow_origins = ''\n")
+                .expect("valid")
+                .allow_origins,
+            AllowedOrigins::None
+        );
+    }
+
+    #[test]
+    fn mount_is_normalized() {
+        assert_eq!(
+            load("[eventstream]\nmount = '/sse/'\n")
+                .expect("valid")
+                .mount,
+            "/sse"
+        );
+        assert!(load("[eventstream]\nmount = 'sse'\n").is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The two error types: [`Error`] for callers of the Rust API, and
+//! [`StreamError`] for what a client is told in a `stream-error` frame.
+
+use std::fmt;
+
+use rocket_db_pools::sqlx;
+use serde::Serialize;
+
+/// Why sending an event or reading the event log failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The channel name breaks the rules in `PROTOCOL.md`.
+    InvalidChannel(String),
+    /// The event type is empty, reserved, or contains CR, LF or NUL.
+    InvalidEventType(String),
+    /// The encoded data is larger than `max_event_bytes`.
+    EventTooLarge {
+        /// Size of the encoded data in bytes.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The data could not be serialized to JSON.
+    Encode(serde_json::Error),
+    /// The database refused or failed; nothing was stored.
+    Storage(sqlx::Error),
+    /// The event stage has shut down (Rocket is stopping).
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidChannel(why) => write!(f, "invalid channel: {why}"),
+            Error::InvalidEventType(why) => write!(f, "invalid event type: {why}"),
+            Error::EventTooLarge { size, max } => {
+                write!(f, "event data is {size} bytes; max_event_bytes is {max}")
+            }
+            Error::Encode(e) => write!(f, "event data is not serializable to JSON: {e}"),
+            Error::Storage(e) => write!(f, "event storage failed: {e}"),
+            Error::Closed => f.write_str("the event stage has shut down"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Encode(e) => Some(e),
+            Error::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Storage(e)
+    }
+}
+
+/// The `condition` of a `stream-error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// The request itself is wrong (channels, ids, parameters).
+    BadRequest,
+    /// The user may not read a channel, or the token is invalid.
+    Forbidden,
+    /// The server failed (e.g. the database is unreachable).
+    InternalError,
+}
+
+/// What a client is told, in a `stream-error` frame, when its stream cannot
+/// start or must end:
+///
+/// ```text
+/// event: stream-error
+/// id: error
+/// data: {"condition":"forbidden","text":"Permission denied to channels: _x","channels":["_x"]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamError {
+    /// The error class.
+    pub condition: Condition,
+    /// A human-readable explanation.
+    pub text: String,
+    /// The channels concerned, for `forbidden`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+}
+
+impl StreamError {
+    /// A `bad-request` error.
+    pub fn bad_request(text: impl Into<String>) -> Self {
+        StreamError {
+            condition: Condition::BadRequest,
+            text: text.into(),
+            channels: None,
+        }
+    }
+
+    /// A `forbidden` error naming the channels the user may not read.
+    pub fn forbidden(channels: Vec<String>) -> Self {
+        StreamError {
+            condition: Condition::Forbidden,
+            text: format!("Permission denied to channels: {}", channels.join(", ")),
+            channels: Some(channels),
+        }
+    }
+
+    /// A `forbidden` error about the user's credentials rather than channels.
+    pub fn unauthenticated(text: impl Into<String>) -> Self {
+        StreamError {
+            condition: Condition::Forbidden,
+            text: text.into(),
+            channels: None,
+        }
+    }
+
+    /// An `internal-error`; the details belong in the server log, not here.
+    pub fn internal(text: impl Into<String>) -> Self {
+        StreamError {
+            condition: Condition::InternalError,
+            text: text.into(),
+            channels: None,
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"condition":"internal-error","text":"unencodable error"}"#.into()
+        })
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
+impl std::error::Error for StreamError {}

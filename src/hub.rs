@@ -1,0 +1,283 @@
+//! The in-process hub: which live streams listen to which channel, and the
+//! bounded inbox of each.
+//!
+//! Publishing an event is synchronous and never blocks on a slow client: the
+//! hub appends one shared `Arc` to each subscriber's inbox and wakes it. An
+//! inbox that is full is not grown; the subscriber is marked as having
+//! overflowed on that channel instead, and catches up from storage (or, for
+//! channels without storage, is told with `stream-reset`). Memory per
+//! subscriber therefore stays bounded and no event is ever dropped silently.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use tokio::sync::Notify;
+
+use crate::error::StreamError;
+use crate::frame::Frame;
+use crate::metrics::Metrics;
+
+/// An event on its way to live subscribers, encoded once.
+#[derive(Debug)]
+pub(crate) struct LiveEvent {
+    pub(crate) channel: String,
+    /// The stored sequence number; `None` on non-persistent channels.
+    pub(crate) seq: Option<u64>,
+    pub(crate) frame: Frame,
+    /// Users this event is not delivered to.
+    pub(crate) skip_users: Vec<String>,
+}
+
+/// One queued event, tagged with the index of its channel in the
+/// subscriber's channel list.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) channel: usize,
+    pub(crate) event: Arc<LiveEvent>,
+}
+
+/// What a subscriber finds when it empties its inbox.
+#[derive(Debug, Default)]
+pub(crate) struct Mail {
+    /// Bit `i` set: events of channel `i` were dropped because the inbox was full.
+    pub(crate) overflowed: u64,
+    /// The subscriber must end with this error (permission revoked).
+    pub(crate) kicked: Option<StreamError>,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    queue: VecDeque<Delivery>,
+    overflowed: u64,
+    kicked: Option<StreamError>,
+}
+
+/// A live stream's registration.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    key: u64,
+    user_id: Option<String>,
+    channels: Vec<String>,
+    capacity: usize,
+    inbox: Mutex<Inbox>,
+    wake: Notify,
+}
+
+impl Subscriber {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deliver(&self, channel: usize, event: &Arc<LiveEvent>) {
+        {
+            let mut inbox = self.inbox();
+            if inbox.queue.len() < self.capacity {
+                inbox.queue.push_back(Delivery {
+                    channel,
+                    event: Arc::clone(event),
+                });
+            } else {
+                inbox.overflowed |= 1 << channel;
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Moves everything queued into `into` (which keeps its capacity for the
+    /// next round) and returns the flags.
+    pub(crate) fn take(&self, into: &mut VecDeque<Delivery>) -> Mail {
+        let mut inbox = self.inbox();
+        std::mem::swap(&mut inbox.queue, into);
+        Mail {
+            overflowed: std::mem::take(&mut inbox.overflowed),
+            kicked: inbox.kicked.take(),
+        }
+    }
+
+    /// Resolves once something was delivered since the last `take`.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The channels this stream listens to, in subscription order.
+    pub(crate) fn channels(&self) -> &[String] {
+        &self.channels
+    }
+}
+
+/// The subscribers of one channel, by key, each with the index the
+/// channel has in its own channel list.
+type Listeners = HashMap<u64, (Arc<Subscriber>, usize)>;
+
+/// The registry of live subscribers by channel.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    channels: RwLock<HashMap<String, Listeners>>,
+    next_key: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// Keeps a subscriber registered; dropping it (when the stream ends or the
+/// client disconnects) removes it from the hub.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    hub: Arc<Hub>,
+    subscriber: Arc<Subscriber>,
+}
+
+impl std::ops::Deref for Registration {
+    type Target = Subscriber;
+
+    fn deref(&self) -> &Subscriber {
+        &self.subscriber
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.subscriber);
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            channels: RwLock::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    /// Registers a stream for `channels` (at most 64) with an inbox of
+    /// `capacity` events.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        user_id: Option<String>,
+        channels: Vec<String>,
+        capacity: usize,
+    ) -> Registration {
+        let subscriber = Arc::new(Subscriber {
+            key: self.next_key.fetch_add(1, Ordering::Relaxed),
+            user_id,
+            channels,
+            capacity,
+            inbox: Mutex::new(Inbox::default()),
+            wake: Notify::new(),
+        });
+        {
+            let mut map = self
+                .channels
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (index, channel) in subscriber.channels.iter().enumerate() {
+                map.entry(channel.clone())
+                    .or_default()
+                    .insert(subscriber.key, (Arc::clone(&subscriber), index));
+            }
+        }
+        self.metrics.subscriber_opened();
+        Registration {
+            hub: Arc::clone(self),
+            subscriber,
+        }
+    }
+
+    fn unsubscribe(&self, subscriber: &Subscriber) {
+        let mut map = self
+            .channels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for channel in &subscriber.channels {
+            if let Some(listeners) = map.get_mut(channel) {
+                listeners.remove(&subscriber.key);
+                if listeners.is_empty() {
+                    map.remove(channel);
+                }
+            }
+        }
+        drop(map);
+        self.metrics.subscriber_closed();
+    }
+
+    /// Queues `event` for every subscriber of its channel. Callers publish a
+    /// channel's events in id order, so every inbox receives them in order.
+    pub(crate) fn publish(&self, event: &Arc<LiveEvent>) {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(listeners) = map.get(&event.channel) {
+            for (subscriber, index) in listeners.values() {
+                subscriber.deliver(*index, event);
+            }
+        }
+    }
+
+    /// Ends, with `error`, every stream of `user_id` on `channel`. Returns
+    /// how many streams were told.
+    pub(crate) fn kick(&self, user_id: Option<&str>, channel: &str, error: &StreamError) -> usize {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        let mut kicked = 0;
+        if let Some(listeners) = map.get(channel) {
+            for (subscriber, _) in listeners.values() {
+                if subscriber.user_id.as_deref() == user_id {
+                    subscriber.inbox().kicked = Some(error.clone());
+                    subscriber.wake.notify_one();
+                    kicked += 1;
+                }
+            }
+        }
+        kicked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(channel: &str, seq: u64) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent {
+            channel: channel.into(),
+            seq: Some(seq),
+            frame: Frame::encode("m", "{}", None),
+            skip_users: vec![],
+        })
+    }
+
+    #[test]
+    fn delivers_in_order_and_flags_overflow_instead_of_growing() {
+        let hub = Arc::new(Hub::new(Arc::default()));
+        let sub = hub.subscribe(None, vec!["a".into(), "b".into()], 2);
+        for seq in 1..=3 {
+            hub.publish(&event("b", seq));
+        }
+        hub.publish(&event("c", 1));
+        let mut queue = VecDeque::new();
+        let mail = sub.take(&mut queue);
+        let seqs: Vec<_> = queue.iter().map(|d| (d.channel, d.event.seq)).collect();
+        assert_eq!(seqs, [(1, Some(1)), (1, Some(2))]);
+        assert_eq!(mail.overflowed, 0b10);
+        assert!(mail.kicked.is_none());
+    }
+
+    #[test]
+    fn dropping_the_registration_unsubscribes() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
+        let sub = hub.subscribe(Some("u".into()), vec!["a".into()], 4);
+        assert_eq!(metrics.snapshot().live_subscribers, 1);
+        drop(sub);
+        assert_eq!(metrics.snapshot().live_subscribers, 0);
+        assert!(hub.channels.read().expect("not poisoned").is_empty());
+    }
+
+    #[test]
+    fn kick_reaches_only_that_users_streams_on_that_channel() {
+        let hub = Arc::new(Hub::new(Arc::default()));
+        let alice = hub.subscribe(Some("alice".into()), vec!["_x".into()], 4);
+        let bob = hub.subscribe(Some("bob".into()), vec!["_x".into()], 4);
+        let error = StreamError::forbidden(vec!["_x".into()]);
+        assert_eq!(hub.kick(Some("alice"), "_x", &error), 1);
+        let mut queue = VecDeque::new();
+        assert_eq!(alice.take(&mut queue).kicked, Some(error));
+        assert!(bob.take(&mut queue).kicked.is_none());
+    }
+}

@@ -1,0 +1,129 @@
+//! Identity: who is behind a request. The built-in [`JwtIdentity`] reads an
+//! HS256 JWT; apps with sessions or other tokens implement [`Identify`].
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use rocket::Request;
+use serde::Deserialize;
+
+use crate::error::StreamError;
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// A stable id: compared with `skip_user_ids` and used to find the
+    /// streams `channel_permission_changed` ends.
+    pub id: String,
+}
+
+impl User {
+    /// A user with this id.
+    pub fn new(id: impl Into<String>) -> Self {
+        User { id: id.into() }
+    }
+}
+
+/// Decides who a request comes from.
+#[rocket::async_trait]
+pub trait Identify: Send + Sync + 'static {
+    /// `Ok(None)` is anonymous. Credentials that are present but invalid
+    /// must be an error (`forbidden`), never anonymous.
+    async fn identify(&self, request: &Request<'_>) -> Result<Option<User>, StreamError>;
+}
+
+/// The built-in identity: an HS256 JWT signed with `eventstream.jwt_secret`,
+/// whose `sub` is the user id and whose `exp` is required.
+///
+/// The token is read from `Authorization: Bearer <jwt>` or, because
+/// `EventSource` cannot set headers, from a `token` query parameter. Query
+/// strings end up in access logs (Rocket logs them at its `normal` level),
+/// so keep such tokens short-lived.
+pub struct JwtIdentity {
+    key: Option<DecodingKey>,
+    validation: Validation,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
+impl JwtIdentity {
+    /// Verifies tokens with `secret`; without one, any token is refused.
+    pub fn new(secret: Option<&str>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        JwtIdentity {
+            key: secret.map(|secret| DecodingKey::from_secret(secret.as_bytes())),
+            validation,
+        }
+    }
+
+    /// Checks a token and returns its user.
+    pub fn verify(&self, token: &str) -> Result<User, StreamError> {
+        let Some(key) = &self.key else {
+            return Err(StreamError::unauthenticated(
+                "a token was given but the server has no jwt_secret to check it",
+            ));
+        };
+        match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+            Ok(data) if !data.claims.sub.is_empty() => Ok(User::new(data.claims.sub)),
+            Ok(_) => Err(StreamError::unauthenticated("invalid token: empty sub")),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
+                Err(StreamError::unauthenticated("token expired"))
+            }
+            Err(e) => Err(StreamError::unauthenticated(format!("invalid token: {e}"))),
+        }
+    }
+}
+
+impl std::fmt::Debug for JwtIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtIdentity")
+            .field("configured", &self.key.is_some())
+            .finish()
+    }
+}
+
+/// The bearer token of a request: the `Authorization` header wins over the
+/// `token` query parameter.
+pub(crate) fn bearer_token<'r>(request: &'r Request<'_>) -> Option<&'r str> {
+    if let Some(header) = request.headers().get_one("Authorization") {
+        let (scheme, token) = header.trim().split_once(' ').unwrap_or((header, ""));
+        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+            return Some(token.trim());
+        }
+    }
+    request
+        .query_fields()
+        .filter(|field| field.name == "token")
+        .map(|field| field.value)
+        .filter(|value| !value.is_empty())
+        .last()
+}
+
+#[rocket::async_trait]
+impl Identify for JwtIdentity {
+    async fn identify(&self, request: &Request<'_>) -> Result<Option<User>, StreamError> {
+        if let Some(header) = request.headers().get_one("Authorization") {
+            let is_bearer = header
+                .trim()
+                .split_once(' ')
+                .is_some_and(|(scheme, token)| {
+                    scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+                });
+            if !is_bearer {
+                return Err(StreamError::unauthenticated(
+                    "the Authorization header must be \"Bearer <token>\"",
+                ));
+            }
+        }
+        match bearer_token(request) {
+            Some(token) => self.verify(token).map(Some),
+            None => Ok(None),
+        }
+    }
+}

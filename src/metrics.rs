@@ -1,0 +1,64 @@
+//! Counters worth watching in production, read through
+//! [`Events::metrics`](crate::Events::metrics).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters, updated with relaxed atomics on the hot path.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    live_subscribers: AtomicU64,
+    streams_opened: AtomicU64,
+    events_sent: AtomicU64,
+    replay_fallbacks: AtomicU64,
+    resets: AtomicU64,
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Streams connected to this process right now.
+    pub live_subscribers: u64,
+    /// Streams opened since start.
+    pub streams_opened: u64,
+    /// Events sent through this process since start.
+    pub events_sent: u64,
+    /// Times a live stream fell behind (full inbox or a gap) and caught up
+    /// from storage instead.
+    pub replay_fallbacks: u64,
+    /// `stream-reset` frames sent: positions that could not be resumed.
+    pub resets: u64,
+}
+
+impl Metrics {
+    pub(crate) fn subscriber_opened(&self) {
+        self.live_subscribers.fetch_add(1, Relaxed);
+        self.streams_opened.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn subscriber_closed(&self) {
+        self.live_subscribers.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn event_sent(&self) {
+        self.events_sent.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn replay_fallback(&self) {
+        self.replay_fallbacks.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn reset(&self) {
+        self.resets.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            live_subscribers: self.live_subscribers.load(Relaxed),
+            streams_opened: self.streams_opened.load(Relaxed),
+            events_sent: self.events_sent.load(Relaxed),
+            replay_fallbacks: self.replay_fallbacks.load(Relaxed),
+            resets: self.resets.load(Relaxed),
+        }
+    }
+}

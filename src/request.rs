@@ -1,0 +1,136 @@
+//! [`StreamRequest`]: the request guard that gathers what a stream needs
+//! (who is asking, where to resume, the shutdown signal), for the built-in
+//! routes and for an application's own routes.
+
+use std::sync::Arc;
+
+use rocket::Request;
+use rocket::Shutdown;
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome};
+
+use crate::error::StreamError;
+use crate::event_id::Resume;
+use crate::events::{Events, Shared};
+use crate::identity::User;
+use crate::response::EventStream;
+use crate::subscription::{Plan, check_channels};
+
+/// A request for a stream. Use it in your own route and answer with the
+/// channels you computed:
+///
+/// ```no_run
+/// # use rocket::get;
+/// use eventstream_rocket::{EventStream, StreamRequest};
+///
+/// /// Each user listens to their own notification channel.
+/// #[get("/notifications")]
+/// fn notifications(stream: StreamRequest) -> EventStream {
+///     let channel = match stream.user() {
+///         Some(user) => format!("_user-{}", user.id),
+///         None => "public".to_owned(),
+///     };
+///     stream.channels([channel])
+/// }
+/// ```
+///
+/// Authorization, resume, errors and keep-alives then behave exactly as on
+/// the built-in `/events/` routes.
+pub struct StreamRequest {
+    shared: Arc<Shared>,
+    user: Result<Option<User>, StreamError>,
+    resume: Result<Resume, String>,
+    requested: Vec<String>,
+    shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for StreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamRequest")
+            .field("user", &self.user)
+            .field("resume", &self.resume)
+            .field("requested", &self.requested)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamRequest {
+    /// The signed-in user, if the identity hook recognised one.
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref().ok().and_then(Option::as_ref)
+    }
+
+    /// The `channel` query values of the request, as sent.
+    pub fn query_channels(&self) -> &[String] {
+        &self.requested
+    }
+
+    /// Streams `channels`. At most `channel_limit` names, validated like
+    /// the built-in routes'; errors become a `stream-error` frame.
+    pub fn channels<I, S>(self, channels: I) -> EventStream
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let channels = channels.into_iter().map(Into::into).collect();
+        self.respond(Ok(channels))
+    }
+
+    /// Streams the result of the authorizer's `channels_for_request`.
+    pub(crate) fn respond(self, channels: Result<Vec<String>, StreamError>) -> EventStream {
+        let limit = self.shared.config.channel_limit;
+        let after_error = matches!(self.resume, Ok(Resume::AfterError));
+        let plan = Plan {
+            channels: channels.and_then(|channels| check_channels(channels, limit)),
+            shared: self.shared,
+            user: self.user,
+            resume: self.resume,
+            shutdown: self.shutdown,
+        };
+        EventStream::new(plan, after_error)
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for StreamRequest {
+    type Error = &'static str;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let Some(events) = request.rocket().state::<Events>() else {
+            log::error!(
+                "eventstream: StreamRequest used but the eventstream stage is not attached"
+            );
+            return Outcome::Error((
+                Status::InternalServerError,
+                "eventstream stage not attached",
+            ));
+        };
+        let shared = Arc::clone(&events.shared);
+        let shutdown = match request.guard::<Shutdown>().await {
+            Outcome::Success(shutdown) => shutdown,
+            _ => return Outcome::Error((Status::InternalServerError, "no shutdown handle")),
+        };
+        let resume = Resume::from_request(
+            request.headers().get_one("Last-Event-ID"),
+            request
+                .query_fields()
+                .filter(|field| field.name == "lastEventId")
+                .map(|field| field.value)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
+        let requested = request
+            .query_fields()
+            .filter(|field| field.name == "channel")
+            .map(|field| field.value.to_owned())
+            .collect();
+        let user = shared.identity.identify(request).await;
+        Outcome::Success(StreamRequest {
+            shared,
+            user,
+            resume,
+            requested,
+            shutdown,
+        })
+    }
+}

@@ -1,0 +1,322 @@
+//! [`Stage`]: the fairing that reads the configuration, opens and migrates
+//! the event log, starts the writer and retention tasks, manages [`Events`]
+//! and mounts the routes.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::figment::providers::Serialized;
+use rocket::{Build, Orbit, Rocket};
+use rocket_db_pools::Database;
+use rocket_db_pools::sqlx::{PgPool, SqlitePool};
+use tokio::task::JoinHandle;
+
+use crate::authorizer::{AllowAll, Authorizer};
+use crate::config::Config;
+use crate::events::{Events, Shared};
+use crate::hub::Hub;
+use crate::identity::{Identify, JwtIdentity};
+use crate::metrics::Metrics;
+use crate::storage::{self, Storage};
+use crate::{retention, routes, writer::Writer};
+
+/// The database used when `databases.<name>.url` is not configured: a
+/// SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventstream.db";
+
+/// A connection pool the event log can live in: convert a `SqlitePool` or
+/// a `PgPool` with `.into()`.
+#[derive(Debug, Clone)]
+pub struct EventLog(Storage);
+
+impl From<SqlitePool> for EventLog {
+    fn from(pool: SqlitePool) -> Self {
+        EventLog(Storage::Sqlite(pool))
+    }
+}
+
+impl From<PgPool> for EventLog {
+    fn from(pool: PgPool) -> Self {
+        EventLog(Storage::Postgres(pool))
+    }
+}
+
+type FetchPool = Box<dyn Fn(&Rocket<Build>) -> Option<EventLog> + Send + Sync>;
+
+enum PoolSource {
+    /// Open `databases.<eventstream.database>` (the default).
+    Configured,
+    Given(EventLog),
+    Fetch(&'static str, FetchPool),
+}
+
+/// Attaches eventstream to a Rocket application.
+///
+/// ```no_run
+/// # mod my_app { pub mod auth {
+/// #     #[derive(Default)] pub struct PrivateChannels;
+/// #     #[rocket::async_trait] impl eventstream_rocket::Authorizer for PrivateChannels {}
+/// # } }
+/// #[rocket::launch]
+/// fn rocket() -> _ {
+///     rocket::build().attach(
+///         eventstream_rocket::Stage::new().authorizer::<my_app::auth::PrivateChannels>(),
+///     )
+/// }
+/// ```
+///
+/// With that, `GET /events/?channel=news` streams and
+/// `&State<eventstream_rocket::Events>` sends.
+pub struct Stage {
+    authorizers: Vec<(String, Arc<dyn Authorizer>)>,
+    identity: Option<Arc<dyn Identify>>,
+    pool: Mutex<Option<PoolSource>>,
+    running: Mutex<Option<Running>>,
+}
+
+/// What the stage started and must stop at shutdown.
+struct Running {
+    retention: JoinHandle<()>,
+    owned_pool: Option<Storage>,
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Stage::new()
+    }
+}
+
+impl Stage {
+    /// A stage with no authorizer registered (everything readable), the
+    /// built-in JWT identity, and the event log in `databases.eventstream`.
+    pub fn new() -> Self {
+        Stage {
+            authorizers: Vec::new(),
+            identity: None,
+            pool: Mutex::new(Some(PoolSource::Configured)),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Registers `A` under [`Authorizer::name`], its Rust path. With one
+    /// authorizer registered it is used unless `EVENTSTREAM_AUTHORIZER`
+    /// names another; with several, the setting must choose.
+    pub fn authorizer<A: Authorizer + Default>(self) -> Self {
+        self.authorizer_named(A::name(), A::default())
+    }
+
+    /// Registers an authorizer instance under an explicit name.
+    pub fn authorizer_named(
+        mut self,
+        name: impl Into<String>,
+        authorizer: impl Authorizer,
+    ) -> Self {
+        self.authorizers.push((name.into(), Arc::new(authorizer)));
+        self
+    }
+
+    /// Replaces the built-in JWT identity.
+    pub fn identity(mut self, identity: impl Identify) -> Self {
+        self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// Keeps the event log in a pool the application already has.
+    pub fn pool(self, pool: impl Into<EventLog>) -> Self {
+        *self.pool.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(PoolSource::Given(pool.into()));
+        self
+    }
+
+    /// Keeps the event log in the application's `rocket_db_pools` database
+    /// `D` (attach `D::init()` before this stage).
+    pub fn database<D>(self) -> Self
+    where
+        D: Database,
+        D::Pool: Clone + Into<EventLog>,
+    {
+        let fetch: FetchPool = Box::new(|rocket| D::fetch(rocket).map(|db| (**db).clone().into()));
+        *self.pool.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(PoolSource::Fetch(std::any::type_name::<D>(), fetch));
+        self
+    }
+
+    fn choose_authorizer(&self, config: &Config) -> Result<Arc<dyn Authorizer>, String> {
+        let registered = || {
+            let mut names: Vec<&str> = self
+                .authorizers
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect();
+            names.push("eventstream_rocket::AllowAll");
+            names.join(", ")
+        };
+        match &config.authorizer {
+            Some(wanted) => {
+                if let Some((_, found)) = self.authorizers.iter().find(|(name, _)| name == wanted) {
+                    Ok(Arc::clone(found))
+                } else if *wanted == AllowAll::name() {
+                    Ok(Arc::new(AllowAll))
+                } else {
+                    Err(format!(
+                        "eventstream.authorizer: no authorizer named {wanted:?} is registered with the stage; registered: {}",
+                        registered()
+                    ))
+                }
+            }
+            None => match self.authorizers.as_slice() {
+                [] => Ok(Arc::new(AllowAll)),
+                [(_, only)] => Ok(Arc::clone(only)),
+                _ => Err(format!(
+                    "eventstream.authorizer: several authorizers are registered; choose one with EVENTSTREAM_AUTHORIZER: {}",
+                    registered()
+                )),
+            },
+        }
+    }
+
+    async fn open_storage(
+        &self,
+        rocket: &Rocket<Build>,
+        config: &Config,
+    ) -> Result<(Storage, bool), String> {
+        let source = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or(PoolSource::Configured);
+        match source {
+            PoolSource::Given(EventLog(storage)) => Ok((storage, false)),
+            PoolSource::Fetch(name, fetch) => match fetch(rocket) {
+                Some(EventLog(storage)) => Ok((storage, false)),
+                None => Err(format!(
+                    "database {name} is not initialized: attach its init() fairing before the eventstream stage"
+                )),
+            },
+            PoolSource::Configured => open_configured(rocket, config)
+                .await
+                .map(|storage| (storage, true)),
+        }
+    }
+}
+
+/// Opens `databases.<config.database>` the way `rocket_db_pools` does,
+/// choosing the backend by the URL's scheme.
+async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Storage, String> {
+    let key = format!("databases.{}", config.database);
+    let workers: usize = rocket
+        .figment()
+        .extract_inner(rocket::Config::WORKERS)
+        .unwrap_or(1);
+    let figment = rocket
+        .figment()
+        .focus(&key)
+        .join(Serialized::default("url", DEFAULT_DATABASE_URL))
+        .join(Serialized::default("max_connections", workers * 4))
+        .join(Serialized::default("connect_timeout", 5));
+    let url: String = figment
+        .extract_inner("url")
+        .map_err(|e| format!("{key}.url: {e}"))?;
+    let scheme = url
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        "sqlite" => <SqlitePool as rocket_db_pools::Pool>::init(&figment)
+            .await
+            .map(Storage::Sqlite)
+            .map_err(|e| format!("{key}: cannot open {url:?}: {e}")),
+        "postgres" | "postgresql" => <PgPool as rocket_db_pools::Pool>::init(&figment)
+            .await
+            .map(Storage::Postgres)
+            .map_err(|e| format!("{key}: cannot connect: {e}")),
+        _ => Err(format!(
+            "{key}.url: unsupported database {url:?}; use sqlite://path.db or postgres://..."
+        )),
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for Stage {
+    fn info(&self) -> Info {
+        Info {
+            name: "eventstream",
+            kind: Kind::Ignite | Kind::Shutdown | Kind::Singleton,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        match self.ignite(&rocket).await {
+            Ok((events, running)) => {
+                let mount = events.shared.config.mount.clone();
+                let publish = events.shared.config.publish_key.is_some();
+                *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+                Ok(rocket.manage(events).mount(mount, routes::routes(publish)))
+            }
+            Err(why) => {
+                log::error!("eventstream: {why}");
+                Err(rocket)
+            }
+        }
+    }
+
+    async fn on_shutdown(&self, _rocket: &Rocket<Orbit>) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(running) = running {
+            running.retention.abort();
+            if let Some(storage) = running.owned_pool {
+                storage.close().await;
+            }
+        }
+    }
+}
+
+impl Stage {
+    async fn ignite(&self, rocket: &Rocket<Build>) -> Result<(Events, Running), String> {
+        let config = Config::from_figment(rocket.figment())?;
+        let authorizer = self.choose_authorizer(&config)?;
+        let (storage, owned) = self.open_storage(rocket, &config).await?;
+        storage::migrate(&storage)
+            .await
+            .map_err(|e| format!("migrating the event log failed: {e}"))?;
+        let identity = self
+            .identity
+            .clone()
+            .unwrap_or_else(|| Arc::new(JwtIdentity::new(config.jwt_secret.as_deref())));
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
+        let writer = Writer::spawn(
+            storage.clone(),
+            Arc::clone(&hub),
+            Arc::clone(&metrics),
+            config.durability,
+            config.commit_batch,
+        );
+        let retention = retention::spawn(storage.clone(), &config);
+        let running = Running {
+            retention,
+            owned_pool: owned.then(|| storage.clone()),
+        };
+        let shared = Shared {
+            config,
+            storage,
+            hub,
+            writer,
+            metrics,
+            authorizer,
+            identity,
+        };
+        Ok((
+            Events {
+                shared: Arc::new(shared),
+            },
+            running,
+        ))
+    }
+}

@@ -1,0 +1,440 @@
+//! The event log in SQL: SQLite or PostgreSQL, chosen by the database URL.
+//!
+//! Both backends run the same SQL (`INSERT .. ON CONFLICT .. RETURNING`
+//! works in SQLite 3.35+ and PostgreSQL); only durability settings and
+//! transaction isolation differ. [`dispatch!`] writes each operation once and
+//! type-checks it against both concrete pool types, which keeps sqlx's
+//! generic bounds out of the code.
+
+pub(crate) mod migrations;
+
+use std::collections::BTreeMap;
+
+use rocket_db_pools::sqlx::{self, PgPool, QueryBuilder, Row, SqlitePool};
+
+use crate::config::Durability;
+use crate::event_id::{EventId, IdVector};
+
+pub(crate) use migrations::migrate;
+
+/// A handle on the event log.
+#[derive(Clone, Debug)]
+pub(crate) enum Storage {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+macro_rules! dispatch {
+    ($storage:expr, $pool:ident => $body:expr) => {
+        match $storage {
+            Storage::Sqlite($pool) => $body,
+            Storage::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// An event waiting to be appended.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent {
+    pub(crate) channel: String,
+    pub(crate) event_type: String,
+    pub(crate) data: String,
+    pub(crate) skip_users: Vec<String>,
+}
+
+/// A stored event, as returned by replay and [`Events::snapshot`](crate::Events::snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's channel and sequence number.
+    pub id: EventId,
+    /// The `event:` type.
+    pub event_type: String,
+    /// The data as sent: JSON text unless it was sent pre-encoded.
+    pub data: String,
+    /// When the event was committed, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    pub(crate) skip_users: Vec<String>,
+}
+
+/// A channel's counter row: its newest id and what retention has removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ChannelState {
+    /// The id of the newest event (0 when none was ever sent).
+    pub(crate) last_id: u64,
+    /// The highest id trimmed away; every id after it is still stored.
+    pub(crate) trimmed_through: u64,
+}
+
+impl ChannelState {
+    /// Whether a client whose last event was `position` can be served exactly
+    /// the events after it: the position is not in the future, and nothing
+    /// after it has been trimmed.
+    pub(crate) fn can_resume_from(&self, position: u64) -> bool {
+        position <= self.last_id && (position == self.last_id || self.trimmed_through <= position)
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn skip_users_column(skip_users: &[String]) -> Option<String> {
+    if skip_users.is_empty() {
+        None
+    } else {
+        serde_json::to_string(skip_users).ok()
+    }
+}
+
+fn event_from_row<R>(row: &R) -> Result<Event, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let skip_users: Option<String> = row.try_get("skip_users")?;
+    let skip_users = match skip_users {
+        Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        None => Vec::new(),
+    };
+    Ok(Event {
+        id: EventId::new(
+            row.try_get::<String, _>("channel")?,
+            to_u64(row.try_get("id")?),
+        ),
+        event_type: row.try_get("event_type")?,
+        data: row.try_get("data")?,
+        created_ms: row.try_get("created_ms")?,
+        skip_users,
+    })
+}
+
+/// Adds each channel's event count to its counter and evaluates to the new
+/// `last_id` of every channel in `$counts`. (A macro rather than a generic
+/// function: it expands against each backend's concrete transaction.)
+macro_rules! bump_counters {
+    ($tx:expr, $counts:expr) => {{
+        let mut upsert = QueryBuilder::new("INSERT INTO eventstream_channels (name, last_id, trimmed_through) ");
+        upsert.push_values($counts, |mut row, (channel, count)| {
+            row.push_bind(*channel).push_bind(*count).push_bind(0_i64);
+        });
+        upsert.push(
+            " ON CONFLICT (name) DO UPDATE SET last_id = eventstream_channels.last_id + excluded.last_id \
+             RETURNING name, last_id",
+        );
+        let rows = upsert.build().fetch_all(&mut *$tx).await?;
+        let mut last_ids: BTreeMap<String, u64> = BTreeMap::new();
+        for row in &rows {
+            last_ids.insert(row.try_get::<String, _>("name")?, to_u64(row.try_get("last_id")?));
+        }
+        last_ids
+    }};
+}
+
+/// Inserts `$events` with the ids `$ids` their counters reserved.
+macro_rules! insert_events {
+    ($tx:expr, $events:expr, $ids:expr, $now_ms:expr) => {{
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO eventstream_events (channel, id, event_type, data, skip_users, created_ms) ",
+        );
+        insert.push_values($events.iter().zip($ids), |mut row, (event, id)| {
+            row.push_bind(event.channel.as_str())
+                .push_bind(to_i64(*id))
+                .push_bind(event.event_type.as_str())
+                .push_bind(event.data.as_str())
+                .push_bind(skip_users_column(&event.skip_users))
+                .push_bind($now_ms);
+        });
+        insert.build().execute(&mut *$tx).await?;
+    }};
+}
+
+/// Evaluates to the counter rows of `$channels` (all zero for channels
+/// never sent to).
+macro_rules! read_states {
+    ($executor:expr, $channels:expr) => {{
+        let channels: &[String] = $channels;
+        let mut states: BTreeMap<String, ChannelState> = channels
+            .iter()
+            .map(|channel| (channel.clone(), ChannelState::default()))
+            .collect();
+        if !channels.is_empty() {
+            let mut query = QueryBuilder::new(
+                "SELECT name, last_id, trimmed_through FROM eventstream_channels WHERE name IN (",
+            );
+            let mut names = query.separated(", ");
+            for channel in channels {
+                names.push_bind(channel.as_str());
+            }
+            names.push_unseparated(")");
+            for row in query.build().fetch_all($executor).await? {
+                states.insert(
+                    row.try_get("name")?,
+                    ChannelState {
+                        last_id: to_u64(row.try_get("last_id")?),
+                        trimmed_through: to_u64(row.try_get("trimmed_through")?),
+                    },
+                );
+            }
+        }
+        states
+    }};
+}
+
+const SELECT_EVENTS: &str =
+    "SELECT channel, id, event_type, data, skip_users, created_ms FROM eventstream_events";
+
+impl Storage {
+    /// Appends events in one transaction and returns their ids, in order.
+    ///
+    /// Each channel's counter row is bumped once by the number of events it
+    /// receives, so concurrent writers (other processes on the same
+    /// database) serialize on that row and ids stay gap-free.
+    pub(crate) async fn append_batch(
+        &self,
+        events: &[NewEvent],
+        durability: Durability,
+        now_ms: i64,
+    ) -> Result<Vec<u64>, sqlx::Error> {
+        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        for event in events {
+            *counts.entry(event.channel.as_str()).or_default() += 1;
+        }
+        // Ask for the durability this batch needs before it commits: SQLite
+        // takes it per connection (outside a transaction), PostgreSQL per
+        // transaction.
+        let (before_begin, after_begin) = match (self, durability) {
+            (Storage::Sqlite(_), Durability::Process) => {
+                (Some("PRAGMA synchronous = NORMAL"), None)
+            }
+            (Storage::Sqlite(_), Durability::Power) => (Some("PRAGMA synchronous = FULL"), None),
+            (Storage::Postgres(_), Durability::Process) => {
+                (None, Some("SET LOCAL synchronous_commit = off"))
+            }
+            (Storage::Postgres(_), Durability::Power) => {
+                (None, Some("SET LOCAL synchronous_commit = on"))
+            }
+        };
+        let last_ids = dispatch!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            if let Some(sql) = before_begin {
+                sqlx::query(sql).execute(&mut *conn).await?;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if let Some(sql) = after_begin {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
+            let last_ids = bump_counters!(tx, &counts);
+            let ids = assign_ids(events, &counts, &last_ids);
+            insert_events!(tx, events, &ids, now_ms);
+            tx.commit().await?;
+            last_ids
+        });
+        Ok(assign_ids(events, &counts, &last_ids))
+    }
+
+    /// The counter rows of `channels`; channels never sent to are all zero.
+    pub(crate) async fn channel_states(
+        &self,
+        channels: &[String],
+    ) -> Result<BTreeMap<String, ChannelState>, sqlx::Error> {
+        dispatch!(self, pool => {
+            Ok(read_states!(pool, channels))
+        })
+    }
+
+    /// Up to `limit` events of `channel` with ids after `after`, in order.
+    pub(crate) async fn events_after(
+        &self,
+        channel: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, sqlx::Error> {
+        let sql = format!("{SELECT_EVENTS} WHERE channel = $1 AND id > $2 ORDER BY id LIMIT $3");
+        dispatch!(self, pool => {
+            let rows = sqlx::query(&sql)
+                .bind(channel)
+                .bind(to_i64(after))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(event_from_row).collect()
+        })
+    }
+
+    /// The newest `limit` events of each channel and the id vector they end
+    /// at, read from one consistent snapshot.
+    pub(crate) async fn snapshot(
+        &self,
+        channels: &[String],
+        limit: usize,
+    ) -> Result<(Vec<Event>, IdVector), sqlx::Error> {
+        let sql = format!("{SELECT_EVENTS} WHERE channel = $1 ORDER BY id DESC LIMIT $2");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        dispatch!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if matches!(self, Storage::Postgres(_)) {
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let states = read_states!(&mut *tx, channels);
+            let mut events = Vec::new();
+            for channel in channels {
+                let rows = sqlx::query(&sql).bind(channel).bind(limit).fetch_all(&mut *tx).await?;
+                for row in rows.iter().rev() {
+                    events.push(event_from_row(row)?);
+                }
+            }
+            tx.commit().await?;
+            events.sort_by(|a, b| {
+                (a.created_ms, a.id.channel(), a.id.seq()).cmp(&(b.created_ms, b.id.channel(), b.id.seq()))
+            });
+            let mut ids = IdVector::new();
+            for channel in channels {
+                ids.set(channel.clone(), states.get(channel).map_or(0, |state| state.last_id));
+            }
+            Ok((events, ids))
+        })
+    }
+
+    /// Deletes events older than `cutoff_ms` and, with `max_count`, all but
+    /// the newest `max_count` of each channel. Returns how many were deleted.
+    ///
+    /// Only a prefix of each channel is ever deleted, and `trimmed_through`
+    /// is raised in the same transaction, so the retained ids stay contiguous.
+    pub(crate) async fn trim(
+        &self,
+        cutoff_ms: i64,
+        max_count: Option<u64>,
+    ) -> Result<u64, sqlx::Error> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut cuts: BTreeMap<String, i64> = BTreeMap::new();
+            let aged = sqlx::query(
+                "SELECT channel, MAX(id) AS cut FROM eventstream_events WHERE created_ms < $1 GROUP BY channel",
+            )
+            .bind(cutoff_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &aged {
+                cuts.insert(row.try_get("channel")?, row.try_get("cut")?);
+            }
+            if let Some(max_count) = max_count {
+                let max_count = to_i64(max_count);
+                let crowded = sqlx::query(
+                    "SELECT name, last_id - $1 AS cut FROM eventstream_channels WHERE last_id - trimmed_through > $2",
+                )
+                .bind(max_count)
+                .bind(max_count)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in &crowded {
+                    let cut: i64 = row.try_get("cut")?;
+                    let entry = cuts.entry(row.try_get("name")?).or_insert(cut);
+                    *entry = (*entry).max(cut);
+                }
+            }
+            let mut deleted = 0;
+            for (channel, cut) in &cuts {
+                sqlx::query(
+                    "UPDATE eventstream_channels SET trimmed_through = $1 WHERE name = $2 AND trimmed_through < $3",
+                )
+                .bind(cut)
+                .bind(channel)
+                .bind(cut)
+                .execute(&mut *tx)
+                .await?;
+                deleted += sqlx::query("DELETE FROM eventstream_events WHERE channel = $1 AND id <= $2")
+                    .bind(channel)
+                    .bind(cut)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
+
+    /// Closes the pool (on Rocket shutdown, when the stage opened it).
+    pub(crate) async fn close(&self) {
+        dispatch!(self, pool => pool.close().await)
+    }
+}
+
+/// Hands out each channel's reserved ids to its events in send order.
+fn assign_ids(
+    events: &[NewEvent],
+    counts: &BTreeMap<&str, i64>,
+    last_ids: &BTreeMap<String, u64>,
+) -> Vec<u64> {
+    let mut next: BTreeMap<&str, u64> = counts
+        .iter()
+        .map(|(channel, count)| {
+            let last = last_ids.get(*channel).copied().unwrap_or(0);
+            (*channel, last + 1 - to_u64(*count))
+        })
+        .collect();
+    events
+        .iter()
+        .map(|event| {
+            let id = next.entry(event.channel.as_str()).or_insert(1);
+            let assigned = *id;
+            *id += 1;
+            assigned
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_rule() {
+        let fresh = ChannelState {
+            last_id: 0,
+            trimmed_through: 0,
+        };
+        assert!(fresh.can_resume_from(0));
+        assert!(!fresh.can_resume_from(1));
+        let trimmed = ChannelState {
+            last_id: 10,
+            trimmed_through: 4,
+        };
+        assert!(!trimmed.can_resume_from(0));
+        assert!(!trimmed.can_resume_from(3));
+        assert!(trimmed.can_resume_from(4));
+        assert!(trimmed.can_resume_from(9));
+        assert!(trimmed.can_resume_from(10));
+        assert!(!trimmed.can_resume_from(11));
+        let all_gone = ChannelState {
+            last_id: 10,
+            trimmed_through: 10,
+        };
+        assert!(all_gone.can_resume_from(10));
+        assert!(!all_gone.can_resume_from(9));
+    }
+
+    #[test]
+    fn ids_follow_counters_per_channel_in_send_order() {
+        let event = |channel: &str| NewEvent {
+            channel: channel.into(),
+            event_type: "m".into(),
+            data: "1".into(),
+            skip_users: vec![],
+        };
+        let events = [event("a"), event("b"), event("a"), event("a")];
+        let counts = BTreeMap::from([("a", 3), ("b", 1)]);
+        let last_ids = BTreeMap::from([("a".to_string(), 13), ("b".to_string(), 1)]);
+        assert_eq!(assign_ids(&events, &counts, &last_ids), [11, 1, 12, 13]);
+    }
+}

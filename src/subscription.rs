@@ -1,0 +1,395 @@
+//! One client's stream: authorize, resume from storage, hand over to live
+//! delivery without a gap or a duplicate, and keep going until the client
+//! leaves, its permission is revoked, or Rocket shuts down.
+//!
+//! The hand-over works because the stream registers with the hub *before*
+//! it reads storage: an event committed after the read is necessarily
+//! published after the registration, so it is in the inbox; an event that
+//! is both read and queued is recognised by its id and written once. Live
+//! events are written only when their id is exactly the next one; anything
+//! else (an overflowed inbox, an id gap left by another process writing to
+//! the same database) sends the stream back to storage from its last
+//! position, which also notices retention racing the read and turns it into
+//! a `stream-reset` instead of a silent gap.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rocket::Shutdown;
+use tokio::time::{Duration, Instant, sleep_until};
+
+use crate::channel;
+use crate::error::StreamError;
+use crate::event_id::{IdVector, Resume};
+use crate::events::Shared;
+use crate::frame::{self, Frame};
+use crate::hub::{Delivery, Registration};
+use crate::identity::User;
+
+/// What a stream was asked for, checked before anything is written.
+pub(crate) struct Plan {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) channels: Result<Vec<String>, StreamError>,
+    pub(crate) user: Result<Option<User>, StreamError>,
+    pub(crate) resume: Result<Resume, String>,
+    pub(crate) shutdown: Shutdown,
+}
+
+/// A stream being served.
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    registration: Registration,
+    user_id: Option<String>,
+    /// Per channel index: whether it is persisted.
+    reliable: Vec<bool>,
+    /// The last event written, per persistent channel.
+    positions: IdVector,
+    /// Bit `i`: channel `i` must catch up from storage before live events.
+    behind: u64,
+    inbox: VecDeque<Delivery>,
+    keepalive: Duration,
+    next_keepalive: Instant,
+    shutdown: Shutdown,
+    finished: bool,
+}
+
+/// Validates the channel list: 1 to `limit` valid names, deduplicated.
+pub(crate) fn check_channels(
+    channels: Vec<String>,
+    limit: usize,
+) -> Result<Vec<String>, StreamError> {
+    let mut channels = channels;
+    channels.sort();
+    channels.dedup();
+    if channels.is_empty() {
+        return Err(StreamError::bad_request(
+            "Invalid request: No channels specified.",
+        ));
+    }
+    if channels.len() > limit {
+        return Err(StreamError::bad_request(format!(
+            "Invalid request: Channel limit exceeded ({} channels; at most {limit}).",
+            channels.len()
+        )));
+    }
+    for name in &channels {
+        channel::validate(name)
+            .map_err(|why| StreamError::bad_request(format!("Invalid request: {why}.")))?;
+    }
+    Ok(channels)
+}
+
+impl Plan {
+    /// Opens the stream. Returns the first chunk (`stream-open`, any reset,
+    /// or a lone `stream-error`) and the session that continues it, if any.
+    pub(crate) async fn open(self) -> (Bytes, Option<Session>) {
+        match self.try_open().await {
+            Ok(opened) => opened,
+            Err(error) => (frame::stream_error(&error), None),
+        }
+    }
+
+    async fn try_open(self) -> Result<(Bytes, Option<Session>), StreamError> {
+        let Plan {
+            shared,
+            channels,
+            user,
+            resume,
+            shutdown,
+        } = self;
+        let channels = channels?;
+        let resume = resume.map_err(StreamError::bad_request)?;
+        let user = user?;
+        let mut denied = Vec::new();
+        for channel in &channels {
+            if !shared
+                .authorizer
+                .can_read_channel(user.as_ref(), channel)
+                .await
+            {
+                denied.push(channel.clone());
+            }
+        }
+        if !denied.is_empty() {
+            return Err(StreamError::forbidden(denied));
+        }
+
+        let reliable: Vec<bool> = channels
+            .iter()
+            .map(|channel| shared.authorizer.is_channel_reliable(channel))
+            .collect();
+        let user_id = user.map(|user| user.id);
+        // Register before reading positions: see the module docs.
+        let registration = shared.hub.subscribe(
+            user_id.clone(),
+            channels.clone(),
+            shared.config.queue_capacity,
+        );
+        let persistent: Vec<String> = channels
+            .iter()
+            .zip(&reliable)
+            .filter(|(_, reliable)| **reliable)
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        let states = shared
+            .storage
+            .channel_states(&persistent)
+            .await
+            .map_err(|e| {
+                log::error!("eventstream: reading channel positions failed: {e}");
+                StreamError::internal("The event log is unavailable.")
+            })?;
+
+        let requested = match resume {
+            Resume::From(ids) => ids,
+            Resume::Fresh | Resume::AfterError => IdVector::new(),
+        };
+        let mut positions = IdVector::new();
+        let mut reset = Vec::new();
+        let mut behind = 0;
+        for (index, channel) in channels.iter().enumerate() {
+            let Some(state) = states.get(channel) else {
+                continue;
+            };
+            let position = match requested.get(channel) {
+                Some(position) if state.can_resume_from(position) => position,
+                Some(_) => {
+                    reset.push(channel.clone());
+                    state.last_id
+                }
+                None => state.last_id,
+            };
+            if position < state.last_id {
+                behind |= 1 << index;
+            }
+            positions.set(channel.clone(), position);
+        }
+
+        let mut first = BytesMut::new();
+        if shared.config.padding {
+            first.put_slice(&frame::padding());
+        }
+        first.put_slice(frame::STREAM_OPEN);
+        if !reset.is_empty() {
+            shared.metrics.reset();
+            first.put_slice(&frame::stream_reset(&reset, &positions.to_string()));
+        }
+        let keepalive = Duration::from_secs(shared.config.keepalive_secs);
+        let session = Session {
+            registration,
+            user_id,
+            reliable,
+            positions,
+            behind,
+            inbox: VecDeque::new(),
+            keepalive,
+            next_keepalive: Instant::now() + keepalive,
+            shutdown,
+            finished: false,
+            shared,
+        };
+        Ok((first.freeze(), Some(session)))
+    }
+}
+
+impl Session {
+    fn channel(&self, index: usize) -> &str {
+        &self.registration.channels()[index]
+    }
+
+    fn is_multi(&self) -> bool {
+        self.reliable.len() > 1
+    }
+
+    fn skipped(&self, skip_users: &[String]) -> bool {
+        self.user_id
+            .as_ref()
+            .is_some_and(|user| skip_users.iter().any(|skip| skip == user))
+    }
+
+    /// Writes an event with the id line this stream needs.
+    fn write_event(&self, out: &mut BytesMut, frame: &Frame) {
+        if self.is_multi() {
+            if !self.positions.is_empty() {
+                frame::write_id(out, &self.positions.to_string());
+            }
+            out.put_slice(&frame.body);
+        } else {
+            out.put_slice(&frame.with_id);
+        }
+    }
+
+    /// The next chunk of the body; `None` ends the stream.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            let mut out = BytesMut::new();
+            if self.behind != 0 {
+                self.catch_up(&mut out).await;
+            } else {
+                self.drain_inbox(&mut out);
+            }
+            if !out.is_empty() {
+                self.next_keepalive = Instant::now() + self.keepalive;
+                return Some(out.freeze());
+            }
+            if self.behind != 0 {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut self.shutdown => return None,
+                _ = self.registration.woken() => {}
+                _ = sleep_until(self.next_keepalive) => {
+                    self.next_keepalive = Instant::now() + self.keepalive;
+                    return Some(Bytes::from_static(frame::KEEP_ALIVE));
+                }
+            }
+        }
+    }
+
+    /// Writes what the hub queued, in order, skipping what was already
+    /// written and sending channels with a gap back to storage.
+    fn drain_inbox(&mut self, out: &mut BytesMut) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let mail = self.registration.take(&mut inbox);
+        if let Some(error) = mail.kicked {
+            self.inbox = inbox;
+            self.inbox.clear();
+            out.put_slice(&frame::stream_error(&error));
+            self.finished = true;
+            return;
+        }
+        let mut lost_live = Vec::new();
+        for index in 0..self.reliable.len() {
+            if mail.overflowed & (1 << index) != 0 {
+                if self.reliable[index] {
+                    self.fall_back(index);
+                } else {
+                    lost_live.push(self.channel(index).to_owned());
+                }
+            }
+        }
+        for delivery in inbox.drain(..) {
+            let bit = 1 << delivery.channel;
+            let event = &delivery.event;
+            if let Some(seq) = event.seq {
+                if self.behind & bit != 0 {
+                    continue; // storage will provide it
+                }
+                let position = self.positions.get(&event.channel).unwrap_or(0);
+                if seq <= position {
+                    continue; // already written during replay
+                }
+                if seq > position + 1 {
+                    self.fall_back(delivery.channel);
+                    continue;
+                }
+                self.positions.set(event.channel.clone(), seq);
+            }
+            if !self.skipped(&event.skip_users) {
+                self.write_event(out, &event.frame);
+            }
+        }
+        self.inbox = inbox;
+        if !lost_live.is_empty() {
+            // Non-persistent channels cannot be replayed: say so.
+            self.shared.metrics.reset();
+            out.put_slice(&frame::stream_reset(
+                &lost_live,
+                &self.positions.to_string(),
+            ));
+        }
+    }
+
+    fn fall_back(&mut self, index: usize) {
+        if self.behind & (1 << index) == 0 {
+            self.shared.metrics.replay_fallback();
+        }
+        self.behind |= 1 << index;
+    }
+
+    /// Writes one page of stored events for the first channel that is
+    /// behind; a short page means it has caught up.
+    async fn catch_up(&mut self, out: &mut BytesMut) {
+        let index = self.behind.trailing_zeros() as usize;
+        let bit = 1 << index;
+        let channel = self.channel(index).to_owned();
+        let position = self.positions.get(&channel).unwrap_or(0);
+        let page = self.shared.config.replay_page;
+        let events = match self
+            .shared
+            .storage
+            .events_after(&channel, position, page)
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => {
+                log::error!("eventstream: replay of {channel:?} failed: {e}");
+                out.put_slice(&frame::stream_error(&StreamError::internal(
+                    "The event log is unavailable.",
+                )));
+                self.finished = true;
+                return;
+            }
+        };
+        let contiguous = events
+            .first()
+            .is_none_or(|event| event.id.seq() == position + 1);
+        if events.is_empty() || !contiguous {
+            // Either caught up, or retention removed events after our
+            // position between the check and the read.
+            let current = match self
+                .shared
+                .storage
+                .channel_states(std::slice::from_ref(&channel))
+                .await
+            {
+                Ok(states) => states.get(&channel).copied().unwrap_or_default(),
+                Err(e) => {
+                    log::error!("eventstream: reading {channel:?} failed: {e}");
+                    out.put_slice(&frame::stream_error(&StreamError::internal(
+                        "The event log is unavailable.",
+                    )));
+                    self.finished = true;
+                    return;
+                }
+            };
+            if contiguous && current.last_id == position {
+                self.behind &= !bit; // caught up
+            } else if contiguous && current.can_resume_from(position) {
+                // Committed since the read: the next call reads it.
+            } else {
+                self.shared.metrics.reset();
+                self.positions.set(channel.clone(), current.last_id);
+                self.behind &= !bit;
+                out.put_slice(&frame::stream_reset(
+                    &[channel],
+                    &self.positions.to_string(),
+                ));
+            }
+            return;
+        }
+        if events.len() < page {
+            self.behind &= !bit;
+        }
+        let single = !self.is_multi();
+        for event in events {
+            self.positions.set(channel.clone(), event.id.seq());
+            if self.skipped(&event.skip_users) {
+                continue;
+            }
+            if single {
+                let frame =
+                    Frame::encode(&event.event_type, &event.data, Some(&event.id.to_string()));
+                out.put_slice(&frame.with_id);
+            } else {
+                frame::write_id(out, &self.positions.to_string());
+                out.put_slice(&frame::encode_body(&event.event_type, &event.data));
+            }
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The stream contract: headers, the opening frame, ids, data lines,
+//! errors, keep-alives, shutdown.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp};
+use crate::on_both_backends;
+
+async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let mut stream = app.stream("/events/?channel=news", &[]).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
+    assert_eq!(stream.header("cache-control"), Some("no-cache"));
+    assert_eq!(stream.header("x-accel-buffering"), Some("no"));
+    let first = stream.next().await.expect("a frame");
+    assert_eq!(first.event(), "stream-open");
+    assert_eq!(first.id, None);
+    assert!(stream.raw.starts_with(b"event: stream-open\ndata:\n\n"));
+    app.stop().await;
+}
+on_both_backends!(stream_has_sse_headers_and_opens_with_stream_open);
+
+async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let mut plain = app.stream("/events?channel=news", &[]).await;
+    let mut slash = app.stream("/events/?channel=news", &[]).await;
+    let mut path = app.stream("/events/news", &[]).await;
+    for stream in [&mut plain, &mut slash, &mut path] {
+        assert_eq!(stream.status, 200);
+        assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    }
+    app.send("news", json!({"n": 1})).await;
+    for stream in [&mut plain, &mut slash, &mut path] {
+        let event = stream.next_event().await;
+        assert_eq!(event.id.as_deref(), Some("news:1"));
+    }
+    app.stop().await;
+}
+on_both_backends!(mount_serves_with_and_without_slash_and_by_path);
+
+async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let mut stream = app.stream("/events/room-1", &[]).await;
+    stream.next().await.expect("open");
+    assert_eq!(app.send("room-1", json!({"text": "hi"})).await, "room-1:1");
+    let id = app
+        .events
+        .send("room-1", "chat.typing", &json!({"who": "bo"}))
+        .await
+        .expect("send");
+    assert_eq!(id.expect("persisted").to_string(), "room-1:2");
+    let first = stream.next_event().await;
+    assert_eq!(
+        (first.event(), first.id.as_deref()),
+        ("message", Some("room-1:1"))
+    );
+    assert_eq!(first.json(), json!({"text": "hi"}));
+    let second = stream.next_event().await;
+    assert_eq!(
+        (second.event(), second.id.as_deref()),
+        ("chat.typing", Some("room-1:2"))
+    );
+    // Every event frame names its type explicitly.
+    let text = String::from_utf8_lossy(&stream.raw);
+    assert!(
+        text.contains("id: room-1:1\nevent: message\ndata: {\"text\":\"hi\"}\n\n"),
+        "{text}"
+    );
+    app.stop().await;
+}
+on_both_backends!(live_event_carries_type_channel_id_and_json_data);
+
+async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    app.send("b", json!(0)).await;
+    let mut stream = app
+        .stream("/events/?channel=b&channel=a%20z&channel=b", &[])
+        .await;
+    stream.next().await.expect("open");
+    app.send("a z", json!(1)).await;
+    app.send("b", json!(2)).await;
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("a%20z:1,b:1"));
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("a%20z:1,b:2"));
+    app.stop().await;
+}
+on_both_backends!(multi_channel_ids_are_the_sorted_vector_of_all_channels);
+
+async fn channel_names_are_percent_encoded_in_ids(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let name = "a b,c:d%é/x";
+    let mut stream = app
+        .stream("/events/?channel=a%20b%2Cc%3Ad%25%C3%A9%2Fx", &[])
+        .await;
+    stream.next().await.expect("open");
+    assert_eq!(app.send(name, json!(1)).await, "a%20b%2Cc%3Ad%25%C3%A9/x:1");
+    assert_eq!(
+        stream.next_event().await.id.as_deref(),
+        Some("a%20b%2Cc%3Ad%25%C3%A9/x:1")
+    );
+    let mut by_path = app.stream("/events/caf%C3%A9", &[]).await;
+    by_path.next().await.expect("open");
+    app.send("café", json!(1)).await;
+    assert_eq!(
+        by_path.next_event().await.id.as_deref(),
+        Some("caf%C3%A9:1")
+    );
+    app.stop().await;
+}
+on_both_backends!(channel_names_are_percent_encoded_in_ids);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lines_split_on_cr_lf_and_crlf() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
+        return;
+    };
+    let mut stream = app.stream("/events/text", &[]).await;
+    stream.next().await.expect("open");
+    let options = eventstream_rocket::SendOptions {
+        pre_encoded: true,
+        ..Default::default()
+    };
+    app.events
+        .send_with("text", "message", "one\rtwo\nthree\r\nfour", options)
+        .await
+        .expect("send");
+    stream.next_event().await;
+    let text = String::from_utf8_lossy(&stream.raw);
+    assert!(
+        text.contains("data: one\ndata: two\ndata: three\ndata: four\n\n"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padding_comment_is_sent_first_when_enabled() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s.with("eventstream.padding", true)).await
+    else {
+        return;
+    };
+    let mut stream = app.stream("/events/x", &[]).await;
+    let first = stream.next().await.expect("padding");
+    assert!(first.comment);
+    let mut expected = b":".to_vec();
+    expected.extend(std::iter::repeat_n(b' ', 2048));
+    expected.extend(b"\n\n");
+    assert!(stream.raw.starts_with(&expected));
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_channel_requests_get_a_bad_request_stream_error() {
+    let Some(app) =
+        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.channel_limit", 3)).await
+    else {
+        return;
+    };
+    for (path, text) in [
+        ("/events/", "No channels specified"),
+        (
+            "/events/?channel=a&channel=b&channel=c&channel=d",
+            "Channel limit exceeded",
+        ),
+        ("/events/?channel=bad%0Aname", "control character"),
+        (&format!("/events/?channel={}", "x".repeat(256)), "255"),
+        ("/events/?feed=forbidden&channel=a", "no such feed"),
+    ] {
+        let mut stream = app.stream(path, &[]).await;
+        assert_eq!(stream.status, 200, "{path}");
+        let frames = stream.until_end().await;
+        assert_eq!(
+            frames.len(),
+            1,
+            "{path}: only the error, no stream-open: {frames:?}"
+        );
+        assert_eq!(frames[0].event(), "stream-error");
+        assert_eq!(frames[0].id.as_deref(), Some("error"));
+        let data = frames[0].json();
+        assert_eq!(data["condition"], "bad-request", "{path}");
+        assert!(
+            data["text"].as_str().expect("text").contains(text),
+            "{path}: {data}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_for_request_hook_adds_channels() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
+        return;
+    };
+    let mut stream = app.stream("/events/?channel=a&feed=sports", &[]).await;
+    stream.next().await.expect("open");
+    app.send("feed-sports", json!(1)).await;
+    assert_eq!(
+        stream.next_event().await.id.as_deref(),
+        Some("a:0,feed-sports:1")
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_route_streams_the_channels_it_computed() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
+        return;
+    };
+    let token = crate::helpers::token("ann", 60);
+    let mut mine = app
+        .stream(
+            "/my-notifications",
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+    let mut anonymous = app.stream("/my-notifications", &[]).await;
+    mine.next().await.expect("open");
+    anonymous.next().await.expect("open");
+    app.send("_user-ann", json!("for ann")).await;
+    app.send("public-notices", json!("for all")).await;
+    assert_eq!(mine.next_event().await.json(), json!("for ann"));
+    assert_eq!(anonymous.next_event().await.json(), json!("for all"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_rejects_bad_event_types_channels_and_sizes() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
+        s.with("eventstream.max_event_bytes", 100)
+    })
+    .await
+    else {
+        return;
+    };
+    for bad in [
+        "stream-open",
+        "stream-reset",
+        "stream-error",
+        "keep-alive",
+        "a\nb",
+        "a\rb",
+        "a\0b",
+        "",
+    ] {
+        let error = app.events.send("c", bad, &1).await.expect_err(bad);
+        assert!(
+            matches!(error, eventstream_rocket::Error::InvalidEventType(_)),
+            "{bad:?}: {error}"
+        );
+    }
+    let error = app
+        .events
+        .send("bad\nchannel", "message", &1)
+        .await
+        .expect_err("channel");
+    assert!(
+        matches!(error, eventstream_rocket::Error::InvalidChannel(_)),
+        "{error}"
+    );
+    let error = app
+        .events
+        .send("c", "message", &"x".repeat(200))
+        .await
+        .expect_err("size");
+    assert!(
+        matches!(
+            error,
+            eventstream_rocket::Error::EventTooLarge { max: 100, .. }
+        ),
+        "{error}"
+    );
+    // Nothing was stored by the refused sends.
+    assert_eq!(
+        app.events.current_id(&["c"]).await.expect("read").get("c"),
+        Some(0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_follows_silence() {
+    let Some(app) =
+        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.keepalive_secs", 1)).await
+    else {
+        return;
+    };
+    let mut stream = app.stream("/events/quiet", &[]).await;
+    stream.next().await.expect("open");
+    let started = std::time::Instant::now();
+    let keep_alive = stream
+        .next_within(Duration::from_secs(5))
+        .await
+        .expect("keep-alive");
+    assert_eq!(keep_alive.event(), "keep-alive");
+    assert_eq!(keep_alive.data, "");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(String::from_utf8_lossy(&stream.raw).ends_with("event: keep-alive\ndata:\n\n"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_cleanly_on_shutdown() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
+        return;
+    };
+    let mut stream = app.stream("/events/a", &[]).await;
+    stream.next().await.expect("open");
+    let events = app.events.clone();
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(
+        stream.next_within(Duration::from_secs(10)).await,
+        None,
+        "the stream ends"
+    );
+    stopping.await.expect("stopped");
+    assert_eq!(events.metrics().live_subscribers, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_client_is_unregistered_by_the_next_keep_alive() {
+    let Some(app) =
+        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.keepalive_secs", 1)).await
+    else {
+        return;
+    };
+    let mut stream = app.stream("/events/a", &[]).await;
+    stream.next().await.expect("open");
+    assert_eq!(app.events.metrics().live_subscribers, 1);
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.events.metrics().live_subscribers != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still registered after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_persistent_channels_have_no_ids() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
+        return;
+    };
+    let mut stream = app.stream("/events/live-ticker", &[]).await;
+    stream.next().await.expect("open");
+    let id = app
+        .events
+        .send("live-ticker", "tick", &1)
+        .await
+        .expect("send");
+    assert_eq!(id, None);
+    let tick = stream.next_event().await;
+    assert_eq!((tick.event(), tick.id.as_deref()), ("tick", None));
+    // Mixed with a persistent channel, the vector covers only that one.
+    let mut mixed = app
+        .stream("/events/?channel=live-ticker&channel=p", &[])
+        .await;
+    mixed.next().await.expect("open");
+    app.events
+        .send("live-ticker", "tick", &2)
+        .await
+        .expect("send");
+    assert_eq!(mixed.next_event().await.id.as_deref(), Some("p:0"));
+    app.stop().await;
+}
+
+// A current-thread runtime: the stream's task cannot run while the test
+// publishes without awaiting, so the inbox of 2 overflows deterministically.
+#[tokio::test(flavor = "current_thread")]
+async fn overflowing_a_non_persistent_channel_resets_it_never_drops_silently() {
+    let Some(app) =
+        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.queue_capacity", 2)).await
+    else {
+        return;
+    };
+    let mut stream = app.stream("/events/live-fast", &[]).await;
+    stream.next().await.expect("open");
+    for n in 0..200 {
+        app.events
+            .send("live-fast", "tick", &n)
+            .await
+            .expect("send");
+    }
+    let mut ticks = 0;
+    let mut reset = None;
+    while reset.is_none() {
+        let frame = stream.next_event().await;
+        match frame.event() {
+            "tick" => ticks += 1,
+            "stream-reset" => reset = Some(frame),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let reset = reset.expect("reset");
+    assert_eq!(reset.json(), json!({"channels": ["live-fast"]}));
+    assert!(ticks < 200);
+    assert!(app.events.metrics().resets >= 1);
+    app.stop().await;
+}

@@ -1,0 +1,101 @@
+//! CORS: origins matched against `Origin`, credentials, preflight.
+
+use crate::helpers::{Backend, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_origins_are_echoed_and_others_get_nothing() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
+        s.with(
+            "eventstream.allow_origins",
+            vec!["https://app.example", "http://localhost:3000"],
+        )
+        .with("eventstream.allow_credentials", true)
+    })
+    .await
+    else {
+        return;
+    };
+    let allowed = app
+        .stream("/events/c", &[("Origin", "https://app.example")])
+        .await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        allowed.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    assert_eq!(allowed.header("vary"), Some("Origin"));
+    assert_eq!(
+        allowed.header("access-control-allow-headers"),
+        Some("Last-Event-ID, Authorization")
+    );
+    let other = app
+        .stream("/events/c", &[("Origin", "https://evil.example")])
+        .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    assert_eq!(other.header("access-control-allow-credentials"), None);
+    assert_eq!(other.header("vary"), Some("Origin"));
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/events/c"))
+        .header("Origin", "http://localhost:3000")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "last-event-id")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status(), 204);
+    let header = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header("access-control-allow-origin").as_deref(),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(
+        header("access-control-allow-methods").as_deref(),
+        Some("GET, POST, OPTIONS")
+    );
+    assert_eq!(
+        header("access-control-allow-headers").as_deref(),
+        Some("Last-Event-ID, Authorization")
+    );
+    let root_preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/events"))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(root_preflight.status(), 204);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_origin_and_no_cors_by_default() {
+    let Some(app) =
+        TestApp::start(Backend::Sqlite, |s| s.with("EVENTSTREAM_ALLOW_ORIGIN", "*")).await
+    else {
+        return;
+    };
+    let any = app
+        .stream("/events/c", &[("Origin", "https://x.example")])
+        .await;
+    assert_eq!(any.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(any.header("access-control-allow-credentials"), None);
+    app.stop().await;
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
+        return;
+    };
+    let none = app
+        .stream("/events/c", &[("Origin", "https://x.example")])
+        .await;
+    assert_eq!(none.header("access-control-allow-origin"), None);
+    app.stop().await;
+}

@@ -1,0 +1,214 @@
+//! The event log: gap-free ids under concurrency, snapshots, durability
+//! across restarts, migrations next to the application's own.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::helpers::{Backend, Setup, TestApp};
+use crate::on_both_backends;
+
+async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend: Backend) {
+    let Some(first) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let second = Setup::new(&first.database.as_ref().expect("database").url)
+        .launch()
+        .await;
+    let mut tasks = Vec::new();
+    for publisher in 0..8 {
+        let events = if publisher % 2 == 0 {
+            first.events.clone()
+        } else {
+            second.events.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..50 {
+                let id = events
+                    .send("hot", "message", &json!([publisher, n]))
+                    .await
+                    .expect("send");
+                ids.push(id.expect("persisted").seq());
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let ids = task.await.expect("publisher");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "one publisher's ids increase"
+        );
+        all.extend(ids);
+    }
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "no id was handed out twice");
+    assert_eq!(unique, (1..=400).collect::<BTreeSet<u64>>(), "no gaps");
+    second.stop().await;
+    first.stop().await;
+}
+on_both_backends!(concurrent_publishers_on_two_instances_get_gap_free_unique_ids);
+
+async fn events_from_another_instance_reach_live_streams_through_the_gap_check(backend: Backend) {
+    let Some(first) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let second = Setup::new(&first.database.as_ref().expect("database").url)
+        .launch()
+        .await;
+    let mut stream = first.stream("/events/shared", &[]).await;
+    stream.next().await.expect("open");
+    second
+        .send("shared", json!("from the second instance"))
+        .await;
+    first.send("shared", json!("from the first instance")).await;
+    let got = [stream.next_event().await, stream.next_event().await];
+    assert_eq!(
+        got.iter()
+            .map(|f| f.id.clone().expect("id"))
+            .collect::<Vec<_>>(),
+        ["shared:1", "shared:2"]
+    );
+    assert_eq!(got[0].json(), json!("from the second instance"));
+    second.stop().await;
+    first.stop().await;
+}
+on_both_backends!(events_from_another_instance_reach_live_streams_through_the_gap_check);
+
+async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    for n in 1..=3 {
+        app.send("a", json!(n)).await;
+    }
+    app.send("b", json!("b1")).await;
+    let (events, ids) = app
+        .events
+        .snapshot(&["a", "b", "empty"], 2)
+        .await
+        .expect("snapshot");
+    let seen: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.contains(&"a:2".into())
+            && seen.contains(&"a:3".into())
+            && seen.contains(&"b:1".into()),
+        "{seen:?}"
+    );
+    assert_eq!(ids.to_string(), "a:3,b:1,empty:0");
+    assert_eq!(
+        events
+            .iter()
+            .find(|e| e.id.to_string() == "b:1")
+            .map(|e| e.data.as_str()),
+        Some("\"b1\"")
+    );
+    assert_eq!(
+        app.events
+            .current_id(&["a", "empty"])
+            .await
+            .expect("current")
+            .to_string(),
+        "a:3,empty:0"
+    );
+    // Listening from the snapshot's vector yields exactly what follows it.
+    let mut stream = app
+        .stream(
+            "/events/?channel=a&channel=b&channel=empty",
+            &[("Last-Event-ID", &ids.to_string())],
+        )
+        .await;
+    stream.next().await.expect("open");
+    app.send("b", json!("b2")).await;
+    assert_eq!(
+        stream.next_event().await.id.as_deref(),
+        Some("a:3,b:2,empty:0")
+    );
+    app.stop().await;
+}
+on_both_backends!(snapshot_returns_history_and_the_vector_to_listen_from);
+
+async fn events_survive_a_restart_under_power_durability(backend: Backend) {
+    let Some(app) = TestApp::start(backend, |s| s.with("eventstream.durability", "power")).await
+    else {
+        return;
+    };
+    for n in 1..=5 {
+        app.send("d", json!(n)).await;
+    }
+    let database = app.stop_keep_database().await;
+    let mut restarted = Setup::new(&database.url)
+        .with("eventstream.durability", "power")
+        .launch()
+        .await;
+    restarted.database = Some(database);
+    let mut stream = restarted
+        .stream("/events/d", &[("Last-Event-ID", "d:0")])
+        .await;
+    stream.next().await.expect("open");
+    for n in 1..=5 {
+        let event = stream.next_event().await;
+        assert_eq!(
+            (event.id.clone(), event.json()),
+            (Some(format!("d:{n}")), json!(n))
+        );
+    }
+    assert_eq!(
+        restarted.send("d", json!(6)).await,
+        "d:6",
+        "the counter continues"
+    );
+    restarted.stop().await;
+}
+on_both_backends!(events_survive_a_restart_under_power_durability);
+
+async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
+    use rocket_db_pools::sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+
+    let Some(app) = TestApp::start(backend, |s| s).await else {
+        return;
+    };
+    let database = app.stop_keep_database().await;
+    let app_migrator = Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            20260101000000,
+            Cow::Borrowed("app table"),
+            MigrationType::Simple,
+            Cow::Borrowed("CREATE TABLE app_messages (id BIGINT PRIMARY KEY, text TEXT NOT NULL)"),
+        )]),
+        ignore_missing: true,
+        locking: true,
+    };
+    match backend {
+        Backend::Sqlite => {
+            let pool = rocket_db_pools::sqlx::SqlitePool::connect(&database.url)
+                .await
+                .expect("connect");
+            app_migrator
+                .run(&pool)
+                .await
+                .expect("the app's migrator ignores the library's versions");
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = rocket_db_pools::sqlx::PgPool::connect(&database.url)
+                .await
+                .expect("connect");
+            app_migrator
+                .run(&pool)
+                .await
+                .expect("the app's migrator ignores the library's versions");
+            pool.close().await;
+        }
+    }
+    // And the library still starts on the database the app migrated.
+    let mut restarted = Setup::new(&database.url).launch().await;
+    restarted.database = Some(database);
+    assert_eq!(restarted.send("m", json!(1)).await, "m:1");
+    restarted.stop().await;
+}
+on_both_backends!(migrations_coexist_with_the_applications_migrator);
