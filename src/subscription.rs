@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rocket::Shutdown;
-use tokio::time::{Duration, Instant, sleep_until};
+use std::pin::Pin;
+
+use tokio::time::{Duration, Instant, Sleep, sleep};
 
 use crate::channel;
 use crate::error::StreamError;
@@ -49,7 +51,11 @@ pub(crate) struct Session {
     behind: u64,
     inbox: VecDeque<Delivery>,
     keepalive: Duration,
-    next_keepalive: Instant,
+    /// When the stream last wrote anything.
+    last_output: Instant,
+    /// Fires at `last_output + keepalive` or later; re-armed only when it
+    /// fires, so a busy stream does not touch the timer wheel per chunk.
+    keepalive_timer: Pin<Box<Sleep>>,
     shutdown: Shutdown,
     finished: bool,
 }
@@ -184,7 +190,8 @@ impl Plan {
             behind,
             inbox: VecDeque::new(),
             keepalive,
-            next_keepalive: Instant::now() + keepalive,
+            last_output: Instant::now(),
+            keepalive_timer: Box::pin(sleep(keepalive)),
             shutdown,
             finished: false,
             shared,
@@ -233,7 +240,7 @@ impl Session {
                 self.drain_inbox(&mut out);
             }
             if !out.is_empty() {
-                self.next_keepalive = Instant::now() + self.keepalive;
+                self.last_output = Instant::now();
                 return Some(out.freeze());
             }
             if self.behind != 0 {
@@ -243,9 +250,14 @@ impl Session {
                 biased;
                 _ = &mut self.shutdown => return None,
                 _ = self.registration.woken() => {}
-                _ = sleep_until(self.next_keepalive) => {
-                    self.next_keepalive = Instant::now() + self.keepalive;
-                    return Some(Bytes::from_static(frame::KEEP_ALIVE));
+                _ = self.keepalive_timer.as_mut() => {
+                    let due = self.last_output + self.keepalive;
+                    if Instant::now() >= due {
+                        self.last_output = Instant::now();
+                        self.keepalive_timer.as_mut().reset(self.last_output + self.keepalive);
+                        return Some(Bytes::from_static(frame::KEEP_ALIVE));
+                    }
+                    self.keepalive_timer.as_mut().reset(due);
                 }
             }
         }

@@ -102,8 +102,10 @@ async fn run(
 ) {
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
     while requests.recv_many(&mut batch, commit_batch).await > 0 {
-        let events: Vec<NewEvent> = batch.iter().map(|append| append.event.clone()).collect();
-        match storage.append_batch(&events, durability, now_ms()).await {
+        let events: Vec<&NewEvent> = batch.iter().map(|append| &append.event).collect();
+        let stored = storage.append_batch(&events, durability, now_ms()).await;
+        drop(events);
+        match stored {
             Ok(ids) => {
                 for (append, seq) in batch.drain(..).zip(ids) {
                     deliver(append, seq, &hub, &metrics);
@@ -116,7 +118,7 @@ async fn run(
                 );
                 for append in batch.drain(..) {
                     match storage
-                        .append_batch(std::slice::from_ref(&append.event), durability, now_ms())
+                        .append_batch(&[&append.event], durability, now_ms())
                         .await
                     {
                         Ok(ids) => deliver(append, ids[0], &hub, &metrics),

@@ -199,7 +199,7 @@ impl Storage {
     /// database) serialize on that row and ids stay gap-free.
     pub(crate) async fn append_batch(
         &self,
-        events: &[NewEvent],
+        events: &[&NewEvent],
         durability: Durability,
         now_ms: i64,
     ) -> Result<Vec<u64>, sqlx::Error> {
@@ -372,7 +372,7 @@ impl Storage {
 
 /// Hands out each channel's reserved ids to its events in send order.
 fn assign_ids(
-    events: &[NewEvent],
+    events: &[&NewEvent],
     counts: &BTreeMap<&str, i64>,
     last_ids: &BTreeMap<String, u64>,
 ) -> Vec<u64> {
@@ -433,6 +433,7 @@ mod tests {
             skip_users: vec![],
         };
         let events = [event("a"), event("b"), event("a"), event("a")];
+        let events: Vec<&NewEvent> = events.iter().collect();
         let counts = BTreeMap::from([("a", 3), ("b", 1)]);
         let last_ids = BTreeMap::from([("a".to_string(), 13), ("b".to_string(), 1)]);
         assert_eq!(assign_ids(&events, &counts, &last_ids), [11, 1, 12, 13]);

@@ -160,44 +160,21 @@ async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
         }
     }
     let revoked = Arc::new(AtomicBool::new(false));
-    let database = crate::helpers::TestDatabase::create(Backend::Sqlite)
-        .await
-        .expect("sqlite");
-    let setup = crate::helpers::Setup::new(&database.url);
-    let (ready, started) = tokio::sync::oneshot::channel();
-    let ready = std::sync::Mutex::new(Some(ready));
-    let rocket = rocket::custom(setup.figment())
-        .attach(Stage::new().authorizer_named("test::Revocable", Revocable(Arc::clone(&revoked))))
-        .attach(rocket::fairing::AdHoc::on_liftoff("ready", move |rocket| {
-            Box::pin(async move {
-                let info = (
-                    rocket.config().port,
-                    rocket.state::<eventstream_rocket::Events>().cloned(),
-                    rocket.shutdown(),
-                );
-                if let Some(ready) = ready.lock().expect("lock").take() {
-                    let _ = ready.send(info);
-                }
-            })
-        }));
-    let server = tokio::spawn(async move {
-        let _ = rocket.launch().await;
-    });
-    let (port, events, shutdown) = started.await.expect("liftoff");
-    let events = events.expect("managed");
-    let http = reqwest::Client::new();
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
+        s.with_stage(
+            Stage::new().authorizer_named("test::Revocable", Revocable(Arc::clone(&revoked))),
+        )
+    })
+    .await
+    else {
+        return;
+    };
     let ann = format!("Bearer {}", token("ann", 60));
-    let response = http
-        .get(format!("http://127.0.0.1:{port}/events/room"))
-        .header("Authorization", &ann)
-        .send()
-        .await
-        .expect("stream");
-    let mut stream = crate::helpers::Sse::from_response(response);
+    let mut stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
     stream.next().await.expect("open");
     revoked.store(true, Ordering::SeqCst);
     assert_eq!(
-        events
+        app.events
             .channel_permission_changed(Some(&User::new("ann")), "room")
             .await,
         1
@@ -213,8 +190,7 @@ async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
         frames[0].json(),
         json!({"condition": "forbidden", "text": "Permission denied to channels: room", "channels": ["room"]})
     );
-    shutdown.notify();
-    let _ = server.await;
+    app.stop().await;
 }
 
 async fn skipped_users_get_neither_the_live_event_nor_its_replay(backend: Backend) {

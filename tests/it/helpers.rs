@@ -194,6 +194,7 @@ pub struct TestApp {
 pub struct Setup {
     pub database_url: String,
     settings: Vec<(String, Value)>,
+    stage: Option<Stage>,
 }
 
 impl Setup {
@@ -204,7 +205,15 @@ impl Setup {
                 ("eventstream.jwt_secret".into(), JWT_SECRET.into()),
                 ("eventstream.publish_key".into(), PUBLISH_KEY.into()),
             ],
+            stage: None,
         }
+    }
+
+    /// Attaches `stage` instead of the default one (which registers
+    /// [`TestAuthorizer`]).
+    pub fn with_stage(mut self, stage: Stage) -> Self {
+        self.stage = Some(stage);
+        self
     }
 
     /// Adds (or overrides) a setting, e.g. `("eventstream.keepalive_secs", 1)`.
@@ -240,11 +249,15 @@ impl Setup {
     }
 
     /// Starts the server, or returns Rocket's launch error.
-    pub async fn try_launch(self) -> Result<TestApp, rocket::Error> {
+    pub async fn try_launch(mut self) -> Result<TestApp, rocket::Error> {
         let (ready, started) = tokio::sync::oneshot::channel();
         let ready = std::sync::Mutex::new(Some(ready));
+        let stage = self
+            .stage
+            .take()
+            .unwrap_or_else(|| Stage::new().authorizer::<TestAuthorizer>());
         let rocket = rocket::custom(self.figment())
-            .attach(Stage::new().authorizer::<TestAuthorizer>())
+            .attach(stage)
             .mount("/", rocket::routes![my_notifications])
             .attach(rocket::fairing::AdHoc::on_liftoff(
                 "test ready",

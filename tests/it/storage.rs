@@ -212,3 +212,75 @@ async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
     restarted.stop().await;
 }
 on_both_backends!(migrations_coexist_with_the_applications_migrator);
+
+async fn an_application_pool_can_hold_the_event_log(backend: Backend) {
+    let Some(database) = crate::helpers::TestDatabase::create(backend).await else {
+        return;
+    };
+    let stage = match backend {
+        Backend::Sqlite => eventstream_rocket::Stage::new().pool(
+            rocket_db_pools::sqlx::SqlitePool::connect(&format!("{}?mode=rwc", database.url))
+                .await
+                .expect("pool"),
+        ),
+        Backend::Postgres => eventstream_rocket::Stage::new().pool(
+            rocket_db_pools::sqlx::PgPool::connect(&database.url)
+                .await
+                .expect("pool"),
+        ),
+    };
+    // The configured URL points elsewhere: the given pool must win.
+    let mut app = Setup::new("sqlite::memory:")
+        .with_stage(stage)
+        .launch()
+        .await;
+    app.database = Some(database);
+    assert_eq!(app.send("p", json!(1)).await, "p:1");
+    let mut stream = app.stream("/events/p", &[("Last-Event-ID", "p:0")]).await;
+    stream.next().await.expect("open");
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("p:1"));
+    app.stop().await;
+}
+on_both_backends!(an_application_pool_can_hold_the_event_log);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_trims_events_older_than_retention_secs() {
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
+        s.with("eventstream.retention_secs", 1)
+            .with("eventstream.trim_interval_secs", 1)
+    })
+    .await
+    else {
+        return;
+    };
+    for n in 1..=3 {
+        app.send("old", json!(n)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app
+        .events
+        .snapshot(&["old"], 10)
+        .await
+        .expect("snapshot")
+        .0
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events older than 1 s were not trimmed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The counter survives trimming; the old position is now a reset.
+    assert_eq!(app.send("old", json!(4)).await, "old:4");
+    let mut stream = app
+        .stream("/events/old", &[("Last-Event-ID", "old:0")])
+        .await;
+    stream.next().await.expect("open");
+    let reset = stream.next_event().await;
+    assert_eq!(
+        (reset.event(), reset.id.as_deref()),
+        ("stream-reset", Some("old:4"))
+    );
+    app.stop().await;
+}
