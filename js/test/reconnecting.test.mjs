@@ -1,0 +1,384 @@
+// ReconnectingEventSource in Chromium, against the project's example server.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  launchBrowser,
+  openPage,
+  publish,
+  removeDir,
+  screenshotPath,
+  startServer,
+  startStaticServer,
+  waitUntil,
+  sleep,
+} from './helpers.mjs';
+
+let browser;
+let statics;
+
+before(async () => {
+  browser = await launchBrowser();
+  statics = await startStaticServer();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (statics) await statics.close();
+});
+
+// Everything a test starts, stopped in reverse order even when it fails.
+function cleanup() {
+  const tasks = [];
+  return {
+    add(task) {
+      tasks.push(task);
+    },
+    async run() {
+      for (const task of tasks.reverse()) {
+        try {
+          await task();
+        } catch {
+          // keep cleaning up
+        }
+      }
+    },
+  };
+}
+
+async function setup(t, options = {}) {
+  const jobs = cleanup();
+  t.after(() => jobs.run());
+  const server = await startServer();
+  jobs.add(() => removeDir(server.dir));
+  jobs.add(() => server.stop());
+  const opened = await openPage(browser, statics.origin, options);
+  jobs.add(() => opened.context.close());
+  return { jobs, server, ...opened };
+}
+
+const rec = (page, name) => page.evaluate((n) => window.records[n].rec, name);
+
+async function waitRec(page, name, predicate, arg, timeout = 15000) {
+  await page.waitForFunction(
+    ([n, source, a]) => {
+      const entry = window.records[n];
+      // eslint-disable-next-line no-new-func
+      return entry && new Function('rec', 'es', 'arg', `return (${source})(rec, es, arg);`)(entry.rec, entry.es, a);
+    },
+    [name, predicate.toString(), arg],
+    { timeout, polling: 20 }
+  );
+}
+
+const seqOf = (id) => Number(id.split(':').pop());
+
+describe('ReconnectingEventSource', () => {
+  test('(a) receives published events with their ids and data, on every listened type', async (t) => {
+    const { page, server, requests, pageErrors } = await setup(t);
+    const url = `${server.origin}/events/?channel=room-a`;
+    await page.evaluate((u) => openRES('a', u, {}, { types: ['message', 'chat'] }), url);
+    await waitRec(page, 'a', (rec) => rec.opens === 1);
+
+    const sent = [
+      [{ n: 1 }, undefined],
+      [{ text: 'h\u00e9 \u2713' }, 'chat'],
+      ['a string', 'message'],
+    ];
+    const ids = [];
+    for (const [data, type] of sent) ids.push(await publish(server.origin, 'room-a', data, type));
+    assert.deepEqual(ids, ['room-a:1', 'room-a:2', 'room-a:3']);
+
+    await waitRec(page, 'a', (rec) => rec.events.length >= 3);
+    const r = await rec(page, 'a');
+    assert.deepEqual(
+      r.events.map((e) => [e.type, JSON.parse(e.data), e.lastEventId, e.esLastEventId]),
+      [
+        ['message', { n: 1 }, 'room-a:1', 'room-a:1'],
+        ['chat', { text: 'h\u00e9 \u2713' }, 'room-a:2', 'room-a:2'],
+        ['message', 'a string', 'room-a:3', 'room-a:3'],
+      ]
+    );
+    assert.deepEqual(r.states, ['live']);
+    assert.equal(r.errors, 0);
+
+    const api = await page.evaluate(() => {
+      const es = window.records.a.es;
+      const out = {
+        lastEventId: es.lastEventId,
+        readyState: es.readyState,
+        state: es.state,
+        url: es.url,
+        withCredentials: es.withCredentials,
+        constants: [
+          ReconnectingEventSource.CONNECTING,
+          ReconnectingEventSource.OPEN,
+          ReconnectingEventSource.CLOSED,
+          es.CONNECTING,
+          es.OPEN,
+          es.CLOSED,
+        ],
+      };
+      es.lastEventId = 'overwritten?';
+      out.lastEventIdAfterWrite = es.lastEventId;
+      try {
+        new ReconnectingEventSource('/x', { eventSourceClass: 42 });
+        out.thrown = null;
+      } catch (error) {
+        out.thrown = [error.name, error instanceof EventSourceNotAvailableError, error instanceof Error];
+      }
+      es.close();
+      out.afterClose = [es.readyState, es.state, window.records.a.rec.states.slice()];
+      return out;
+    });
+    assert.deepEqual(api, {
+      lastEventId: 'room-a:3',
+      readyState: 1,
+      state: 'live',
+      url,
+      withCredentials: false,
+      constants: [0, 1, 2, 0, 1, 2],
+      lastEventIdAfterWrite: 'room-a:3',
+      thrown: ['EventSourceNotAvailableError', true, true],
+      afterClose: [2, 'closed', ['live', 'closed']],
+    });
+    assert.equal(requests.length, 1);
+    assert.equal(new URL(requests[0].url).searchParams.get('lastEventId'), null);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(b) the server is killed and restarted: every missed event arrives once, in order', async (t) => {
+    const { page, server, requests, pageErrors, jobs } = await setup(t);
+    const url = `${server.origin}/events/room-b`;
+    await page.evaluate((u) => openRES('b', u, { max_retry_time: 1000 }), url);
+    await waitRec(page, 'b', (rec) => rec.opens === 1);
+    for (let n = 1; n <= 2; n++) await publish(server.origin, 'room-b', { n });
+    await waitRec(page, 'b', (rec) => rec.events.length >= 2);
+
+    await server.stop('SIGKILL');
+    await waitRec(page, 'b', (rec) => rec.states.includes('reconnecting'));
+
+    // A new process on the same port and the same SQLite file; the client is
+    // retrying meanwhile (it may reconnect before, between or after these).
+    const second = await startServer({ port: server.port, dir: server.dir });
+    jobs.add(() => second.stop());
+    for (let n = 3; n <= 5; n++) await publish(second.origin, 'room-b', { n });
+    await waitRec(page, 'b', (rec) => rec.opens === 2);
+    // A marker after the reconnection: anything missing or repeated shows up
+    // before it, as events of one connection arrive in id order.
+    assert.equal(await publish(second.origin, 'room-b', { n: 6 }), 'room-b:6');
+    await waitRec(page, 'b', (rec) => rec.events.some((e) => e.lastEventId === 'room-b:6'));
+
+    const r = await rec(page, 'b');
+    assert.deepEqual(
+      r.events.map((e) => [e.lastEventId, JSON.parse(e.data).n]),
+      [1, 2, 3, 4, 5, 6].map((n) => [`room-b:${n}`, n])
+    );
+    assert.deepEqual(r.states, ['live', 'reconnecting', 'live']);
+    assert.equal(r.errors, 1, 'onerror once per outage');
+    assert.deepEqual(r.ready, [
+      ['open', 1],
+      ['error', 0],
+      ['open', 1],
+    ]);
+    const resumed = requests.filter((q) => new URL(q.url).searchParams.get('lastEventId') !== null);
+    assert.ok(resumed.length >= 1, 'reconnects carry lastEventId');
+    for (const q of resumed) {
+      assert.ok(q.url.startsWith(`${url}?lastEventId=`), q.url);
+      assert.equal(new URL(q.url).searchParams.get('lastEventId'), 'room-b:2');
+    }
+    assert.ok(requests.at(-1).url.endsWith('?lastEventId=room-b%3A2'), requests.at(-1).url);
+
+    await page.screenshot({ path: screenshotPath('reconnecting-eventsource.png'), fullPage: true });
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(c) `onmessage = fn` alone keeps the id: a resume misses and repeats nothing', async (t) => {
+    const { page, server, requests, pageErrors, jobs } = await setup(t);
+    const url = `${server.origin}/events/room-c`;
+    await page.evaluate((u) => openRES('c', u, { max_retry_time: 500 }, { onmessageOnly: true }), url);
+    await waitRec(page, 'c', (rec) => rec.opens === 1);
+    for (let n = 1; n <= 2; n++) await publish(server.origin, 'room-c', { n });
+    await waitRec(page, 'c', (rec) => rec.events.length >= 2);
+
+    await server.stop('SIGKILL');
+    await waitRec(page, 'c', (rec) => rec.states.includes('reconnecting'));
+    // Publish through another process on the same database while the
+    // client's port is down, so these can only arrive by resuming.
+    const side = await startServer({ dir: server.dir });
+    jobs.add(() => side.stop());
+    for (let n = 3; n <= 4; n++) await publish(side.origin, 'room-c', { n });
+    await side.stop();
+
+    const second = await startServer({ port: server.port, dir: server.dir });
+    jobs.add(() => second.stop());
+    await waitRec(page, 'c', (rec) => rec.opens === 2);
+    await publish(second.origin, 'room-c', { n: 5 });
+    await waitRec(page, 'c', (rec) => rec.events.some((e) => e.lastEventId === 'room-c:5'));
+
+    const r = await rec(page, 'c');
+    assert.deepEqual(
+      r.events.map((e) => [e.type, e.lastEventId, JSON.parse(e.data).n]),
+      [1, 2, 3, 4, 5].map((n) => ['message', `room-c:${n}`, n])
+    );
+    assert.equal(requests.at(-1).url, `${url}?lastEventId=room-c%3A2`);
+    assert.equal(await page.evaluate(() => window.records.c.es.lastEventId), 'room-c:5');
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(d) stream-error closes for good: onstreamerror with the condition, no reconnection', async (t) => {
+    const { page, server, requests, pageErrors } = await setup(t);
+    const url = `${server.origin}/events/_private`;
+    await page.evaluate((u) => openRES('d', u, { max_retry_time: 200 }, { types: ['message', 'stream-error'] }), url);
+    await waitRec(page, 'd', (rec) => rec.streamErrors.length === 1);
+
+    let r = await rec(page, 'd');
+    const payload = JSON.parse(r.streamErrors[0].event.data);
+    assert.equal(payload.condition, 'forbidden');
+    assert.deepEqual(payload.channels, ['_private']);
+    assert.equal(r.streamErrors[0].event.lastEventId, 'error');
+    assert.equal(r.streamErrors[0].readyState, 2);
+    assert.equal(r.streamErrors[0].state, 'error');
+    assert.deepEqual(
+      r.events.map((e) => e.type),
+      ['stream-error'],
+      'addEventListener("stream-error") listeners run too'
+    );
+
+    // Longer than the server's keep-alive interval and than the browser's
+    // own 3 s retry: a source that was not really closed would reconnect.
+    await sleep(3500);
+    r = await rec(page, 'd');
+    const state = await page.evaluate(() => [window.records.d.es.readyState, window.records.d.es.state, window.records.d.es.lastEventId]);
+    assert.deepEqual(state, [2, 'error', '']);
+    assert.equal(requests.length, 1, 'one request only');
+    assert.equal(r.opens, 1);
+    assert.equal(r.errors, 0);
+    assert.equal(r.streamErrors.length, 1);
+    assert.deepEqual(r.states, ['live', 'error']);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(h) stream-reset reaches onreset, state "reset" then "live", and its id is kept', async (t) => {
+    const { page, server, requests, pageErrors } = await setup(t);
+    assert.equal(await publish(server.origin, 'room-h', { n: 1 }), 'room-h:1');
+    const url = `${server.origin}/events/?channel=room-h`;
+    await page.evaluate(
+      (u) => openRES('h', u, { lastEventId: 'room-h:99' }, { types: ['message', 'stream-reset'] }),
+      url
+    );
+    await waitRec(page, 'h', (rec) => rec.resets.length === 1);
+    assert.equal(requests[0].url, `${url}&lastEventId=room-h%3A99`);
+
+    await publish(server.origin, 'room-h', { n: 2 });
+    await waitRec(page, 'h', (rec) => rec.events.some((e) => e.lastEventId === 'room-h:2'));
+    const r = await rec(page, 'h');
+    assert.deepEqual(JSON.parse(r.resets[0].event.data), { channels: ['room-h'] });
+    assert.equal(r.resets[0].event.lastEventId, 'room-h:1');
+    assert.equal(r.resets[0].state, 'reset');
+    assert.equal(r.resets[0].esLastEventId, 'room-h:1');
+    assert.deepEqual(r.states, ['live', 'reset', 'live']);
+    assert.deepEqual(
+      r.events.map((e) => [e.type, e.lastEventId]),
+      [
+        ['stream-reset', 'room-h:1'],
+        ['message', 'room-h:2'],
+      ]
+    );
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('backoff, resume parameter and options, with a scripted EventSource class', async (t) => {
+    const { page, pageErrors } = await setup(t);
+    const result = await page.evaluate(async () => {
+      // A stand-in EventSource: each instance opens or fails as scripted.
+      const made = [];
+      const script = ['fail', 'fail', 'fail', 'open-then-message-then-fail', 'fail', 'fail', 'open'];
+      class Scripted {
+        constructor(url, init) {
+          this.url = url;
+          this.init = init;
+          this.listeners = {};
+          this.closed = false;
+          this.made = performance.now();
+          const step = script[made.length] || 'fail';
+          made.push(this);
+          setTimeout(() => {
+            if (this.closed) return;
+            if (step.startsWith('open')) this.onopen && this.onopen(new Event('open'));
+            if (step.includes('message')) {
+              const event = new MessageEvent('message', { data: 'x', lastEventId: 'c h:7' });
+              (this.listeners.message || []).forEach((fn) => fn(event));
+            }
+            if (step.endsWith('fail') && !this.closed) this.onerror && this.onerror(new Event('error'));
+          }, 1);
+        }
+        addEventListener(type, fn) {
+          (this.listeners[type] ||= []).push(fn);
+        }
+        close() {
+          this.closed = true;
+        }
+      }
+      const states = [];
+      let errors = 0;
+      let opens = 0;
+      const es = new ReconnectingEventSource('/stream?channel=a#frag', {
+        eventSourceClass: Scripted,
+        max_retry_time: 1000,
+        withCredentials: true,
+        headers: { Authorization: 'Bearer t' },
+        heartbeatTimeout: 1234,
+      });
+      es.onstatechange = (s) => states.push(s);
+      es.onerror = () => errors++;
+      es.onopen = () => opens++;
+      const deadline = performance.now() + 15000;
+      while (made.length < script.length && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      es.close();
+      return {
+        urls: made.map((m) => m.url),
+        gaps: made.slice(1).map((m, i) => m.made - made[i].made),
+        inits: made.map((m) => JSON.stringify(m.init)),
+        closedAll: made.every((m) => m.closed),
+        states,
+        errors,
+        opens,
+        lastEventId: es.lastEventId,
+      };
+    });
+    assert.equal(result.urls.length, 7);
+    assert.deepEqual(result.urls, [
+      '/stream?channel=a#frag',
+      '/stream?channel=a#frag',
+      '/stream?channel=a#frag',
+      '/stream?channel=a#frag',
+      '/stream?channel=a&lastEventId=c%20h%3A7#frag',
+      '/stream?channel=a&lastEventId=c%20h%3A7#frag',
+      '/stream?channel=a&lastEventId=c%20h%3A7#frag',
+    ]);
+    // Delay before attempt k: random(0.5..1) * min(1000, 250 * 2^k), where
+    // k restarts at 0 after the open of the 4th instance.
+    const ceilings = [250, 500, 1000, 250, 500, 1000];
+    result.gaps.forEach((gap, i) => {
+      assert.ok(gap >= ceilings[i] * 0.5 - 5, `gap ${i} = ${gap} ms, expected >= ${ceilings[i] * 0.5}`);
+      assert.ok(gap <= ceilings[i] + 150, `gap ${i} = ${gap} ms, expected <= ${ceilings[i]} (+ timer slack)`);
+    });
+    for (const init of result.inits) {
+      assert.deepEqual(JSON.parse(init), {
+        withCredentials: true,
+        headers: { Authorization: 'Bearer t' },
+        heartbeatTimeout: 1234,
+      });
+    }
+    assert.ok(result.closedAll, 'every replaced EventSource was closed');
+    assert.deepEqual(result.states, ['reconnecting', 'live', 'reconnecting', 'live', 'closed']);
+    assert.equal(result.errors, 2, 'onerror: the first failure and the drop of the open connection');
+    assert.equal(result.opens, 2);
+    assert.equal(result.lastEventId, 'c h:7');
+    assert.deepEqual(pageErrors, []);
+  });
+});
