@@ -27,6 +27,10 @@ pub enum Error {
     Storage(sqlx::Error),
     /// The event stage has shut down (Rocket is stopping).
     Closed,
+    /// A token was requested but `eventstream.jwt_secret` is not configured.
+    NoJwtSecret,
+    /// A token could not be signed.
+    Token(String),
 }
 
 impl fmt::Display for Error {
@@ -40,6 +44,8 @@ impl fmt::Display for Error {
             Error::Encode(e) => write!(f, "event data is not serializable to JSON: {e}"),
             Error::Storage(e) => write!(f, "event storage failed: {e}"),
             Error::Closed => f.write_str("the event stage has shut down"),
+            Error::NoJwtSecret => f.write_str("no eventstream.jwt_secret is configured"),
+            Error::Token(why) => write!(f, "cannot sign a token: {why}"),
         }
     }
 }

@@ -183,6 +183,40 @@ impl Events {
             .kick(user.map(|user| user.id.as_str()), channel, &error)
     }
 
+    /// Signs a token the built-in identity accepts: an HS256 JWT for
+    /// `user_id`, valid for `valid_for`, signed with `eventstream.jwt_secret`.
+    /// Hand it to a page that passes it as `?token=` or `Authorization`.
+    /// Fails when no `jwt_secret` is configured.
+    pub fn token_for(
+        &self,
+        user_id: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<String, Error> {
+        let secret = self
+            .shared
+            .config
+            .jwt_secret
+            .as_deref()
+            .ok_or(Error::NoJwtSecret)?;
+        crate::identity::sign(secret, user_id, valid_for)
+    }
+
+    /// Who `request` comes from, decided by the stage's identity hook (the
+    /// same one streams use): `Ok(None)` is anonymous, `Err` means
+    /// credentials were present but invalid. For the application's own
+    /// routes, so that they authenticate exactly like streams.
+    pub async fn identify(
+        &self,
+        request: &rocket::Request<'_>,
+    ) -> Result<Option<User>, StreamError> {
+        self.shared.identity.identify(request).await
+    }
+
+    /// Whether `user` may read `channel`, by the stage's authorizer.
+    pub async fn can_read_channel(&self, user: Option<&User>, channel: &str) -> bool {
+        self.shared.authorizer.can_read_channel(user, channel).await
+    }
+
     /// Current counters: live subscribers, events sent, fall-backs, resets.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.snapshot()

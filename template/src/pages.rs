@@ -1,0 +1,75 @@
+//! The demo page and room history.
+//!
+//! The page renders a room's recent history from `Events::snapshot` and
+//! connects with the id vector that came with it, so nothing sent between
+//! rendering and connecting is missed or shown twice.
+
+use eventstream_rocket::Events;
+use rocket::fairing::AdHoc;
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::State;
+use rocket_dyn_templates::{Template, context};
+use serde::Serialize;
+
+use crate::auth::Visitor;
+use crate::chat::{ChatMessage, ROOMS};
+
+/// How many past messages a room shows.
+const HISTORY: usize = 50;
+
+/// A room's recent messages and where to listen from.
+#[derive(Serialize)]
+pub struct History {
+    pub room: String,
+    pub messages: Vec<ChatMessage>,
+    /// Pass to the stream as `lastEventId`.
+    pub last_event_id: String,
+}
+
+async fn history(room: &str, events: &Events) -> Result<History, Status> {
+    let (stored, ids) = events.snapshot(&[room], HISTORY).await.map_err(|e| {
+        error!("reading history failed: {e}");
+        Status::InternalServerError
+    })?;
+    let messages = stored
+        .iter()
+        .filter(|event| event.event_type == "message")
+        .filter_map(|event| serde_json::from_str(&event.data).ok())
+        .collect();
+    Ok(History { room: room.to_owned(), messages, last_event_id: ids.to_string() })
+}
+
+/// The demo page, showing the lobby.
+#[get("/")]
+async fn index(events: &State<Events>) -> Result<Template, Status> {
+    let lobby = history("lobby", events).await?;
+    let rooms: Vec<_> = ROOMS.iter().map(|name| context! { name, private: name.starts_with('_') }).collect();
+    Ok(Template::render(
+        "index",
+        context! {
+            rooms,
+            history: &lobby,
+            // Embedded in a <script> element: escape `<` so no message can
+            // close it.
+            history_json: serde_json::to_string(&lobby).unwrap_or_default().replace('<', "\\u003c"),
+        },
+    ))
+}
+
+/// A room's history as JSON, for switching rooms without reloading.
+#[get("/rooms/<room>/history")]
+async fn room_history(room: &str, visitor: Visitor, events: &State<Events>) -> Result<Json<History>, Status> {
+    if !ROOMS.contains(&room) {
+        return Err(Status::NotFound);
+    }
+    if !events.can_read_channel(visitor.0.as_ref(), room).await {
+        return Err(Status::Forbidden);
+    }
+    history(room, events).await.map(Json)
+}
+
+/// The page routes.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Pages", |rocket| async { rocket.mount("/", routes![index, room_history]) })
+}

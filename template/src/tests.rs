@@ -1,0 +1,180 @@
+//! The app's own tests: its routes, its authorizer, and a stream round trip,
+//! against a real database of the configured kind.
+
+use std::time::Duration;
+
+use eventstream_rocket::{Authorizer, User};
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use rocket::tokio::time::timeout;
+
+use crate::auth::PrivateChannels;
+
+/// A throw-away database for one test.
+struct TestDatabase {
+    url: String,
+{%- if database == "sqlite" %}
+    path: std::path::PathBuf,
+{%- endif %}
+}
+
+impl TestDatabase {
+    fn new(name: &str) -> Self {
+{%- if database == "postgres" %}
+        // Tables are shared between tests here; each test uses its own rooms.
+        let _ = name;
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        TestDatabase { url }
+{%- else %}
+        let path = std::env::temp_dir().join(format!("{}-{name}-{}.db", env!("CARGO_PKG_NAME"), std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TestDatabase { url: format!("sqlite://{}", path.display()), path }
+{%- endif %}
+    }
+}
+{%- if database == "sqlite" %}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+{%- endif %}
+
+async fn client(database: &TestDatabase) -> Client {
+    let figment = rocket::Config::figment()
+        .merge(("databases.eventstream.url", database.url.as_str()))
+        .merge(("log_level", "off"));
+    Client::tracked(super::app(figment)).await.expect("the app launches")
+}
+
+/// Reads lines until one satisfies `wanted`, within 10 seconds.
+async fn line_where(lines: &mut Lines<BufReader<LocalResponse<'_>>>, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = Duration::from_secs(10);
+    loop {
+        let line = timeout(deadline, lines.next_line())
+            .await
+            .expect("a line within 10 s")
+            .expect("readable")
+            .expect("the stream is still open");
+        if wanted(&line) {
+            return line;
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn index_shows_the_rooms() {
+    let database = TestDatabase::new("index");
+    let client = client(&database).await;
+    let response = client.get("/").dispatch().await;
+    assert_eq!(response.status(), Status::Ok);
+    let page = response.into_string().await.expect("a page");
+    for room in ["lobby", "random", "_staff"] {
+        assert!(page.contains(room), "the page lists {room}");
+    }
+}
+
+#[rocket::async_test]
+async fn private_rooms_need_a_signed_in_user() {
+    let user = User::new("ann");
+    assert!(PrivateChannels.can_read_channel(None, "lobby").await);
+    assert!(!PrivateChannels.can_read_channel(None, "_staff").await);
+    assert!(PrivateChannels.can_read_channel(Some(&user), "_staff").await);
+}
+
+#[rocket::async_test]
+async fn a_posted_message_reaches_the_stream() {
+    let database = TestDatabase::new("round-trip");
+    let client = client(&database).await;
+    let stream = client.get("/events/random").dispatch().await;
+    assert_eq!(stream.content_type(), Some(ContentType::new("text", "event-stream")));
+    let mut lines = BufReader::new(stream).lines();
+    line_where(&mut lines, |line| line == "event: stream-open").await;
+
+    let text = format!("hello from test {}", std::process::id());
+    let posted = client
+        .post("/rooms/random/messages")
+        .json(&serde_json::json!({ "author": "tester", "text": text }))
+        .dispatch()
+        .await;
+    assert_eq!(posted.status(), Status::Created);
+
+    let data = line_where(&mut lines, |line| line.starts_with("data: ")).await;
+    let message: serde_json::Value = serde_json::from_str(&data["data: ".len()..]).expect("JSON data");
+    assert_eq!(message["text"], text.as_str());
+    assert_eq!(message["author"], "tester (guest)");
+    client.rocket().shutdown().notify();
+}
+
+#[rocket::async_test]
+async fn signing_in_opens_private_rooms() {
+    let database = TestDatabase::new("sign-in");
+    let client = client(&database).await;
+    let anonymous = client.get("/rooms/_staff/history").dispatch().await;
+    assert_eq!(anonymous.status(), Status::Forbidden);
+    let refused = client
+        .post("/rooms/_staff/messages")
+        .json(&serde_json::json!({ "text": "hi" }))
+        .dispatch()
+        .await;
+    assert_eq!(refused.status(), Status::Forbidden);
+
+    let session: serde_json::Value = client
+        .post("/sign-in")
+        .json(&serde_json::json!({ "name": "ann" }))
+        .dispatch()
+        .await
+        .into_json()
+        .await
+        .expect("a session");
+    let token = session["token"].as_str().expect("a token").to_owned();
+    let bearer = || Header::new("Authorization", format!("Bearer {token}"));
+    let history = client.get("/rooms/_staff/history").header(bearer()).dispatch().await;
+    assert_eq!(history.status(), Status::Ok);
+    let posted = client
+        .post("/rooms/_staff/messages")
+        .header(bearer())
+        .json(&serde_json::json!({ "text": "staff only" }))
+        .dispatch()
+        .await;
+    assert_eq!(posted.status(), Status::Created);
+
+    let forged = client
+        .get("/rooms/_staff/history")
+        .header(Header::new("Authorization", "Bearer not-a-token"))
+        .dispatch()
+        .await;
+    assert_eq!(forged.status(), Status::Forbidden);
+}
+
+#[rocket::async_test]
+async fn history_and_stream_join_without_gap() {
+    let database = TestDatabase::new("history");
+    let client = client(&database).await;
+    let post = |text: &'static str| {
+        client
+            .post("/rooms/lobby/messages")
+            .json(&serde_json::json!({ "author": "a", "text": text }))
+            .dispatch()
+    };
+    assert_eq!(post("one").await.status(), Status::Created);
+    let history: serde_json::Value = client.get("/rooms/lobby/history").dispatch().await.into_json().await.expect("history");
+    let last_event_id = history["last_event_id"].as_str().expect("an id").to_owned();
+    assert!(history["messages"].as_array().expect("messages").iter().any(|m| m["text"] == "one"));
+
+    assert_eq!(post("two").await.status(), Status::Created);
+    let stream = client
+        .get("/events/lobby")
+        .header(Header::new("Last-Event-ID", last_event_id))
+        .dispatch()
+        .await;
+    let mut lines = BufReader::new(stream).lines();
+    let data = line_where(&mut lines, |line| line.starts_with("data: {")).await;
+    assert!(data.contains("\"text\":\"two\""), "the first event after the history is the next one: {data}");
+    client.rocket().shutdown().notify();
+}

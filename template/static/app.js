@@ -1,0 +1,181 @@
+// The demo page: rooms, live messages, sign-in, and a connection indicator.
+//
+// Each room is rendered from a snapshot (messages + the id vector right after
+// them) and the stream resumes from exactly that id, so nothing sent in
+// between is missed or shown twice. ReconnectingEventSource resumes after
+// disconnects; stream-reset and stream-error are shown to the user.
+(function () {
+  'use strict';
+
+  const statusEl = document.getElementById('status');
+  const noticeEl = document.getElementById('notice');
+  const listEl = document.getElementById('messages');
+  const whoEl = document.getElementById('who');
+  const labels = {
+    connecting: 'connecting…',
+    live: 'live',
+    reconnecting: 'reconnecting…',
+    reset: 'resynchronising…',
+    error: 'stopped',
+    closed: 'closed',
+    forbidden: 'sign in to read this room',
+  };
+
+  const demo = {
+    room: null,
+    token: null,
+    user: null,
+    source: null,
+    // Every state the indicator showed, for the end-to-end tests.
+    states: [],
+  };
+  window.demo = demo;
+
+  // With the polyfill standing in for EventSource, the token can travel in
+  // a header instead of the URL (where it would reach access logs).
+  const polyfilled = typeof window.EventSourcePolyfill === 'function' && window.EventSource === window.EventSourcePolyfill;
+
+  function setStatus(state) {
+    demo.states.push(state);
+    statusEl.dataset.state = state;
+    statusEl.textContent = labels[state] || state;
+  }
+
+  function notice(text, kind) {
+    noticeEl.hidden = !text;
+    noticeEl.textContent = text || '';
+    noticeEl.className = 'notice' + (kind ? ' ' + kind : '');
+  }
+
+  function authHeaders() {
+    return demo.token ? { Authorization: 'Bearer ' + demo.token } : {};
+  }
+
+  function addMessage(message, eventId) {
+    const item = document.createElement('li');
+    if (eventId) item.dataset.eventId = eventId;
+    const author = document.createElement('b');
+    author.textContent = message.author;
+    const text = document.createElement('span');
+    text.textContent = message.text;
+    item.append(author, ' ', text);
+    listEl.append(item);
+    listEl.scrollTop = listEl.scrollHeight;
+  }
+
+  function render(history) {
+    listEl.replaceChildren();
+    history.messages.forEach((message) => addMessage(message));
+  }
+
+  function highlight(room) {
+    document.querySelectorAll('#rooms .room').forEach((button) => {
+      button.classList.toggle('current', button.dataset.room === room);
+    });
+  }
+
+  function listen(room, lastEventId) {
+    if (demo.source) demo.source.close();
+    let url = '/events/' + encodeURIComponent(room);
+    const options = { lastEventId: lastEventId, max_retry_time: 3000 };
+    if (demo.token && polyfilled) {
+      options.headers = authHeaders();
+    } else if (demo.token) {
+      url += '?token=' + encodeURIComponent(demo.token);
+    }
+    const source = new ReconnectingEventSource(url, options);
+    source.onstatechange = (state) => {
+      setStatus(state);
+      if (state === 'live') notice('');
+    };
+    source.addEventListener('message', (event) => {
+      addMessage(JSON.parse(event.data), event.lastEventId);
+    });
+    source.addEventListener('stream-reset', async () => {
+      // Some events could not be replayed (too old): reload the room.
+      notice('Some messages were too old to replay; the room was reloaded.', 'info');
+      const history = await fetchHistory(room);
+      if (history) render(history);
+    });
+    source.addEventListener('stream-error', (event) => {
+      const error = JSON.parse(event.data);
+      notice('The stream stopped: ' + error.text + (error.condition === 'forbidden' ? ' (sign in?)' : ''));
+      setStatus('error');
+    });
+    demo.source = source;
+  }
+
+  async function fetchHistory(room) {
+    const response = await fetch('/rooms/' + encodeURIComponent(room) + '/history', { headers: authHeaders() });
+    if (response.status === 403) {
+      if (demo.source) demo.source.close();
+      demo.source = null;
+      listEl.replaceChildren();
+      notice('“' + room + '” is private: sign in to read it.');
+      setStatus('forbidden');
+      return null;
+    }
+    if (!response.ok) {
+      notice('Could not load “' + room + '” (' + response.status + ').');
+      return null;
+    }
+    return response.json();
+  }
+
+  async function openRoom(room) {
+    demo.room = room;
+    highlight(room);
+    notice('');
+    setStatus('connecting');
+    const history = await fetchHistory(room);
+    if (!history || demo.room !== room) return;
+    render(history);
+    listen(room, history.last_event_id);
+  }
+
+  document.getElementById('rooms').addEventListener('click', (event) => {
+    const button = event.target.closest('.room');
+    if (button) openRoom(button.dataset.room);
+  });
+
+  document.getElementById('sign-in').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = event.target.elements.name.value.trim();
+    const response = await fetch('/sign-in', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: name }),
+    });
+    if (!response.ok) {
+      notice('Sign-in failed: ' + (await response.text()));
+      return;
+    }
+    const session = await response.json();
+    demo.token = session.token;
+    demo.user = session.user;
+    whoEl.textContent = 'signed in as ' + session.user;
+    openRoom(demo.room);
+  });
+
+  document.getElementById('send').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const response = await fetch('/rooms/' + encodeURIComponent(demo.room) + '/messages', {
+      method: 'POST',
+      headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()),
+      body: JSON.stringify({ author: form.elements.author.value, text: form.elements.text.value }),
+    });
+    if (response.ok) {
+      form.elements.text.value = '';
+    } else {
+      const body = await response.json().catch(() => ({}));
+      notice('Not sent: ' + (body.error || response.status));
+    }
+  });
+
+  // The lobby's history came with the page: listen from right after it.
+  const initial = JSON.parse(document.getElementById('initial-history').textContent);
+  demo.room = initial.room;
+  setStatus('connecting');
+  listen(initial.room, initial.last_event_id);
+})();
