@@ -45,8 +45,42 @@ ensure_postgres() {
     return 1
 }
 
+# Debian's Chromium for the browser tests (playwright-core drives it; it
+# never downloads a browser of its own).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    log "installing Chromium (Debian package)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+}
+
+# Node.js and npm for the JavaScript tests.
+ensure_node() {
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        return
+    fi
+    log "installing Node.js and npm (Debian packages)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+}
+
+# The cargo-generate CLI, for the generator's parity test. Built once (about
+# ten minutes on two cores) and kept in ~/.cargo/bin.
+ensure_cargo_generate() {
+    if command -v cargo-generate >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-generate" ]; then
+        return
+    fi
+    log "building the cargo-generate CLI (once; about ten minutes)"
+    bash "$(dirname "${BASH_SOURCE[0]}")/install-cargo-generate.sh" >&2
+}
+
 ensure_services() {
     ensure_postgres
+    ensure_chromium
+    ensure_node
+    ensure_cargo_generate
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -1,30 +1,66 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine too: starts (installing if
-# needed) the services the tests use, then runs every test of the
-# workspace. Prints a closing "N passed, N failed" line.
-#
-#   scripts/test.sh            # everything
-#   scripts/test.sh resume     # only tests whose name contains "resume"
+# The whole test suite, on a fresh machine too. Starts (installing when
+# needed) what the tests use, then runs:
+#   1. every Rust test of the workspace: the library on SQLite and
+#      PostgreSQL, the generator and its parity with cargo-generate, the
+#      load generator;
+#   2. a demo app generated from this checkout into a directory outside it,
+#      built with the shared target directory: its own tests;
+#   3. the JavaScript clients in Chromium, and the demo app end to end.
+# Prints a closing "tests: N passed, N failed" line.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
 
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 ensure_services
 
-# Tests that need PostgreSQL fail instead of skipping when CI is set.
+# Tests that need a service fail instead of skipping when CI is set.
 export CI="${CI:-true}"
-log_file=$(mktemp)
-trap 'rm -f "$log_file"' EXIT
-
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+work=$(mktemp -d)
+log_file="$work/test.log"
+trap 'rm -rf "$work"' EXIT
 status=0
-cargo test --workspace --locked -- "$@" 2>&1 | tee "$log_file" || status=$?
+run() {
+    echo "::: $*" | tee -a "$log_file"
+    "$@" 2>&1 | tee -a "$log_file"
+    local code=${PIPESTATUS[0]}
+    if [ "$code" -ne 0 ]; then
+        echo "::: failed ($code): $*" | tee -a "$log_file"
+        status=1
+    fi
+    return 0
+}
 
-awk '/^test result:/ {
+# 1. The workspace (also builds the example server the JS tests use).
+run cargo test --workspace --locked
+
+# 2. A generated demo app, outside the checkout, sharing the target dir.
+demo="$work/demo-app"
+run "$CARGO_TARGET_DIR/debug/eventstream-rocket" new demo-app --destination "$demo" --lib-path "$repo"
+cp Cargo.lock "$demo/Cargo.lock"
+run bash -c "cd '$demo' && cargo test && cargo build"
+
+# 3. Browser tests.
+if [ ! -d js/node_modules ] || [ js/package-lock.json -nt js/node_modules/.package-lock.json ]; then
+    run bash -c "cd js && npm ci --no-audit --no-fund"
+fi
+export EVENTSTREAM_SERVER_BIN="$CARGO_TARGET_DIR/debug/examples/server"
+run bash -c "cd js && node --test --test-concurrency=1 test/"
+run env DEMO_APP_DIR="$demo" DEMO_APP_BIN="$CARGO_TARGET_DIR/debug/demo-app" \
+    bash -c "cd js && node --test --test-concurrency=1 e2e/"
+
+awk '
+    /^test result:/ {
         for (i = 1; i <= NF; i++) {
             if ($(i + 1) ~ /^passed/) passed += $i
             if ($(i + 1) ~ /^failed/) failed += $i
         }
     }
-    END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log_file"
+    /^# pass [0-9]+$/ { passed += $3 }
+    /^# fail [0-9]+$/ { failed += $3 }
+    END { printf "tests: %d passed, %d failed\n", passed, failed }
+' "$log_file"
 exit "$status"

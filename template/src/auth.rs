@@ -43,7 +43,10 @@ impl<'r> FromRequest<'r> for Visitor {
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let Some(events) = request.rocket().state::<Events>() else {
-            return Outcome::Error((Status::InternalServerError, "eventstream is not attached".into()));
+            return Outcome::Error((
+                Status::InternalServerError,
+                "eventstream is not attached".into(),
+            ));
         };
         match events.identify(request).await {
             Ok(user) => Outcome::Success(Visitor(user)),
@@ -69,9 +72,14 @@ struct Session {
 fn sign_in(form: Json<SignIn>, events: &State<Events>) -> Result<Json<Session>, (Status, String)> {
     let name = form.name.trim();
     let valid = (1..=32).contains(&name.chars().count())
-        && name.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
     if !valid {
-        return Err((Status::BadRequest, "names are 1-32 letters, digits, '-' or '_'".into()));
+        return Err((
+            Status::BadRequest,
+            "names are 1-32 letters, digits, '-' or '_'".into(),
+        ));
     }
     let token = events
         .token_for(name, TOKEN_LIFETIME)
@@ -89,8 +97,14 @@ async fn require_real_secrets(rocket: Rocket<Build>) -> fairing::Result {
         return Ok(rocket);
     }
     for key in ["publish_key", "jwt_secret"] {
-        let value: Option<String> = rocket.figment().extract_inner(&format!("eventstream.{key}")).ok();
-        if value.as_deref().is_none_or(|value| value.starts_with("dev-only-")) {
+        let value: Option<String> = rocket
+            .figment()
+            .extract_inner(&format!("eventstream.{key}"))
+            .ok();
+        if value
+            .as_deref()
+            .is_none_or(|value| value.starts_with("dev-only-"))
+        {
             error!(
                 "eventstream.{key} must be set to a real secret in release: \
                  set publish_key and jwt_secret in ROCKET_EVENTSTREAM (see Rocket.toml)"
@@ -106,6 +120,9 @@ pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Auth", |rocket| async {
         rocket
             .mount("/", routes![sign_in])
-            .attach(AdHoc::try_on_ignite("Production secrets", require_real_secrets))
+            .attach(AdHoc::try_on_ignite(
+                "Production secrets",
+                require_real_secrets,
+            ))
     })
 }

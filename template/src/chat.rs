@@ -2,10 +2,10 @@
 //! sent as an event, from an ordinary handler, with `&State<Events>`.
 
 use eventstream_rocket::Events;
+use rocket::State;
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::State;
 use rocket_db_pools::sqlx::{self, Row};
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +62,10 @@ async fn post(
         return Err(refuse(Status::NotFound, "no such room"));
     }
     if !events.can_read_channel(visitor.0.as_ref(), room).await {
-        return Err(refuse(Status::Forbidden, "sign in to post in private rooms"));
+        return Err(refuse(
+            Status::Forbidden,
+            "sign in to post in private rooms",
+        ));
     }
     let text = message.text.trim();
     if text.is_empty() || text.chars().count() > MAX_TEXT {
@@ -77,18 +80,27 @@ async fn post(
     };
     let failed = |e: sqlx::Error| {
         error!("storing a message failed: {e}");
-        refuse(Status::InternalServerError, "the message could not be stored")
+        refuse(
+            Status::InternalServerError,
+            "the message could not be stored",
+        )
     };
-    let id: i64 = sqlx::query("INSERT INTO messages (room, author, text) VALUES ($1, $2, $3) RETURNING id")
-        .bind(room)
-        .bind(&author)
-        .bind(text)
-        .fetch_one(&**db)
-        .await
-        .map_err(failed)?
-        .try_get("id")
-        .map_err(failed)?;
-    let message = ChatMessage { id, room: room.to_owned(), author, text: text.to_owned() };
+    let id: i64 =
+        sqlx::query("INSERT INTO messages (room, author, text) VALUES ($1, $2, $3) RETURNING id")
+            .bind(room)
+            .bind(&author)
+            .bind(text)
+            .fetch_one(&**db)
+            .await
+            .map_err(failed)?
+            .try_get("id")
+            .map_err(failed)?;
+    let message = ChatMessage {
+        id,
+        room: room.to_owned(),
+        author,
+        text: text.to_owned(),
+    };
     // The message row and the event are two commits: if sending fails, the
     // row stays without an event id and the client is told.
     let event_id = events
@@ -96,7 +108,10 @@ async fn post(
         .await
         .map_err(|e| {
             error!("sending a message failed: {e}");
-            refuse(Status::InternalServerError, "the message was stored but not sent")
+            refuse(
+                Status::InternalServerError,
+                "the message was stored but not sent",
+            )
         })?
         .map(|id| id.to_string());
     sqlx::query("UPDATE messages SET event_id = $1 WHERE id = $2")

@@ -5,10 +5,10 @@
 //! rendering and connecting is missed or shown twice.
 
 use eventstream_rocket::Events;
+use rocket::State;
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::State;
 use rocket_dyn_templates::{Template, context};
 use serde::Serialize;
 
@@ -37,14 +37,21 @@ async fn history(room: &str, events: &Events) -> Result<History, Status> {
         .filter(|event| event.event_type == "message")
         .filter_map(|event| serde_json::from_str(&event.data).ok())
         .collect();
-    Ok(History { room: room.to_owned(), messages, last_event_id: ids.to_string() })
+    Ok(History {
+        room: room.to_owned(),
+        messages,
+        last_event_id: ids.to_string(),
+    })
 }
 
 /// The demo page, showing the lobby.
 #[get("/")]
 async fn index(events: &State<Events>) -> Result<Template, Status> {
     let lobby = history("lobby", events).await?;
-    let rooms: Vec<_> = ROOMS.iter().map(|name| context! { name, private: name.starts_with('_') }).collect();
+    let rooms: Vec<_> = ROOMS
+        .iter()
+        .map(|name| context! { name, private: name.starts_with('_') })
+        .collect();
     Ok(Template::render(
         "index",
         context! {
@@ -59,7 +66,11 @@ async fn index(events: &State<Events>) -> Result<Template, Status> {
 
 /// A room's history as JSON, for switching rooms without reloading.
 #[get("/rooms/<room>/history")]
-async fn room_history(room: &str, visitor: Visitor, events: &State<Events>) -> Result<Json<History>, Status> {
+async fn room_history(
+    room: &str,
+    visitor: Visitor,
+    events: &State<Events>,
+) -> Result<Json<History>, Status> {
     if !ROOMS.contains(&room) {
         return Err(Status::NotFound);
     }
@@ -71,5 +82,7 @@ async fn room_history(room: &str, visitor: Visitor, events: &State<Events>) -> R
 
 /// The page routes.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Pages", |rocket| async { rocket.mount("/", routes![index, room_history]) })
+    AdHoc::on_ignite("Pages", |rocket| async {
+        rocket.mount("/", routes![index, room_history])
+    })
 }

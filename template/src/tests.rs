@@ -28,9 +28,16 @@ impl TestDatabase {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         TestDatabase { url }
 {%- else %}
-        let path = std::env::temp_dir().join(format!("{}-{name}-{}.db", env!("CARGO_PKG_NAME"), std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "{}-{name}-{}.db",
+            env!("CARGO_PKG_NAME"),
+            std::process::id()
+        ));
         let _ = std::fs::remove_file(&path);
-        TestDatabase { url: format!("sqlite://{}", path.display()), path }
+        TestDatabase {
+            url: format!("sqlite://{}", path.display()),
+            path,
+        }
 {%- endif %}
     }
 }
@@ -49,11 +56,16 @@ async fn client(database: &TestDatabase) -> Client {
     let figment = rocket::Config::figment()
         .merge(("databases.eventstream.url", database.url.as_str()))
         .merge(("log_level", "off"));
-    Client::tracked(super::app(figment)).await.expect("the app launches")
+    Client::tracked(super::app(figment))
+        .await
+        .expect("the app launches")
 }
 
 /// Reads lines until one satisfies `wanted`, within 10 seconds.
-async fn line_where(lines: &mut Lines<BufReader<LocalResponse<'_>>>, wanted: impl Fn(&str) -> bool) -> String {
+async fn line_where(
+    lines: &mut Lines<BufReader<LocalResponse<'_>>>,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Duration::from_secs(10);
     loop {
         let line = timeout(deadline, lines.next_line())
@@ -84,7 +96,11 @@ async fn private_rooms_need_a_signed_in_user() {
     let user = User::new("ann");
     assert!(PrivateChannels.can_read_channel(None, "lobby").await);
     assert!(!PrivateChannels.can_read_channel(None, "_staff").await);
-    assert!(PrivateChannels.can_read_channel(Some(&user), "_staff").await);
+    assert!(
+        PrivateChannels
+            .can_read_channel(Some(&user), "_staff")
+            .await
+    );
 }
 
 #[rocket::async_test]
@@ -92,7 +108,10 @@ async fn a_posted_message_reaches_the_stream() {
     let database = TestDatabase::new("round-trip");
     let client = client(&database).await;
     let stream = client.get("/events/random").dispatch().await;
-    assert_eq!(stream.content_type(), Some(ContentType::new("text", "event-stream")));
+    assert_eq!(
+        stream.content_type(),
+        Some(ContentType::new("text", "event-stream"))
+    );
     let mut lines = BufReader::new(stream).lines();
     line_where(&mut lines, |line| line == "event: stream-open").await;
 
@@ -105,7 +124,8 @@ async fn a_posted_message_reaches_the_stream() {
     assert_eq!(posted.status(), Status::Created);
 
     let data = line_where(&mut lines, |line| line.starts_with("data: ")).await;
-    let message: serde_json::Value = serde_json::from_str(&data["data: ".len()..]).expect("JSON data");
+    let message: serde_json::Value =
+        serde_json::from_str(&data["data: ".len()..]).expect("JSON data");
     assert_eq!(message["text"], text.as_str());
     assert_eq!(message["author"], "tester (guest)");
     client.rocket().shutdown().notify();
@@ -134,7 +154,11 @@ async fn signing_in_opens_private_rooms() {
         .expect("a session");
     let token = session["token"].as_str().expect("a token").to_owned();
     let bearer = || Header::new("Authorization", format!("Bearer {token}"));
-    let history = client.get("/rooms/_staff/history").header(bearer()).dispatch().await;
+    let history = client
+        .get("/rooms/_staff/history")
+        .header(bearer())
+        .dispatch()
+        .await;
     assert_eq!(history.status(), Status::Ok);
     let posted = client
         .post("/rooms/_staff/messages")
@@ -163,9 +187,21 @@ async fn history_and_stream_join_without_gap() {
             .dispatch()
     };
     assert_eq!(post("one").await.status(), Status::Created);
-    let history: serde_json::Value = client.get("/rooms/lobby/history").dispatch().await.into_json().await.expect("history");
+    let history: serde_json::Value = client
+        .get("/rooms/lobby/history")
+        .dispatch()
+        .await
+        .into_json()
+        .await
+        .expect("history");
     let last_event_id = history["last_event_id"].as_str().expect("an id").to_owned();
-    assert!(history["messages"].as_array().expect("messages").iter().any(|m| m["text"] == "one"));
+    assert!(
+        history["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["text"] == "one")
+    );
 
     assert_eq!(post("two").await.status(), Status::Created);
     let stream = client
@@ -175,6 +211,9 @@ async fn history_and_stream_join_without_gap() {
         .await;
     let mut lines = BufReader::new(stream).lines();
     let data = line_where(&mut lines, |line| line.starts_with("data: {")).await;
-    assert!(data.contains("\"text\":\"two\""), "the first event after the history is the next one: {data}");
+    assert!(
+        data.contains("\"text\":\"two\""),
+        "the first event after the history is the next one: {data}"
+    );
     client.rocket().shutdown().notify();
 }
