@@ -60,6 +60,16 @@ async function setup(t, options = {}) {
 const rec = (page, name) => page.evaluate((n) => window.records[n].rec, name);
 
 async function waitRec(page, name, predicate, arg, timeout = 15000) {
+  try {
+    await waitRecInner(page, name, predicate, arg, timeout);
+  } catch (error) {
+    const state = await page.evaluate((n) => JSON.stringify(window.records[n] && window.records[n].rec), name).catch(() => '?');
+    error.message += `\n  waiting for ${predicate}\n  records.${name}: ${state}`;
+    throw error;
+  }
+}
+
+async function waitRecInner(page, name, predicate, arg, timeout) {
   await page.waitForFunction(
     ([n, source, a]) => {
       const entry = window.records[n];
@@ -71,14 +81,17 @@ async function waitRec(page, name, predicate, arg, timeout = 15000) {
   );
 }
 
-const seqOf = (id) => Number(id.split(':').pop());
+// Tests publish only after `stream-open`: the server sends the 200 head
+// (which fires `open`) before it subscribes the stream and reads the
+// channels' positions, so an event published right after `open` can land
+// before a fresh stream's starting point.
 
 describe('ReconnectingEventSource', () => {
   test('(a) receives published events with their ids and data, on every listened type', async (t) => {
     const { page, server, requests, pageErrors } = await setup(t);
     const url = `${server.origin}/events/?channel=room-a`;
     await page.evaluate((u) => openRES('a', u, {}, { types: ['message', 'chat'] }), url);
-    await waitRec(page, 'a', (rec) => rec.opens === 1);
+    await waitRec(page, 'a', (rec) => rec.streamOpens === 1);
 
     const sent = [
       [{ n: 1 }, undefined],
@@ -99,7 +112,7 @@ describe('ReconnectingEventSource', () => {
         ['message', 'a string', 'room-a:3', 'room-a:3'],
       ]
     );
-    assert.deepEqual(r.states, ['live']);
+    assert.deepEqual(r.states, ['connecting', 'live']);
     assert.equal(r.errors, 0);
 
     const api = await page.evaluate(() => {
@@ -140,7 +153,7 @@ describe('ReconnectingEventSource', () => {
       constants: [0, 1, 2, 0, 1, 2],
       lastEventIdAfterWrite: 'room-a:3',
       thrown: ['EventSourceNotAvailableError', true, true],
-      afterClose: [2, 'closed', ['live', 'closed']],
+      afterClose: [2, 'closed', ['connecting', 'live', 'closed']],
     });
     assert.equal(requests.length, 1);
     assert.equal(new URL(requests[0].url).searchParams.get('lastEventId'), null);
@@ -151,7 +164,7 @@ describe('ReconnectingEventSource', () => {
     const { page, server, requests, pageErrors, jobs } = await setup(t);
     const url = `${server.origin}/events/room-b`;
     await page.evaluate((u) => openRES('b', u, { max_retry_time: 1000 }), url);
-    await waitRec(page, 'b', (rec) => rec.opens === 1);
+    await waitRec(page, 'b', (rec) => rec.streamOpens === 1);
     for (let n = 1; n <= 2; n++) await publish(server.origin, 'room-b', { n });
     await waitRec(page, 'b', (rec) => rec.events.length >= 2);
 
@@ -163,7 +176,7 @@ describe('ReconnectingEventSource', () => {
     const second = await startServer({ port: server.port, dir: server.dir });
     jobs.add(() => second.stop());
     for (let n = 3; n <= 5; n++) await publish(second.origin, 'room-b', { n });
-    await waitRec(page, 'b', (rec) => rec.opens === 2);
+    await waitRec(page, 'b', (rec) => rec.streamOpens === 2);
     // A marker after the reconnection: anything missing or repeated shows up
     // before it, as events of one connection arrive in id order.
     assert.equal(await publish(second.origin, 'room-b', { n: 6 }), 'room-b:6');
@@ -174,7 +187,7 @@ describe('ReconnectingEventSource', () => {
       r.events.map((e) => [e.lastEventId, JSON.parse(e.data).n]),
       [1, 2, 3, 4, 5, 6].map((n) => [`room-b:${n}`, n])
     );
-    assert.deepEqual(r.states, ['live', 'reconnecting', 'live']);
+    assert.deepEqual(r.states, ['connecting', 'live', 'reconnecting', 'live']);
     assert.equal(r.errors, 1, 'onerror once per outage');
     assert.deepEqual(r.ready, [
       ['open', 1],
@@ -196,8 +209,9 @@ describe('ReconnectingEventSource', () => {
   test('(c) `onmessage = fn` alone keeps the id: a resume misses and repeats nothing', async (t) => {
     const { page, server, requests, pageErrors, jobs } = await setup(t);
     const url = `${server.origin}/events/room-c`;
+    // No listener for `message` (the harness only counts `stream-open`).
     await page.evaluate((u) => openRES('c', u, { max_retry_time: 500 }, { onmessageOnly: true }), url);
-    await waitRec(page, 'c', (rec) => rec.opens === 1);
+    await waitRec(page, 'c', (rec) => rec.streamOpens === 1);
     for (let n = 1; n <= 2; n++) await publish(server.origin, 'room-c', { n });
     await waitRec(page, 'c', (rec) => rec.events.length >= 2);
 
@@ -212,7 +226,7 @@ describe('ReconnectingEventSource', () => {
 
     const second = await startServer({ port: server.port, dir: server.dir });
     jobs.add(() => second.stop());
-    await waitRec(page, 'c', (rec) => rec.opens === 2);
+    await waitRec(page, 'c', (rec) => rec.streamOpens === 2);
     await publish(second.origin, 'room-c', { n: 5 });
     await waitRec(page, 'c', (rec) => rec.events.some((e) => e.lastEventId === 'room-c:5'));
 
@@ -255,7 +269,7 @@ describe('ReconnectingEventSource', () => {
     assert.equal(r.opens, 1);
     assert.equal(r.errors, 0);
     assert.equal(r.streamErrors.length, 1);
-    assert.deepEqual(r.states, ['live', 'error']);
+    assert.deepEqual(r.states, ['connecting', 'live', 'error']);
     assert.deepEqual(pageErrors, []);
   });
 
@@ -277,7 +291,7 @@ describe('ReconnectingEventSource', () => {
     assert.equal(r.resets[0].event.lastEventId, 'room-h:1');
     assert.equal(r.resets[0].state, 'reset');
     assert.equal(r.resets[0].esLastEventId, 'room-h:1');
-    assert.deepEqual(r.states, ['live', 'reset', 'live']);
+    assert.deepEqual(r.states, ['connecting', 'live', 'reset', 'live']);
     assert.deepEqual(
       r.events.map((e) => [e.type, e.lastEventId]),
       [
@@ -365,7 +379,7 @@ describe('ReconnectingEventSource', () => {
     const ceilings = [250, 500, 1000, 250, 500, 1000];
     result.gaps.forEach((gap, i) => {
       assert.ok(gap >= ceilings[i] * 0.5 - 5, `gap ${i} = ${gap} ms, expected >= ${ceilings[i] * 0.5}`);
-      assert.ok(gap <= ceilings[i] + 150, `gap ${i} = ${gap} ms, expected <= ${ceilings[i]} (+ timer slack)`);
+      assert.ok(gap <= ceilings[i] + 300, `gap ${i} = ${gap} ms, expected <= ${ceilings[i]} (+ timer slack)`);
     });
     for (const init of result.inits) {
       assert.deepEqual(JSON.parse(init), {
@@ -375,7 +389,7 @@ describe('ReconnectingEventSource', () => {
       });
     }
     assert.ok(result.closedAll, 'every replaced EventSource was closed');
-    assert.deepEqual(result.states, ['reconnecting', 'live', 'reconnecting', 'live', 'closed']);
+    assert.deepEqual(result.states, ['connecting', 'reconnecting', 'live', 'reconnecting', 'live', 'closed']);
     assert.equal(result.errors, 2, 'onerror: the first failure and the drop of the open connection');
     assert.equal(result.opens, 2);
     assert.equal(result.lastEventId, 'c h:7');

@@ -31,6 +31,8 @@
  *                         retrying.
  *   onstatechange(state)  called when `state` changes, with one of
  *                         "connecting"   the first connection is being made
+ *                                        (reported once, right after the
+ *                                        constructor's caller has run)
  *                         "live"         connected
  *                         "reconnecting" the connection failed or dropped;
  *                                        a reconnection is scheduled
@@ -177,10 +179,20 @@
           timer: null,
           attempt: 0,
           everOpened: false,
+          reported: false, // onstatechange was called at least once
         },
       });
 
       this._connect();
+      // Report "connecting" once the caller has had the chance to set
+      // onstatechange (right after this constructor's caller finishes).
+      var self = this;
+      Promise.resolve().then(function () {
+        if (!self._.reported && self.state === 'connecting') {
+          self._.reported = true;
+          call(self.onstatechange, self, 'connecting');
+        }
+      });
     }
 
     ReconnectingEventSource.CONNECTING = CONNECTING;
@@ -227,6 +239,7 @@
     proto._setState = function (state) {
       if (this.state === state) return;
       this.state = state;
+      this._.reported = true;
       call(this.onstatechange, this, state);
     };
 
