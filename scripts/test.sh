@@ -48,9 +48,9 @@ if [ ! -d js/node_modules ] || [ js/package-lock.json -nt js/node_modules/.packa
     run bash -c "cd js && npm ci --no-audit --no-fund"
 fi
 export EVENTSTREAM_SERVER_BIN="$CARGO_TARGET_DIR/debug/examples/server"
-run bash -c "cd js && node --test --test-concurrency=1 test/"
+run bash -c "cd js && npm test"
 run env DEMO_APP_DIR="$demo" DEMO_APP_BIN="$CARGO_TARGET_DIR/debug/demo-app" \
-    bash -c "cd js && node --test --test-concurrency=1 e2e/"
+    bash -c "cd js && node --test --test-concurrency=1 e2e/*.test.mjs"
 
 awk '
     /^test result:/ {

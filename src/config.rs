@@ -33,6 +33,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("eventstream_allow_origins", "allow_origins"),
     ("eventstream_allow_credentials", "allow_credentials"),
     ("eventstream_allow_headers", "allow_headers"),
+    ("grip_proxies", "grip_proxies"),
+    ("grip_url", "grip_url"),
 ];
 
 /// Largest channel limit: per-subscriber bookkeeping uses a 64-bit mask.
@@ -178,6 +180,41 @@ pub struct Config {
     pub commit_batch: usize,
     /// Name of the database under `[databases]` that holds the event log.
     pub database: String,
+    /// GRIP proxies (Pushpin, Fastly Fanout) that hold connections and
+    /// receive every published event.
+    pub grip_proxies: Vec<GripProxyConfig>,
+    /// One GRIP proxy as a URL, e.g. `http://127.0.0.1:5561?verify-key=changeme`
+    /// or `https://api.fastly.com/service/<id>?verify-iss=fastly:<id>&key=<token>`.
+    pub grip_url: Option<String>,
+    /// Secret that signs the next links handed to GRIP proxies. Must be
+    /// stable across restarts and the same on every instance.
+    pub link_key: Option<String>,
+    /// Seconds after which an idle proxied stream re-fetches its next link
+    /// (which re-checks permissions). Pushpin's default is 120.
+    pub grip_link_timeout_secs: u64,
+    /// Path the proxy puts in front of the app's paths (e.g. `/api` when
+    /// the proxy maps `/api/events/` to the app's `/events/`); next links
+    /// are built with it.
+    pub grip_path_prefix: String,
+}
+
+/// One GRIP proxy: where to publish and how to check its `Grip-Sig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GripProxyConfig {
+    /// The proxy's control endpoint, e.g. `http://127.0.0.1:5561`.
+    pub control_uri: String,
+    /// Issuer of the JWT that authenticates publishes (with `key`).
+    pub control_iss: Option<String>,
+    /// Publish credential: with `control_iss`, an HS256 key; alone, a bearer
+    /// token (Fastly API token). `base64:` prefix for binary keys. Also
+    /// verifies `Grip-Sig` when no `verify_key` is given.
+    pub key: Option<String>,
+    /// Required `iss` of `Grip-Sig` (Pushpin's `sig_iss`, default `pushpin`).
+    pub verify_iss: Option<String>,
+    /// Key that verifies `Grip-Sig`: an HS256 secret (Pushpin's `sig_key`,
+    /// `base64:` allowed) or an ES256 public key in PEM.
+    pub verify_key: Option<String>,
 }
 
 impl Default for Config {
@@ -203,6 +240,11 @@ impl Default for Config {
             replay_page: 500,
             commit_batch: 256,
             database: "eventstream".into(),
+            grip_proxies: Vec::new(),
+            grip_url: None,
+            link_key: None,
+            grip_link_timeout_secs: 120,
+            grip_path_prefix: String::new(),
         }
     }
 }
@@ -359,7 +401,67 @@ impl Config {
         if self.database.trim().is_empty() {
             return bad("database", "must name a database under [databases]");
         }
-        Ok(())
+        self.validate_grip()
+    }
+
+    /// Whether any GRIP proxy is configured.
+    pub fn grip_enabled(&self) -> bool {
+        !self.grip_proxies.is_empty() || self.grip_url.is_some()
+    }
+
+    fn validate_grip(&mut self) -> Result<(), String> {
+        fn bad(key: &str, why: impl std::fmt::Display) -> Result<(), String> {
+            Err(format!("eventstream.{key}: {why}"))
+        }
+        if let Some(url) = &self.grip_url {
+            let proxy = crate::grip::parse_grip_url(url)
+                .map_err(|why| format!("eventstream.grip_url: {why}"))?;
+            self.grip_proxies.push(proxy);
+            self.grip_url = None;
+        }
+        if self.grip_proxies.is_empty() {
+            return Ok(());
+        }
+        for (index, proxy) in self.grip_proxies.iter_mut().enumerate() {
+            crate::grip::complete_proxy(proxy)
+                .map_err(|why| format!("eventstream.grip_proxies[{index}]: {why}"))?;
+        }
+        if self.channel_limit > crate::grip::MAX_GRIP_CHANNELS {
+            return bad(
+                "channel_limit",
+                format!(
+                    "with GRIP at most {} channels fit in a connection (Pushpin allows 20 subscriptions and the user channel takes one), got {}",
+                    crate::grip::MAX_GRIP_CHANNELS,
+                    self.channel_limit
+                ),
+            );
+        }
+        match &self.link_key {
+            None => bad(
+                "link_key",
+                "GRIP needs a stable secret (at least 16 bytes) to sign next links",
+            ),
+            Some(key) if key.len() < 16 => bad("link_key", "must be at least 16 bytes long"),
+            Some(_) if !(5..=86_400).contains(&self.grip_link_timeout_secs) => bad(
+                "grip_link_timeout_secs",
+                format!(
+                    "must be between 5 and 86400, got {}",
+                    self.grip_link_timeout_secs
+                ),
+            ),
+            Some(_)
+                if !self.grip_path_prefix.is_empty() && !self.grip_path_prefix.starts_with('/') =>
+            {
+                bad(
+                    "grip_path_prefix",
+                    format!("{:?} must start with '/'", self.grip_path_prefix),
+                )
+            }
+            Some(_) => {
+                self.grip_path_prefix = self.grip_path_prefix.trim_end_matches('/').to_owned();
+                Ok(())
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, StreamError};
 use crate::event_id::{EventId, IdVector};
 use crate::frame::{self, Frame};
+use crate::grip::instruct::Grip;
 use crate::hub::{Hub, LiveEvent};
 use crate::identity::{Identify, User};
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) identity: Arc<dyn Identify>,
+    /// GRIP proxies, when configured.
+    pub(crate) grip: Option<Arc<Grip>>,
 }
 
 /// Options for [`Events::send_with`].
@@ -132,6 +135,10 @@ impl Events {
                 skip_users: skip_user_ids,
             });
             self.shared.hub.publish(&live);
+            if let Some(grip) = &self.shared.grip {
+                grip.publisher
+                    .event(channel, None, &live.frame.body, &live.skip_users);
+            }
             self.shared.metrics.event_sent();
             return Ok(None);
         }
@@ -172,15 +179,19 @@ impl Events {
 
     /// Call after revoking `user`'s access to `channel`: if the authorizer
     /// now refuses it, every live stream of that user on that channel gets a
-    /// `stream-error` `forbidden` and ends. Returns how many streams ended.
+    /// `stream-error` `forbidden` and ends, here and behind GRIP proxies.
+    /// Returns how many streams of this process ended (proxied streams are
+    /// ended by the proxy and not counted).
     pub async fn channel_permission_changed(&self, user: Option<&User>, channel: &str) -> usize {
         if self.shared.authorizer.can_read_channel(user, channel).await {
             return 0;
         }
         let error = StreamError::forbidden(vec![channel.to_owned()]);
-        self.shared
-            .hub
-            .kick(user.map(|user| user.id.as_str()), channel, &error)
+        let user_id = user.map(|user| user.id.as_str());
+        if let Some(grip) = &self.shared.grip {
+            grip.publisher.kick(user_id, channel, &error);
+        }
+        self.shared.hub.kick(user_id, channel, &error)
     }
 
     /// Signs a token the built-in identity accepts: an HS256 JWT for

@@ -27,8 +27,16 @@ pub const RESERVED_EVENT_TYPES: [&str; 4] =
 /// Longest event type accepted, in bytes.
 const MAX_EVENT_TYPE_BYTES: usize = 255;
 
-/// `event: stream-open`, the first frame of every successful stream.
-pub(crate) const STREAM_OPEN: &[u8] = b"event: stream-open\ndata:\n\n";
+/// `event: stream-open`, the first frame of every successful stream. It
+/// carries the stream's starting id vector (when it has persistent
+/// channels), so a client that drops before any event can still resume
+/// from the moment it connected.
+pub(crate) fn stream_open(out: &mut BytesMut, positions: &str) {
+    if !positions.is_empty() {
+        write_id(out, positions);
+    }
+    out.put_slice(b"event: stream-open\ndata:\n\n");
+}
 
 /// Sent after `keepalive_secs` without output, so that proxies and clients
 /// see the connection is alive and the server notices vanished clients.

@@ -11,6 +11,9 @@ pub(crate) struct Metrics {
     events_sent: AtomicU64,
     replay_fallbacks: AtomicU64,
     resets: AtomicU64,
+    grip_published: AtomicU64,
+    grip_retries: AtomicU64,
+    grip_failed: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -28,6 +31,12 @@ pub struct MetricsSnapshot {
     pub replay_fallbacks: u64,
     /// `stream-reset` frames sent: positions that could not be resumed.
     pub resets: u64,
+    /// Items accepted by GRIP proxies.
+    pub grip_published: u64,
+    /// GRIP publish requests retried after a failure.
+    pub grip_retries: u64,
+    /// Items given up after all retries (their channels were hinted).
+    pub grip_failed: u64,
 }
 
 impl Metrics {
@@ -52,6 +61,18 @@ impl Metrics {
         self.resets.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn grip_published(&self, items: u64) {
+        self.grip_published.fetch_add(items, Relaxed);
+    }
+
+    pub(crate) fn grip_retry(&self) {
+        self.grip_retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn grip_failed(&self, items: u64) {
+        self.grip_failed.fetch_add(items, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             live_subscribers: self.live_subscribers.load(Relaxed),
@@ -59,6 +80,9 @@ impl Metrics {
             events_sent: self.events_sent.load(Relaxed),
             replay_fallbacks: self.replay_fallbacks.load(Relaxed),
             resets: self.resets.load(Relaxed),
+            grip_published: self.grip_published.load(Relaxed),
+            grip_retries: self.grip_retries.load(Relaxed),
+            grip_failed: self.grip_failed.load(Relaxed),
         }
     }
 }

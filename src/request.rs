@@ -12,6 +12,7 @@ use rocket::request::{FromRequest, Outcome};
 use crate::error::StreamError;
 use crate::event_id::Resume;
 use crate::events::{Events, Shared};
+use crate::grip::instruct::{self, GripRequest};
 use crate::identity::User;
 use crate::response::EventStream;
 use crate::subscription::{Plan, check_channels};
@@ -25,12 +26,12 @@ use crate::subscription::{Plan, check_channels};
 ///
 /// /// Each user listens to their own notification channel.
 /// #[get("/notifications")]
-/// fn notifications(stream: StreamRequest) -> EventStream {
+/// async fn notifications(stream: StreamRequest) -> EventStream {
 ///     let channel = match stream.user() {
 ///         Some(user) => format!("_user-{}", user.id),
 ///         None => "public".to_owned(),
 ///     };
-///     stream.channels([channel])
+///     stream.channels([channel]).await
 /// }
 /// ```
 ///
@@ -42,6 +43,8 @@ pub struct StreamRequest {
     resume: Result<Resume, String>,
     requested: Vec<String>,
     shutdown: Shutdown,
+    /// Set when a GRIP proxy (verified `Grip-Sig`) sent the request.
+    grip: Option<GripRequest>,
 }
 
 impl std::fmt::Debug for StreamRequest {
@@ -66,28 +69,45 @@ impl StreamRequest {
     }
 
     /// Streams `channels`. At most `channel_limit` names, validated like
-    /// the built-in routes'; errors become a `stream-error` frame.
-    pub fn channels<I, S>(self, channels: I) -> EventStream
+    /// the built-in routes'; errors become a `stream-error` frame. Behind a
+    /// GRIP proxy this reads storage before answering, hence `async`.
+    pub async fn channels<I, S>(self, channels: I) -> EventStream
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         let channels = channels.into_iter().map(Into::into).collect();
-        self.respond(Ok(channels))
+        self.respond(Ok(channels)).await
     }
 
     /// Streams the result of the authorizer's `channels_for_request`.
-    pub(crate) fn respond(self, channels: Result<Vec<String>, StreamError>) -> EventStream {
+    pub(crate) async fn respond(self, channels: Result<Vec<String>, StreamError>) -> EventStream {
         let limit = self.shared.config.channel_limit;
         let after_error = matches!(self.resume, Ok(Resume::AfterError));
+        let channels = channels.and_then(|channels| check_channels(channels, limit));
+        if let (Some(grip_request), Some(grip)) = (&self.grip, &self.shared.grip) {
+            if after_error {
+                return EventStream::after_error(self.shared);
+            }
+            let proxied = instruct::respond(
+                &self.shared,
+                grip,
+                grip_request,
+                channels,
+                self.user,
+                self.resume,
+            )
+            .await;
+            return EventStream::proxied(self.shared, proxied);
+        }
         let plan = Plan {
-            channels: channels.and_then(|channels| check_channels(channels, limit)),
+            channels,
             shared: self.shared,
             user: self.user,
             resume: self.resume,
             shutdown: self.shutdown,
         };
-        EventStream::new(plan, after_error)
+        EventStream::open(plan, after_error).await
     }
 }
 
@@ -125,12 +145,17 @@ impl<'r> FromRequest<'r> for StreamRequest {
             .map(|field| field.value.to_owned())
             .collect();
         let user = shared.identity.identify(request).await;
+        let grip = shared
+            .grip
+            .as_ref()
+            .and_then(|grip| GripRequest::from_request(grip, request));
         Outcome::Success(StreamRequest {
             shared,
             user,
             resume,
             requested,
             shutdown,
+            grip,
         })
     }
 }

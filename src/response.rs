@@ -1,10 +1,13 @@
 //! [`EventStream`]: the responder that writes a stream's headers and body.
 //!
-//! The body is produced chunk by chunk by a [`Session`] and handed to Rocket
-//! as a reader with an explicit `max_chunk_size`, so that frames queued
-//! while the client was busy leave in one write instead of one per frame.
+//! In direct mode the body is produced chunk by chunk by a [`Session`] and
+//! handed to Rocket as a reader with an explicit `max_chunk_size`, so that
+//! frames queued while the client was busy leave in one write instead of
+//! one per frame. Behind a GRIP proxy the body is finite and the `Grip-*`
+//! headers tell the proxy to hold the connection.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rocket::Request;
@@ -13,13 +16,25 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response, stream::ReaderStream};
 
 use crate::cors;
+use crate::events::Shared;
+use crate::grip::instruct::Proxied;
 use crate::subscription::{Plan, Session};
 
 /// A server-sent event stream, returned by the built-in routes and by
 /// [`StreamRequest::channels`](crate::StreamRequest::channels).
 pub struct EventStream {
-    plan: Plan,
-    after_error: bool,
+    shared: Arc<Shared>,
+    answer: Answer,
+}
+
+enum Answer {
+    /// A live stream served by this process, already registered with the
+    /// hub and positioned: everything sent after the response head arrives.
+    Direct(Bytes, Option<Session>),
+    /// A finite response with GRIP instructions for a proxy.
+    Proxied(Proxied),
+    /// `Last-Event-ID: error`: refused with HTTP 400.
+    AfterError,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -29,22 +44,44 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    pub(crate) fn new(plan: Plan, after_error: bool) -> Self {
-        EventStream { plan, after_error }
+    /// Opens the stream before the response head is sent, so that a client
+    /// that sees the head (`EventSource.onopen`) misses nothing sent after.
+    pub(crate) async fn open(plan: Plan, after_error: bool) -> Self {
+        let shared = Arc::clone(&plan.shared);
+        let answer = if after_error {
+            Answer::AfterError
+        } else {
+            let (first, session) = plan.open().await;
+            Answer::Direct(first, session)
+        };
+        EventStream { shared, answer }
+    }
+
+    pub(crate) fn proxied(shared: Arc<Shared>, proxied: Proxied) -> Self {
+        EventStream {
+            shared,
+            answer: Answer::Proxied(proxied),
+        }
+    }
+
+    pub(crate) fn after_error(shared: Arc<Shared>) -> Self {
+        EventStream {
+            shared,
+            answer: Answer::AfterError,
+        }
     }
 }
 
 /// The body: the opening chunk, then whatever the session produces.
 enum Body {
-    Opening(Plan),
+    Opening(Bytes, Option<Session>),
     Running(Session),
     Done,
 }
 
 async fn next(body: Body) -> Option<(Bytes, Body)> {
     match body {
-        Body::Opening(plan) => {
-            let (first, session) = plan.open().await;
+        Body::Opening(first, session) => {
             let rest = session.map_or(Body::Done, Body::Running);
             Some((first, rest))
         }
@@ -56,31 +93,48 @@ async fn next(body: Body) -> Option<(Bytes, Body)> {
     }
 }
 
+fn event_stream_type() -> ContentType {
+    ContentType::new("text", "event-stream")
+}
+
 impl<'r> Responder<'r, 'static> for EventStream {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let shared = std::sync::Arc::clone(&self.plan.shared);
-        let config = &shared.config;
-        let mut response = if self.after_error {
-            // django-eventstream's contract: refuse to resume after a
-            // stream-error with a plain 400, so that native EventSource
-            // stops reconnecting instead of looping.
-            let text = "Invalid request: Can't resume session after stream-error.\n";
-            Response::build()
-                .status(Status::BadRequest)
-                .header(ContentType::Plain)
-                .sized_body(text.len(), Cursor::new(text))
-                .finalize()
-        } else {
-            let chunk_size = config.chunk_size;
-            let body = stream::unfold(Body::Opening(self.plan), next).map(Cursor::new);
-            Response::build()
-                .status(Status::Ok)
-                .header(ContentType::new("text", "event-stream"))
-                .streamed_body(ReaderStream::from(body))
-                // After streamed_body(), which resets it: coalesced chunks
-                // leave in writes of up to this size.
-                .max_chunk_size(chunk_size)
-                .finalize()
+        let config = &self.shared.config;
+        let mut response = match self.answer {
+            Answer::AfterError => {
+                // django-eventstream's contract: refuse to resume after a
+                // stream-error with a plain 400, so that native EventSource
+                // stops reconnecting instead of looping.
+                let text = "Invalid request: Can't resume session after stream-error.\n";
+                Response::build()
+                    .status(Status::BadRequest)
+                    .header(ContentType::Plain)
+                    .sized_body(text.len(), Cursor::new(text))
+                    .finalize()
+            }
+            Answer::Direct(first, session) => {
+                let body = stream::unfold(Body::Opening(first, session), next).map(Cursor::new);
+                Response::build()
+                    .status(Status::Ok)
+                    .header(event_stream_type())
+                    .streamed_body(ReaderStream::from(body))
+                    // After streamed_body(), which resets it: coalesced
+                    // chunks leave in writes of up to this size.
+                    .max_chunk_size(config.chunk_size)
+                    .finalize()
+            }
+            Answer::Proxied(proxied) => {
+                let body = proxied.body.freeze();
+                let mut response = Response::build()
+                    .status(Status::Ok)
+                    .header(event_stream_type())
+                    .sized_body(body.len(), Cursor::new(body))
+                    .finalize();
+                for (name, value) in proxied.headers {
+                    response.set_header(Header::new(name, value));
+                }
+                response
+            }
         };
         response.set_header(Header::new("Cache-Control", "no-cache"));
         response.set_header(Header::new("X-Accel-Buffering", "no"));

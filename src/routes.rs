@@ -49,19 +49,22 @@ impl<'r> FromRequest<'r> for RequestedChannels {
 
 /// `GET <mount>?channel=...`
 #[rocket::get("/")]
-pub(crate) fn stream_query(stream: StreamRequest, channels: RequestedChannels) -> EventStream {
-    stream.respond(channels.0)
+pub(crate) async fn stream_query(
+    stream: StreamRequest,
+    channels: RequestedChannels,
+) -> EventStream {
+    stream.respond(channels.0).await
 }
 
 /// `GET <mount>/<channel>`
 #[rocket::get("/<channel>")]
-pub(crate) fn stream_path(
+pub(crate) async fn stream_path(
     channel: &str,
     stream: StreamRequest,
     channels: RequestedChannels,
 ) -> EventStream {
     let _ = channel; // read by RequestedChannels, with the query channels
-    stream.respond(channels.0)
+    stream.respond(channels.0).await
 }
 
 /// An empty 204 answering a CORS preflight.

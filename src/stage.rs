@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::authorizer::{AllowAll, Authorizer};
 use crate::config::Config;
 use crate::events::{Events, Shared};
+use crate::grip::{instruct::Grip, link::Linker, publisher::Publisher, signature::Verifier};
 use crate::hub::Hub;
 use crate::identity::{Identify, JwtIdentity};
 use crate::metrics::Metrics;
@@ -291,12 +292,25 @@ impl Stage {
             .unwrap_or_else(|| Arc::new(JwtIdentity::new(config.jwt_secret.as_deref())));
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
+        let grip = if config.grip_enabled() {
+            Some(Arc::new(Grip {
+                verifier: Verifier::new(&config.grip_proxies)?,
+                linker: Linker::new(
+                    config.link_key.as_deref().unwrap_or_default(),
+                    config.grip_link_timeout_secs,
+                ),
+                publisher: Publisher::spawn(&config.grip_proxies, Arc::clone(&metrics)),
+            }))
+        } else {
+            None
+        };
         let writer = Writer::spawn(
             storage.clone(),
             Arc::clone(&hub),
             Arc::clone(&metrics),
             config.durability,
             config.commit_batch,
+            grip.as_ref().map(|grip| grip.publisher.clone()),
         );
         let retention = retention::spawn(storage.clone(), &config);
         let running = Running {
@@ -311,6 +325,7 @@ impl Stage {
             metrics,
             authorizer,
             identity,
+            grip,
         };
         Ok((
             Events {

@@ -28,6 +28,7 @@ use crate::events::Shared;
 use crate::frame::{self, Frame};
 use crate::hub::{Delivery, Registration};
 use crate::identity::User;
+use crate::resume::{self, Page};
 
 /// What a stream was asked for, checked before anything is written.
 pub(crate) struct Plan {
@@ -107,24 +108,7 @@ impl Plan {
         let channels = channels?;
         let resume = resume.map_err(StreamError::bad_request)?;
         let user = user?;
-        let mut denied = Vec::new();
-        for channel in &channels {
-            if !shared
-                .authorizer
-                .can_read_channel(user.as_ref(), channel)
-                .await
-            {
-                denied.push(channel.clone());
-            }
-        }
-        if !denied.is_empty() {
-            return Err(StreamError::forbidden(denied));
-        }
-
-        let reliable: Vec<bool> = channels
-            .iter()
-            .map(|channel| shared.authorizer.is_channel_reliable(channel))
-            .collect();
+        let reliable = resume::authorize(&shared, user.as_ref(), &channels).await?;
         let user_id = user.map(|user| user.id);
         // Register before reading positions: see the module docs.
         let registration = shared.hub.subscribe(
@@ -132,53 +116,22 @@ impl Plan {
             channels.clone(),
             shared.config.queue_capacity,
         );
-        let persistent: Vec<String> = channels
-            .iter()
-            .zip(&reliable)
-            .filter(|(_, reliable)| **reliable)
-            .map(|(channel, _)| channel.clone())
-            .collect();
-        let states = shared
-            .storage
-            .channel_states(&persistent)
-            .await
-            .map_err(|e| {
-                log::error!("eventstream: reading channel positions failed: {e}");
-                StreamError::internal("The event log is unavailable.")
-            })?;
-
         let requested = match resume {
             Resume::From(ids) => ids,
             Resume::Fresh | Resume::AfterError => IdVector::new(),
         };
-        let mut positions = IdVector::new();
-        let mut reset = Vec::new();
-        let mut behind = 0;
-        for (index, channel) in channels.iter().enumerate() {
-            let Some(state) = states.get(channel) else {
-                continue;
-            };
-            let position = match requested.get(channel) {
-                Some(position) if state.can_resume_from(position) => position,
-                Some(_) => {
-                    reset.push(channel.clone());
-                    state.last_id
-                }
-                None => state.last_id,
-            };
-            if position < state.last_id {
-                behind |= 1 << index;
-            }
-            positions.set(channel.clone(), position);
-        }
+        let resume::Start {
+            positions,
+            reset,
+            behind,
+        } = resume::start(&shared, &channels, &reliable, &requested).await?;
 
         let mut first = BytesMut::new();
         if shared.config.padding {
             first.put_slice(&frame::padding());
         }
-        first.put_slice(frame::STREAM_OPEN);
+        frame::stream_open(&mut first, &positions.to_string());
         if !reset.is_empty() {
-            shared.metrics.reset();
             first.put_slice(&frame::stream_reset(&reset, &positions.to_string()));
         }
         let keepalive = Duration::from_secs(shared.config.keepalive_secs);
@@ -331,76 +284,38 @@ impl Session {
         let bit = 1 << index;
         let channel = self.channel(index).to_owned();
         let position = self.positions.get(&channel).unwrap_or(0);
-        let page = self.shared.config.replay_page;
-        let events = match self
-            .shared
-            .storage
-            .events_after(&channel, position, page)
-            .await
-        {
-            Ok(events) => events,
-            Err(e) => {
-                log::error!("eventstream: replay of {channel:?} failed: {e}");
-                out.put_slice(&frame::stream_error(&StreamError::internal(
-                    "The event log is unavailable.",
-                )));
+        let page = resume::read_page(
+            &self.shared,
+            &channel,
+            position,
+            self.shared.config.replay_page,
+        )
+        .await;
+        match page {
+            Err(error) => {
+                out.put_slice(&frame::stream_error(&error));
                 self.finished = true;
-                return;
             }
-        };
-        let contiguous = events
-            .first()
-            .is_none_or(|event| event.id.seq() == position + 1);
-        if events.is_empty() || !contiguous {
-            // Either caught up, or retention removed events after our
-            // position between the check and the read.
-            let current = match self
-                .shared
-                .storage
-                .channel_states(std::slice::from_ref(&channel))
-                .await
-            {
-                Ok(states) => states.get(&channel).copied().unwrap_or_default(),
-                Err(e) => {
-                    log::error!("eventstream: reading {channel:?} failed: {e}");
-                    out.put_slice(&frame::stream_error(&StreamError::internal(
-                        "The event log is unavailable.",
-                    )));
-                    self.finished = true;
-                    return;
-                }
-            };
-            if contiguous && current.last_id == position {
-                self.behind &= !bit; // caught up
-            } else if contiguous && current.can_resume_from(position) {
-                // Committed since the read: the next call reads it.
-            } else {
-                self.shared.metrics.reset();
-                self.positions.set(channel.clone(), current.last_id);
+            Ok(Page::CaughtUp) => self.behind &= !bit,
+            Ok(Page::Reset { current }) => {
+                self.positions.set(channel.clone(), current);
                 self.behind &= !bit;
                 out.put_slice(&frame::stream_reset(
                     &[channel],
                     &self.positions.to_string(),
                 ));
             }
-            return;
-        }
-        if events.len() < page {
-            self.behind &= !bit;
-        }
-        let single = !self.is_multi();
-        for event in events {
-            self.positions.set(channel.clone(), event.id.seq());
-            if self.skipped(&event.skip_users) {
-                continue;
-            }
-            if single {
-                let frame =
-                    Frame::encode(&event.event_type, &event.data, Some(&event.id.to_string()));
-                out.put_slice(&frame.with_id);
-            } else {
-                frame::write_id(out, &self.positions.to_string());
-                out.put_slice(&frame::encode_body(&event.event_type, &event.data));
+            Ok(Page::Events { events, complete }) => {
+                if complete {
+                    self.behind &= !bit;
+                }
+                let single = !self.is_multi();
+                for event in events {
+                    self.positions.set(channel.clone(), event.id.seq());
+                    if !self.skipped(&event.skip_users) {
+                        resume::write_stored(out, &event, single, &self.positions);
+                    }
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ use crate::channel;
 use crate::config::Durability;
 use crate::error::Error;
 use crate::frame::Frame;
+use crate::grip::publisher::Publisher;
 use crate::hub::{Hub, LiveEvent};
 use crate::metrics::Metrics;
 use crate::storage::{NewEvent, Storage};
@@ -59,16 +60,15 @@ impl Writer {
         metrics: Arc<Metrics>,
         durability: Durability,
         commit_batch: usize,
+        publisher: Option<Publisher>,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(
-            requests,
-            storage,
+        let outlets = Outlets {
             hub,
             metrics,
-            durability,
-            commit_batch,
-        ));
+            publisher,
+        };
+        tokio::spawn(run(requests, storage, outlets, durability, commit_batch));
         Writer { queue }
     }
 
@@ -92,11 +92,17 @@ fn now_ms() -> i64 {
         })
 }
 
+/// Where committed events go, in commit order.
+struct Outlets {
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    publisher: Option<Publisher>,
+}
+
 async fn run(
     mut requests: mpsc::Receiver<Append>,
     storage: Storage,
-    hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
+    outlets: Outlets,
     durability: Durability,
     commit_batch: usize,
 ) {
@@ -108,7 +114,7 @@ async fn run(
         match stored {
             Ok(ids) => {
                 for (append, seq) in batch.drain(..).zip(ids) {
-                    deliver(append, seq, &hub, &metrics);
+                    deliver(append, seq, &outlets);
                 }
             }
             Err(batch_error) if batch.len() > 1 => {
@@ -121,7 +127,7 @@ async fn run(
                         .append_batch(&[&append.event], durability, now_ms())
                         .await
                     {
-                        Ok(ids) => deliver(append, ids[0], &hub, &metrics),
+                        Ok(ids) => deliver(append, ids[0], &outlets),
                         Err(error) => {
                             log::error!(
                                 "eventstream: storing an event on {:?} failed: {error}",
@@ -147,7 +153,7 @@ async fn run(
 }
 
 /// Publishes a committed event and answers its sender.
-fn deliver(append: Append, seq: u64, hub: &Hub, metrics: &Metrics) {
+fn deliver(append: Append, seq: u64, outlets: &Outlets) {
     let Append { event, body, reply } = append;
     let id = format!("{}:{seq}", channel::quote(&event.channel));
     let live = Arc::new(LiveEvent {
@@ -156,8 +162,11 @@ fn deliver(append: Append, seq: u64, hub: &Hub, metrics: &Metrics) {
         seq: Some(seq),
         skip_users: event.skip_users,
     });
-    hub.publish(&live);
-    metrics.event_sent();
+    outlets.hub.publish(&live);
+    if let Some(publisher) = &outlets.publisher {
+        publisher.event(&live.channel, Some(seq), &live.frame.body, &live.skip_users);
+    }
+    outlets.metrics.event_sent();
     // The sender may have gone away (its request was cancelled); the event
     // is committed and delivered regardless.
     let _ = reply.send(Ok(seq));

@@ -5,7 +5,7 @@ use serde_json::json;
 use eventstream_rocket::{SendOptions, User};
 
 use crate::helpers::{Backend, TestApp, token};
-use crate::on_both_backends;
+use crate::on_every_path;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_channels_are_forbidden_to_anonymous_users() {
@@ -229,4 +229,4 @@ async fn skipped_users_get_neither_the_live_event_nor_its_replay(backend: Backen
     assert_eq!(ann_replay.next_event().await.id.as_deref(), Some("room:2"));
     app.stop().await;
 }
-on_both_backends!(skipped_users_get_neither_the_live_event_nor_its_replay);
+on_every_path!(skipped_users_get_neither_the_live_event_nor_its_replay);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::helpers::{Backend, TestApp};
-use crate::on_both_backends;
+use crate::on_every_path;
 
 const PUBLISHERS: u64 = 4;
 const EVENTS_PER_PUBLISHER: u64 = 150;
@@ -101,4 +101,4 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
     }
     app.stop().await;
 }
-on_both_backends!(every_subscriber_gets_every_event_once_in_order_despite_disconnects);
+on_every_path!(every_subscriber_gets_every_event_once_in_order_despite_disconnects);

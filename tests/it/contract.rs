@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp};
-use crate::on_both_backends;
+use crate::on_every_path;
 
 async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -19,11 +19,26 @@ async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
     assert_eq!(stream.header("x-accel-buffering"), Some("no"));
     let first = stream.next().await.expect("a frame");
     assert_eq!(first.event(), "stream-open");
-    assert_eq!(first.id, None);
-    assert!(stream.raw.starts_with(b"event: stream-open\ndata:\n\n"));
+    // The starting position, so a client that drops before any event resumes.
+    assert_eq!(first.id.as_deref(), Some("news:0"));
+    assert!(
+        stream
+            .raw
+            .starts_with(b"id: news:0\nevent: stream-open\ndata:\n\n")
+    );
+    app.send("news", json!(1)).await;
+    let mut two = app
+        .stream("/events/?channel=news&channel=live-x", &[])
+        .await;
+    assert_eq!(
+        two.next().await.expect("a frame").id.as_deref(),
+        Some("news:1")
+    );
+    let mut unpersisted = app.stream("/events/live-x", &[]).await;
+    assert_eq!(unpersisted.next().await.expect("a frame").id, None);
     app.stop().await;
 }
-on_both_backends!(stream_has_sse_headers_and_opens_with_stream_open);
+on_every_path!(stream_has_sse_headers_and_opens_with_stream_open);
 
 async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -43,7 +58,7 @@ async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
     }
     app.stop().await;
 }
-on_both_backends!(mount_serves_with_and_without_slash_and_by_path);
+on_every_path!(mount_serves_with_and_without_slash_and_by_path);
 
 async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -77,7 +92,7 @@ async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
     );
     app.stop().await;
 }
-on_both_backends!(live_event_carries_type_channel_id_and_json_data);
+on_every_path!(live_event_carries_type_channel_id_and_json_data);
 
 async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -94,7 +109,7 @@ async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Backen
     assert_eq!(stream.next_event().await.id.as_deref(), Some("a%20z:1,b:2"));
     app.stop().await;
 }
-on_both_backends!(multi_channel_ids_are_the_sorted_vector_of_all_channels);
+on_every_path!(multi_channel_ids_are_the_sorted_vector_of_all_channels);
 
 async fn channel_names_are_percent_encoded_in_ids(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -119,7 +134,7 @@ async fn channel_names_are_percent_encoded_in_ids(backend: Backend) {
     );
     app.stop().await;
 }
-on_both_backends!(channel_names_are_percent_encoded_in_ids);
+on_every_path!(channel_names_are_percent_encoded_in_ids);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_lines_split_on_cr_lf_and_crlf() {

@@ -13,11 +13,151 @@ use rocket::figment::providers::Serialized;
 use rocket::figment::value::Value;
 use rocket::{Request, Shutdown};
 
-/// Which event-log backend a test runs against.
+/// Which event-log backend a test runs against, and how clients reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// SQLite, with clients connecting through a real Pushpin (GRIP mode).
+    Pushpin,
+}
+
+/// Pushpin's default `sig_key`, which the harness configures.
+pub const PUSHPIN_SIG_KEY: &str = "changeme";
+pub const LINK_KEY: &str = "test-link-key-0123456789abcdef";
+
+/// A throw-away Pushpin started by `tests/support/pushpin-harness.sh`.
+pub struct Pushpin {
+    dir: tempfile::TempDir,
+    /// Where clients connect, e.g. `http://127.0.0.1:17999`.
+    pub http: String,
+    /// The control API, e.g. `http://127.0.0.1:5661`.
+    pub control: String,
+    http_port: u16,
+    offset: u16,
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+impl Pushpin {
+    /// Chooses free ports: the client port, and an offset whose four
+    /// control ports (5560..5563 + offset) are all free.
+    pub fn reserve() -> Option<Pushpin> {
+        if std::process::Command::new("pushpin")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "Pushpin is required under CI: apt-get install -y pushpin"
+            );
+            eprintln!("skipping: pushpin is not installed");
+            return None;
+        }
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+        };
+        let http_port = free().expect("a free port");
+        let offset = (0..200)
+            .find_map(|_| {
+                let base = free().ok()?;
+                let offset = base.checked_sub(5560)?;
+                (0..4).all(|n| port_is_free(base + n)).then_some(offset)
+            })
+            .expect("four free consecutive ports");
+        Some(Pushpin {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            http: format!("http://127.0.0.1:{http_port}"),
+            control: format!("http://127.0.0.1:{}", 5561 + offset),
+            http_port,
+            offset,
+        })
+    }
+
+    /// The `grip_proxies` entry for this Pushpin.
+    pub fn proxy_config(&self) -> Value {
+        Value::from(vec![Value::from(rocket::figment::util::map![
+            "control_uri" => self.control.clone(),
+            "verify_iss" => "pushpin".to_owned(),
+            "verify_key" => PUSHPIN_SIG_KEY.to_owned(),
+        ])])
+    }
+
+    /// Starts Pushpin in front of `origin_port`.
+    pub fn start(&self, origin_port: u16) {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/pushpin-harness.sh"
+        );
+        let output = std::process::Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg(self.dir.path())
+            .arg(self.http_port.to_string())
+            .arg(self.offset.to_string())
+            .arg(format!("127.0.0.1:{origin_port}"))
+            .arg(PUSHPIN_SIG_KEY)
+            .output()
+            .expect("the harness runs");
+        assert!(
+            output.status.success(),
+            "pushpin did not start: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // The client port answers before Pushpin's proxy can hand holds to
+        // its handler ("Accept service unavailable."): wait until a real
+        // stream request is held.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.status_of("/events/pushpin-ready") == Some(200) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pushpin never held a stream"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The status code of a GET through Pushpin (reading only the head).
+    fn status_of(&self, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            socket,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = [0_u8; 12];
+        socket.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    pub fn stop(&self) {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/pushpin-harness.sh"
+        );
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+impl Drop for Pushpin {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The PostgreSQL server tests create their databases on.
@@ -61,7 +201,7 @@ impl TestDatabase {
     /// CI (under CI, set by `.ci/run`, a missing service fails the test).
     pub async fn create(backend: Backend) -> Option<TestDatabase> {
         match backend {
-            Backend::Sqlite => {
+            Backend::Sqlite | Backend::Pushpin => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("events.db").display());
                 Some(TestDatabase {
@@ -147,12 +287,12 @@ impl Authorizer for TestAuthorizer {
 
 /// An application route that streams channels it computed.
 #[rocket::get("/my-notifications")]
-fn my_notifications(stream: StreamRequest) -> EventStream {
+async fn my_notifications(stream: StreamRequest) -> EventStream {
     let channel = match stream.user() {
         Some(user) => format!("_user-{}", user.id),
         None => "public-notices".into(),
     };
-    stream.channels([channel])
+    stream.channels([channel]).await
 }
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
@@ -182,7 +322,11 @@ pub fn token(user: &str, valid_secs: i64) -> String {
 
 /// A running server.
 pub struct TestApp {
+    /// Where clients connect: the app, or Pushpin in front of it.
     pub base: String,
+    /// The app itself (equal to `base` without Pushpin).
+    pub origin: String,
+    pub pushpin: Option<Pushpin>,
     pub events: Events,
     pub http: reqwest::Client,
     shutdown: Shutdown,
@@ -284,6 +428,8 @@ impl Setup {
             .expect("liftoff");
         Ok(TestApp {
             base: format!("http://127.0.0.1:{port}"),
+            origin: format!("http://127.0.0.1:{port}"),
+            pushpin: None,
             events,
             http: reqwest::Client::new(),
             shutdown,
@@ -300,10 +446,32 @@ impl TestApp {
         backend: Backend,
         configure: impl FnOnce(Setup) -> Setup,
     ) -> Option<TestApp> {
+        if backend == Backend::Pushpin {
+            let pushpin = Pushpin::reserve()?;
+            let database = TestDatabase::create(Backend::Sqlite).await?;
+            let setup = Setup::new(&database.url)
+                .with("eventstream.grip_proxies", pushpin.proxy_config())
+                .with("eventstream.link_key", LINK_KEY);
+            let mut app = configure(setup).launch().await;
+            pushpin.start(app.port());
+            app.base = pushpin.http.clone();
+            app.pushpin = Some(pushpin);
+            app.database = Some(database);
+            return Some(app);
+        }
         let database = TestDatabase::create(backend).await?;
         let mut app = configure(Setup::new(&database.url)).launch().await;
         app.database = Some(database);
         Some(app)
+    }
+
+    /// The app's own port.
+    pub fn port(&self) -> u16 {
+        self.origin
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("a port")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -332,6 +500,9 @@ impl TestApp {
 
     /// Stops the server (streams end) and removes the database.
     pub async fn stop(mut self) {
+        if let Some(pushpin) = self.pushpin.take() {
+            pushpin.stop();
+        }
         self.shutdown.clone().notify();
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
         if let Some(database) = self.database.take() {
@@ -341,6 +512,9 @@ impl TestApp {
 
     /// Stops the server but keeps its database, for a restart.
     pub async fn stop_keep_database(mut self) -> TestDatabase {
+        if let Some(pushpin) = self.pushpin.take() {
+            pushpin.stop();
+        }
         self.shutdown.clone().notify();
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
         self.database.take().expect("database")
@@ -481,6 +655,30 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// Runs a test body on SQLite, on PostgreSQL, and on SQLite with clients
+/// going through Pushpin (GRIP), as three tests: the contract is the same.
+#[macro_export]
+macro_rules! on_every_path {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn through_pushpin() {
+                super::$name($crate::helpers::Backend::Pushpin).await;
             }
         }
     };

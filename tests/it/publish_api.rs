@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::helpers::{Backend, PUBLISH_KEY, TestApp};
-use crate::on_both_backends;
+use crate::on_every_path;
 
 async fn publish_api_stores_and_delivers(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -45,7 +45,7 @@ async fn publish_api_stores_and_delivers(backend: Backend) {
     );
     app.stop().await;
 }
-on_both_backends!(publish_api_stores_and_delivers);
+on_every_path!(publish_api_stores_and_delivers);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_api_answers_202_for_non_persistent_channels() {

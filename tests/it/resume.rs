@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Backend, Sse, TestApp};
-use crate::on_both_backends;
+use crate::on_every_path;
 
 /// Reads `count` events and returns their ids.
 async fn ids(stream: &mut Sse, count: usize) -> Vec<String> {
@@ -49,7 +49,7 @@ async fn resume_from_last_event_id_replays_in_order_then_goes_live(backend: Back
     assert_eq!(ids(&mut stream, 1).await, expected("ch", 6..=6));
     app.stop().await;
 }
-on_both_backends!(resume_from_last_event_id_replays_in_order_then_goes_live);
+on_every_path!(resume_from_last_event_id_replays_in_order_then_goes_live);
 
 async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -78,7 +78,7 @@ async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Backend)
     assert_eq!(ids(&mut empty_header, 1).await, expected("q", 4..=4));
     app.stop().await;
 }
-on_both_backends!(header_wins_and_the_last_non_empty_query_value_counts);
+on_every_path!(header_wins_and_the_last_non_empty_query_value_counts);
 
 async fn one_id_vector_resumes_every_channel(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -103,7 +103,7 @@ async fn one_id_vector_resumes_every_channel(backend: Backend) {
     assert_eq!(ids(&mut stream, 1).await, ["a:4,b:3"]);
     app.stop().await;
 }
-on_both_backends!(one_id_vector_resumes_every_channel);
+on_every_path!(one_id_vector_resumes_every_channel);
 
 async fn a_future_position_is_reset_to_the_current_id(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -127,7 +127,7 @@ async fn a_future_position_is_reset_to_the_current_id(backend: Backend) {
     assert_eq!(app.events.metrics().resets, 1);
     app.stop().await;
 }
-on_both_backends!(a_future_position_is_reset_to_the_current_id);
+on_every_path!(a_future_position_is_reset_to_the_current_id);
 
 async fn trimmed_positions_reset_and_retained_ones_replay(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| {
@@ -193,7 +193,7 @@ async fn trimmed_positions_reset_and_retained_ones_replay(backend: Backend) {
     }
     app.stop().await;
 }
-on_both_backends!(trimmed_positions_reset_and_retained_ones_replay);
+on_every_path!(trimmed_positions_reset_and_retained_ones_replay);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_ids_are_bad_requests_and_error_is_http_400() {
@@ -245,7 +245,7 @@ async fn long_backlogs_replay_in_pages_without_loss(backend: Backend) {
     assert_eq!(ids(&mut stream, 1050).await, expected("long", 1..=1050));
     app.stop().await;
 }
-on_both_backends!(long_backlogs_replay_in_pages_without_loss);
+on_every_path!(long_backlogs_replay_in_pages_without_loss);
 
 async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s.with("eventstream.replay_page", 50)).await else {
@@ -278,7 +278,7 @@ async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Backend)
     }
     app.stop().await;
 }
-on_both_backends!(hand_over_from_replay_to_live_has_no_gap_or_duplicate);
+on_every_path!(hand_over_from_replay_to_live_has_no_gap_or_duplicate);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subscriber_catches_up_from_storage() {

@@ -75,7 +75,7 @@ async fn events_from_another_instance_reach_live_streams_through_the_gap_check(b
     second.stop().await;
     first.stop().await;
 }
-on_both_backends!(events_from_another_instance_reach_live_streams_through_the_gap_check);
+crate::on_every_path!(events_from_another_instance_reach_live_streams_through_the_gap_check);
 
 async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Backend) {
     let Some(app) = TestApp::start(backend, |s| s).await else {
@@ -184,7 +184,7 @@ async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
         locking: true,
     };
     match backend {
-        Backend::Sqlite => {
+        Backend::Sqlite | Backend::Pushpin => {
             let pool = rocket_db_pools::sqlx::SqlitePool::connect(&database.url)
                 .await
                 .expect("connect");
@@ -218,7 +218,7 @@ async fn an_application_pool_can_hold_the_event_log(backend: Backend) {
         return;
     };
     let stage = match backend {
-        Backend::Sqlite => eventstream_rocket::Stage::new().pool(
+        Backend::Sqlite | Backend::Pushpin => eventstream_rocket::Stage::new().pool(
             rocket_db_pools::sqlx::SqlitePool::connect(&format!("{}?mode=rwc", database.url))
                 .await
                 .expect("pool"),

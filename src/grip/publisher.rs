@@ -1,0 +1,439 @@
+//! Publishing to GRIP proxies: every sent event becomes an item on
+//! `events-<channel>` at every proxy.
+//!
+//! ```text
+//! {"items":[{"channel":"events-room","id":"7","prev-id":"6",
+//!            "formats":{"http-stream":{"content":"id: %I\nevent: message\ndata: {..}\n\n",
+//!                                      "content-filters":["build-id"]}},
+//!            "meta":{"skip_users":"u-ann"}}]}
+//! ```
+//!
+//! The proxy renders `%I` with each subscriber's own id vector (`build-id`),
+//! so one publish serves single- and multi-channel streams alike; `id` and
+//! `prev-id` let it notice a missing item and recover it from the app.
+//!
+//! Each proxy has one ordered queue and one task: a batch is retried with
+//! backoff until it succeeds or is given up, and nothing queued behind it is
+//! sent first. Sending never waits for a proxy. What could not be delivered
+//! (given up, or dropped because the queue was full) is followed by a `hint`
+//! on its channels, which makes the proxy fetch the missed events from the
+//! app. At start the task asks the proxy to make every client recover, so an
+//! event committed just before a crash still reaches everyone.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::config::GripProxyConfig;
+use crate::error::StreamError;
+use crate::frame;
+use crate::metrics::Metrics;
+
+use super::{decode_key, events_channel, user_key};
+
+/// Items waiting per proxy before new ones are replaced by a hint.
+const QUEUE_DEPTH: usize = 64 * 1024;
+/// Items per publish request, at most.
+const BATCH_ITEMS: usize = 512;
+/// Pushpin refuses bodies over 1,000,000 bytes; stay below with room.
+const BATCH_BYTES: usize = 900_000;
+/// Attempts per batch before it is given up (and hinted).
+const ATTEMPTS: u32 = 6;
+/// Attempts at the start-up `/recover` (about a minute of backoff).
+const STARTUP_RECOVER_ATTEMPTS: u32 = 16;
+/// Lifetime of a publish JWT.
+const PUBLISH_TOKEN_SECS: u64 = 600;
+
+/// An item and the channel it goes to (for hints).
+#[derive(Debug)]
+struct Queued {
+    channel: String,
+    item: Value,
+}
+
+/// One proxy's queue, and the channels that need a hint because an item
+/// could not even be queued.
+#[derive(Debug, Clone)]
+struct Lane {
+    queue: mpsc::Sender<Queued>,
+    overflowed: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// The sending side: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub(crate) struct Publisher {
+    lanes: Vec<Lane>,
+}
+
+/// `%` is special to the proxy's `build-id` filter; `%%` is a literal `%`.
+pub(crate) fn escape_percent(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    for byte in bytes {
+        out.push(*byte);
+        if *byte == b'%' {
+            out.push(b'%');
+        }
+    }
+    out
+}
+
+impl Publisher {
+    /// Starts one task per proxy.
+    pub(crate) fn spawn(proxies: &[GripProxyConfig], metrics: Arc<Metrics>) -> Publisher {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let lanes = proxies
+            .iter()
+            .map(|proxy| {
+                let (queue, items) = mpsc::channel(QUEUE_DEPTH);
+                let overflowed = Arc::new(Mutex::new(BTreeSet::new()));
+                let target = Target::new(proxy, client.clone());
+                tokio::spawn(run(
+                    target,
+                    items,
+                    Arc::clone(&overflowed),
+                    Arc::clone(&metrics),
+                ));
+                Lane { queue, overflowed }
+            })
+            .collect();
+        Publisher { lanes }
+    }
+
+    fn enqueue(&self, channel: &str, item: &Value) {
+        for lane in &self.lanes {
+            let queued = Queued {
+                channel: channel.to_owned(),
+                item: item.clone(),
+            };
+            if lane.queue.try_send(queued).is_err() {
+                lane.overflowed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(channel.to_owned());
+            }
+        }
+    }
+
+    /// Publishes an event whose `event:`/`data:` lines are `body`; `seq` is
+    /// its id on a persistent channel.
+    pub(crate) fn event(
+        &self,
+        channel: &str,
+        seq: Option<u64>,
+        body: &Bytes,
+        skip_users: &[String],
+    ) {
+        let grip_channel = events_channel(channel);
+        let mut item = match seq {
+            Some(seq) => {
+                let mut content = b"id: %I\n".to_vec();
+                content.extend(escape_percent(body));
+                json!({
+                    "channel": grip_channel,
+                    "id": seq.to_string(),
+                    "prev-id": (seq - 1).to_string(),
+                    "formats": {"http-stream": {
+                        "content": String::from_utf8_lossy(&content),
+                        "content-filters": ["build-id"],
+                    }},
+                })
+            }
+            None => json!({
+                "channel": grip_channel,
+                "formats": {"http-stream": {
+                    "content": String::from_utf8_lossy(body),
+                    "content-filters": [],
+                }},
+            }),
+        };
+        if !skip_users.is_empty() {
+            let skipped: Vec<String> = skip_users.iter().map(|user| user_key(Some(user))).collect();
+            item["meta"] = json!({ "skip_users": skipped.join(",") });
+        }
+        self.enqueue(&grip_channel, &item);
+    }
+
+    /// Ends the proxied streams of `user` on `channel`: a `stream-error`
+    /// (forbidden) and a close, delivered only to connections subscribed to
+    /// that channel. Item ids are unique, since proxies drop repeated ids.
+    pub(crate) fn kick(&self, user_id: Option<&str>, channel: &str, error: &StreamError) {
+        let user_channel = format!("user-{}", user_key(user_id));
+        let unique = format!(
+            "kick-{}-{}",
+            jsonwebtoken::get_current_timestamp(),
+            KICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let meta = json!({ "require_sub": events_channel(channel) });
+        let error_frame = frame::stream_error(error);
+        self.enqueue(
+            &user_channel,
+            &json!({
+                "channel": user_channel,
+                "id": format!("{unique}-error"),
+                "meta": meta,
+                "formats": {"http-stream": {"content": String::from_utf8_lossy(&error_frame)}},
+            }),
+        );
+        self.enqueue(
+            &user_channel,
+            &json!({
+                "channel": user_channel,
+                "id": format!("{unique}-close"),
+                "meta": meta,
+                "formats": {"http-stream": {"action": "close"}},
+            }),
+        );
+    }
+}
+
+static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Where and how to publish to one proxy.
+struct Target {
+    publish_url: String,
+    recover_url: String,
+    auth: Auth,
+    client: reqwest::Client,
+}
+
+enum Auth {
+    None,
+    Bearer(String),
+    Jwt { iss: String, key: Vec<u8> },
+}
+
+impl Target {
+    fn new(proxy: &GripProxyConfig, client: reqwest::Client) -> Target {
+        let auth = match (&proxy.control_iss, &proxy.key) {
+            (Some(iss), Some(key)) => match decode_key(key) {
+                Ok(key) => Auth::Jwt {
+                    iss: iss.clone(),
+                    key,
+                },
+                Err(_) => Auth::None,
+            },
+            (None, Some(key)) => Auth::Bearer(key.clone()),
+            _ => Auth::None,
+        };
+        Target {
+            publish_url: format!("{}/publish/", proxy.control_uri),
+            recover_url: format!("{}/recover", proxy.control_uri),
+            auth,
+            client,
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Jwt { iss, key } => {
+                let claims = json!({ "iss": iss, "exp": jsonwebtoken::get_current_timestamp() + PUBLISH_TOKEN_SECS });
+                match jsonwebtoken::encode(
+                    &Header::new(Algorithm::HS256),
+                    &claims,
+                    &EncodingKey::from_secret(key),
+                ) {
+                    Ok(token) => request.bearer_auth(token),
+                    Err(e) => {
+                        log::error!("eventstream: cannot sign a publish token: {e}");
+                        request
+                    }
+                }
+            }
+        }
+    }
+
+    /// `POST /recover`: every held stream re-fetches its next link.
+    async fn recover(&self) -> Result<(), String> {
+        match self.post(&self.recover_url, String::new()).await {
+            Err(why) if why.starts_with("404") => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn post(&self, url: &str, body: String) -> Result<(), String> {
+        let request = self
+            .client
+            .post(url)
+            .header("Content-Type", "application/json")
+            // Pushpin answers 411 to a bodiless POST without it.
+            .header("Content-Length", body.len().to_string())
+            .body(body);
+        let response = self
+            .authorize(request)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let text = response.text().await.unwrap_or_default();
+            Err(format!("{status}: {}", text.trim()))
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 << attempt.min(6))
+}
+
+/// Splits items into request bodies under the proxy's size limit.
+fn bodies(items: &[Value]) -> Vec<(String, Vec<usize>)> {
+    let mut bodies = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut indexes = Vec::new();
+    let mut size = 0;
+    for (index, item) in items.iter().enumerate() {
+        let text = item.to_string();
+        if !current.is_empty() && size + text.len() + 16 > BATCH_BYTES {
+            bodies.push((
+                format!("{{\"items\":[{}]}}", current.join(",")),
+                std::mem::take(&mut indexes),
+            ));
+            current.clear();
+            size = 0;
+        }
+        size += text.len() + 1;
+        current.push(text);
+        indexes.push(index);
+    }
+    if !current.is_empty() {
+        bodies.push((format!("{{\"items\":[{}]}}", current.join(",")), indexes));
+    }
+    bodies
+}
+
+fn hint(channel: &str) -> Value {
+    json!({ "channel": channel, "formats": {"http-stream": {"action": "hint"}} })
+}
+
+async fn run(
+    target: Target,
+    mut items: mpsc::Receiver<Queued>,
+    overflowed: Arc<Mutex<BTreeSet<String>>>,
+    metrics: Arc<Metrics>,
+) {
+    // Clients may have missed events committed before a crash (or while the
+    // proxy was unreachable): make every one of them ask the app. Pushpin
+    // has `/recover`; proxies without it answer 404, which is fine. At start
+    // it is retried in the background, without holding items back; after a
+    // batch is given up it is retried before the next batch.
+    let target = Arc::new(target);
+    let startup = Arc::clone(&target);
+    tokio::spawn(async move {
+        for attempt in 0..STARTUP_RECOVER_ATTEMPTS {
+            match startup.recover().await {
+                Ok(()) => return,
+                Err(why) => {
+                    log::warn!(
+                        "eventstream: asking {} to recover failed ({why}); retrying",
+                        startup.recover_url
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    });
+    let mut recover_pending = false;
+    let mut hints: BTreeSet<String> = BTreeSet::new();
+    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH_ITEMS);
+    loop {
+        if items.recv_many(&mut batch, BATCH_ITEMS).await == 0 {
+            return;
+        }
+        if recover_pending {
+            match target.recover().await {
+                Ok(()) => recover_pending = false,
+                Err(why) => log::warn!(
+                    "eventstream: asking {} to recover failed ({why}); will retry",
+                    target.recover_url
+                ),
+            }
+        }
+        hints.extend(std::mem::take(
+            &mut *overflowed.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
+        let mut channels: Vec<&str> = Vec::new();
+        let mut payload: Vec<Value> = Vec::new();
+        for channel in &hints {
+            channels.push(channel);
+            payload.push(hint(channel));
+        }
+        for queued in &batch {
+            channels.push(&queued.channel);
+            payload.push(queued.item.clone());
+        }
+        let mut given_up: BTreeSet<String> = BTreeSet::new();
+        for (body, indexes) in bodies(&payload) {
+            let mut attempt = 0;
+            loop {
+                match target.post(&target.publish_url, body.clone()).await {
+                    Ok(()) => {
+                        metrics.grip_published(indexes.len() as u64);
+                        break;
+                    }
+                    Err(why) if attempt + 1 < ATTEMPTS => {
+                        metrics.grip_retry();
+                        log::warn!(
+                            "eventstream: publish to {} failed ({why}); retrying",
+                            target.publish_url
+                        );
+                        tokio::time::sleep(backoff(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(why) => {
+                        metrics.grip_failed(indexes.len() as u64);
+                        log::error!(
+                            "eventstream: giving up on {} items for {} ({why}); their channels will be hinted",
+                            indexes.len(),
+                            target.publish_url
+                        );
+                        given_up.extend(indexes.iter().map(|index| channels[*index].to_owned()));
+                        // Whatever else it missed, the proxy recovers once back.
+                        recover_pending = true;
+                        break;
+                    }
+                }
+            }
+        }
+        // Hints that went out are done; anything given up is hinted next time.
+        hints = given_up;
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_is_doubled_for_build_id() {
+        assert_eq!(escape_percent(b"a%20b %I"), b"a%%20b %%I");
+    }
+
+    #[test]
+    fn bodies_stay_under_the_proxy_limit() {
+        let big = "x".repeat(300_000);
+        let items: Vec<Value> = (0..5)
+            .map(|n| json!({ "channel": "c", "n": n, "pad": big }))
+            .collect();
+        let split = bodies(&items);
+        assert!(split.len() >= 2);
+        assert!(split.iter().all(|(body, _)| body.len() < 1_000_000));
+        let indexes: Vec<usize> = split
+            .iter()
+            .flat_map(|(_, indexes)| indexes.clone())
+            .collect();
+        assert_eq!(indexes, [0, 1, 2, 3, 4], "order is kept");
+    }
+}
