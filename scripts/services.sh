@@ -76,8 +76,20 @@ ensure_cargo_generate() {
     bash "$(dirname "${BASH_SOURCE[0]}")/install-cargo-generate.sh" >&2
 }
 
+# Debian's Pushpin for the GRIP tests (the tests start and stop their own
+# instances on private ports through tests/support/pushpin-harness.sh).
+ensure_pushpin() {
+    if command -v pushpin >/dev/null 2>&1; then
+        return
+    fi
+    log "installing Pushpin (Debian package)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq pushpin curl >/dev/null
+}
+
 ensure_services() {
     ensure_postgres
+    ensure_pushpin
     ensure_chromium
     ensure_node
     ensure_cargo_generate

@@ -561,6 +561,40 @@ mod tests {
     }
 
     #[test]
+    fn grip_settings_are_checked_at_launch() {
+        let pushpin = "grip_proxies = [{ control_uri = 'http://127.0.0.1:5561', verify_iss = 'pushpin', verify_key = 'changeme' }]";
+        let config = load(&format!(
+            "[eventstream]\n{pushpin}\nlink_key = '0123456789abcdef0'\n"
+        ))
+        .expect("valid");
+        assert_eq!(config.grip_proxies.len(), 1);
+        let error = load(&format!("[eventstream]\n{pushpin}\n")).expect_err("no link_key");
+        assert!(error.contains("link_key"), "{error}");
+        let error = load(&format!(
+            "[eventstream]\n{pushpin}\nlink_key = '0123456789abcdef0'\nchannel_limit = 20\n"
+        ))
+        .expect_err("too many channels for Pushpin");
+        assert!(
+            error.contains("channel_limit") && error.contains("19"),
+            "{error}"
+        );
+        let error = load(
+            "[eventstream]\ngrip_url = 'http://127.0.0.1:5561'\nlink_key = '0123456789abcdef0'\n",
+        )
+        .expect_err("no way to verify Grip-Sig");
+        assert!(error.contains("sig_key"), "{error}");
+        let error = load("[eventstream]\ngrip_proxies = [{ control_uri = 'x', verify_key = 'k' }]\nlink_key = '0123456789abcdef0'\n")
+            .expect_err("bad uri");
+        assert!(error.contains("grip_proxies[0]"), "{error}");
+        let config = load("GRIP_URL = 'http://127.0.0.1:5561?verify-key=changeme'\n[eventstream]\nlink_key = '0123456789abcdef0'\n")
+            .expect("the GRIP_URL alias");
+        assert_eq!(
+            config.grip_proxies[0].verify_key.as_deref(),
+            Some("changeme")
+        );
+    }
+
+    #[test]
     fn mount_is_normalized() {
         assert_eq!(
             load("[eventstream]\nmount = '/sse/'\n")

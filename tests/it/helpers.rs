@@ -519,6 +519,27 @@ impl TestApp {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
         self.database.take().expect("database")
     }
+
+    /// Stops only the app: Pushpin (and its clients) and the database stay.
+    pub async fn stop_app_only(mut self) -> (Option<Pushpin>, TestDatabase) {
+        self.shutdown.clone().notify();
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+        (self.pushpin.take(), self.database.take().expect("database"))
+    }
+}
+
+/// A Grip-Sig as Pushpin makes it (HS256 with its sig_key, iss `pushpin`).
+pub fn grip_sig(key: &str, valid_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "iss": "pushpin", "exp": now + valid_secs }),
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .expect("grip sig")
 }
 
 /// One parsed SSE frame.

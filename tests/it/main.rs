@@ -11,6 +11,7 @@ mod concurrency;
 mod config;
 mod contract;
 mod cors;
+mod grip;
 mod publish_api;
 mod resume;
 mod storage;
