@@ -96,18 +96,21 @@ async fn require_real_secrets(rocket: Rocket<Build>) -> fairing::Result {
     if rocket.figment().profile() != "release" {
         return Ok(rocket);
     }
-    for key in ["publish_key", "jwt_secret"] {
+    for key in ["publish_key", "jwt_secret", "link_key"] {
         let value: Option<String> = rocket
             .figment()
             .extract_inner(&format!("eventstream.{key}"))
             .ok();
-        if value
-            .as_deref()
-            .is_none_or(|value| value.starts_with("dev-only-"))
+        // link_key only matters with GRIP, and the library insists on it then.
+        let missing = value.is_none() && key != "link_key";
+        if missing
+            || value
+                .as_deref()
+                .is_some_and(|value| value.starts_with("dev-only-"))
         {
             error!(
                 "eventstream.{key} must be set to a real secret in release: \
-                 set publish_key and jwt_secret in ROCKET_EVENTSTREAM (see Rocket.toml)"
+                 set it in ROCKET_EVENTSTREAM (see Rocket.toml)"
             );
             return Err(rocket);
         }
