@@ -63,6 +63,8 @@
 #![deny(missing_docs)]
 
 mod authorizer;
+#[doc(hidden)]
+pub mod bench_support;
 mod channel;
 mod config;
 mod cors;

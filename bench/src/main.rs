@@ -9,6 +9,7 @@
 //!
 //! Every run is bounded in connections and time and stops by itself.
 
+mod chart;
 mod publish;
 mod scenario;
 mod sse;
@@ -59,8 +60,17 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: eventstream-bench <fanout|latency> --url URL [--channel C] [--publish-key K] \
-[--subscribers N] [--events N] [--in-flight N] [--rate N] [--seconds N]";
+const USAGE: &str = "usage: eventstream-bench <scenario> --url URL [options]
+scenarios:
+  fanout   --subscribers N --events N --in-flight N      frames/s delivered, loss
+  latency  --subscribers N --rate N --seconds N          publish-to-parse latency
+  publish  --publishers N --in-flight N --channels N --seconds N   sustained publish rate
+  replay   --events N --runs N                           time to replay N missed events
+  storm    --clients N --missed N                        reconnect storm with Last-Event-ID
+  memory   --subscribers N --server-pid PID              server RSS per idle stream
+  chart    --input results.jsonl --out-dir DIR           PNG charts from sweep results
+common: --channel C (bench) --publish-key K --publish-base URL --publish-url URL --stream-path P
+        --label TEXT (stored with the result) --out FILE (append the JSON result)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -74,12 +84,38 @@ async fn main() -> ExitCode {
         Ok(options) => match scenario.as_str() {
             "fanout" => scenario::fanout(&options).await,
             "latency" => scenario::latency(&options).await,
+            "publish" => scenario::publish(&options).await,
+            "replay" => scenario::replay(&options).await,
+            "storm" => scenario::storm(&options).await,
+            "memory" => scenario::memory(&options).await,
+            "chart" => chart::render(&options),
             other => Err(format!("unknown scenario {other:?}\n{USAGE}")),
         },
     };
+    let options = Options::parse(rest).ok();
     match result {
         Ok(report) => {
+            let report = match options.as_ref().and_then(|options| options.maybe("label")) {
+                Some(label) => report.replacen(
+                    '{',
+                    &format!("{{\"label\":{},", serde_json::Value::from(label)),
+                    1,
+                ),
+                None => report,
+            };
             println!("{report}");
+            if let Some(out) = options.as_ref().and_then(|options| options.maybe("out")) {
+                use std::io::Write;
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&out)
+                    .and_then(|mut file| writeln!(file, "{report}"));
+                if let Err(e) = written {
+                    eprintln!("eventstream-bench: cannot write {out}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -19,7 +19,9 @@ const MAX_SUBSCRIBERS: u64 = 19_000;
 /// Where to connect and publish.
 struct Target {
     addr: SocketAddr,
+    channel: String,
     stream_path: String,
+    publish_base: String,
     publisher: Publisher,
 }
 
@@ -41,10 +43,13 @@ fn target(options: &Options) -> Result<Target, String> {
     }
     let channel = options.text("channel", "bench");
     let stream_path = options.text("stream-path", &format!("/events/{channel}"));
-    let publish_url = options.text("publish-url", &format!("http://{host}/events/{channel}"));
+    let publish_base = options.text("publish-base", &format!("http://{host}/events"));
+    let publish_url = options.text("publish-url", &format!("{publish_base}/{channel}"));
     Ok(Target {
         addr,
+        channel,
         stream_path,
+        publish_base,
         publisher: Publisher::new(publish_url, options.maybe("publish-key")),
     })
 }
@@ -282,6 +287,249 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "duplicated": summary.duplicated,
         "resets": summary.resets,
         "latency": latency_json(&summary.latency_us),
+    })
+    .to_string())
+}
+
+/// Durable publishing: `publishers` tasks, each keeping `in-flight`
+/// requests going, over `channels` channels for `seconds`.
+pub(crate) async fn publish(options: &Options) -> Result<String, String> {
+    let target = target(options)?;
+    let publishers = options.number("publishers", 8)?.max(1);
+    let in_flight = options.number("in-flight", 32)?.max(1);
+    let channels = options.number("channels", 1000)?.max(1);
+    let seconds = options.number("seconds", 10)?.max(1);
+    let base = options.text("publish-base", &target.publish_base);
+    let key = options.maybe("publish-key");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let latency = Arc::new(std::sync::Mutex::new(histogram()));
+    let mut workers = Vec::new();
+    for publisher in 0..publishers {
+        for lane in 0..in_flight {
+            let (sent, failed, latency) =
+                (Arc::clone(&sent), Arc::clone(&failed), Arc::clone(&latency));
+            let publishers: Vec<Publisher> = (0..channels.min(64))
+                .map(|n| {
+                    Publisher::new(
+                        format!(
+                            "{base}/bench-{}",
+                            (publisher * in_flight + lane + n * 97) % channels
+                        ),
+                        key.clone(),
+                    )
+                })
+                .collect();
+            workers.push(tokio::spawn(async move {
+                let mut index = 0_u64;
+                let mut local = histogram();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    let publisher = &publishers[(index as usize) % publishers.len()];
+                    match publisher.publish(index).await {
+                        Ok(()) => {
+                            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let _ = local.record(started.elapsed().as_micros().max(1) as u64);
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    index += 1;
+                }
+                if let Ok(mut total) = latency.lock() {
+                    let _ = total.add(&local);
+                }
+            }));
+        }
+    }
+    let started = Instant::now();
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let latency = latency.lock().map_err(|e| e.to_string())?.clone();
+    Ok(serde_json::json!({
+        "scenario": "publish",
+        "publishers": publishers,
+        "in_flight": in_flight,
+        "channels": channels,
+        "seconds": elapsed,
+        "events": sent,
+        "failed": failed.load(std::sync::atomic::Ordering::Relaxed),
+        "events_per_sec": (sent as f64 / elapsed).round(),
+        "publish_latency": latency_json(&latency),
+    })
+    .to_string())
+}
+
+/// Replay: `events` stored on a fresh channel, then `runs` clients in turn
+/// resume from its start; the time from connecting to the last event.
+pub(crate) async fn replay(options: &Options) -> Result<String, String> {
+    let target = target(options)?;
+    let events = options.number("events", 1000)?.max(1);
+    let runs = options.number("runs", 50)?.max(1);
+    publish_burst(&target.publisher, events, 32).await?;
+    let mut times = histogram();
+    let mut lost = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut subscriber = Subscriber::connect(
+            target.addr,
+            &target.stream_path,
+            Some(&format!("{}:0", target.channel)),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut received = 0;
+        while received < events {
+            match timeout_at(started + Duration::from_secs(30), subscriber.next_frame()).await {
+                Ok(Ok(Some(frame))) if frame.kind == Kind::Message => received += 1,
+                Ok(Ok(Some(_))) => {}
+                _ => break,
+            }
+        }
+        lost += events - received;
+        let _ = times.record(started.elapsed().as_micros().max(1) as u64);
+    }
+    Ok(serde_json::json!({
+        "scenario": "replay",
+        "missed_events": events,
+        "runs": runs,
+        "lost": lost,
+        "replay": latency_json(&times),
+    })
+    .to_string())
+}
+
+/// Reconnect storm: `clients` reconnect at once with a `Last-Event-ID`
+/// `missed` events back; the time until every one has caught up.
+pub(crate) async fn storm(options: &Options) -> Result<String, String> {
+    let target = target(options)?;
+    let clients = options.number("clients", 10_000)?.min(MAX_SUBSCRIBERS);
+    let missed = options.number("missed", 10)?.max(1);
+    publish_burst(&target.publisher, missed, 16).await?;
+    // Where the channel is now: a fresh stream's stream-open carries it.
+    let mut probe = Subscriber::connect(target.addr, &target.stream_path, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = probe
+        .next_frame()
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|frame| frame.seq)
+        .unwrap_or(missed);
+    drop(probe);
+    let resume = format!("{}:{}", target.channel, current - missed);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let permits = Arc::new(Semaphore::new(1024));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (addr, path, resume, permits) = (
+                target.addr,
+                target.stream_path.clone(),
+                resume.clone(),
+                Arc::clone(&permits),
+            );
+            tokio::spawn(async move {
+                // Bounds simultaneous connect()s (the accept backlog), not
+                // connections: each permit is released once connected.
+                let permit = permits.acquire_owned().await.ok()?;
+                let mut subscriber = Subscriber::connect(addr, &path, Some(&resume)).await.ok()?;
+                drop(permit);
+                let mut received = 0;
+                while received < missed {
+                    match timeout_at(deadline, subscriber.next_frame()).await {
+                        Ok(Ok(Some(frame))) if frame.kind == Kind::Message => received += 1,
+                        Ok(Ok(Some(_))) => {}
+                        _ => break,
+                    }
+                }
+                Some((received, Instant::now()))
+            })
+        })
+        .collect();
+    let mut resumed = 0;
+    let mut lost = 0;
+    let mut failed = 0;
+    let mut last = started;
+    for task in tasks {
+        match task.await.map_err(|e| e.to_string())? {
+            Some((received, at)) => {
+                resumed += u64::from(received == missed);
+                lost += missed - received;
+                last = last.max(at);
+            }
+            None => failed += 1,
+        }
+    }
+    Ok(serde_json::json!({
+        "scenario": "storm",
+        "clients": clients,
+        "missed_events": missed,
+        "resumed": resumed,
+        "failed_connections": failed,
+        "lost": lost,
+        "all_resumed_seconds": (last - started).as_secs_f64(),
+    })
+    .to_string())
+}
+
+fn vm_rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("server pid {pid}: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS".into())
+}
+
+/// Kernel memory of TCP sockets, in KiB (`/proc/net/sockstat`, pages).
+fn tcp_kernel_kib() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("TCP:"))
+                .and_then(|line| {
+                    line.split_whitespace()
+                        .skip_while(|word| *word != "mem")
+                        .nth(1)
+                        .and_then(|pages| pages.parse::<u64>().ok())
+                })
+        })
+        .map_or(0, |pages| pages * 4)
+}
+
+/// Memory: `subscribers` idle streams; the server's RSS growth per stream.
+pub(crate) async fn memory(options: &Options) -> Result<String, String> {
+    let target = target(options)?;
+    let subscribers = options.number("subscribers", 10_000)?;
+    let pid =
+        u32::try_from(options.number("server-pid", 0)?).map_err(|_| "--server-pid is too large")?;
+    if pid == 0 {
+        return Err("memory needs --server-pid".into());
+    }
+    let rss_before = vm_rss_kib(pid)?;
+    let kernel_before = tcp_kernel_kib();
+    let streams = subscribe_all(&target, subscribers).await?;
+    // Let the server settle (allocations of the first writes) before reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = vm_rss_kib(pid)?;
+    let kernel_after = tcp_kernel_kib();
+    drop(streams);
+    let per = |kib: u64| (kib as f64 * 1024.0 / subscribers.max(1) as f64).round();
+    Ok(serde_json::json!({
+        "scenario": "memory",
+        "subscribers": subscribers,
+        "server_rss_before_kib": rss_before,
+        "server_rss_after_kib": rss_after,
+        "server_bytes_per_connection": per(rss_after.saturating_sub(rss_before)),
+        "kernel_tcp_bytes_per_connection": per(kernel_after.saturating_sub(kernel_before)),
     })
     .to_string())
 }

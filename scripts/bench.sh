@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenarios of BENCHMARKS.md against the example server
+# and writes the results (one JSON object per line) and the charts.
+#
+#   scripts/bench.sh            # everything, release build (about 10 minutes)
+#   scripts/bench.sh --quick    # a smoke run: dev build, tiny counts, seconds,
+#                               # no thresholds (what .ci/run runs)
+#
+# Everything runs on this machine over loopback: the server, PostgreSQL,
+# Pushpin and the load generator share its cores.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+
+if $quick; then
+    profile_flag=""; bin_dir="$CARGO_TARGET_DIR/debug"; out="$CARGO_TARGET_DIR/bench-quick"
+else
+    profile_flag="--release"; bin_dir="$CARGO_TARGET_DIR/release"; out="$CARGO_TARGET_DIR/bench"
+fi
+cargo build -q $profile_flag -p eventstream-bench -p eventstream-rocket --example server --bin eventstream-bench
+bench="$bin_dir/eventstream-bench"
+server_bin="$bin_dir/examples/server"
+rm -rf "$out"; mkdir -p "$out"
+results="$out/results.jsonl"
+key="bench-publish-key-0123456789"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/pushpin/pushpin.pid" ] && bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    local port
+    while :; do
+        port=$(( (RANDOM % 20000) + 20000 ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: nothing listens on port $1" >&2
+    return 1
+}
+
+# start_server NAME DATABASE_URL DURABILITY [EXTRA eventstream settings]
+# Sets $port and $pid.
+start_server() {
+    port=$(free_port)
+    local extra=${4:+,$4}
+    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off \
+    ROCKET_DATABASES="{eventstream={url=\"$2\",max_connections=16}}" \
+    ROCKET_EVENTSTREAM="{publish_key=\"$key\",durability=\"$3\"$extra}" \
+        "$server_bin" > "$work/$1.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_port "$port"
+}
+
+run() {
+    echo "::: bench $*" >&2
+    "$bench" "$@" --publish-key "$key" --out "$results"
+}
+
+if $quick; then
+    S=40; E=100; SEC=2; STORM=200; MEM=200; PUB_SEC=2
+else
+    S=1000; E=2000; SEC=10; STORM=10000; MEM=10000; PUB_SEC=10
+fi
+
+# In-process fan-out and latency, SQLite, process durability.
+start_server sqlite-process "sqlite://$work/process.db" process "keepalive_secs=20"
+url="http://127.0.0.1:$port"
+run fanout --url "$url" --channel fan --subscribers "$S" --events "$E" --in-flight 64 --label "sqlite, process"
+if $quick; then
+    run latency --url "$url" --channel lat --subscribers 20 --rate 20 --seconds "$SEC" --label "sqlite, process"
+else
+    for subs in 100 1000 5000; do
+        run fanout --url "$url" --channel "fan$subs" --subscribers "$subs" --events $(( 2000000 / subs < 4000 ? 2000000 / subs : 4000 )) --in-flight 64 --label "sweep"
+    done
+    run latency --url "$url" --channel lat100 --subscribers 100 --rate 100 --seconds "$SEC" --label "sqlite, process"
+    run latency --url "$url" --channel lat1000 --subscribers 1000 --rate 10 --seconds "$SEC" --label "sqlite, process"
+    run latency --url "$url" --channel lat10000 --subscribers 10000 --rate 1 --seconds "$SEC" --label "sqlite, process"
+fi
+run replay --url "$url" --channel replay --events 1000 --runs $($quick && echo 5 || echo 50) --label "sqlite, process"
+run storm --url "$url" --channel storm --clients "$STORM" --missed 10 --label "sqlite, process"
+run memory --url "$url" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "sqlite, process, chunk_size 8192"
+kill "$pid"
+
+# Durable publishing under power-loss durability: SQLite, then PostgreSQL.
+start_server sqlite-power "sqlite://$work/power.db" power
+run publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "sqlite, power"
+kill "$pid"
+if psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc 'DROP DATABASE IF EXISTS eventstream_bench WITH (FORCE)' >/dev/null
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc 'CREATE DATABASE eventstream_bench' >/dev/null
+    start_server postgres-power "postgres://postgres@127.0.0.1:5432/eventstream_bench" power
+    run publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "postgres, power"
+    kill "$pid"
+fi
+
+# Through Pushpin (GRIP), with its rate limits raised.
+if command -v pushpin >/dev/null 2>&1; then
+    http_port=$(free_port)
+    offset=$(( $(free_port) - 5560 ))
+    control="http://127.0.0.1:$((5561 + offset))"
+    start_server grip "sqlite://$work/grip.db" process \
+        "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
+    PUSHPIN_MESSAGE_RATE=1000000 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 \
+        bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$port" >/dev/null
+    run fanout --url "http://127.0.0.1:$http_port" --publish-base "http://127.0.0.1:$port/events" --channel gripfan \
+        --subscribers $($quick && echo 5 || echo 10) --events $($quick && echo 100 || echo 20000) --in-flight 64 \
+        --label "grip via pushpin (message_rate 1000000)"
+    bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
+    kill "$pid"
+fi
+
+if ! $quick; then
+    "$bench" chart --input "$results" --out-dir "$repo/docs/bench"
+fi
+echo "bench: results in $results"
