@@ -20,7 +20,8 @@ if $quick; then
 else
     profile_flag="--release"; bin_dir="$CARGO_TARGET_DIR/release"; out="$CARGO_TARGET_DIR/bench"
 fi
-cargo build -q $profile_flag -p eventstream-bench -p eventstream-rocket --example server --bin eventstream-bench
+cargo build -q $profile_flag -p eventstream-rocket --example server
+cargo build -q $profile_flag -p eventstream-bench --bin eventstream-bench --example control_raw --example control_rocket
 bench="$bin_dir/eventstream-bench"
 server_bin="$bin_dir/examples/server"
 rm -rf "$out"; mkdir -p "$out"
@@ -43,12 +44,14 @@ free_port() {
     done
 }
 
+# wait_port PORT [LOG]: waits until PORT accepts connections.
 wait_port() {
     for _ in $(seq 1 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.05
     done
     echo "bench: nothing listens on port $1" >&2
+    [ -n "${2:-}" ] && cat "$2" >&2
     return 1
 }
 
@@ -63,7 +66,7 @@ start_server() {
         "$server_bin" > "$work/$1.log" 2>&1 &
     pid=$!
     pids+=("$pid")
-    wait_port "$port"
+    wait_port "$port" "$work/$1.log"
 }
 
 run() {
@@ -110,13 +113,33 @@ fi
 
 # Through Pushpin (GRIP), with its rate limits raised.
 if command -v pushpin >/dev/null 2>&1; then
-    http_port=$(free_port)
-    offset=$(( $(free_port) - 5560 ))
-    control="http://127.0.0.1:$((5561 + offset))"
-    start_server grip "sqlite://$work/grip.db" process \
-        "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
-    PUSHPIN_MESSAGE_RATE=1000000 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 \
-        bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$port" >/dev/null
+    # Pushpin binds its client port and four control ports (5560..5563 +
+    # offset); retry with other ports if one of them was taken meanwhile.
+    for attempt in 1 2 3 4 5; do
+        http_port=$(free_port)
+        offset=$(( $(free_port) - 5560 ))
+        busy=false
+        for p in 5560 5561 5562 5563; do
+            (exec 3<>"/dev/tcp/127.0.0.1/$((p + offset))") 2>/dev/null && busy=true
+        done
+        $busy && continue
+        control="http://127.0.0.1:$((5561 + offset))"
+        start_server grip "sqlite://$work/grip-$attempt.db" process \
+            "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
+        if PUSHPIN_MESSAGE_RATE=1000000 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 \
+            bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$port" >/dev/null 2>&1; then
+            break
+        fi
+        kill "$pid"
+        bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null 2>&1 || true
+        rm -rf "$work/pushpin"
+    done
+    # Pushpin answers before it can hold streams ("Accept service unavailable").
+    for _ in $(seq 1 100); do
+        code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$http_port/events/ready" || true)
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
     run fanout --url "http://127.0.0.1:$http_port" --publish-base "http://127.0.0.1:$port/events" --channel gripfan \
         --subscribers $($quick && echo 5 || echo 10) --events $($quick && echo 100 || echo 20000) --in-flight 64 \
         --label "grip via pushpin (message_rate 1000000)"
@@ -124,7 +147,21 @@ if command -v pushpin >/dev/null 2>&1; then
     kill "$pid"
 fi
 
+# Control runs for the broadcast sweep (10,000 subscribers x 1 event/s):
+# the same load against a minimal Rocket stream and a raw tokio writer.
 if ! $quick; then
+    port=$(free_port)
+    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+    run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: minimal Rocket ByteStream"
+    run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: minimal Rocket ByteStream"
+    kill "$pid"
+    port=$(free_port)
+    "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+    run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: raw tokio writer"
+    run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
+    kill "$pid"
     "$bench" chart --input "$results" --out-dir "$repo/docs/bench"
 fi
 echo "bench: results in $results"

@@ -488,21 +488,18 @@ fn vm_rss_kib(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS".into())
 }
 
-/// Kernel memory of TCP sockets, in KiB (`/proc/net/sockstat`, pages).
-fn tcp_kernel_kib() -> u64 {
-    std::fs::read_to_string("/proc/net/sockstat")
+/// Kernel slab memory (socket structures live there), in KiB, from
+/// `/proc/meminfo`. Machine-wide: it includes the client's sockets too, so
+/// the per-connection figure covers both ends of each connection.
+fn kernel_slab_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             text.lines()
-                .find(|line| line.starts_with("TCP:"))
-                .and_then(|line| {
-                    line.split_whitespace()
-                        .skip_while(|word| *word != "mem")
-                        .nth(1)
-                        .and_then(|pages| pages.parse::<u64>().ok())
-                })
+                .find_map(|line| line.strip_prefix("Slab:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         })
-        .map_or(0, |pages| pages * 4)
+        .unwrap_or(0)
 }
 
 /// Memory: `subscribers` idle streams; the server's RSS growth per stream.
@@ -515,12 +512,12 @@ pub(crate) async fn memory(options: &Options) -> Result<String, String> {
         return Err("memory needs --server-pid".into());
     }
     let rss_before = vm_rss_kib(pid)?;
-    let kernel_before = tcp_kernel_kib();
+    let kernel_before = kernel_slab_kib();
     let streams = subscribe_all(&target, subscribers).await?;
     // Let the server settle (allocations of the first writes) before reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = vm_rss_kib(pid)?;
-    let kernel_after = tcp_kernel_kib();
+    let kernel_after = kernel_slab_kib();
     drop(streams);
     let per = |kib: u64| (kib as f64 * 1024.0 / subscribers.max(1) as f64).round();
     Ok(serde_json::json!({
@@ -529,7 +526,7 @@ pub(crate) async fn memory(options: &Options) -> Result<String, String> {
         "server_rss_before_kib": rss_before,
         "server_rss_after_kib": rss_after,
         "server_bytes_per_connection": per(rss_after.saturating_sub(rss_before)),
-        "kernel_tcp_bytes_per_connection": per(kernel_after.saturating_sub(kernel_before)),
+        "kernel_slab_bytes_per_connection_both_ends": per(kernel_after.saturating_sub(kernel_before)),
     })
     .to_string())
 }
