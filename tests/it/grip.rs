@@ -87,6 +87,35 @@ async fn only_a_verified_grip_sig_gets_grip_instructions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_links_carry_the_proxys_path_prefix() {
+    let Some(app) = TestApp::start(Backend::Pushpin, |s| {
+        s.with("eventstream.grip_path_prefix", "/api/")
+    })
+    .await
+    else {
+        return;
+    };
+    let response = app
+        .http
+        .get(format!("{}/events/a", app.origin))
+        .header("Grip-Sig", grip_sig(PUSHPIN_SIG_KEY, 60))
+        .send()
+        .await
+        .expect("response");
+    let link = response
+        .headers()
+        .get("grip-link")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        link.starts_with("</api/events/a?link=next&recover=true&es-meta="),
+        "{link}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alives_arrive_through_pushpin() {
     let Some(app) = TestApp::start(Backend::Pushpin, |s| {
         s.with("eventstream.keepalive_secs", 1)
