@@ -19,7 +19,9 @@ struct State {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 fn chunk(payload: &[u8]) -> Vec<u8> {
@@ -33,7 +35,9 @@ async fn stream(mut socket: TcpStream, state: &State, channel: &str) -> std::io:
     let mut events = state.events.subscribe();
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
     socket.write_all(head.as_bytes()).await?;
-    socket.write_all(&chunk(b"event: stream-open\ndata:\n\n")).await?;
+    socket
+        .write_all(&chunk(b"event: stream-open\ndata:\n\n"))
+        .await?;
     let _ = channel;
     loop {
         let first = match events.recv().await {
@@ -69,14 +73,26 @@ async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
         let mut words = head.split_whitespace();
-        let (method, path) = (words.next().unwrap_or_default().to_owned(), words.next().unwrap_or_default().to_owned());
-        let channel = path.trim_start_matches("/events/").split('?').next().unwrap_or_default().to_owned();
+        let (method, path) = (
+            words.next().unwrap_or_default().to_owned(),
+            words.next().unwrap_or_default().to_owned(),
+        );
+        let channel = path
+            .trim_start_matches("/events/")
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         if method == "GET" {
             return stream(socket, &state, &channel).await;
         }
         let length: usize = head
             .lines()
-            .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         buffer.drain(..head_end + 4);
@@ -98,15 +114,22 @@ async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result
         let seq = state.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
         let _ = state.events.send(Bytes::from(frame));
-        socket.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n").await?;
+        socket
+            .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+            .await?;
     }
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9100".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9100".into());
     let listener = TcpListener::bind(&address).await?;
-    let state = Arc::new(State { events: broadcast::channel(4096).0, seq: AtomicU64::new(0) });
+    let state = Arc::new(State {
+        events: broadcast::channel(4096).0,
+        seq: AtomicU64::new(0),
+    });
     loop {
         let (socket, _) = listener.accept().await?;
         let state = Arc::clone(&state);

@@ -45,15 +45,23 @@ fn events(channel: &str, hub: &State<Hub>, mut end: Shutdown) -> ByteStream![Vec
 
 #[post("/events/<channel>", data = "<body>")]
 fn publish(channel: &str, body: String, hub: &State<Hub>) -> rocket::http::Status {
-    let data = body.strip_prefix("{\"data\":").and_then(|rest| rest.strip_suffix('}')).unwrap_or(&body);
+    let data = body
+        .strip_prefix("{\"data\":")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or(&body);
     let seq = hub.seq.fetch_add(1, Ordering::Relaxed) + 1;
-    let _ = hub.events.send(format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n").into_bytes());
+    let _ = hub
+        .events
+        .send(format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n").into_bytes());
     rocket::http::Status::Created
 }
 
 #[rocket::launch]
 fn rocket() -> _ {
     rocket::build()
-        .manage(Hub { events: broadcast::channel(4096).0, seq: AtomicU64::new(0) })
+        .manage(Hub {
+            events: broadcast::channel(4096).0,
+            seq: AtomicU64::new(0),
+        })
         .mount("/", routes![events, publish])
 }
