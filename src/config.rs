@@ -66,23 +66,34 @@ pub enum AllowedOrigins {
     List(Vec<String>),
 }
 
+/// A list of strings given as a TOML array or as one comma-separated
+/// string (the form django-eventstream's settings and `ROCKET_*` variables
+/// use), trimmed, without empty entries.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::One(one) => one.split(',').map(str::to_owned).collect(),
+        Raw::Many(many) => many,
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
 impl<'de> Deserialize<'de> for AllowedOrigins {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        let list = match Raw::deserialize(deserializer)? {
-            Raw::One(one) if one.trim() == "*" => return Ok(AllowedOrigins::Any),
-            Raw::One(one) => one.split(',').map(str::to_owned).collect(),
-            Raw::Many(many) => many,
-        };
-        let list: Vec<String> = list
-            .iter()
-            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
-            .filter(|origin| !origin.is_empty())
+        let list: Vec<String> = string_or_list(deserializer)?
+            .into_iter()
+            .map(|origin| origin.trim_end_matches('/').to_owned())
             .collect();
         if list.iter().any(|origin| origin == "*") {
             return if list.len() == 1 {
@@ -113,23 +124,7 @@ impl Default for HeaderList {
 
 impl<'de> Deserialize<'de> for HeaderList {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        let names = match Raw::deserialize(deserializer)? {
-            Raw::One(one) => one.split(',').map(str::to_owned).collect(),
-            Raw::Many(many) => many,
-        };
-        Ok(HeaderList(
-            names
-                .into_iter()
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty())
-                .collect(),
-        ))
+        string_or_list(deserializer).map(HeaderList)
     }
 }
 

@@ -147,32 +147,14 @@ async fn permission_checks_that_still_pass_end_no_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
-    use eventstream_rocket::{Authorizer, Stage};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// Readable until `revoked` is set.
-    struct Revocable(Arc<AtomicBool>);
-    #[rocket::async_trait]
-    impl Authorizer for Revocable {
-        async fn can_read_channel(&self, _user: Option<&User>, _channel: &str) -> bool {
-            !self.0.load(Ordering::SeqCst)
-        }
-    }
-    let revoked = Arc::new(AtomicBool::new(false));
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
-        s.with_stage(
-            Stage::new().authorizer_named("test::Revocable", Revocable(Arc::clone(&revoked))),
-        )
-    })
-    .await
-    else {
+    let (stage, revoked) = crate::helpers::AnnUntilRevoked::stage();
+    let Some(app) = TestApp::start(Backend::Sqlite, |s| s.with_stage(stage)).await else {
         return;
     };
     let ann = format!("Bearer {}", token("ann", 60));
     let mut stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
     stream.next().await.expect("open");
-    revoked.store(true, Ordering::SeqCst);
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         app.events
             .channel_permission_changed(Some(&User::new("ann")), "room")

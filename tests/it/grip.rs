@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use eventstream_rocket::{Authorizer, Stage, User};
+use eventstream_rocket::User;
 
 use crate::helpers::{
     Backend, LINK_KEY, PUSHPIN_SIG_KEY, Pushpin, Setup, TestApp, grip_sig, token,
@@ -136,25 +136,8 @@ async fn keep_alives_arrive_through_pushpin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// `room` is readable until `revoked` is set.
-    struct Revocable(Arc<AtomicBool>);
-    #[rocket::async_trait]
-    impl Authorizer for Revocable {
-        async fn can_read_channel(&self, user: Option<&User>, _channel: &str) -> bool {
-            !(self.0.load(Ordering::SeqCst) && user.is_some_and(|user| user.id == "ann"))
-        }
-    }
-    let revoked = Arc::new(AtomicBool::new(false));
-    let Some(app) = TestApp::start(Backend::Pushpin, |s| {
-        s.with_stage(
-            Stage::new().authorizer_named("test::Revocable", Revocable(Arc::clone(&revoked))),
-        )
-    })
-    .await
-    else {
+    let (stage, revoked) = crate::helpers::AnnUntilRevoked::stage();
+    let Some(app) = TestApp::start(Backend::Pushpin, |s| s.with_stage(stage)).await else {
         return;
     };
     let ann = format!("Bearer {}", token("ann", 60));
@@ -164,7 +147,7 @@ async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
     for stream in [&mut ann_stream, &mut bob_stream] {
         assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     }
-    revoked.store(true, Ordering::SeqCst);
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
     app.events
         .channel_permission_changed(Some(&User::new("ann")), "room")
         .await;

@@ -285,6 +285,29 @@ impl Authorizer for TestAuthorizer {
     }
 }
 
+/// Lets `ann` read everything until `revoked` is set (for kick tests).
+pub struct AnnUntilRevoked(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+#[rocket::async_trait]
+impl Authorizer for AnnUntilRevoked {
+    async fn can_read_channel(&self, user: Option<&User>, _channel: &str) -> bool {
+        let revoked = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        !(revoked && user.is_some_and(|user| user.id == "ann"))
+    }
+}
+
+impl AnnUntilRevoked {
+    /// A stage using it, and the switch that revokes.
+    pub fn stage() -> (Stage, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let authorizer = AnnUntilRevoked(std::sync::Arc::clone(&revoked));
+        (
+            Stage::new().authorizer_named("test::AnnUntilRevoked", authorizer),
+            revoked,
+        )
+    }
+}
+
 /// An application route that streams channels it computed.
 #[rocket::get("/my-notifications")]
 async fn my_notifications(stream: StreamRequest) -> EventStream {
@@ -663,21 +686,26 @@ impl Sse {
     }
 }
 
+/// Generates one `#[tokio::test]` per backend that runs the test body.
+#[macro_export]
+macro_rules! backend_tests {
+    ($name:ident: $($test:ident => $backend:ident),+) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$name($crate::helpers::Backend::$backend).await;
+                }
+            )+
+        }
+    };
+}
+
 /// Runs a test body on SQLite and on PostgreSQL, as two tests.
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::helpers::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name($crate::helpers::Backend::Postgres).await;
-            }
-        }
+        $crate::backend_tests!($name: sqlite => Sqlite, postgres => Postgres);
     };
 }
 
@@ -686,21 +714,6 @@ macro_rules! on_both_backends {
 #[macro_export]
 macro_rules! on_every_path {
     ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::helpers::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name($crate::helpers::Backend::Postgres).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn through_pushpin() {
-                super::$name($crate::helpers::Backend::Pushpin).await;
-            }
-        }
+        $crate::backend_tests!($name: sqlite => Sqlite, postgres => Postgres, through_pushpin => Pushpin);
     };
 }
