@@ -4,8 +4,9 @@
 #   1. every Rust test of the workspace: the library on SQLite and
 #      PostgreSQL, the generator and its parity with cargo-generate, the
 #      load generator;
-#   2. a demo app generated from this checkout into a directory outside it,
-#      built with the shared target directory: its own tests;
+#   2. demo apps generated from this checkout into a directory outside it
+#      (SQLite and PostgreSQL), built with the shared target directory:
+#      their own tests;
 #   3. the JavaScript clients in Chromium, and the demo app end to end.
 # Prints a closing "tests: N passed, N failed" line.
 set -euo pipefail
@@ -42,6 +43,15 @@ demo="$work/demo-app"
 run "$CARGO_TARGET_DIR/debug/eventstream-rocket" new demo-app --destination "$demo" --lib-path "$repo"
 cp Cargo.lock "$demo/Cargo.lock"
 run bash -c "cd '$demo' && cargo test && cargo build"
+
+# The PostgreSQL variant too, on a database of its own.
+demo_pg="$work/demo-pg"
+run "$CARGO_TARGET_DIR/debug/eventstream-rocket" new demo-pg --database postgres --destination "$demo_pg" --lib-path "$repo"
+cp Cargo.lock "$demo_pg/Cargo.lock"
+admin="postgres://postgres@127.0.0.1:5432/postgres"
+psql "$admin" -qc 'DROP DATABASE IF EXISTS eventstream_demo_test WITH (FORCE)' >/dev/null
+psql "$admin" -qc 'CREATE DATABASE eventstream_demo_test' >/dev/null
+run env TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/eventstream_demo_test" bash -c "cd '$demo_pg' && cargo test"
 
 # 3. Browser tests.
 if [ ! -d js/node_modules ] || [ js/package-lock.json -nt js/node_modules/.package-lock.json ]; then

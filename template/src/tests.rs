@@ -217,3 +217,27 @@ async fn history_and_stream_join_without_gap() {
     );
     client.rocket().shutdown().notify();
 }
+
+#[rocket::async_test]
+async fn release_refuses_the_development_secrets() {
+    let database = TestDatabase::new("release");
+    let release = || {
+        rocket::Config::figment()
+            .select("release")
+            .merge(("databases.eventstream.url", database.url.as_str()))
+            .merge(("log_level", "off"))
+    };
+    // The development values live in [debug.eventstream] only.
+    let refused = super::app(release())
+        .ignite()
+        .await
+        .expect_err("no real secrets");
+    assert!(matches!(
+        refused.kind(),
+        rocket::error::ErrorKind::FailedFairings(_)
+    ));
+    let configured = release()
+        .merge(("eventstream.publish_key", "a-real-publish-key-0123456789"))
+        .merge(("eventstream.jwt_secret", "a-real-jwt-secret-0123456789"));
+    assert!(super::app(configured).ignite().await.is_ok());
+}
