@@ -54,7 +54,7 @@ fn target(options: &Options) -> Result<Target, String> {
     })
 }
 
-/// What one subscriber saw.
+/// What one subscriber saw, or all of them together.
 struct Tally {
     received: u64,
     lost: u64,
@@ -157,18 +157,8 @@ fn read_all(
         .collect()
 }
 
-/// The totals over all subscribers.
-struct Summary {
-    received: u64,
-    lost: u64,
-    duplicated: u64,
-    resets: u64,
-    last_at: Option<Instant>,
-    latency_us: Histogram<u64>,
-}
-
-async fn summarize(readers: Vec<JoinHandle<Tally>>) -> Result<Summary, String> {
-    let mut summary = Summary {
+async fn summarize(readers: Vec<JoinHandle<Tally>>) -> Result<Tally, String> {
+    let mut summary = Tally {
         received: 0,
         lost: 0,
         duplicated: 0,

@@ -26,6 +26,12 @@ pub enum Backend {
 pub const PUSHPIN_SIG_KEY: &str = "changeme";
 pub const LINK_KEY: &str = "test-link-key-0123456789abcdef";
 
+/// Starts and stops a throw-away Pushpin (a copy of the team's harness).
+const HARNESS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/pushpin-harness.sh"
+);
+
 /// A throw-away Pushpin started by `tests/support/pushpin-harness.sh`.
 pub struct Pushpin {
     dir: tempfile::TempDir,
@@ -90,12 +96,8 @@ impl Pushpin {
 
     /// Starts Pushpin in front of `origin_port`.
     pub fn start(&self, origin_port: u16) {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/pushpin-harness.sh"
-        );
         let output = std::process::Command::new("bash")
-            .arg(script)
+            .arg(HARNESS)
             .arg("start")
             .arg(self.dir.path())
             .arg(self.http_port.to_string())
@@ -142,12 +144,8 @@ impl Pushpin {
     }
 
     pub fn stop(&self) {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/pushpin-harness.sh"
-        );
         let _ = std::process::Command::new("bash")
-            .arg(script)
+            .arg(HARNESS)
             .arg("stop")
             .arg(self.dir.path())
             .output();
