@@ -64,6 +64,19 @@ struct Tally {
     latency_us: Histogram<u64>,
 }
 
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            received: 0,
+            lost: 0,
+            duplicated: 0,
+            resets: 0,
+            last_at: None,
+            latency_us: histogram(),
+        }
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3)
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
@@ -111,14 +124,7 @@ fn read_all(
         .into_iter()
         .map(|mut subscriber| {
             tokio::spawn(async move {
-                let mut tally = Tally {
-                    received: 0,
-                    lost: 0,
-                    duplicated: 0,
-                    resets: 0,
-                    last_at: None,
-                    latency_us: histogram(),
-                };
+                let mut tally = Tally::new();
                 let mut last_seq: Option<u64> = None;
                 while tally.received < expected {
                     let Ok(Ok(Some(frame))) = timeout_at(deadline, subscriber.next_frame()).await
@@ -158,14 +164,7 @@ fn read_all(
 }
 
 async fn summarize(readers: Vec<JoinHandle<Tally>>) -> Result<Tally, String> {
-    let mut summary = Tally {
-        received: 0,
-        lost: 0,
-        duplicated: 0,
-        resets: 0,
-        last_at: None,
-        latency_us: histogram(),
-    };
+    let mut summary = Tally::new();
     for reader in readers {
         let tally = reader.await.map_err(|e| e.to_string())?;
         summary.received += tally.received;

@@ -319,26 +319,25 @@ async fn my_notifications(stream: StreamRequest) -> EventStream {
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
 pub const PUBLISH_KEY: &str = "test-publish-key-0123456789";
 
-/// A signed token for `user`, valid for `valid_secs` (negative: expired).
-pub fn token(user: &str, valid_secs: i64) -> String {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        exp: i64,
-    }
+/// An HS256 JWT with `claims` plus `exp` = now + `valid_secs` (negative:
+/// expired), signed with `key`.
+fn signed(key: &str, mut claims: serde_json::Value, valid_secs: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
+    claims["exp"] = (now + valid_secs).into();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &Claims {
-            sub: user,
-            exp: now + valid_secs,
-        },
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
     )
-    .expect("token")
+    .expect("a signed token")
+}
+
+/// A user token for `user`, valid for `valid_secs` (negative: expired).
+pub fn token(user: &str, valid_secs: i64) -> String {
+    signed(JWT_SECRET, serde_json::json!({ "sub": user }), valid_secs)
 }
 
 /// A running server.
@@ -551,16 +550,7 @@ impl TestApp {
 
 /// A Grip-Sig as Pushpin makes it (HS256 with its sig_key, iss `pushpin`).
 pub fn grip_sig(key: &str, valid_secs: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({ "iss": "pushpin", "exp": now + valid_secs }),
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
-    )
-    .expect("grip sig")
+    signed(key, serde_json::json!({ "iss": "pushpin" }), valid_secs)
 }
 
 /// One parsed SSE frame.
