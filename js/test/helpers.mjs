@@ -196,6 +196,14 @@ export async function startStaticServer(extra) {
     });
     res.end(body);
   });
+  return { server, ...(await listen(server)) };
+}
+
+/**
+ * Listens on a free loopback port; `close()` also ends open connections
+ * (streams would otherwise keep `server.close` waiting forever).
+ */
+export async function listen(server) {
   const sockets = new Set();
   server.on('connection', (socket) => {
     sockets.add(socket);
@@ -204,7 +212,6 @@ export async function startStaticServer(extra) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
   return {
-    server,
     port,
     origin: `http://127.0.0.1:${port}`,
     async close() {
@@ -212,6 +219,24 @@ export async function startStaticServer(extra) {
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/**
+ * Runs what a test started, in reverse order, after it ends (even when it
+ * fails). Returns the function that registers a clean-up task.
+ */
+export function cleanupAfter(t) {
+  const tasks = [];
+  t.after(async () => {
+    for (const task of tasks.reverse()) {
+      try {
+        await task();
+      } catch {
+        // keep cleaning up
+      }
+    }
+  });
+  return (task) => tasks.push(task);
 }
 
 export async function launchBrowser() {

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import {
+  cleanupAfter,
   launchBrowser,
+  listen,
   makeJwt,
   openPage,
   publish,
@@ -29,20 +31,6 @@ after(async () => {
   if (browser) await browser.close();
   if (statics) await statics.close();
 });
-
-function cleanup(t) {
-  const tasks = [];
-  t.after(async () => {
-    for (const task of tasks.reverse()) {
-      try {
-        await task();
-      } catch {
-        // keep cleaning up
-      }
-    }
-  });
-  return (task) => tasks.push(task);
-}
 
 async function waitRec(page, name, predicate, timeout = 15000) {
   try {
@@ -73,7 +61,6 @@ const rec = (page, name) => page.evaluate((n) => window.records[n].rec, name);
  */
 async function startSseServer(handler) {
   const requests = [];
-  const sockets = new Set();
   const server = http.createServer((req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     if (req.method === 'OPTIONS') {
@@ -94,25 +81,12 @@ async function startSseServer(handler) {
     requests.push(entry);
     handler(req, res, requests.length - 1, entry);
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  return {
-    requests,
-    origin: `http://127.0.0.1:${port}`,
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
+  return { requests, ...(await listen(server)) };
 }
 
 describe('EventSource polyfill', () => {
   test('(e) with window.EventSource deleted: becomes EventSource, sends Authorization, carries ReconnectingEventSource', async (t) => {
-    const defer = cleanup(t);
+    const defer = cleanupAfter(t);
     const server = await startServer();
     defer(() => removeDir(server.dir));
     defer(() => server.stop());
@@ -213,7 +187,7 @@ describe('EventSource polyfill', () => {
   });
 
   test('loading the polyfill keeps a native EventSource', async (t) => {
-    const defer = cleanup(t);
+    const defer = cleanupAfter(t);
     const { page, context } = await openPage(browser, statics.origin, { polyfill: true });
     defer(() => context.close());
     const result = await page.evaluate(() => ({
@@ -224,7 +198,7 @@ describe('EventSource polyfill', () => {
   });
 
   test('(f) parses CRLF/CR/LF, comments, multi-line data, retry and NUL ids; resumes with Last-Event-ID; fails on a bad response', async (t) => {
-    const defer = cleanup(t);
+    const defer = cleanupAfter(t);
     const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
     const body = [
       Buffer.concat([BOM.subarray(0, 2)]),
@@ -300,7 +274,7 @@ describe('EventSource polyfill', () => {
   });
 
   test('(f) exact chunk boundaries: BOM, CR|LF, and UTF-8 split across reads; request options', async (t) => {
-    const defer = cleanup(t);
+    const defer = cleanupAfter(t);
     const { page, context, pageErrors } = await openPage(browser, statics.origin, { polyfill: true });
     defer(() => context.close());
     const result = await page.evaluate(async () => {
@@ -388,7 +362,7 @@ describe('EventSource polyfill', () => {
   });
 
   test('(g) heartbeatTimeout: a silent connection is aborted and re-established; bytes keep it alive', async (t) => {
-    const defer = cleanup(t);
+    const defer = cleanupAfter(t);
     const HEARTBEAT = 400;
     let lastComment = 0;
     const sse = await startSseServer(async (req, res, index) => {

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
+  cleanupAfter,
   launchBrowser,
   openPage,
   publish,
@@ -27,34 +28,14 @@ after(async () => {
   if (statics) await statics.close();
 });
 
-// Everything a test starts, stopped in reverse order even when it fails.
-function cleanup() {
-  const tasks = [];
-  return {
-    add(task) {
-      tasks.push(task);
-    },
-    async run() {
-      for (const task of tasks.reverse()) {
-        try {
-          await task();
-        } catch {
-          // keep cleaning up
-        }
-      }
-    },
-  };
-}
-
 async function setup(t, options = {}) {
-  const jobs = cleanup();
-  t.after(() => jobs.run());
+  const defer = cleanupAfter(t);
   const server = await startServer();
-  jobs.add(() => removeDir(server.dir));
-  jobs.add(() => server.stop());
+  defer(() => removeDir(server.dir));
+  defer(() => server.stop());
   const opened = await openPage(browser, statics.origin, options);
-  jobs.add(() => opened.context.close());
-  return { jobs, server, ...opened };
+  defer(() => opened.context.close());
+  return { defer, server, ...opened };
 }
 
 const rec = (page, name) => page.evaluate((n) => window.records[n].rec, name);
@@ -161,7 +142,7 @@ describe('ReconnectingEventSource', () => {
   });
 
   test('(b) the server is killed and restarted: every missed event arrives once, in order', async (t) => {
-    const { page, server, requests, pageErrors, jobs } = await setup(t);
+    const { page, server, requests, pageErrors, defer } = await setup(t);
     const url = `${server.origin}/events/room-b`;
     await page.evaluate((u) => openRES('b', u, { max_retry_time: 1000 }), url);
     await waitRec(page, 'b', (rec) => rec.streamOpens === 1);
@@ -174,7 +155,7 @@ describe('ReconnectingEventSource', () => {
     // A new process on the same port and the same SQLite file; the client is
     // retrying meanwhile (it may reconnect before, between or after these).
     const second = await startServer({ port: server.port, dir: server.dir });
-    jobs.add(() => second.stop());
+    defer(() => second.stop());
     for (let n = 3; n <= 5; n++) await publish(second.origin, 'room-b', { n });
     await waitRec(page, 'b', (rec) => rec.streamOpens === 2);
     // A marker after the reconnection: anything missing or repeated shows up
@@ -207,7 +188,7 @@ describe('ReconnectingEventSource', () => {
   });
 
   test('(c) `onmessage = fn` alone keeps the id: a resume misses and repeats nothing', async (t) => {
-    const { page, server, requests, pageErrors, jobs } = await setup(t);
+    const { page, server, requests, pageErrors, defer } = await setup(t);
     const url = `${server.origin}/events/room-c`;
     // No listener for `message` (the harness only counts `stream-open`).
     await page.evaluate((u) => openRES('c', u, { max_retry_time: 500 }, { onmessageOnly: true }), url);
@@ -220,12 +201,12 @@ describe('ReconnectingEventSource', () => {
     // Publish through another process on the same database while the
     // client's port is down, so these can only arrive by resuming.
     const side = await startServer({ dir: server.dir });
-    jobs.add(() => side.stop());
+    defer(() => side.stop());
     for (let n = 3; n <= 4; n++) await publish(side.origin, 'room-c', { n });
     await side.stop();
 
     const second = await startServer({ port: server.port, dir: server.dir });
-    jobs.add(() => second.stop());
+    defer(() => second.stop());
     await waitRec(page, 'c', (rec) => rec.streamOpens === 2);
     await publish(second.origin, 'room-c', { n: 5 });
     await waitRec(page, 'c', (rec) => rec.events.some((e) => e.lastEventId === 'room-c:5'));
