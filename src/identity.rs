@@ -120,12 +120,9 @@ pub(crate) fn bearer_token<'r>(request: &'r Request<'_>) -> Option<&'r str> {
             return Some(token.trim());
         }
     }
-    request
-        .query_fields()
-        .filter(|field| field.name == "token")
-        .map(|field| field.value)
-        .filter(|value| !value.is_empty())
-        .last()
+    crate::request::query_values(request, "token")
+        .into_iter()
+        .rfind(|value| !value.is_empty())
 }
 
 #[rocket::async_trait]

@@ -111,6 +111,15 @@ impl StreamRequest {
     }
 }
 
+/// Every value of the query parameter `name`, percent-decoded, in order.
+pub(crate) fn query_values<'r>(request: &'r Request<'_>, name: &str) -> Vec<&'r str> {
+    request
+        .query_fields()
+        .filter(|field| field.name == name)
+        .map(|field| field.value)
+        .collect()
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for StreamRequest {
     type Error = &'static str;
@@ -132,17 +141,11 @@ impl<'r> FromRequest<'r> for StreamRequest {
         };
         let resume = Resume::from_request(
             request.headers().get_one("Last-Event-ID"),
-            request
-                .query_fields()
-                .filter(|field| field.name == "lastEventId")
-                .map(|field| field.value)
-                .collect::<Vec<_>>()
-                .into_iter(),
+            query_values(request, "lastEventId").into_iter(),
         );
-        let requested = request
-            .query_fields()
-            .filter(|field| field.name == "channel")
-            .map(|field| field.value.to_owned())
+        let requested = query_values(request, "channel")
+            .into_iter()
+            .map(str::to_owned)
             .collect();
         let user = shared.identity.identify(request).await;
         let grip = shared

@@ -15,7 +15,7 @@ use rocket::{Request, Route, State};
 use crate::cors;
 use crate::error::StreamError;
 use crate::events::Events;
-use crate::request::StreamRequest;
+use crate::request::{StreamRequest, query_values};
 use crate::response::EventStream;
 
 /// The channels the authorizer's `channels_for_request` picked for a
@@ -30,10 +30,9 @@ impl<'r> FromRequest<'r> for RequestedChannels {
         let Some(events) = request.rocket().state::<Events>() else {
             return Outcome::Forward(Status::InternalServerError);
         };
-        let mut requested: Vec<String> = request
-            .query_fields()
-            .filter(|field| field.name == "channel")
-            .map(|field| field.value.to_owned())
+        let mut requested: Vec<String> = query_values(request, "channel")
+            .into_iter()
+            .map(str::to_owned)
             .collect();
         // The `<channel>` segment of `GET <mount>/<channel>`.
         if let Some(Ok(channel)) = request.param::<&str>(0) {

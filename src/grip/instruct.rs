@@ -23,6 +23,7 @@ use crate::event_id::{IdVector, Resume};
 use crate::events::Shared;
 use crate::frame;
 use crate::identity::User;
+use crate::request::query_values;
 use crate::resume::{self, Page};
 
 use super::link::{Linker, next_link};
@@ -62,11 +63,9 @@ impl GripRequest {
             return None;
         }
         let query = |name: &str| {
-            request
-                .query_fields()
-                .filter(|field| field.name == name)
-                .map(|field| field.value.to_owned())
+            query_values(request, name)
                 .last()
+                .map(|value| (*value).to_owned())
         };
         let is_next = query("link").as_deref() == Some("next");
         let mut last = IdVector::new();
