@@ -36,10 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A port nothing listens on, below Linux's ephemeral range (32768 up), where
+# outgoing connections would make bind() fail although nothing listens.
 free_port() {
     local port
     while :; do
-        port=$(( (RANDOM % 20000) + 20000 ))
+        port=$(( (RANDOM % 12000) + 20000 ))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }
@@ -51,22 +53,28 @@ wait_port() {
         sleep 0.05
     done
     echo "bench: nothing listens on port $1" >&2
-    [ -n "${2:-}" ] && cat "$2" >&2
+    if [ -n "${2:-}" ]; then cat "$2" >&2; fi
     return 1
 }
 
 # start_server NAME DATABASE_URL DURABILITY [EXTRA eventstream settings]
-# Sets $port and $pid.
+# Sets $port and $pid. Retries on another port if the chosen one was taken
+# between choosing and binding.
 start_server() {
-    port=$(free_port)
     local extra=${4:+,$4}
-    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off \
-    ROCKET_DATABASES="{eventstream={url=\"$2\",max_connections=16}}" \
-    ROCKET_EVENTSTREAM="{publish_key=\"$key\",durability=\"$3\"$extra}" \
-        "$server_bin" > "$work/$1.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    wait_port "$port" "$work/$1.log"
+    for _ in 1 2 3 4 5; do
+        port=$(free_port)
+        ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off \
+        ROCKET_DATABASES="{eventstream={url=\"$2\",max_connections=16}}" \
+        ROCKET_EVENTSTREAM="{publish_key=\"$key\",durability=\"$3\"$extra}" \
+            "$server_bin" > "$work/$1.log" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        wait_port "$port" && return 0
+        kill "$pid" 2>/dev/null || true
+    done
+    cat "$work/$1.log" >&2
+    return 1
 }
 
 run() {
