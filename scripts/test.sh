@@ -26,8 +26,9 @@ trap 'rm -rf "$work"' EXIT
 status=0
 run() {
     echo "::: $*" | tee -a "$log_file"
-    "$@" 2>&1 | tee -a "$log_file"
-    local code=${PIPESTATUS[0]}
+    local code=0
+    # `|| code=...` keeps set -e from ending the script at the first failure.
+    "$@" 2>&1 | tee -a "$log_file" || code=${PIPESTATUS[0]}
     if [ "$code" -ne 0 ]; then
         echo "::: failed ($code): $*" | tee -a "$log_file"
         status=1
