@@ -45,10 +45,14 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
                 // Read a random number of events, then drop the connection.
                 let budget = rng.gen_range(1..60);
                 for _ in 0..budget {
-                    let frame = stream
-                        .next_within(Duration::from_secs(20))
-                        .await
-                        .expect("stream ended");
+                    let Some(frame) = stream.next_within(Duration::from_secs(20)).await else {
+                        // A proxy may end a held stream cleanly (it gave up on
+                        // a next-link fetch under load); clients resume from
+                        // their last id as after any disconnect. A direct
+                        // stream never ends on its own.
+                        assert_eq!(backend, Backend::Pushpin, "a direct stream ended early");
+                        break;
+                    };
                     if frame.event() == "keep-alive" {
                         continue;
                     }
