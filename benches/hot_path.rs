@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the per-event work: encoding a frame, parsing an id
 //! vector, and the hub fanning one event out to many subscribers.
 //!
-//! `cargo bench --bench hot_path`
+//! `cargo bench --features internals --bench hot_path`
 
 // criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eventstream_rocket::bench_support::{HubBench, encode_frame, parse_id_vector};
+use eventstream_rocket::internals::{HubBench, encode_frame, parse_id_vector};
 
 fn frame_encoding(c: &mut Criterion) {
     let data = r#"{"author":"ann","text":"hello, world","room":"lobby","id":12345}"#;

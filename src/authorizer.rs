@@ -77,3 +77,26 @@ impl Authorizer for AllowAll {
         "eventstream_rocket::AllowAll".into()
     }
 }
+
+/// Checks every channel of a stream with `authorizer`: all readable, or a
+/// `forbidden` error naming the ones that are not. Returns, per channel,
+/// whether it is persisted.
+pub(crate) async fn authorize(
+    authorizer: &dyn Authorizer,
+    user: Option<&User>,
+    channels: &[String],
+) -> Result<Vec<bool>, StreamError> {
+    let mut denied = Vec::new();
+    for channel in channels {
+        if !authorizer.can_read_channel(user, channel).await {
+            denied.push(channel.clone());
+        }
+    }
+    if !denied.is_empty() {
+        return Err(StreamError::forbidden(denied));
+    }
+    Ok(channels
+        .iter()
+        .map(|channel| authorizer.is_channel_reliable(channel))
+        .collect())
+}

@@ -53,6 +53,40 @@ pub(crate) fn quote(name: &str) -> String {
     utf8_percent_encode(name, QUOTE_SET).to_string()
 }
 
+/// Sorts and deduplicates the channel list of a stream, and checks it: 1 to
+/// `limit` valid names. The message completes "Invalid request: ...".
+pub(crate) fn validate_list(
+    mut channels: Vec<String>,
+    limit: usize,
+) -> Result<Vec<String>, String> {
+    channels.sort();
+    channels.dedup();
+    if channels.is_empty() {
+        return Err("No channels specified".into());
+    }
+    if channels.len() > limit {
+        return Err(format!(
+            "Channel limit exceeded ({} channels; at most {limit})",
+            channels.len()
+        ));
+    }
+    validate_all(channels)
+}
+
+/// Checks every name of a list, keeping it as it is.
+pub(crate) fn validate_all<S: AsRef<str>>(
+    names: impl IntoIterator<Item = S>,
+) -> Result<Vec<String>, String> {
+    names
+        .into_iter()
+        .map(|name| {
+            let name = name.as_ref();
+            validate(name)?;
+            Ok(name.to_owned())
+        })
+        .collect()
+}
+
 /// Reverses [`quote`]; `None` when the escapes do not decode to UTF-8.
 pub(crate) fn unquote(encoded: &str) -> Option<String> {
     percent_decode_str(encoded)

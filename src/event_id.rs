@@ -87,31 +87,68 @@ impl IdVector {
     /// Parses an id vector such as `a:3,b%2Cc:7`.
     ///
     /// Every entry must be `quoted-channel:number`; a channel may appear once.
-    pub fn parse(text: &str) -> Result<IdVector, String> {
+    pub fn parse(text: &str) -> Result<IdVector, IdParseError> {
         let mut vector = IdVector::new();
         for entry in text.split(',') {
             let (quoted, seq) = entry
                 .split_once(':')
                 .filter(|(_, seq)| !seq.contains(':'))
-                .ok_or_else(|| format!("{entry:?} is not of the form channel:number"))?;
-            let channel = channel::unquote(quoted)
-                .ok_or_else(|| format!("{quoted:?} does not percent-decode to UTF-8"))?;
-            channel::validate(&channel)?;
+                .ok_or_else(|| IdParseError::NotAnEntry(entry.to_owned()))?;
+            let channel =
+                channel::unquote(quoted).ok_or_else(|| IdParseError::NotUtf8(quoted.to_owned()))?;
+            channel::validate(&channel).map_err(IdParseError::InvalidChannel)?;
             if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!(
-                    "{seq:?} in {entry:?} is not a non-negative integer"
-                ));
+                return Err(IdParseError::NotANumber(entry.to_owned()));
             }
             let seq: u64 = seq
                 .parse()
-                .map_err(|_| format!("{seq:?} in {entry:?} is too large"))?;
+                .map_err(|_| IdParseError::TooLarge(entry.to_owned()))?;
             if vector.0.insert(channel, seq).is_some() {
-                return Err(format!("{quoted:?} appears more than once"));
+                return Err(IdParseError::Repeated(quoted.to_owned()));
             }
         }
         Ok(vector)
     }
 }
+
+/// Why an id vector (`Last-Event-ID`, `lastEventId`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdParseError {
+    /// An entry is not of the form `channel:number`.
+    NotAnEntry(String),
+    /// A channel's percent-escapes do not decode to UTF-8.
+    NotUtf8(String),
+    /// A decoded channel name breaks the naming rules.
+    InvalidChannel(String),
+    /// An entry's sequence is not a non-negative integer.
+    NotANumber(String),
+    /// An entry's sequence does not fit in 64 bits.
+    TooLarge(String),
+    /// A channel appears more than once.
+    Repeated(String),
+}
+
+impl fmt::Display for IdParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdParseError::NotAnEntry(entry) => {
+                write!(f, "{entry:?} is not of the form channel:number")
+            }
+            IdParseError::NotUtf8(quoted) => {
+                write!(f, "{quoted:?} does not percent-decode to UTF-8")
+            }
+            IdParseError::InvalidChannel(why) => f.write_str(why),
+            IdParseError::NotANumber(entry) => {
+                write!(f, "the sequence in {entry:?} is not a non-negative integer")
+            }
+            IdParseError::TooLarge(entry) => write!(f, "the sequence in {entry:?} is too large"),
+            IdParseError::Repeated(quoted) => write!(f, "{quoted:?} appears more than once"),
+        }
+    }
+}
+
+impl std::error::Error for IdParseError {}
 
 impl fmt::Display for IdVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,6 +197,14 @@ impl Resume {
             Some(text) => IdVector::parse(text)
                 .map(Resume::From)
                 .map_err(|why| format!("Failed to parse Last-Event-ID or lastEventId: {why}")),
+        }
+    }
+
+    /// The positions to resume after; empty for a fresh start.
+    pub(crate) fn into_positions(self) -> IdVector {
+        match self {
+            Resume::From(ids) => ids,
+            Resume::Fresh | Resume::AfterError => IdVector::new(),
         }
     }
 }

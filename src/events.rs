@@ -5,34 +5,26 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::authorizer::Authorizer;
 use crate::channel;
 use crate::config::Config;
+use crate::context::Context;
 use crate::error::{Error, StreamError};
 use crate::event_id::{EventId, IdVector};
-use crate::frame::{self, Frame};
-use crate::grip::instruct::Grip;
-use crate::hub::{Hub, LiveEvent};
-use crate::identity::{Identify, User};
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::storage::{Event, NewEvent, Storage};
-use crate::writer::Writer;
+use crate::fanout::{Kick, LiveEvent};
+use crate::frame;
+use crate::identity::User;
+use crate::metrics::MetricsSnapshot;
+use crate::storage::{Event, NewEvent};
 
-/// Everything the stage sets up once and every stream and send shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) storage: Storage,
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) writer: Writer,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) authorizer: Arc<dyn Authorizer>,
-    pub(crate) identity: Arc<dyn Identify>,
-    /// GRIP proxies, when configured.
-    pub(crate) grip: Option<Arc<Grip>>,
-}
-
-/// Options for [`Events::send_with`].
+/// Options for [`Events::send_event_with`]. Start from
+/// [`SendOptions::new`] and chain the setters:
+///
+/// ```
+/// # use eventstream_rocket::SendOptions;
+/// let options = SendOptions::new().skip_user_ids(["ann"]);
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SendOptions {
     /// Users who do not receive this event, live or on replay (e.g. its
     /// author, whose page already shows it). Their position still advances.
@@ -41,6 +33,29 @@ pub struct SendOptions {
     /// example JSON produced elsewhere): it is sent as is instead of being
     /// serialized again.
     pub pre_encoded: bool,
+}
+
+impl SendOptions {
+    /// No users skipped, data serialized to JSON.
+    pub fn new() -> Self {
+        SendOptions::default()
+    }
+
+    /// Users who do not receive this event (their position still advances).
+    pub fn skip_user_ids<I, S>(mut self, users: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.skip_user_ids = users.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the data is a string of already-encoded event data.
+    pub fn pre_encoded(mut self, pre_encoded: bool) -> Self {
+        self.pre_encoded = pre_encoded;
+        self
+    }
 }
 
 /// Sends events and reads the event log. Managed by the stage: take it as
@@ -52,7 +67,7 @@ pub struct SendOptions {
 /// #[post("/rooms/<room>", data = "<text>")]
 /// async fn say(room: &str, text: String, events: &State<Events>) -> Result<String, String> {
 ///     let id = events
-///         .send(room, "message", &serde_json::json!({ "text": text }))
+///         .send_event(room, "message", &serde_json::json!({ "text": text }))
 ///         .await
 ///         .map_err(|e| e.to_string())?;
 ///     Ok(id.map(|id| id.to_string()).unwrap_or_default())
@@ -60,34 +75,47 @@ pub struct SendOptions {
 /// ```
 #[derive(Clone)]
 pub struct Events {
-    pub(crate) shared: Arc<Shared>,
+    context: Arc<Context>,
 }
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Events")
-            .field("mount", &self.shared.config.mount)
+            .field("mount", &self.context.config.mount)
             .finish_non_exhaustive()
     }
 }
 
 impl Events {
+    pub(crate) fn new(context: Context) -> Events {
+        Events {
+            context: Arc::new(context),
+        }
+    }
+
+    /// The shared context, for the layers above (streams, GRIP, routes).
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
     /// Sends `data` (serialized to JSON) as an event of `event_type` on
-    /// `channel`. On a persistent channel it returns once the event is
-    /// committed under the configured durability, with its id; on a
-    /// non-persistent channel it returns `None` after live delivery.
-    pub async fn send<T: Serialize + ?Sized>(
+    /// `channel` (django-eventstream's `send_event`). On a persistent
+    /// channel it returns once the event is committed under the configured
+    /// durability, with its id; on a non-persistent channel it returns
+    /// `None` after live delivery.
+    pub async fn send_event<T: Serialize + ?Sized>(
         &self,
         channel: &str,
         event_type: &str,
         data: &T,
     ) -> Result<Option<EventId>, Error> {
-        self.send_with(channel, event_type, data, SendOptions::default())
+        self.send_event_with(channel, event_type, data, SendOptions::default())
             .await
     }
 
-    /// [`send`](Events::send) with options: users to skip, pre-encoded data.
-    pub async fn send_with<T: Serialize + ?Sized>(
+    /// [`send_event`](Events::send_event) with options: users to skip,
+    /// pre-encoded data.
+    pub async fn send_event_with<T: Serialize + ?Sized>(
         &self,
         channel: &str,
         event_type: &str,
@@ -119,7 +147,7 @@ impl Events {
     ) -> Result<Option<EventId>, Error> {
         channel::validate(channel).map_err(Error::InvalidChannel)?;
         frame::validate_event_type(event_type).map_err(Error::InvalidEventType)?;
-        let max = self.shared.config.max_event_bytes;
+        let max = self.context.config.max_event_bytes;
         if data.len() > max {
             return Err(Error::EventTooLarge {
                 size: data.len(),
@@ -127,19 +155,11 @@ impl Events {
             });
         }
         let body = frame::encode_body(event_type, &data);
-        if !self.shared.authorizer.is_channel_reliable(channel) {
-            let live = Arc::new(LiveEvent {
-                channel: channel.to_owned(),
-                seq: None,
-                frame: Frame::with_body(body, None),
-                skip_users: skip_user_ids,
-            });
-            self.shared.hub.publish(&live);
-            if let Some(grip) = &self.shared.grip {
-                grip.publisher
-                    .event(channel, None, &live.frame.body, &live.skip_users);
-            }
-            self.shared.metrics.event_sent();
+        if !self.context.authorizer.is_channel_reliable(channel) {
+            // Nothing to store: straight to the same fan-out step that
+            // committed events take.
+            let live = LiveEvent::new(channel.to_owned(), None, body, skip_user_ids);
+            self.context.fanout.event(&Arc::new(live));
             return Ok(None);
         }
         let event = NewEvent {
@@ -148,7 +168,7 @@ impl Events {
             data,
             skip_users: skip_user_ids,
         };
-        let seq = self.shared.writer.append(event, body).await?;
+        let seq = self.context.writer.append(event, body).await?;
         Ok(Some(EventId::new(channel, seq)))
     }
 
@@ -156,7 +176,7 @@ impl Events {
     /// that never had one): listening from it yields only future events.
     pub async fn current_id<S: AsRef<str>>(&self, channels: &[S]) -> Result<IdVector, Error> {
         let channels = validated(channels)?;
-        let states = self.shared.storage.channel_states(&channels).await?;
+        let states = self.context.storage.channel_states(&channels).await?;
         let mut ids = IdVector::new();
         for (channel, state) in states {
             ids.set(channel, state.last_id);
@@ -174,7 +194,7 @@ impl Events {
         limit: usize,
     ) -> Result<(Vec<Event>, IdVector), Error> {
         let channels = validated(channels)?;
-        Ok(self.shared.storage.snapshot(&channels, limit).await?)
+        Ok(self.context.storage.snapshot(&channels, limit).await?)
     }
 
     /// Call after revoking `user`'s access to `channel`: if the authorizer
@@ -183,15 +203,19 @@ impl Events {
     /// Returns how many streams of this process ended (proxied streams are
     /// ended by the proxy and not counted).
     pub async fn channel_permission_changed(&self, user: Option<&User>, channel: &str) -> usize {
-        if self.shared.authorizer.can_read_channel(user, channel).await {
+        if self
+            .context
+            .authorizer
+            .can_read_channel(user, channel)
+            .await
+        {
             return 0;
         }
-        let error = StreamError::forbidden(vec![channel.to_owned()]);
-        let user_id = user.map(|user| user.id.as_str());
-        if let Some(grip) = &self.shared.grip {
-            grip.publisher.kick(user_id, channel, &error);
-        }
-        self.shared.hub.kick(user_id, channel, &error)
+        self.context.fanout.kick(&Kick {
+            user_id: user.map(|user| user.id.clone()),
+            channel: channel.to_owned(),
+            error: StreamError::forbidden(vec![channel.to_owned()]),
+        })
     }
 
     /// Signs a token the built-in identity accepts: an HS256 JWT for
@@ -204,7 +228,7 @@ impl Events {
         valid_for: std::time::Duration,
     ) -> Result<String, Error> {
         let secret = self
-            .shared
+            .context
             .config
             .jwt_secret
             .as_deref()
@@ -220,32 +244,29 @@ impl Events {
         &self,
         request: &rocket::Request<'_>,
     ) -> Result<Option<User>, StreamError> {
-        self.shared.identity.identify(request).await
+        self.context.identity.identify(request).await
     }
 
     /// Whether `user` may read `channel`, by the stage's authorizer.
     pub async fn can_read_channel(&self, user: Option<&User>, channel: &str) -> bool {
-        self.shared.authorizer.can_read_channel(user, channel).await
+        self.context
+            .authorizer
+            .can_read_channel(user, channel)
+            .await
     }
 
     /// Current counters: live subscribers, events sent, fall-backs, resets.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        self.context.metrics.snapshot()
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.context.config
     }
 }
 
+/// Checks the names given to `current_id` and `snapshot`.
 fn validated<S: AsRef<str>>(channels: &[S]) -> Result<Vec<String>, Error> {
-    channels
-        .iter()
-        .map(|channel| {
-            let channel = channel.as_ref();
-            channel::validate(channel).map_err(Error::InvalidChannel)?;
-            Ok(channel.to_owned())
-        })
-        .collect()
+    channel::validate_all(channels).map_err(Error::InvalidChannel)
 }

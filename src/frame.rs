@@ -1,4 +1,5 @@
-//! SSE frame encoding: every byte a stream writes is produced here.
+//! SSE frame encoding: every byte a stream writes is produced here, and
+//! here is decided which `id:` line a frame carries ([`IdLine`]).
 //!
 //! An event is encoded once, when it is sent, into a [`Frame`] that every
 //! subscriber shares:
@@ -19,6 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::error::StreamError;
+use crate::event_id::{EventId, IdVector};
 
 /// Event types the library itself emits; applications cannot send them.
 pub const RESERVED_EVENT_TYPES: [&str; 4] =
@@ -31,10 +33,8 @@ const MAX_EVENT_TYPE_BYTES: usize = 255;
 /// carries the stream's starting id vector (when it has persistent
 /// channels), so a client that drops before any event can still resume
 /// from the moment it connected.
-pub(crate) fn stream_open(out: &mut BytesMut, positions: &str) {
-    if !positions.is_empty() {
-        write_id(out, positions);
-    }
+pub(crate) fn stream_open(out: &mut BytesMut, positions: &IdVector) {
+    write_id_line(out, IdLine::Vector(positions), None);
     out.put_slice(b"event: stream-open\ndata:\n\n");
 }
 
@@ -78,6 +78,48 @@ pub(crate) fn validate_event_type(event_type: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `id:` line a frame carries on a particular stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdLine<'a> {
+    /// The event's own id, `channel:seq`: single-channel streams.
+    Own,
+    /// The stream's whole id vector, already advanced past the event:
+    /// multi-channel streams. Nothing is written while the vector is empty
+    /// (a stream of non-persistent channels only).
+    Vector(&'a IdVector),
+    /// A value the caller supplies: GRIP's `%I`, which the proxy replaces
+    /// with each subscriber's own id vector.
+    Literal(&'a str),
+}
+
+/// Writes the id line `id` calls for; `own` is the event's own id, if it
+/// has one (events of non-persistent channels have none).
+fn write_id_line(out: &mut BytesMut, id: IdLine<'_>, own: Option<&EventId>) {
+    match id {
+        IdLine::Own => {
+            if let Some(own) = own {
+                write_id(out, &own.to_string());
+            }
+        }
+        IdLine::Vector(positions) if positions.is_empty() => {}
+        IdLine::Vector(positions) => write_id(out, &positions.to_string()),
+        IdLine::Literal(value) => write_id(out, value),
+    }
+}
+
+/// Encodes a stored event straight into `out`, with the id line `id`.
+pub(crate) fn write_event(
+    out: &mut BytesMut,
+    event_type: &str,
+    data: &str,
+    own: &EventId,
+    id: IdLine<'_>,
+) {
+    write_id_line(out, id, Some(own));
+    write_event_type(out, event_type);
+    write_data(out, data);
+}
+
 /// An event encoded once for all subscribers.
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
@@ -94,8 +136,14 @@ impl Frame {
         Frame::with_body(encode_body(event_type, data), id)
     }
 
+    /// Completes a body from [`encode_body`] with the event's own id, if it
+    /// has one.
+    pub(crate) fn for_event(body: Bytes, id: Option<&EventId>) -> Frame {
+        Frame::with_body(body, id.map(ToString::to_string).as_deref())
+    }
+
     /// Completes a body from [`encode_body`] with its id line.
-    pub(crate) fn with_body(body: Bytes, id: Option<&str>) -> Frame {
+    fn with_body(body: Bytes, id: Option<&str>) -> Frame {
         let with_id = match id {
             Some(id) => {
                 let mut whole = BytesMut::with_capacity(id.len() + 5 + body.len());
@@ -106,6 +154,18 @@ impl Frame {
             None => body.clone(),
         };
         Frame { body, with_id }
+    }
+
+    /// Writes the frame into `out` with the id line `id` (`IdLine::Own` is
+    /// the precomputed `with_id`, copied as is).
+    pub(crate) fn write(&self, out: &mut BytesMut, id: IdLine<'_>) {
+        match id {
+            IdLine::Own => out.put_slice(&self.with_id),
+            other => {
+                write_id_line(out, other, None);
+                out.put_slice(&self.body);
+            }
+        }
     }
 }
 
@@ -118,7 +178,7 @@ pub(crate) fn encode_body(event_type: &str, data: &str) -> Bytes {
 }
 
 /// Writes `id: <value>\n`, dropping CR, LF and NUL.
-pub(crate) fn write_id(out: &mut BytesMut, id: &str) {
+fn write_id(out: &mut BytesMut, id: &str) {
     out.put_slice(b"id: ");
     put_sanitized(out, id);
     out.put_u8(b'\n');
@@ -172,14 +232,15 @@ fn put_sanitized(out: &mut BytesMut, text: &str) {
 
 /// `event: stream-reset`: the named channels could not be resumed; `id` is
 /// the current id vector, from which the stream continues live.
-pub(crate) fn stream_reset(channels: &[String], id: &str) -> Bytes {
+pub(crate) fn stream_reset(out: &mut BytesMut, channels: &[String], positions: &IdVector) {
     #[derive(Serialize)]
     struct Reset<'a> {
         channels: &'a [String],
     }
     let data = serde_json::to_string(&Reset { channels }).unwrap_or_else(|_| "{}".into());
-    let id = (!id.is_empty()).then_some(id);
-    Frame::encode("stream-reset", &data, id).with_id
+    write_id_line(out, IdLine::Vector(positions), None);
+    write_event_type(out, "stream-reset");
+    write_data(out, &data);
 }
 
 /// `event: stream-error` with `id: error`; the stream ends after it.
@@ -250,10 +311,35 @@ mod tests {
     }
 
     #[test]
+    fn the_id_line_follows_the_stream() {
+        let frame = Frame::for_event(encode_body("m", "x"), Some(&EventId::new("a", 3)));
+        let mut positions = IdVector::new();
+        let mut out = BytesMut::new();
+        frame.write(&mut out, IdLine::Own);
+        frame.write(&mut out, IdLine::Vector(&positions));
+        positions.set("a", 3);
+        positions.set("b", 1);
+        frame.write(&mut out, IdLine::Vector(&positions));
+        frame.write(&mut out, IdLine::Literal("%I"));
+        write_event(&mut out, "m", "y", &EventId::new("a", 4), IdLine::Own);
+        assert_eq!(
+            text(&out.freeze()),
+            "id: a:3\nevent: m\ndata: x\n\n\
+             event: m\ndata: x\n\n\
+             id: a:3,b:1\nevent: m\ndata: x\n\n\
+             id: %I\nevent: m\ndata: x\n\n\
+             id: a:4\nevent: m\ndata: y\n\n"
+        );
+    }
+
+    #[test]
     fn control_frames() {
         assert_eq!(padding().len(), 2051);
+        let mut reset = BytesMut::new();
+        let positions = IdVector::parse("a:3,b%20c:9").expect("valid");
+        stream_reset(&mut reset, &["a".into(), "b c".into()], &positions);
         assert_eq!(
-            text(&stream_reset(&["a".into(), "b c".into()], "a:3,b%20c:9")),
+            text(&reset.freeze()),
             "id: a:3,b%20c:9\nevent: stream-reset\ndata: {\"channels\":[\"a\",\"b c\"]}\n\n"
         );
         let error = StreamError::forbidden(vec!["_x".into()]);

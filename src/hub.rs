@@ -15,19 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use tokio::sync::Notify;
 
 use crate::error::StreamError;
-use crate::frame::Frame;
+use crate::fanout::{Kick, LiveEvent, Outlet};
 use crate::metrics::Metrics;
-
-/// An event on its way to live subscribers, encoded once.
-#[derive(Debug)]
-pub(crate) struct LiveEvent {
-    pub(crate) channel: String,
-    /// The stored sequence number; `None` on non-persistent channels.
-    pub(crate) seq: Option<u64>,
-    pub(crate) frame: Frame,
-    /// Users this event is not delivered to.
-    pub(crate) skip_users: Vec<String>,
-}
 
 /// One queued event, tagged with the index of its channel in the
 /// subscriber's channel list.
@@ -229,17 +218,29 @@ impl Hub {
     }
 }
 
+/// The hub is the outlet for this process's own streams.
+impl Outlet for Hub {
+    fn event(&self, event: &Arc<LiveEvent>) {
+        self.publish(event);
+    }
+
+    fn kick(&self, kick: &Kick) -> usize {
+        Hub::kick(self, kick.user_id.as_deref(), &kick.channel, &kick.error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::encode_body;
 
     fn event(channel: &str, seq: u64) -> Arc<LiveEvent> {
-        Arc::new(LiveEvent {
-            channel: channel.into(),
-            seq: Some(seq),
-            frame: Frame::encode("m", "{}", None),
-            skip_users: vec![],
-        })
+        Arc::new(LiveEvent::new(
+            channel.into(),
+            Some(seq),
+            encode_body("m", "{}"),
+            vec![],
+        ))
     }
 
     #[test]

@@ -5,7 +5,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use rocket::Request;
 use serde::Deserialize;
 
-use crate::error::StreamError;
+use crate::error::{Error, StreamError};
+use crate::query::{bearer, query_values};
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,14 +94,14 @@ pub(crate) fn sign(
     secret: &str,
     user_id: &str,
     valid_for: std::time::Duration,
-) -> Result<String, crate::Error> {
+) -> Result<String, Error> {
     #[derive(serde::Serialize)]
     struct Claims<'a> {
         sub: &'a str,
         exp: u64,
     }
     if user_id.is_empty() {
-        return Err(crate::Error::Token("the user id is empty".into()));
+        return Err(Error::Token("the user id is empty".into()));
     }
     let exp = jsonwebtoken::get_current_timestamp().saturating_add(valid_for.as_secs());
     jsonwebtoken::encode(
@@ -108,40 +109,24 @@ pub(crate) fn sign(
         &Claims { sub: user_id, exp },
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
-    .map_err(|e| crate::Error::Token(e.to_string()))
-}
-
-/// The bearer token of a request: the `Authorization` header wins over the
-/// `token` query parameter.
-pub(crate) fn bearer_token<'r>(request: &'r Request<'_>) -> Option<&'r str> {
-    if let Some(header) = request.headers().get_one("Authorization") {
-        let (scheme, token) = header.trim().split_once(' ').unwrap_or((header, ""));
-        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
-            return Some(token.trim());
-        }
-    }
-    crate::request::query_values(request, "token")
-        .into_iter()
-        .rfind(|value| !value.is_empty())
+    .map_err(|e| Error::Token(e.to_string()))
 }
 
 #[rocket::async_trait]
 impl Identify for JwtIdentity {
+    /// The token comes from `Authorization: Bearer`, which wins, or else
+    /// from the last non-empty `token` query value. An `Authorization`
+    /// header that is not a bearer token is refused, never anonymous.
     async fn identify(&self, request: &Request<'_>) -> Result<Option<User>, StreamError> {
-        if let Some(header) = request.headers().get_one("Authorization") {
-            let is_bearer = header
-                .trim()
-                .split_once(' ')
-                .is_some_and(|(scheme, token)| {
-                    scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
-                });
-            if !is_bearer {
-                return Err(StreamError::unauthenticated(
-                    "the Authorization header must be \"Bearer <token>\"",
-                ));
-            }
-        }
-        match bearer_token(request) {
+        let token = match request.headers().get_one("Authorization") {
+            Some(header) => Some(bearer(header).ok_or_else(|| {
+                StreamError::unauthenticated("the Authorization header must be \"Bearer <token>\"")
+            })?),
+            None => query_values(request, "token")
+                .into_iter()
+                .rfind(|value| !value.is_empty()),
+        };
+        match token {
             Some(token) => self.verify(token).map(Some),
             None => Ok(None),
         }

@@ -17,7 +17,7 @@
 //!
 //! #[post("/say/<room>", data = "<text>")]
 //! async fn say(room: &str, text: String, events: &State<Events>) -> Option<String> {
-//!     let id = events.send(room, "message", &serde_json::json!({ "text": text })).await.ok()?;
+//!     let id = events.send_event(room, "message", &serde_json::json!({ "text": text })).await.ok()?;
 //!     id.map(|id| id.to_string())
 //! }
 //!
@@ -53,45 +53,68 @@
 //!
 //! # How an event travels
 //!
+//! The data path runs one way, and the modules follow it: a module imports
+//! only from the ones above it in this list (`scripts/check-layers.py`
+//! enforces it in CI).
+//!
 //! ```text
-//! Events::send ─► writer (group commit: counter row + insert, one transaction)
-//!                   └─► frame encoded once ─► hub ─► each subscriber's bounded inbox
-//!                                                      └─► coalesced body chunk ─► socket
-//! a subscriber whose inbox overflowed, or who sees an id gap ─► replay from storage
+//! Events::send_event ─► writer: group commit (counter row + insert, one transaction)
+//!                         └─► fan-out ─┬─► hub ─► each stream's bounded inbox ─► session ─► response body
+//!                                      └─► GRIP publisher ─► proxies (an outlet, like the hub)
+//! a stream that overflowed or sees an id gap ─► replay from storage ─► session
 //! ```
+//!
+//! | layer | modules | what they own |
+//! |---|---|---|
+//! | leaves | `channel`, `error`, `event_id`, `frame`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors` | names, ids, frames, settings, who is asking and what they may read |
+//! | storage | `storage` (with `retention`) | the event log in SQL |
+//! | delivery | `fanout`, `hub`, `writer` | where committed events go; the streams of this process; group commit |
+//! | handle | `context`, `events` | what the stage built; the public [`Events`] |
+//! | streams | `replay`, `session`, `response` | catching up from storage; one live stream; the responder |
+//! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
+//! | edge | `request`, `routes` (with the publish API), `stage` | the request guard, the routes, the fairing |
 
 #![deny(missing_docs)]
 
+// Leaves: no module here imports one below it.
 mod authorizer;
-#[doc(hidden)]
-pub mod bench_support;
 mod channel;
 mod config;
 mod cors;
 mod error;
 mod event_id;
-mod events;
 mod frame;
-mod grip;
-mod hub;
 mod identity;
 mod metrics;
-mod publish_api;
-mod request;
+mod query;
+// The event log.
+mod storage;
+// Delivery.
+mod fanout;
+mod hub;
+mod writer;
+// The handle.
+mod context;
+mod events;
+// Streams.
+mod replay;
 mod response;
-mod resume;
-mod retention;
+mod session;
+// GRIP, a layer on the stream core.
+mod grip;
+// The edge.
+mod request;
 mod routes;
 mod stage;
-mod storage;
-mod subscription;
-mod writer;
+
+#[cfg(feature = "internals")]
+pub mod internals;
 
 pub use authorizer::{AllowAll, Authorizer};
 pub use channel::MAX_CHANNEL_CHARS;
-pub use config::{AllowedOrigins, Config, Durability, HeaderList};
+pub use config::{AllowedOrigins, Config, ConfigError, Durability, GripProxyConfig, HeaderList};
 pub use error::{Condition, Error, StreamError};
-pub use event_id::{EventId, IdVector};
+pub use event_id::{EventId, IdParseError, IdVector};
 pub use events::{Events, SendOptions};
 pub use frame::RESERVED_EVENT_TYPES;
 pub use identity::{Identify, JwtIdentity, User};

@@ -9,13 +9,17 @@ use rocket::Shutdown;
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome};
 
+use crate::channel;
+use crate::context::Context;
 use crate::error::StreamError;
 use crate::event_id::Resume;
-use crate::events::{Events, Shared};
+use crate::events::Events;
+use crate::grip::Grip;
 use crate::grip::instruct::{self, GripRequest};
 use crate::identity::User;
+use crate::query::query_values;
 use crate::response::EventStream;
-use crate::subscription::{Plan, check_channels};
+use crate::session::Plan;
 
 /// A request for a stream. Use it in your own route and answer with the
 /// channels you computed:
@@ -38,13 +42,13 @@ use crate::subscription::{Plan, check_channels};
 /// Authorization, resume, errors and keep-alives then behave exactly as on
 /// the built-in `/events/` routes.
 pub struct StreamRequest {
-    shared: Arc<Shared>,
+    context: Arc<Context>,
     user: Result<Option<User>, StreamError>,
     resume: Result<Resume, String>,
     requested: Vec<String>,
     shutdown: Shutdown,
     /// Set when a GRIP proxy (verified `Grip-Sig`) sent the request.
-    grip: Option<GripRequest>,
+    grip: Option<(Arc<Grip>, GripRequest)>,
 }
 
 impl std::fmt::Debug for StreamRequest {
@@ -82,15 +86,18 @@ impl StreamRequest {
 
     /// Streams the result of the authorizer's `channels_for_request`.
     pub(crate) async fn respond(self, channels: Result<Vec<String>, StreamError>) -> EventStream {
-        let limit = self.shared.config.channel_limit;
+        let limit = self.context.config.channel_limit;
         let after_error = matches!(self.resume, Ok(Resume::AfterError));
-        let channels = channels.and_then(|channels| check_channels(channels, limit));
-        if let (Some(grip_request), Some(grip)) = (&self.grip, &self.shared.grip) {
+        let channels = channels.and_then(|channels| {
+            channel::validate_list(channels, limit)
+                .map_err(|why| StreamError::bad_request(format!("Invalid request: {why}.")))
+        });
+        if let Some((grip, grip_request)) = &self.grip {
             if after_error {
-                return EventStream::after_error(self.shared);
+                return EventStream::after_error(self.context);
             }
             let proxied = instruct::respond(
-                &self.shared,
+                &self.context,
                 grip,
                 grip_request,
                 channels,
@@ -98,26 +105,17 @@ impl StreamRequest {
                 self.resume,
             )
             .await;
-            return EventStream::proxied(self.shared, proxied);
+            return EventStream::finite(self.context, proxied.headers, proxied.body);
         }
         let plan = Plan {
             channels,
-            shared: self.shared,
+            context: self.context,
             user: self.user,
             resume: self.resume,
             shutdown: self.shutdown,
         };
         EventStream::open(plan, after_error).await
     }
-}
-
-/// Every value of the query parameter `name`, percent-decoded, in order.
-pub(crate) fn query_values<'r>(request: &'r Request<'_>, name: &str) -> Vec<&'r str> {
-    request
-        .query_fields()
-        .filter(|field| field.name == name)
-        .map(|field| field.value)
-        .collect()
 }
 
 #[rocket::async_trait]
@@ -134,7 +132,7 @@ impl<'r> FromRequest<'r> for StreamRequest {
                 "eventstream stage not attached",
             ));
         };
-        let shared = Arc::clone(&events.shared);
+        let context = Arc::clone(events.context());
         let shutdown = match request.guard::<Shutdown>().await {
             Outcome::Success(shutdown) => shutdown,
             _ => return Outcome::Error((Status::InternalServerError, "no shutdown handle")),
@@ -147,13 +145,14 @@ impl<'r> FromRequest<'r> for StreamRequest {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let user = shared.identity.identify(request).await;
-        let grip = shared
-            .grip
-            .as_ref()
-            .and_then(|grip| GripRequest::from_request(grip, request));
+        let user = context.identity.identify(request).await;
+        // GRIP is on when the stage manages it; the request is proxied only
+        // if its Grip-Sig verifies.
+        let grip = request.rocket().state::<Arc<Grip>>().and_then(|grip| {
+            GripRequest::from_request(grip, request).map(|proxied| (Arc::clone(grip), proxied))
+        });
         Outcome::Success(StreamRequest {
-            shared,
+            context,
             user,
             resume,
             requested,

@@ -3,8 +3,8 @@
 //! In direct mode the body is produced chunk by chunk by a [`Session`] and
 //! handed to Rocket as a reader with an explicit `max_chunk_size`, so that
 //! frames queued while the client was busy leave in one write instead of
-//! one per frame. Behind a GRIP proxy the body is finite and the `Grip-*`
-//! headers tell the proxy to hold the connection.
+//! one per frame. A finite answer (what the GRIP layer sends a proxy, with
+//! its `Grip-*` headers) is a sized body with extra headers.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -15,15 +15,14 @@ use rocket::futures::stream::{self, StreamExt};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response, stream::ReaderStream};
 
+use crate::context::Context;
 use crate::cors;
-use crate::events::Shared;
-use crate::grip::instruct::Proxied;
-use crate::subscription::{Plan, Session};
+use crate::session::{Plan, Session};
 
 /// A server-sent event stream, returned by the built-in routes and by
 /// [`StreamRequest::channels`](crate::StreamRequest::channels).
 pub struct EventStream {
-    shared: Arc<Shared>,
+    context: Arc<Context>,
     answer: Answer,
 }
 
@@ -31,8 +30,11 @@ enum Answer {
     /// A live stream served by this process, already registered with the
     /// hub and positioned: everything sent after the response head arrives.
     Direct(Bytes, Option<Session>),
-    /// A finite response with GRIP instructions for a proxy.
-    Proxied(Proxied),
+    /// A complete body and extra headers (GRIP instructions for a proxy).
+    Finite {
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    },
     /// `Last-Event-ID: error`: refused with HTTP 400.
     AfterError,
 }
@@ -47,26 +49,31 @@ impl EventStream {
     /// Opens the stream before the response head is sent, so that a client
     /// that sees the head (`EventSource.onopen`) misses nothing sent after.
     pub(crate) async fn open(plan: Plan, after_error: bool) -> Self {
-        let shared = Arc::clone(&plan.shared);
+        let context = Arc::clone(&plan.context);
         let answer = if after_error {
             Answer::AfterError
         } else {
             let (first, session) = plan.open().await;
             Answer::Direct(first, session)
         };
-        EventStream { shared, answer }
+        EventStream { context, answer }
     }
 
-    pub(crate) fn proxied(shared: Arc<Shared>, proxied: Proxied) -> Self {
+    /// A complete SSE body with extra headers.
+    pub(crate) fn finite(
+        context: Arc<Context>,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    ) -> Self {
         EventStream {
-            shared,
-            answer: Answer::Proxied(proxied),
+            context,
+            answer: Answer::Finite { headers, body },
         }
     }
 
-    pub(crate) fn after_error(shared: Arc<Shared>) -> Self {
+    pub(crate) fn after_error(context: Arc<Context>) -> Self {
         EventStream {
-            shared,
+            context,
             answer: Answer::AfterError,
         }
     }
@@ -99,7 +106,7 @@ fn event_stream_type() -> ContentType {
 
 impl<'r> Responder<'r, 'static> for EventStream {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let config = &self.shared.config;
+        let config = &self.context.config;
         let mut response = match self.answer {
             Answer::AfterError => {
                 // django-eventstream's contract: refuse to resume after a
@@ -123,14 +130,13 @@ impl<'r> Responder<'r, 'static> for EventStream {
                     .max_chunk_size(config.chunk_size)
                     .finalize()
             }
-            Answer::Proxied(proxied) => {
-                let body = proxied.body.freeze();
+            Answer::Finite { headers, body } => {
                 let mut response = Response::build()
                     .status(Status::Ok)
                     .header(event_stream_type())
                     .sized_body(body.len(), Cursor::new(body))
                     .finalize();
-                for (name, value) in proxied.headers {
+                for (name, value) in headers {
                     response.set_header(Header::new(name, value));
                 }
                 response

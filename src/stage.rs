@@ -12,14 +12,17 @@ use rocket_db_pools::sqlx::{PgPool, SqlitePool};
 use tokio::task::JoinHandle;
 
 use crate::authorizer::{AllowAll, Authorizer};
-use crate::config::Config;
-use crate::events::{Events, Shared};
-use crate::grip::{instruct::Grip, link::Linker, publisher::Publisher, signature::Verifier};
+use crate::config::{Config, ConfigError};
+use crate::context::Context;
+use crate::events::Events;
+use crate::fanout::{Fanout, Outlet};
+use crate::grip::{Grip, link::Linker, publisher::Publisher, signature::Verifier};
 use crate::hub::Hub;
 use crate::identity::{Identify, JwtIdentity};
 use crate::metrics::Metrics;
-use crate::storage::{self, Storage};
-use crate::{retention, routes, writer::Writer};
+use crate::routes;
+use crate::storage::{Storage, migrations, retention};
+use crate::writer::Writer;
 
 /// The database used when `databases.<name>.url` is not configured: a
 /// SQLite file in the working directory.
@@ -73,6 +76,30 @@ pub struct Stage {
     identity: Option<Arc<dyn Identify>>,
     pool: Mutex<Option<PoolSource>>,
     running: Mutex<Option<Running>>,
+}
+
+/// Why the stage could not start; logged before launch aborts.
+#[derive(Debug)]
+enum IgniteError {
+    /// A setting is wrong: fix the configuration.
+    Config(ConfigError),
+    /// The event log could not be opened or migrated.
+    Storage(String),
+}
+
+impl std::fmt::Display for IgniteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IgniteError::Config(error) => write!(f, "{error}"),
+            IgniteError::Storage(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<ConfigError> for IgniteError {
+    fn from(error: ConfigError) -> Self {
+        IgniteError::Config(error)
+    }
 }
 
 /// What the stage started and must stop at shutdown.
@@ -142,7 +169,7 @@ impl Stage {
         self
     }
 
-    fn choose_authorizer(&self, config: &Config) -> Result<Arc<dyn Authorizer>, String> {
+    fn choose_authorizer(&self, config: &Config) -> Result<Arc<dyn Authorizer>, ConfigError> {
         let registered = || {
             let mut names: Vec<&str> = self
                 .authorizers
@@ -159,18 +186,24 @@ impl Stage {
                 } else if *wanted == AllowAll::name() {
                     Ok(Arc::new(AllowAll))
                 } else {
-                    Err(format!(
-                        "eventstream.authorizer: no authorizer named {wanted:?} is registered with the stage; registered: {}",
-                        registered()
+                    Err(ConfigError::new(
+                        "authorizer",
+                        format!(
+                            "no authorizer named {wanted:?} is registered with the stage; registered: {}",
+                            registered()
+                        ),
                     ))
                 }
             }
             None => match self.authorizers.as_slice() {
                 [] => Ok(Arc::new(AllowAll)),
                 [(_, only)] => Ok(Arc::clone(only)),
-                _ => Err(format!(
-                    "eventstream.authorizer: several authorizers are registered; choose one with EVENTSTREAM_AUTHORIZER: {}",
-                    registered()
+                _ => Err(ConfigError::new(
+                    "authorizer",
+                    format!(
+                        "several authorizers are registered; choose one with EVENTSTREAM_AUTHORIZER: {}",
+                        registered()
+                    ),
                 )),
             },
         }
@@ -180,7 +213,7 @@ impl Stage {
         &self,
         rocket: &Rocket<Build>,
         config: &Config,
-    ) -> Result<(Storage, bool), String> {
+    ) -> Result<(Storage, bool), IgniteError> {
         let source = self
             .pool
             .lock()
@@ -191,9 +224,9 @@ impl Stage {
             PoolSource::Given(EventLog(storage)) => Ok((storage, false)),
             PoolSource::Fetch(name, fetch) => match fetch(rocket) {
                 Some(EventLog(storage)) => Ok((storage, false)),
-                None => Err(format!(
+                None => Err(IgniteError::Storage(format!(
                     "database {name} is not initialized: attach its init() fairing before the eventstream stage"
-                )),
+                ))),
             },
             PoolSource::Configured => open_configured(rocket, config)
                 .await
@@ -204,7 +237,7 @@ impl Stage {
 
 /// Opens `databases.<config.database>` the way `rocket_db_pools` does,
 /// choosing the backend by the URL's scheme.
-async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Storage, String> {
+async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Storage, IgniteError> {
     let key = format!("databases.{}", config.database);
     let workers: usize = rocket
         .figment()
@@ -218,7 +251,7 @@ async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Stor
         .join(Serialized::default("connect_timeout", 5));
     let url: String = figment
         .extract_inner("url")
-        .map_err(|e| format!("{key}.url: {e}"))?;
+        .map_err(|e| ConfigError::other(format!("{key}.url"), e))?;
     let scheme = url
         .split(':')
         .next()
@@ -228,14 +261,19 @@ async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Stor
         "sqlite" => <SqlitePool as rocket_db_pools::Pool>::init(&figment)
             .await
             .map(Storage::Sqlite)
-            .map_err(|e| format!("{key}: cannot open {url:?}: {e}")),
+            .map_err(|e| IgniteError::Storage(format!("{key}: cannot open {url:?}: {e}"))),
         "postgres" | "postgresql" => <PgPool as rocket_db_pools::Pool>::init(&figment)
             .await
             .map(Storage::Postgres)
-            .map_err(|e| format!("{key}: cannot connect: {e}")),
-        _ => Err(format!(
-            "{key}.url: unsupported database {url:?}; use sqlite://path.db or postgres://..."
-        )),
+            .map_err(|e| IgniteError::Storage(format!("{key}: cannot connect: {e}"))),
+        // The scheme alone: the URL may carry a password.
+        _ => Err(ConfigError::other(
+            format!("{key}.url"),
+            format!(
+                "unsupported database scheme {scheme:?}; use sqlite://path.db or postgres://..."
+            ),
+        )
+        .into()),
     }
 }
 
@@ -250,10 +288,14 @@ impl Fairing for Stage {
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
         match self.ignite(&rocket).await {
-            Ok((events, running)) => {
-                let mount = events.shared.config.mount.clone();
-                let publish = events.shared.config.publish_key.is_some();
+            Ok((events, grip, running)) => {
+                let mount = events.config().mount.clone();
+                let publish = events.config().publish_key.is_some();
                 *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+                let rocket = match grip {
+                    Some(grip) => rocket.manage(grip),
+                    None => rocket,
+                };
                 Ok(rocket.manage(events).mount(mount, routes::routes(publish)))
             }
             Err(why) => {
@@ -279,59 +321,61 @@ impl Fairing for Stage {
 }
 
 impl Stage {
-    async fn ignite(&self, rocket: &Rocket<Build>) -> Result<(Events, Running), String> {
+    /// Builds the data path, lowest layer first: storage, the fan-out's
+    /// outlets (the hub, then the GRIP publisher), the writer, the context.
+    async fn ignite(
+        &self,
+        rocket: &Rocket<Build>,
+    ) -> Result<(Events, Option<Arc<Grip>>, Running), IgniteError> {
         let config = Config::from_figment(rocket.figment())?;
         let authorizer = self.choose_authorizer(&config)?;
         let (storage, owned) = self.open_storage(rocket, &config).await?;
-        storage::migrate(&storage)
+        migrations::migrate(&storage)
             .await
-            .map_err(|e| format!("migrating the event log failed: {e}"))?;
+            .map_err(|e| IgniteError::Storage(format!("migrating the event log failed: {e}")))?;
         let identity = self
             .identity
             .clone()
             .unwrap_or_else(|| Arc::new(JwtIdentity::new(config.jwt_secret.as_deref())));
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
+        let mut outlets: Vec<Arc<dyn Outlet>> = vec![Arc::clone(&hub) as Arc<dyn Outlet>];
         let grip = if config.grip_enabled() {
+            let verifier = Verifier::new(&config.grip_proxies)?;
+            let publisher = Publisher::spawn(&config.grip_proxies, Arc::clone(&metrics));
+            outlets.push(Arc::new(publisher));
             Some(Arc::new(Grip {
-                verifier: Verifier::new(&config.grip_proxies)?,
+                verifier,
                 linker: Linker::new(
                     config.link_key.as_deref().unwrap_or_default(),
                     config.grip_link_timeout_secs,
                 ),
-                publisher: Publisher::spawn(&config.grip_proxies, Arc::clone(&metrics)),
             }))
         } else {
             None
         };
+        let fanout = Arc::new(Fanout::new(outlets, Arc::clone(&metrics)));
         let writer = Writer::spawn(
             storage.clone(),
-            Arc::clone(&hub),
-            Arc::clone(&metrics),
+            Arc::clone(&fanout),
             config.durability,
             config.commit_batch,
-            grip.as_ref().map(|grip| grip.publisher.clone()),
         );
         let retention = retention::spawn(storage.clone(), &config);
         let running = Running {
             retention,
             owned_pool: owned.then(|| storage.clone()),
         };
-        let shared = Shared {
+        let context = Context {
             config,
             storage,
             hub,
+            fanout,
             writer,
             metrics,
             authorizer,
             identity,
-            grip,
         };
-        Ok((
-            Events {
-                shared: Arc::new(shared),
-            },
-            running,
-        ))
+        Ok((Events::new(context), grip, running))
     }
 }

@@ -1,10 +1,10 @@
 //! The single writer: appends events to storage with group commit, then
-//! hands them to the hub in id order.
+//! hands them to the fan-out in id order.
 //!
 //! ```text
 //! send ──► queue ──► writer task: take everything queued (≤ commit_batch)
 //!                      ├─ one transaction: bump counters, insert rows, commit
-//!                      ├─ hub.publish(event) for each, in id order
+//!                      ├─ fanout.event(event) for each, in id order
 //!                      └─ answer each send with its id
 //! ```
 //!
@@ -15,19 +15,14 @@
 //! event by event, so one bad event cannot fail its neighbours.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::channel;
 use crate::config::Durability;
 use crate::error::Error;
-use crate::frame::Frame;
-use crate::grip::publisher::Publisher;
-use crate::hub::{Hub, LiveEvent};
-use crate::metrics::Metrics;
-use crate::storage::{NewEvent, Storage};
+use crate::fanout::{Fanout, LiveEvent};
+use crate::storage::{NewEvent, Storage, now_ms};
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
 const QUEUE_DEPTH: usize = 16 * 1024;
@@ -56,19 +51,12 @@ impl Writer {
     /// Starts the writer task on the current runtime.
     pub(crate) fn spawn(
         storage: Storage,
-        hub: Arc<Hub>,
-        metrics: Arc<Metrics>,
+        fanout: Arc<Fanout>,
         durability: Durability,
         commit_batch: usize,
-        publisher: Option<Publisher>,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        let outlets = Outlets {
-            hub,
-            metrics,
-            publisher,
-        };
-        tokio::spawn(run(requests, storage, outlets, durability, commit_batch));
+        tokio::spawn(run(requests, storage, fanout, durability, commit_batch));
         Writer { queue }
     }
 
@@ -84,25 +72,10 @@ impl Writer {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
-/// Where committed events go, in commit order.
-struct Outlets {
-    hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
-    publisher: Option<Publisher>,
-}
-
 async fn run(
     mut requests: mpsc::Receiver<Append>,
     storage: Storage,
-    outlets: Outlets,
+    fanout: Arc<Fanout>,
     durability: Durability,
     commit_batch: usize,
 ) {
@@ -114,7 +87,7 @@ async fn run(
         match stored {
             Ok(ids) => {
                 for (append, seq) in batch.drain(..).zip(ids) {
-                    deliver(append, seq, &outlets);
+                    deliver(append, seq, &fanout);
                 }
             }
             Err(batch_error) if batch.len() > 1 => {
@@ -127,7 +100,7 @@ async fn run(
                         .append_batch(&[&append.event], durability, now_ms())
                         .await
                     {
-                        Ok(ids) => deliver(append, ids[0], &outlets),
+                        Ok(ids) => deliver(append, ids[0], &fanout),
                         Err(error) => {
                             log::error!(
                                 "eventstream: storing an event on {:?} failed: {error}",
@@ -152,21 +125,16 @@ async fn run(
     }
 }
 
-/// Publishes a committed event and answers its sender.
-fn deliver(append: Append, seq: u64, outlets: &Outlets) {
+/// Fans a committed event out and answers its sender.
+fn deliver(append: Append, seq: u64, fanout: &Fanout) {
     let Append { event, body, reply } = append;
-    let id = format!("{}:{seq}", channel::quote(&event.channel));
-    let live = Arc::new(LiveEvent {
-        frame: Frame::with_body(body, Some(&id)),
-        channel: event.channel,
-        seq: Some(seq),
-        skip_users: event.skip_users,
-    });
-    outlets.hub.publish(&live);
-    if let Some(publisher) = &outlets.publisher {
-        publisher.event(&live.channel, Some(seq), &live.frame.body, &live.skip_users);
-    }
-    outlets.metrics.event_sent();
+    let live = Arc::new(LiveEvent::new(
+        event.channel,
+        Some(seq),
+        body,
+        event.skip_users,
+    ));
+    fanout.event(&live);
     // The sender may have gone away (its request was cancelled); the event
     // is committed and delivered regardless.
     let _ = reply.send(Ok(seq));

@@ -3,42 +3,33 @@
 //! hold the connection:
 //!
 //! ```text
-//! Grip-Hold: stream                                  (absent while backlog pages remain)
+//! Grip-Hold: stream                                  (always; timeout=1 while backlog pages remain)
 //! Grip-Channel: events-a; prev-id=3; filter=build-id; filter=skip-users, events-live; filter=skip-users,
 //!               user-u-ann; filter=require-sub
 //! Grip-Set-Meta: id_format="a:%(events-a)s", user="u-ann"
 //! Grip-Keep-Alive: event: keep-alive\ndata:\n\n; format=cstring; timeout=20
-//! Grip-Link: </events/?link=next&recover=true&es-meta=...>; rel=next; timeout=120
+//! Grip-Link: </events/?link=next&recover=true&es-meta=...>; rel=next; timeout=120 (1 with backlog)
 //! ```
 //!
 //! The proxy runs the `build-id` filter over this body too, so every `%` in
 //! it is doubled (django-eventstream left the id lines unescaped).
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rocket::Request;
 
+use crate::authorizer;
 use crate::channel;
+use crate::context::Context;
 use crate::error::StreamError;
 use crate::event_id::{IdVector, Resume};
-use crate::events::Shared;
 use crate::frame;
 use crate::identity::User;
-use crate::request::query_values;
-use crate::resume::{self, Page};
+use crate::query::query_values;
+use crate::replay::Reader;
 
-use super::link::{Linker, next_link};
-use super::publisher::{Publisher, escape_percent};
-use super::signature::Verifier;
-use super::{events_channel, user_key};
-
-/// GRIP as configured: who may send instructions, how links are signed,
-/// where events are published.
-#[derive(Debug)]
-pub(crate) struct Grip {
-    pub(crate) verifier: Verifier,
-    pub(crate) linker: Linker,
-    pub(crate) publisher: Publisher,
-}
+use super::link::next_link;
+use super::publisher::escape_percent;
+use super::{Grip, events_channel, user_key};
 
 /// What a proxied request carries besides the stream parameters.
 #[derive(Debug, Clone)]
@@ -94,11 +85,11 @@ impl GripRequest {
     }
 }
 
-/// A finished proxied response.
+/// A finished proxied response: the `Grip-*` headers and the body.
 #[derive(Debug, Default)]
 pub(crate) struct Proxied {
     pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: BytesMut,
+    pub(crate) body: Bytes,
 }
 
 impl Proxied {
@@ -106,14 +97,14 @@ impl Proxied {
         // No GRIP headers: the proxy relays the error and ends the response.
         Proxied {
             headers: Vec::new(),
-            body: BytesMut::from(&frame::stream_error(error)[..]),
+            body: frame::stream_error(error),
         }
     }
 }
 
 /// Builds the response for a proxied request.
 pub(crate) async fn respond(
-    shared: &Shared,
+    context: &Context,
     grip: &Grip,
     request: &GripRequest,
     channels: Result<Vec<String>, StreamError>,
@@ -140,10 +131,7 @@ pub(crate) async fn respond(
         None => {
             let resolved = channels.and_then(|channels| {
                 let user = user?;
-                let requested = match resume.map_err(StreamError::bad_request)? {
-                    Resume::From(ids) => ids,
-                    Resume::Fresh | Resume::AfterError => IdVector::new(),
-                };
+                let requested = resume.map_err(StreamError::bad_request)?.into_positions();
                 Ok((channels, user, requested))
             });
             match resolved {
@@ -153,7 +141,7 @@ pub(crate) async fn respond(
         }
     };
     match build(
-        shared,
+        context,
         grip,
         request,
         &channels,
@@ -169,7 +157,7 @@ pub(crate) async fn respond(
 }
 
 async fn build(
-    shared: &Shared,
+    context: &Context,
     grip: &Grip,
     request: &GripRequest,
     channels: &[String],
@@ -177,31 +165,29 @@ async fn build(
     requested: &IdVector,
     is_next: bool,
 ) -> Result<Proxied, StreamError> {
-    let reliable = resume::authorize(shared, user, channels).await?;
+    let config = &context.config;
+    let reliable = authorizer::authorize(context.authorizer.as_ref(), user, channels).await?;
     let user_id = user.map(|user| user.id.as_str());
-    let resume::Start {
-        mut positions,
-        reset,
-        behind,
-    } = resume::start(shared, channels, &reliable, requested).await?;
-
+    let reader = Reader {
+        storage: &context.storage,
+        metrics: &context.metrics,
+        user_id,
+        single: channels.len() == 1,
+    };
+    let start = reader.start(channels, &reliable, requested).await?;
     let mut body = BytesMut::new();
-    if !is_next {
-        if shared.config.padding {
-            body.put_slice(&frame::padding());
-        }
-        frame::stream_open(&mut body, &positions.to_string());
-    }
-    if !reset.is_empty() {
-        body.put_slice(&frame::stream_reset(&reset, &positions.to_string()));
+    if is_next {
+        start.write_reset(&mut body);
+    } else {
+        start.write_opening(&mut body, config.padding);
     }
 
     // One page of backlog across the channels; the rest by next link.
-    let single = channels.len() == 1;
-    let mut budget = shared.config.replay_page;
+    let mut positions = start.positions;
+    let mut budget = config.replay_page;
     let mut more = false;
     for (index, channel) in channels.iter().enumerate() {
-        if behind & (1 << index) == 0 {
+        if start.behind & (1 << index) == 0 {
             continue;
         }
         loop {
@@ -209,45 +195,26 @@ async fn build(
                 more = true;
                 break;
             }
-            let position = positions.get(channel).unwrap_or(0);
-            match resume::read_page(shared, channel, position, budget).await? {
-                Page::CaughtUp => break,
-                Page::Reset { current } => {
-                    positions.set(channel.clone(), current);
-                    body.put_slice(&frame::stream_reset(
-                        std::slice::from_ref(channel),
-                        &positions.to_string(),
-                    ));
-                    break;
-                }
-                Page::Events { events, complete } => {
-                    budget -= events.len();
-                    for event in &events {
-                        positions.set(channel.clone(), event.id.seq());
-                        let skipped = user_id
-                            .is_some_and(|user| event.skip_users.iter().any(|skip| skip == user));
-                        if !skipped {
-                            resume::write_stored(&mut body, event, single, &positions);
-                        }
-                    }
-                    if complete {
-                        break;
-                    }
-                }
+            let page = reader
+                .page(&mut body, channel, &mut positions, budget)
+                .await?;
+            budget -= page.events;
+            if page.complete {
+                break;
             }
         }
     }
 
-    let token = grip
-        .linker
-        .sign(channels, user_id)
-        .map_err(|why| StreamError::internal(format!("cannot sign the next link: {why}")))?;
+    let token = grip.linker.sign(channels, user_id).map_err(|why| {
+        log::error!("eventstream: cannot sign a next link: {why}");
+        StreamError::internal("cannot sign the next link")
+    })?;
     // The proxy runs the build-id filter over this body too: escape `%`.
     let build_id = reliable.iter().any(|reliable| *reliable);
     let body = if build_id {
-        BytesMut::from(&escape_percent(&body)[..])
+        Bytes::from(escape_percent(&body))
     } else {
-        body
+        body.freeze()
     };
     let key = user_key(user_id);
     let mut subscriptions: Vec<String> = channels
@@ -289,11 +256,11 @@ async fn build(
         ("recover", "true"),
         ("es-meta", token.as_str()),
     ];
-    let link = next_link(&shared.config.grip_path_prefix, &request.path, &params);
+    let link = next_link(&config.grip_path_prefix, &request.path, &params);
     let link_timeout = if more {
         1
     } else {
-        shared.config.grip_link_timeout_secs
+        config.grip_link_timeout_secs
     };
     let mut headers = vec![("Grip-Hold", "stream".to_owned())];
     headers.push(("Grip-Channel", subscriptions.join(", ")));
@@ -302,7 +269,7 @@ async fn build(
         "Grip-Keep-Alive",
         format!(
             "event: keep-alive\\ndata:\\n\\n; format=cstring; timeout={}",
-            shared.config.keepalive_secs
+            config.keepalive_secs
         ),
     ));
     headers.push((

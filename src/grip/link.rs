@@ -71,7 +71,11 @@ impl Linker {
         }
     }
 
-    pub(crate) fn sign(&self, channels: &[String], user: Option<&str>) -> Result<String, String> {
+    pub(crate) fn sign(
+        &self,
+        channels: &[String],
+        user: Option<&str>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = LinkClaims {
             iss: ISSUER.into(),
             jti: NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -80,14 +84,12 @@ impl Linker {
             user: user.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| e.to_string())
     }
 
     /// The claims of a valid, unexpired token.
-    pub(crate) fn verify(&self, token: &str) -> Result<LinkClaims, String> {
+    pub(crate) fn verify(&self, token: &str) -> Result<LinkClaims, jsonwebtoken::errors::Error> {
         jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -11,27 +11,33 @@
 //! - [`link`]: the signed next-link token (channels and user travel in the
 //!   URL, since proxies forward no cookies or `Authorization` on it).
 //! - [`instruct`]: the proxied response: body and `Grip-*` headers.
-//! - [`publisher`]: one ordered queue per proxy, batching, retries, kicks.
+//! - [`publisher`]: one ordered queue per proxy, batching, retries, kicks;
+//!   an outlet of the fan-out step, like the hub.
+//!
+//! This layer sits on top of the stream core: it reads the context, the
+//! replay and the fan-out, and nothing below it knows GRIP exists. Its
+//! settings are parsed with the rest of the configuration
+//! (`config::grip`).
 
 pub(crate) mod instruct;
 pub(crate) mod link;
 pub(crate) mod publisher;
 pub(crate) mod signature;
 
-use percent_encoding::percent_decode_str;
-
 use crate::channel;
-use crate::config::GripProxyConfig;
 
-/// Pushpin allows 20 subscriptions per connection; the user channel takes one.
-pub(crate) const MAX_GRIP_CHANNELS: usize = 19;
+use link::Linker;
+use signature::Verifier;
 
-/// Fastly Fanout's public key for `Grip-Sig` (ES256), as Fastly publishes it.
-pub(crate) const FASTLY_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAECKo5A1ebyFcnmVV8SE5On+8G81Jy
-BjSvcrx4VLetWCjuDAmppTo3xM/zz763COTCgHfp/6lPdCyYjjqc+GM7sw==
------END PUBLIC KEY-----
-";
+/// GRIP as configured for answering proxied requests: who may send
+/// instructions and how links are signed. Managed by the stage when
+/// proxies are configured; stream requests look for it in Rocket's state.
+/// (The publisher is an outlet of the fan-out step, not kept here.)
+#[derive(Debug)]
+pub(crate) struct Grip {
+    pub(crate) verifier: Verifier,
+    pub(crate) linker: Linker,
+}
 
 /// The prefix of the proxy channel an eventstream channel is published on.
 pub(crate) fn events_channel(name: &str) -> String {
@@ -48,166 +54,9 @@ pub(crate) fn user_key(user_id: Option<&str>) -> String {
     }
 }
 
-/// Parses the single-URL form (`GRIP_URL`): the query parameters `iss`,
-/// `key`, `verify-iss` and `verify-key` become the entry's fields.
-pub(crate) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(format!("{url:?} must be an http:// or https:// URL"));
-    }
-    let mut proxy = GripProxyConfig {
-        control_uri: base.trim_end_matches('/').to_owned(),
-        ..GripProxyConfig::default()
-    };
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        // `+` stays `+`: raw base64 keys contain it.
-        let value = percent_decode_str(value)
-            .decode_utf8()
-            .map_err(|_| format!("the value of {name:?} is not UTF-8"))?
-            .into_owned();
-        match name {
-            "iss" => proxy.control_iss = Some(value),
-            "key" => proxy.key = Some(value),
-            "verify-iss" => proxy.verify_iss = Some(value),
-            "verify-key" => proxy.verify_key = Some(value),
-            other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (expected iss, key, verify-iss, verify-key)"
-                ));
-            }
-        }
-    }
-    Ok(proxy)
-}
-
-/// Validates an entry and fills Fastly's defaults.
-pub(crate) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> {
-    proxy.control_uri = proxy.control_uri.trim_end_matches('/').to_owned();
-    if !(proxy.control_uri.starts_with("http://") || proxy.control_uri.starts_with("https://")) {
-        return Err(format!(
-            "control_uri {:?} must be an http:// or https:// URL",
-            proxy.control_uri
-        ));
-    }
-    if let Some(service) = fastly_service(&proxy.control_uri) {
-        proxy
-            .verify_key
-            .get_or_insert_with(|| FASTLY_PUBLIC_KEY.to_owned());
-        proxy
-            .verify_iss
-            .get_or_insert_with(|| format!("fastly:{service}"));
-    }
-    if proxy.verify_key.is_none() && proxy.key.is_none() {
-        return Err(format!(
-            "{} has no way to verify Grip-Sig: set verify_key to Pushpin's sig_key (its default is \"changeme\"), \
-             or key; without it anyone could obtain GRIP instructions",
-            proxy.control_uri
-        ));
-    }
-    for (name, value) in [("key", &proxy.key), ("verify_key", &proxy.verify_key)] {
-        if let Some(value) = value {
-            decode_key(value).map_err(|why| format!("{name}: {why}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// `https://api.fastly.com/service/<id>` → `<id>`.
-fn fastly_service(control_uri: &str) -> Option<&str> {
-    let rest = control_uri.strip_prefix("https://api.fastly.com/service/")?;
-    let service = rest.split('/').next()?;
-    (!service.is_empty()).then_some(service)
-}
-
-/// A key as configured: `base64:<data>` for binary secrets, otherwise the
-/// UTF-8 bytes of the string.
-pub(crate) fn decode_key(value: &str) -> Result<Vec<u8>, String> {
-    match value.strip_prefix("base64:") {
-        Some(encoded) => {
-            base64_decode(encoded).ok_or_else(|| "invalid base64 after \"base64:\"".into())
-        }
-        None if value.is_empty() => Err("must not be empty".into()),
-        None => Ok(value.as_bytes().to_vec()),
-    }
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn value(byte: u8) -> Option<u32> {
-        Some(match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let digits: Vec<u8> = text
-        .bytes()
-        .filter(|b| *b != b'=' && !b.is_ascii_whitespace())
-        .collect();
-    if digits.is_empty() || digits.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let mut acc = 0_u32;
-        for (index, byte) in chunk.iter().enumerate() {
-            acc |= value(*byte)? << (18 - 6 * index);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grip_url_parameters_become_fields() {
-        let proxy = parse_grip_url(
-            "http://127.0.0.1:5561/?verify-iss=pushpin&verify-key=base64:c2VjcmV0&iss=me&key=k+y",
-        )
-        .expect("valid");
-        assert_eq!(proxy.control_uri, "http://127.0.0.1:5561");
-        assert_eq!(proxy.verify_iss.as_deref(), Some("pushpin"));
-        assert_eq!(
-            decode_key(proxy.verify_key.as_deref().expect("key")),
-            Ok(b"secret".to_vec())
-        );
-        assert_eq!(proxy.control_iss.as_deref(), Some("me"));
-        assert_eq!(proxy.key.as_deref(), Some("k+y"));
-        assert!(parse_grip_url("ftp://x").is_err());
-        assert!(parse_grip_url("http://x?color=red").is_err());
-    }
-
-    #[test]
-    fn fastly_entries_get_fastlys_key_and_issuer() {
-        let mut proxy =
-            parse_grip_url("https://api.fastly.com/service/SID123?key=token").expect("valid");
-        complete_proxy(&mut proxy).expect("complete");
-        assert_eq!(proxy.verify_iss.as_deref(), Some("fastly:SID123"));
-        assert_eq!(proxy.verify_key.as_deref(), Some(FASTLY_PUBLIC_KEY));
-    }
-
-    #[test]
-    fn an_entry_that_cannot_verify_grip_sig_is_refused() {
-        let mut proxy = parse_grip_url("http://127.0.0.1:5561").expect("valid");
-        let why = complete_proxy(&mut proxy).expect_err("unverifiable");
-        assert!(why.contains("sig_key"), "{why}");
-    }
-
-    #[test]
-    fn base64_decodes_standard_and_url_safe() {
-        assert_eq!(base64_decode("c2VjcmV0"), Some(b"secret".to_vec()));
-        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
-        assert_eq!(base64_decode("-_8"), Some(vec![0xfb, 0xff]));
-        assert_eq!(base64_decode("a"), None);
-        assert_eq!(base64_decode("!!!!"), None);
-    }
 
     #[test]
     fn user_keys_are_encoded_and_distinct_from_anonymous() {

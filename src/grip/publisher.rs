@@ -24,17 +24,21 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::config::GripProxyConfig;
-use crate::error::StreamError;
-use crate::frame;
+use crate::config::{GripProxyConfig, decode_key};
+use crate::fanout::{Kick, LiveEvent, Outlet};
+use crate::frame::{self, Frame, IdLine};
 use crate::metrics::Metrics;
 
-use super::{decode_key, events_channel, user_key};
+use super::{events_channel, user_key};
+
+/// The id line of a published event: the proxy's `build-id` filter
+/// replaces it with each subscriber's own id vector.
+const ID_PLACEHOLDER: &str = "%I";
 
 /// Items waiting per proxy before new ones are replaced by a hint.
 const QUEUE_DEPTH: usize = 64 * 1024;
@@ -122,20 +126,16 @@ impl Publisher {
         }
     }
 
-    /// Publishes an event whose `event:`/`data:` lines are `body`; `seq` is
-    /// its id on a persistent channel.
-    pub(crate) fn event(
-        &self,
-        channel: &str,
-        seq: Option<u64>,
-        body: &Bytes,
-        skip_users: &[String],
-    ) {
-        let grip_channel = events_channel(channel);
-        let mut item = match seq {
+    /// Publishes an event on `events-<channel>`.
+    fn publish(&self, event: &LiveEvent) {
+        let grip_channel = events_channel(&event.channel);
+        let body = &event.frame.body;
+        let mut item = match event.seq {
             Some(seq) => {
-                let mut content = b"id: %I\n".to_vec();
-                content.extend(escape_percent(body));
+                // `%` in the event is literal; only the id line is a template.
+                let escaped = Frame::for_event(Bytes::from(escape_percent(body)), None);
+                let mut content = BytesMut::new();
+                escaped.write(&mut content, IdLine::Literal(ID_PLACEHOLDER));
                 json!({
                     "channel": grip_channel,
                     "id": seq.to_string(),
@@ -154,8 +154,12 @@ impl Publisher {
                 }},
             }),
         };
-        if !skip_users.is_empty() {
-            let skipped: Vec<String> = skip_users.iter().map(|user| user_key(Some(user))).collect();
+        if !event.skip_users.is_empty() {
+            let skipped: Vec<String> = event
+                .skip_users
+                .iter()
+                .map(|user| user_key(Some(user)))
+                .collect();
             item["meta"] = json!({ "skip_users": skipped.join(",") });
         }
         self.enqueue(&grip_channel, &item);
@@ -164,15 +168,15 @@ impl Publisher {
     /// Ends the proxied streams of `user` on `channel`: a `stream-error`
     /// (forbidden) and a close, delivered only to connections subscribed to
     /// that channel. Item ids are unique, since proxies drop repeated ids.
-    pub(crate) fn kick(&self, user_id: Option<&str>, channel: &str, error: &StreamError) {
-        let user_channel = format!("user-{}", user_key(user_id));
+    fn end_streams(&self, kick: &Kick) {
+        let user_channel = format!("user-{}", user_key(kick.user_id.as_deref()));
         let unique = format!(
             "kick-{}-{}",
             jsonwebtoken::get_current_timestamp(),
             KICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        let meta = json!({ "require_sub": events_channel(channel) });
-        let error_frame = frame::stream_error(error);
+        let meta = json!({ "require_sub": events_channel(&kick.channel) });
+        let error_frame = frame::stream_error(&kick.error);
         self.enqueue(
             &user_channel,
             &json!({
@@ -194,7 +198,41 @@ impl Publisher {
     }
 }
 
+/// Every event and kick also goes to the proxies.
+impl Outlet for Publisher {
+    fn event(&self, event: &Arc<LiveEvent>) {
+        self.publish(event);
+    }
+
+    fn kick(&self, kick: &Kick) -> usize {
+        self.end_streams(kick);
+        // Proxied streams are ended by the proxy, not counted here.
+        0
+    }
+}
+
 static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Why a request to a proxy failed.
+#[derive(Debug)]
+enum PublishError {
+    /// The proxy answered with this status.
+    Status {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// No answer: connection refused, timeout, TLS.
+    Transport(reqwest::Error),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Status { status, body } => write!(f, "{status}: {body}"),
+            PublishError::Transport(error) => write!(f, "{error}"),
+        }
+    }
+}
 
 /// Where and how to publish to one proxy.
 struct Target {
@@ -253,14 +291,19 @@ impl Target {
     }
 
     /// `POST /recover`: every held stream re-fetches its next link.
-    async fn recover(&self) -> Result<(), String> {
+    async fn recover(&self) -> Result<(), PublishError> {
         match self.post(&self.recover_url, String::new()).await {
-            Err(why) if why.starts_with("404") => Ok(()),
+            // Proxies without `/recover` (Fastly) have nothing to do.
+            Err(PublishError::Status { status, .. })
+                if status == reqwest::StatusCode::NOT_FOUND =>
+            {
+                Ok(())
+            }
             other => other,
         }
     }
 
-    async fn post(&self, url: &str, body: String) -> Result<(), String> {
+    async fn post(&self, url: &str, body: String) -> Result<(), PublishError> {
         let request = self
             .client
             .post(url)
@@ -272,13 +315,13 @@ impl Target {
             .authorize(request)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PublishError::Transport)?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            let text = response.text().await.unwrap_or_default();
-            Err(format!("{status}: {}", text.trim()))
+            let body = response.text().await.unwrap_or_default().trim().to_owned();
+            Err(PublishError::Status { status, body })
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::config::GripProxyConfig;
+use crate::config::{ConfigError, GripProxyConfig, decode_key};
 
 /// Seconds of clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 5;
@@ -34,25 +34,22 @@ impl std::fmt::Debug for Verifier {
 
 impl Verifier {
     /// One key per proxy: `verify_key`, or else the symmetric `key`.
-    pub(crate) fn new(proxies: &[GripProxyConfig]) -> Result<Verifier, String> {
+    pub(crate) fn new(proxies: &[GripProxyConfig]) -> Result<Verifier, ConfigError> {
         let mut keys = Vec::new();
-        for proxy in proxies {
+        for (index, proxy) in proxies.iter().enumerate() {
+            let bad = |why: String| ConfigError::new(format!("grip_proxies[{index}]"), why);
             let configured = proxy
                 .verify_key
                 .as_deref()
                 .or(proxy.key.as_deref())
-                .ok_or_else(|| format!("{} has no key to verify Grip-Sig", proxy.control_uri))?;
+                .ok_or_else(|| bad("no key to verify Grip-Sig".into()))?;
             let (key, algorithm) = if configured.contains("-----BEGIN") {
-                let key = DecodingKey::from_ec_pem(configured.as_bytes()).map_err(|e| {
-                    format!(
-                        "{}: verify_key is not an EC public key: {e}",
-                        proxy.control_uri
-                    )
-                })?;
+                let key = DecodingKey::from_ec_pem(configured.as_bytes())
+                    .map_err(|e| bad(format!("verify_key is not an EC public key: {e}")))?;
                 (key, Algorithm::ES256)
             } else {
                 (
-                    DecodingKey::from_secret(&super::decode_key(configured)?),
+                    DecodingKey::from_secret(&decode_key(configured).map_err(bad)?),
                     Algorithm::HS256,
                 )
             };
@@ -120,7 +117,7 @@ mod tests {
         assert!(verifier.verifies(Some(&token("pushpin", b"secret", 60))));
         let fastly = GripProxyConfig {
             control_uri: "https://api.fastly.com/service/x".into(),
-            verify_key: Some(super::super::FASTLY_PUBLIC_KEY.into()),
+            verify_key: Some(crate::config::FASTLY_PUBLIC_KEY.into()),
             verify_iss: Some("fastly:x".into()),
             ..GripProxyConfig::default()
         };

@@ -7,6 +7,7 @@
 //! generic bounds out of the code.
 
 pub(crate) mod migrations;
+pub(crate) mod retention;
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,6 @@ use rocket_db_pools::sqlx::{self, PgPool, QueryBuilder, Row, SqlitePool};
 
 use crate::config::Durability;
 use crate::event_id::{EventId, IdVector};
-
-pub(crate) use migrations::migrate;
 
 /// A handle on the event log.
 #[derive(Clone, Debug)]
@@ -73,6 +72,16 @@ impl ChannelState {
     pub(crate) fn can_resume_from(&self, position: u64) -> bool {
         position <= self.last_id && (position == self.last_id || self.trimmed_through <= position)
     }
+}
+
+/// Milliseconds since the Unix epoch: the `created_ms` of new events and
+/// the clock retention trims by.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 fn to_i64(value: u64) -> i64 {

@@ -13,26 +13,26 @@
 //! a `stream-reset` instead of a silent gap.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rocket::Shutdown;
-use std::pin::Pin;
-
 use tokio::time::{Duration, Instant, Sleep, sleep};
 
-use crate::channel;
+use crate::authorizer;
+use crate::context::Context;
 use crate::error::StreamError;
 use crate::event_id::{IdVector, Resume};
-use crate::events::Shared;
-use crate::frame::{self, Frame};
+use crate::fanout::LiveEvent;
+use crate::frame::{self, IdLine};
 use crate::hub::{Delivery, Registration};
 use crate::identity::User;
-use crate::resume::{self, Page};
+use crate::replay::{self, Reader};
 
 /// What a stream was asked for, checked before anything is written.
 pub(crate) struct Plan {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) context: Arc<Context>,
     pub(crate) channels: Result<Vec<String>, StreamError>,
     pub(crate) user: Result<Option<User>, StreamError>,
     pub(crate) resume: Result<Resume, String>,
@@ -41,7 +41,7 @@ pub(crate) struct Plan {
 
 /// A stream being served.
 pub(crate) struct Session {
-    shared: Arc<Shared>,
+    context: Arc<Context>,
     registration: Registration,
     user_id: Option<String>,
     /// Per channel index: whether it is persisted.
@@ -61,32 +61,6 @@ pub(crate) struct Session {
     finished: bool,
 }
 
-/// Validates the channel list: 1 to `limit` valid names, deduplicated.
-pub(crate) fn check_channels(
-    channels: Vec<String>,
-    limit: usize,
-) -> Result<Vec<String>, StreamError> {
-    let mut channels = channels;
-    channels.sort();
-    channels.dedup();
-    if channels.is_empty() {
-        return Err(StreamError::bad_request(
-            "Invalid request: No channels specified.",
-        ));
-    }
-    if channels.len() > limit {
-        return Err(StreamError::bad_request(format!(
-            "Invalid request: Channel limit exceeded ({} channels; at most {limit}).",
-            channels.len()
-        )));
-    }
-    for name in &channels {
-        channel::validate(name)
-            .map_err(|why| StreamError::bad_request(format!("Invalid request: {why}.")))?;
-    }
-    Ok(channels)
-}
-
 impl Plan {
     /// Opens the stream. Returns the first chunk (`stream-open`, any reset,
     /// or a lone `stream-error`) and the session that continues it, if any.
@@ -99,55 +73,47 @@ impl Plan {
 
     async fn try_open(self) -> Result<(Bytes, Option<Session>), StreamError> {
         let Plan {
-            shared,
+            context,
             channels,
             user,
             resume,
             shutdown,
         } = self;
         let channels = channels?;
-        let resume = resume.map_err(StreamError::bad_request)?;
+        let requested = resume.map_err(StreamError::bad_request)?.into_positions();
         let user = user?;
-        let reliable = resume::authorize(&shared, user.as_ref(), &channels).await?;
+        let reliable =
+            authorizer::authorize(context.authorizer.as_ref(), user.as_ref(), &channels).await?;
         let user_id = user.map(|user| user.id);
         // Register before reading positions: see the module docs.
-        let registration = shared.hub.subscribe(
+        let registration = context.hub.subscribe(
             user_id.clone(),
             channels.clone(),
-            shared.config.queue_capacity,
+            context.config.queue_capacity,
         );
-        let requested = match resume {
-            Resume::From(ids) => ids,
-            Resume::Fresh | Resume::AfterError => IdVector::new(),
+        let reader = Reader {
+            storage: &context.storage,
+            metrics: &context.metrics,
+            user_id: user_id.as_deref(),
+            single: channels.len() == 1,
         };
-        let resume::Start {
-            positions,
-            reset,
-            behind,
-        } = resume::start(&shared, &channels, &reliable, &requested).await?;
-
+        let start = reader.start(&channels, &reliable, &requested).await?;
         let mut first = BytesMut::new();
-        if shared.config.padding {
-            first.put_slice(&frame::padding());
-        }
-        frame::stream_open(&mut first, &positions.to_string());
-        if !reset.is_empty() {
-            first.put_slice(&frame::stream_reset(&reset, &positions.to_string()));
-        }
-        let keepalive = Duration::from_secs(shared.config.keepalive_secs);
+        start.write_opening(&mut first, context.config.padding);
+        let keepalive = Duration::from_secs(context.config.keepalive_secs);
         let session = Session {
             registration,
             user_id,
             reliable,
-            positions,
-            behind,
+            positions: start.positions,
+            behind: start.behind,
             inbox: VecDeque::new(),
             keepalive,
             last_output: Instant::now(),
             keepalive_timer: Box::pin(sleep(keepalive)),
             shutdown,
             finished: false,
-            shared,
+            context,
         };
         Ok((first.freeze(), Some(session)))
     }
@@ -162,21 +128,16 @@ impl Session {
         self.reliable.len() > 1
     }
 
-    fn skipped(&self, skip_users: &[String]) -> bool {
-        self.user_id
-            .as_ref()
-            .is_some_and(|user| skip_users.iter().any(|skip| skip == user))
+    fn skipped(&self, event: &LiveEvent) -> bool {
+        replay::is_skipped(self.user_id.as_deref(), &event.skip_users)
     }
 
-    /// Writes an event with the id line this stream needs.
-    fn write_event(&self, out: &mut BytesMut, frame: &Frame) {
+    /// The id line this stream's frames carry.
+    fn id_line(&self) -> IdLine<'_> {
         if self.is_multi() {
-            if !self.positions.is_empty() {
-                frame::write_id(out, &self.positions.to_string());
-            }
-            out.put_slice(&frame.body);
+            IdLine::Vector(&self.positions)
         } else {
-            out.put_slice(&frame.with_id);
+            IdLine::Own
         }
     }
 
@@ -229,7 +190,7 @@ impl Session {
         if let Some(error) = mail.kicked {
             self.inbox = inbox;
             self.inbox.clear();
-            out.put_slice(&frame::stream_error(&error));
+            out.extend_from_slice(&frame::stream_error(&error));
             self.finished = true;
             return None;
         }
@@ -242,7 +203,7 @@ impl Session {
                     .is_some_and(|position| seq == position + 1),
                 None => true,
             };
-            if next && !self.skipped(&event.skip_users) {
+            if next && !self.skipped(event) {
                 let shared = event.frame.with_id.clone();
                 if let Some(seq) = event.seq {
                     self.positions.set(event.channel.clone(), seq);
@@ -279,25 +240,22 @@ impl Session {
                 }
                 self.positions.set(event.channel.clone(), seq);
             }
-            if !self.skipped(&event.skip_users) {
-                self.write_event(out, &event.frame);
+            if !self.skipped(event) {
+                event.frame.write(out, self.id_line());
             }
         }
         self.inbox = inbox;
         if !lost_live.is_empty() {
             // Non-persistent channels cannot be replayed: say so.
-            self.shared.metrics.reset();
-            out.put_slice(&frame::stream_reset(
-                &lost_live,
-                &self.positions.to_string(),
-            ));
+            self.context.metrics.reset();
+            frame::stream_reset(out, &lost_live, &self.positions);
         }
         None
     }
 
     fn fall_back(&mut self, index: usize) {
         if self.behind & (1 << index) == 0 {
-            self.shared.metrics.replay_fallback();
+            self.context.metrics.replay_fallback();
         }
         self.behind |= 1 << index;
     }
@@ -306,42 +264,21 @@ impl Session {
     /// behind; a short page means it has caught up.
     async fn catch_up(&mut self, out: &mut BytesMut) {
         let index = self.behind.trailing_zeros() as usize;
-        let bit = 1 << index;
         let channel = self.channel(index).to_owned();
-        let position = self.positions.get(&channel).unwrap_or(0);
-        let page = resume::read_page(
-            &self.shared,
-            &channel,
-            position,
-            self.shared.config.replay_page,
-        )
-        .await;
-        match page {
+        let reader = Reader {
+            storage: &self.context.storage,
+            metrics: &self.context.metrics,
+            user_id: self.user_id.as_deref(),
+            single: !self.is_multi(),
+        };
+        let limit = self.context.config.replay_page;
+        match reader.page(out, &channel, &mut self.positions, limit).await {
             Err(error) => {
-                out.put_slice(&frame::stream_error(&error));
+                out.extend_from_slice(&frame::stream_error(&error));
                 self.finished = true;
             }
-            Ok(Page::CaughtUp) => self.behind &= !bit,
-            Ok(Page::Reset { current }) => {
-                self.positions.set(channel.clone(), current);
-                self.behind &= !bit;
-                out.put_slice(&frame::stream_reset(
-                    &[channel],
-                    &self.positions.to_string(),
-                ));
-            }
-            Ok(Page::Events { events, complete }) => {
-                if complete {
-                    self.behind &= !bit;
-                }
-                let single = !self.is_multi();
-                for event in events {
-                    self.positions.set(channel.clone(), event.id.seq());
-                    if !self.skipped(&event.skip_users) {
-                        resume::write_stored(out, &event, single, &self.positions);
-                    }
-                }
-            }
+            Ok(page) if page.complete => self.behind &= !(1 << index),
+            Ok(_) => {}
         }
     }
 }

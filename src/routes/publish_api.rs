@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq;
 use crate::cors;
 use crate::error::Error;
 use crate::events::Events;
+use crate::query::bearer;
 
 /// Room for the JSON envelope around the data, on top of `max_event_bytes`.
 const ENVELOPE_BYTES: usize = 64 * 1024;
@@ -85,7 +86,7 @@ impl<'r> Responder<'r, 'static> for ApiResponse {
             response.set_header(Header::new("WWW-Authenticate", "Bearer"));
         }
         response.set_header(Header::new("Cache-Control", "no-store"));
-        cors::apply(&self.events.shared.config, request, &mut response, false);
+        cors::apply(&self.events.context().config, request, &mut response, false);
         Ok(response)
     }
 }
@@ -93,17 +94,13 @@ impl<'r> Responder<'r, 'static> for ApiResponse {
 /// Checks the bearer key; `Err` is the response to send instead.
 fn authorize(request_key: Option<&str>, events: &Events) -> Result<(), ApiResponse> {
     let expected = events
-        .shared
+        .context()
         .config
         .publish_key
         .as_deref()
         .unwrap_or_default();
-    let presented = request_key.and_then(|header| {
-        let (scheme, key) = header.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-    });
-    match presented {
-        None | Some("") => {
+    match request_key.and_then(bearer) {
+        None => {
             let mut response = ApiResponse::error(
                 events,
                 Status::Unauthorized,
@@ -156,7 +153,7 @@ pub(crate) async fn publish(
     if let Err(refusal) = authorize(credentials.0.as_deref(), events) {
         return refusal;
     }
-    let max = events.shared.config.max_event_bytes;
+    let max = events.context().config.max_event_bytes;
     let text = match body
         .open((max + ENVELOPE_BYTES).bytes())
         .into_string()

@@ -1,12 +1,13 @@
 //! Retention: a background task that trims the event log by age and by
 //! count per channel, off the publish path.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::storage::Storage;
+
+use super::{Storage, now_ms};
 
 /// Starts the trimming task; it runs once at start and then every
 /// `trim_interval_secs` until aborted.
@@ -18,13 +19,8 @@ pub(crate) fn spawn(storage: Storage, config: &Config) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             interval.tick().await;
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| {
-                    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-                });
             match storage
-                .trim(now_ms.saturating_sub(max_age_ms), max_count)
+                .trim(now_ms().saturating_sub(max_age_ms), max_count)
                 .await
             {
                 Ok(0) => {}

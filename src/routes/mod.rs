@@ -6,6 +6,10 @@
 //! POST    <mount>/<channel>             publish API (with a publish_key)
 //! OPTIONS <mount>, <mount>/<channel>    CORS preflight
 //! ```
+//!
+//! The publish API has its own file, [`publish_api`].
+
+mod publish_api;
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome};
@@ -15,7 +19,8 @@ use rocket::{Request, Route, State};
 use crate::cors;
 use crate::error::StreamError;
 use crate::events::Events;
-use crate::request::{StreamRequest, query_values};
+use crate::query::query_values;
+use crate::request::StreamRequest;
 use crate::response::EventStream;
 
 /// The channels the authorizer's `channels_for_request` picked for a
@@ -39,7 +44,7 @@ impl<'r> FromRequest<'r> for RequestedChannels {
             requested.push(channel.to_owned());
         }
         let chosen = events
-            .shared
+            .context()
             .authorizer
             .channels_for_request(request, requested);
         Outcome::Success(RequestedChannels(chosen))
@@ -72,7 +77,7 @@ pub(crate) struct Preflight<'a>(&'a Events);
 impl<'r> Responder<'r, 'static> for Preflight<'_> {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let mut response = Response::build().status(Status::NoContent).finalize();
-        cors::apply(&self.0.shared.config, request, &mut response, true);
+        cors::apply(&self.0.context().config, request, &mut response, true);
         Ok(response)
     }
 }
@@ -93,7 +98,7 @@ pub(crate) fn preflight_channel(events: &State<Events>) -> Preflight<'_> {
 pub(crate) fn routes(publish: bool) -> Vec<Route> {
     let mut routes = rocket::routes![stream_query, stream_path, preflight_root, preflight_channel];
     if publish {
-        routes.extend(rocket::routes![crate::publish_api::publish]);
+        routes.extend(rocket::routes![publish_api::publish]);
     }
     routes
 }

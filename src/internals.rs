@@ -1,12 +1,15 @@
-//! Entry points for the criterion benchmarks in `benches/`: the hot-path
-//! internals, reachable from outside the crate without making them API.
+//! Internals for the criterion benchmarks in `benches/` (and fuzz
+//! targets): the hot path, reachable from outside the crate only with the
+//! non-default `internals` cargo feature. **Not part of the API**: anything
+//! here may change in any release, semver does not apply.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::event_id::IdVector;
-use crate::frame::Frame;
-use crate::hub::{Delivery, Hub, LiveEvent, Registration};
+use crate::fanout::LiveEvent;
+use crate::frame::{Frame, encode_body};
+use crate::hub::{Delivery, Hub, Registration};
 
 /// Encodes one event frame with its id; returns its length.
 pub fn encode_frame(event_type: &str, data: &str, id: &str) -> usize {
@@ -33,16 +36,12 @@ impl HubBench {
         let registrations = (0..subscribers)
             .map(|_| hub.subscribe(None, vec!["bench".into()], 1024))
             .collect();
-        let event = Arc::new(LiveEvent {
-            channel: "bench".into(),
-            seq: Some(1),
-            frame: Frame::encode(
-                "message",
-                r#"{"t":1700000000000000000,"i":1}"#,
-                Some("bench:1"),
-            ),
-            skip_users: Vec::new(),
-        });
+        let event = Arc::new(LiveEvent::new(
+            "bench".into(),
+            Some(1),
+            encode_body("message", r#"{"t":1700000000000000000,"i":1}"#),
+            Vec::new(),
+        ));
         HubBench {
             hub,
             subscribers: registrations,

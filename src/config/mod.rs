@@ -17,11 +17,19 @@
 //! or an alias that disagrees with its nested key aborts launch with a
 //! message naming the key.
 
+mod grip;
+
 use std::collections::BTreeMap;
+use std::fmt;
 
 use rocket::figment::value::{Dict, Value};
 use rocket::figment::{Figment, providers::Serialized};
 use serde::Deserialize;
+
+#[cfg(test)]
+pub(crate) use grip::FASTLY_PUBLIC_KEY;
+pub use grip::GripProxyConfig;
+pub(crate) use grip::decode_key;
 
 /// Flat, django-eventstream-style names (matched case-insensitively at the
 /// top level of the profile) and the `[eventstream]` key each stands for.
@@ -129,9 +137,12 @@ impl<'de> Deserialize<'de> for HeaderList {
 }
 
 /// The `[eventstream]` configuration. Every field has a default; see the
-/// README's configuration table.
+/// README's configuration table. Read it with
+/// [`Events::config`](crate::Events::config); build one with
+/// [`Config::from_figment`] (or `Default` and field assignments).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Config {
     /// Where the stream and the publish API are mounted.
     pub mount: String,
@@ -193,25 +204,6 @@ pub struct Config {
     pub grip_path_prefix: String,
 }
 
-/// One GRIP proxy: where to publish and how to check its `Grip-Sig`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GripProxyConfig {
-    /// The proxy's control endpoint, e.g. `http://127.0.0.1:5561`.
-    pub control_uri: String,
-    /// Issuer of the JWT that authenticates publishes (with `key`).
-    pub control_iss: Option<String>,
-    /// Publish credential: with `control_iss`, an HS256 key; alone, a bearer
-    /// token (Fastly API token). `base64:` prefix for binary keys. Also
-    /// verifies `Grip-Sig` when no `verify_key` is given.
-    pub key: Option<String>,
-    /// Required `iss` of `Grip-Sig` (Pushpin's `sig_iss`, default `pushpin`).
-    pub verify_iss: Option<String>,
-    /// Key that verifies `Grip-Sig`: an HS256 secret (Pushpin's `sig_key`,
-    /// `base64:` allowed) or an ES256 public key in PEM.
-    pub verify_key: Option<String>,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -244,16 +236,70 @@ impl Default for Config {
     }
 }
 
+/// A setting that aborts launch: the key (as written under
+/// `[eventstream]`, e.g. `eventstream.channel_limit`, or another table's
+/// key such as `databases.eventstream.url`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The full key, e.g. `eventstream.channel_limit`.
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error about `eventstream.<key>`.
+    pub(crate) fn new(key: impl fmt::Display, reason: impl fmt::Display) -> Self {
+        ConfigError {
+            key: format!("eventstream.{key}"),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// An error about a key outside `[eventstream]`.
+    pub(crate) fn other(key: impl Into<String>, reason: impl fmt::Display) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Names the key figment stopped at (an unknown field, a bad value);
+    /// figment's path already ends with it.
+    fn from_figment(error: rocket::figment::Error) -> Self {
+        let key = if error.path.is_empty() {
+            "eventstream".to_owned()
+        } else {
+            format!("eventstream.{}", error.path.join("."))
+        };
+        ConfigError {
+            key,
+            reason: error.kind.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
     /// Reads and validates the configuration from Rocket's figment.
-    pub fn from_figment(figment: &Figment) -> Result<Config, String> {
-        let profile: Dict = figment
-            .extract()
-            .map_err(|e| format!("cannot read configuration: {e}"))?;
+    pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
+        let profile: Dict = figment.extract().map_err(|e| {
+            ConfigError::other("(profile)", format!("cannot read configuration: {e}"))
+        })?;
         let mut merged: BTreeMap<String, (String, Value)> = BTreeMap::new();
         if let Some(nested) = profile.get("eventstream") {
             let Value::Dict(_, nested) = nested else {
-                return Err("`eventstream` must be a table of settings".into());
+                return Err(ConfigError::other(
+                    "eventstream",
+                    "must be a table of settings",
+                ));
             };
             for (key, value) in nested {
                 merged.insert(key.clone(), (format!("eventstream.{key}"), value.clone()));
@@ -266,8 +312,9 @@ impl Config {
             };
             match merged.get(*canonical) {
                 Some((other, existing)) if !same_value(existing, value) => {
-                    return Err(format!(
-                        "`{key}` and `{other}` both set `eventstream.{canonical}` but to different values"
+                    return Err(ConfigError::new(
+                        canonical,
+                        format!("`{key}` and `{other}` both set it, to different values"),
                     ));
                 }
                 Some(_) => {}
@@ -282,15 +329,15 @@ impl Config {
             .collect();
         let mut config: Config = Figment::from(Serialized::defaults(dict))
             .extract()
-            .map_err(|e| format!("invalid `eventstream` setting: {e}"))?;
+            .map_err(ConfigError::from_figment)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks values that parse but make no sense, naming the key.
-    pub fn validate(&mut self) -> Result<(), String> {
-        fn bad(key: &str, why: impl std::fmt::Display) -> Result<(), String> {
-            Err(format!("eventstream.{key}: {why}"))
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        fn bad(key: &str, why: impl fmt::Display) -> Result<(), ConfigError> {
+            Err(ConfigError::new(key, why))
         }
         let mount = self.mount.trim_end_matches('/');
         if !self.mount.starts_with('/') || self.mount.contains(['?', '#', '<', '>']) {
@@ -399,64 +446,68 @@ impl Config {
         self.validate_grip()
     }
 
-    /// Whether any GRIP proxy is configured.
-    pub fn grip_enabled(&self) -> bool {
-        !self.grip_proxies.is_empty() || self.grip_url.is_some()
-    }
-
-    fn validate_grip(&mut self) -> Result<(), String> {
-        fn bad(key: &str, why: impl std::fmt::Display) -> Result<(), String> {
-            Err(format!("eventstream.{key}: {why}"))
-        }
-        if let Some(url) = &self.grip_url {
-            let proxy = crate::grip::parse_grip_url(url)
-                .map_err(|why| format!("eventstream.grip_url: {why}"))?;
+    /// Folds `grip_url` into `grip_proxies`, completes every entry and
+    /// checks the settings GRIP needs.
+    fn validate_grip(&mut self) -> Result<(), ConfigError> {
+        if let Some(url) = self.grip_url.take() {
+            let proxy =
+                grip::parse_grip_url(&url).map_err(|why| ConfigError::new("grip_url", why))?;
             self.grip_proxies.push(proxy);
-            self.grip_url = None;
         }
         if self.grip_proxies.is_empty() {
             return Ok(());
         }
         for (index, proxy) in self.grip_proxies.iter_mut().enumerate() {
-            crate::grip::complete_proxy(proxy)
-                .map_err(|why| format!("eventstream.grip_proxies[{index}]: {why}"))?;
+            grip::complete_proxy(proxy)
+                .map_err(|why| ConfigError::new(format!("grip_proxies[{index}]"), why))?;
         }
-        if self.channel_limit > crate::grip::MAX_GRIP_CHANNELS {
-            return bad(
+        if self.channel_limit > grip::MAX_GRIP_CHANNELS {
+            return Err(ConfigError::new(
                 "channel_limit",
                 format!(
                     "with GRIP at most {} channels fit in a connection (Pushpin allows 20 subscriptions and the user channel takes one), got {}",
-                    crate::grip::MAX_GRIP_CHANNELS,
+                    grip::MAX_GRIP_CHANNELS,
                     self.channel_limit
                 ),
-            );
+            ));
         }
         match &self.link_key {
-            None => bad(
-                "link_key",
-                "GRIP needs a stable secret (at least 16 bytes) to sign next links",
-            ),
-            Some(key) if key.len() < 16 => bad("link_key", "must be at least 16 bytes long"),
-            Some(_) if !(5..=86_400).contains(&self.grip_link_timeout_secs) => bad(
+            None => {
+                return Err(ConfigError::new(
+                    "link_key",
+                    "GRIP needs a stable secret (at least 16 bytes) to sign next links",
+                ));
+            }
+            Some(key) if key.len() < 16 => {
+                return Err(ConfigError::new(
+                    "link_key",
+                    "must be at least 16 bytes long",
+                ));
+            }
+            Some(_) => {}
+        }
+        if !(5..=86_400).contains(&self.grip_link_timeout_secs) {
+            return Err(ConfigError::new(
                 "grip_link_timeout_secs",
                 format!(
                     "must be between 5 and 86400, got {}",
                     self.grip_link_timeout_secs
                 ),
-            ),
-            Some(_)
-                if !self.grip_path_prefix.is_empty() && !self.grip_path_prefix.starts_with('/') =>
-            {
-                bad(
-                    "grip_path_prefix",
-                    format!("{:?} must start with '/'", self.grip_path_prefix),
-                )
-            }
-            Some(_) => {
-                self.grip_path_prefix = self.grip_path_prefix.trim_end_matches('/').to_owned();
-                Ok(())
-            }
+            ));
         }
+        if !self.grip_path_prefix.is_empty() && !self.grip_path_prefix.starts_with('/') {
+            return Err(ConfigError::new(
+                "grip_path_prefix",
+                format!("{:?} must start with '/'", self.grip_path_prefix),
+            ));
+        }
+        self.grip_path_prefix = self.grip_path_prefix.trim_end_matches('/').to_owned();
+        Ok(())
+    }
+
+    /// Whether any GRIP proxy is configured.
+    pub fn grip_enabled(&self) -> bool {
+        !self.grip_proxies.is_empty() || self.grip_url.is_some()
     }
 }
 
@@ -474,7 +525,7 @@ mod tests {
     use rocket::figment::providers::{Format, Toml};
 
     fn load(toml: &str) -> Result<Config, String> {
-        Config::from_figment(&Figment::from(Toml::string(toml)))
+        Config::from_figment(&Figment::from(Toml::string(toml))).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -520,9 +571,9 @@ mod tests {
     #[test]
     fn unknown_and_invalid_keys_are_named() {
         let error = load("[eventstream]\nkeepalive = 5\n").expect_err("unknown key");
-        assert!(error.contains("keepalive"), "{error}");
+        assert!(error.starts_with("eventstream.keepalive:"), "{error}");
         let error = load("[eventstream]\ndurability = 'fast'\n").expect_err("bad value");
-        assert!(error.contains("durability"), "{error}");
+        assert!(error.starts_with("eventstream.durability:"), "{error}");
         let error = load("[eventstream]\nchannel_limit = 0\n").expect_err("bad range");
         assert!(error.contains("eventstream.channel_limit"), "{error}");
         let error = load("[eventstream]\nallow_origins = '*'\nallow_credentials = true\n")

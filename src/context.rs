@@ -1,0 +1,29 @@
+//! The context: what the stage sets up once and every send and stream
+//! shares. It lives behind an `Arc` in [`Events`](crate::Events) (the
+//! public handle); each part below it borrows only the pieces it needs
+//! (replay takes the storage and the metrics, not the whole context).
+
+use std::sync::Arc;
+
+use crate::authorizer::Authorizer;
+use crate::config::Config;
+use crate::fanout::Fanout;
+use crate::hub::Hub;
+use crate::identity::Identify;
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+use crate::writer::Writer;
+
+/// Everything a send or a stream needs, built by the stage.
+pub(crate) struct Context {
+    pub(crate) config: Config,
+    pub(crate) storage: Storage,
+    /// This process's streams, by channel.
+    pub(crate) hub: Arc<Hub>,
+    /// Where events and kicks go: the hub, then the other outlets.
+    pub(crate) fanout: Arc<Fanout>,
+    pub(crate) writer: Writer,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) identity: Arc<dyn Identify>,
+}

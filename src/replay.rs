@@ -1,0 +1,199 @@
+//! How a late subscriber catches up: where a stream starts, and reading the
+//! event log page by page from there. Direct streams (`session`) and the
+//! responses to a GRIP proxy (`grip::instruct`) both use it, so they agree
+//! on positions, resets, skipped users and id lines.
+//!
+//! A position `p` on a channel is servable when `p <= current` and nothing
+//! after `p` has been trimmed; an unservable one is reset to the current id
+//! (and announced with `stream-reset`). Catching up reads pages of stored
+//! events and checks that the first one is exactly `p + 1`, so retention
+//! racing the read becomes a reset, never a silent gap.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, BytesMut};
+
+use crate::error::StreamError;
+use crate::event_id::IdVector;
+use crate::frame::{self, IdLine};
+use crate::metrics::Metrics;
+use crate::storage::{ChannelState, Storage};
+
+/// Whether an event that skips `skip_users` is withheld from `user_id`'s
+/// stream. Its position advances all the same.
+pub(crate) fn is_skipped(user_id: Option<&str>, skip_users: &[String]) -> bool {
+    user_id.is_some_and(|user| skip_users.iter().any(|skip| skip == user))
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> StreamError {
+    log::error!("eventstream: {what} failed: {error}");
+    StreamError::internal("The event log is unavailable.")
+}
+
+/// Where a stream starts.
+#[derive(Debug)]
+pub(crate) struct Start {
+    /// The position of every persistent channel.
+    pub(crate) positions: IdVector,
+    /// Channels whose requested position could not be served.
+    pub(crate) reset: Vec<String>,
+    /// Bit `i`: channel `i` has stored events after its position.
+    pub(crate) behind: u64,
+}
+
+impl Start {
+    /// The frames a new stream begins with: the optional padding,
+    /// `stream-open` with the starting positions, and a `stream-reset` for
+    /// the channels that could not be resumed.
+    pub(crate) fn write_opening(&self, out: &mut BytesMut, padding: bool) {
+        if padding {
+            out.put_slice(&frame::padding());
+        }
+        frame::stream_open(out, &self.positions);
+        self.write_reset(out);
+    }
+
+    /// The `stream-reset` alone, if any channel needs it (a GRIP next link
+    /// continues a stream that was already opened).
+    pub(crate) fn write_reset(&self, out: &mut BytesMut) {
+        if !self.reset.is_empty() {
+            frame::stream_reset(out, &self.reset, &self.positions);
+        }
+    }
+}
+
+/// The result of writing one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Page {
+    /// Stored events read (written, or withheld from a skipped user).
+    pub(crate) events: usize,
+    /// The channel has caught up (or was reset): no more pages for now.
+    pub(crate) complete: bool,
+}
+
+/// One stream's view of the event log: whose stream it is and how its
+/// frames carry ids.
+pub(crate) struct Reader<'a> {
+    pub(crate) storage: &'a Storage,
+    pub(crate) metrics: &'a Metrics,
+    /// Events that skip this user advance the position but are not written.
+    pub(crate) user_id: Option<&'a str>,
+    /// A single-channel stream's frames carry the event's own id, others
+    /// the whole id vector.
+    pub(crate) single: bool,
+}
+
+impl Reader<'_> {
+    /// Resolves the requested positions (`channels[i]` persisted when
+    /// `reliable[i]`) against storage.
+    pub(crate) async fn start(
+        &self,
+        channels: &[String],
+        reliable: &[bool],
+        requested: &IdVector,
+    ) -> Result<Start, StreamError> {
+        let persistent: Vec<String> = channels
+            .iter()
+            .zip(reliable)
+            .filter(|(_, reliable)| **reliable)
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        let states: BTreeMap<String, ChannelState> = self
+            .storage
+            .channel_states(&persistent)
+            .await
+            .map_err(|e| unavailable("reading channel positions", e))?;
+        let mut start = Start {
+            positions: IdVector::new(),
+            reset: Vec::new(),
+            behind: 0,
+        };
+        for (index, channel) in channels.iter().enumerate() {
+            let Some(state) = states.get(channel) else {
+                continue;
+            };
+            let position = match requested.get(channel) {
+                Some(position) if state.can_resume_from(position) => position,
+                Some(_) => {
+                    start.reset.push(channel.clone());
+                    state.last_id
+                }
+                None => state.last_id,
+            };
+            if position < state.last_id {
+                start.behind |= 1 << index;
+            }
+            start.positions.set(channel.clone(), position);
+        }
+        if !start.reset.is_empty() {
+            self.metrics.reset();
+        }
+        Ok(start)
+    }
+
+    /// Writes up to `limit` stored events of `channel` after its position
+    /// in `positions`, advancing it. Events trimmed under the stream turn
+    /// into a `stream-reset` and a jump to the channel's current id.
+    pub(crate) async fn page(
+        &self,
+        out: &mut BytesMut,
+        channel: &str,
+        positions: &mut IdVector,
+        limit: usize,
+    ) -> Result<Page, StreamError> {
+        let position = positions.get(channel).unwrap_or(0);
+        let events = self
+            .storage
+            .events_after(channel, position, limit)
+            .await
+            .map_err(|e| unavailable("replay", e))?;
+        let contiguous = events
+            .first()
+            .is_none_or(|event| event.id.seq() == position + 1);
+        if contiguous && !events.is_empty() {
+            let page = Page {
+                events: events.len(),
+                complete: events.len() < limit,
+            };
+            for event in &events {
+                positions.set(channel, event.id.seq());
+                if is_skipped(self.user_id, &event.skip_users) {
+                    continue;
+                }
+                let id = if self.single {
+                    IdLine::Own
+                } else {
+                    IdLine::Vector(positions)
+                };
+                frame::write_event(out, &event.event_type, &event.data, &event.id, id);
+            }
+            return Ok(page);
+        }
+        let states = self
+            .storage
+            .channel_states(&[channel.to_owned()])
+            .await
+            .map_err(|e| unavailable("reading a channel position", e))?;
+        let current = states.get(channel).copied().unwrap_or_default();
+        if contiguous && current.last_id == position {
+            Ok(Page {
+                events: 0,
+                complete: true,
+            })
+        } else if contiguous && current.can_resume_from(position) {
+            // Committed between the two reads: the next read finds it.
+            Ok(Page {
+                events: 0,
+                complete: false,
+            })
+        } else {
+            self.metrics.reset();
+            positions.set(channel, current.last_id);
+            frame::stream_reset(out, &[channel.to_owned()], positions);
+            Ok(Page {
+                events: 0,
+                complete: true,
+            })
+        }
+    }
+}
