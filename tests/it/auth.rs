@@ -3,15 +3,25 @@
 use serde_json::json;
 
 use eventstream_rocket::{SendOptions, User};
+use libtest_mimic::Trial;
 
-use crate::helpers::{Backend, TestApp, token};
-use crate::on_every_path;
+use crate::helpers::{AnnUntilRevoked, App, Backend, spawn_app, token};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        needs_nothing => [
+            private_channels_are_forbidden_to_anonymous_users,
+            a_valid_token_in_header_or_query_signs_the_user_in,
+            bad_credentials_are_forbidden_never_anonymous,
+            permission_checks_that_still_pass_end_no_stream,
+            a_kicked_stream_gets_one_forbidden_error_and_ends,
+        ],
+        on_every_path => [skipped_users_get_neither_the_live_event_nor_its_replay],
+    ]
+}
+
 async fn private_channels_are_forbidden_to_anonymous_users() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let mut stream = app
         .stream("/events/?channel=public&channel=_b&channel=_a", &[])
         .await;
@@ -31,11 +41,8 @@ async fn private_channels_are_forbidden_to_anonymous_users() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_token_in_header_or_query_signs_the_user_in() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let jwt = token("ann", 60);
     let mut by_header = app
         .stream(
@@ -49,18 +56,15 @@ async fn a_valid_token_in_header_or_query_signs_the_user_in() {
     for stream in [&mut by_header, &mut by_query] {
         assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     }
-    app.send("_private", json!("secret")).await;
+    app.send_event("_private", json!("secret")).await;
     for stream in [&mut by_header, &mut by_query] {
         assert_eq!(stream.next_event().await.json(), json!("secret"));
     }
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_are_forbidden_never_anonymous() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let expired = token("ann", -3600);
     let forged = {
         let mut parts: Vec<String> = token("ann", 60).split('.').map(str::to_owned).collect();
@@ -99,11 +103,8 @@ async fn bad_credentials_are_forbidden_never_anonymous() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_checks_that_still_pass_end_no_stream() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let bob = format!("Bearer {}", token("bob", 60));
     let mut ann_own = app
@@ -139,18 +140,15 @@ async fn permission_checks_that_still_pass_end_no_stream() {
             .await,
         0
     );
-    app.send("public", json!("still here")).await;
+    app.send_event("public", json!("still here")).await;
     assert_eq!(ann_public.next_event().await.json(), json!("still here"));
     assert_eq!(bob_public.next_event().await.json(), json!("still here"));
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
-    let (stage, revoked) = crate::helpers::AnnUntilRevoked::stage();
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s.with_stage(stage)).await else {
-        return;
-    };
+    let (stage, revoked) = AnnUntilRevoked::stage();
+    let app = spawn_app(App::on(Backend::Sqlite).stage(stage)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let mut stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
     stream.next().await.expect("open");
@@ -176,23 +174,18 @@ async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
 }
 
 async fn skipped_users_get_neither_the_live_event_nor_its_replay(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let mut ann_live = app.stream("/events/room", &[("Authorization", &ann)]).await;
     let mut anonymous = app.stream("/events/room", &[]).await;
     ann_live.next().await.expect("open");
     anonymous.next().await.expect("open");
-    let skip = SendOptions {
-        skip_user_ids: vec!["ann".into()],
-        ..Default::default()
-    };
+    let skip = SendOptions::new().skip_user_ids(["ann"]);
     app.events
-        .send_with("room", "message", &"not for ann", skip)
+        .send_event_with("room", "message", &"not for ann", skip)
         .await
         .expect("send");
-    app.send("room", json!("for everyone")).await;
+    app.send_event("room", json!("for everyone")).await;
     assert_eq!(anonymous.next_event().await.id.as_deref(), Some("room:1"));
     assert_eq!(anonymous.next_event().await.id.as_deref(), Some("room:2"));
     let first_for_ann = ann_live.next_event().await;
@@ -211,4 +204,3 @@ async fn skipped_users_get_neither_the_live_event_nor_its_replay(backend: Backen
     assert_eq!(ann_replay.next_event().await.id.as_deref(), Some("room:2"));
     app.stop().await;
 }
-on_every_path!(skipped_users_get_neither_the_live_event_nor_its_replay);

@@ -4,24 +4,28 @@
 
 use std::time::Duration;
 
+use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::helpers::{Backend, TestApp};
-use crate::on_every_path;
+use crate::helpers::{App, Backend, Sse, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        on_every_path => [every_subscriber_gets_every_event_once_in_order_despite_disconnects],
+    ]
+}
 
 const PUBLISHERS: u64 = 4;
 const EVENTS_PER_PUBLISHER: u64 = 150;
 const SUBSCRIBERS: u64 = 12;
 
 async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| {
-        s.with("eventstream.queue_capacity", 8)
-            .with("eventstream.replay_page", 40)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(
+        App::on(backend)
+            .with("eventstream.queue_capacity", 8)
+            .with("eventstream.replay_page", 40),
+    )
+    .await;
     let total = PUBLISHERS * EVENTS_PER_PUBLISHER;
     let base = app.base.clone();
     let mut subscribers = Vec::new();
@@ -40,7 +44,7 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
                     request = request.header("Last-Event-ID", "busy:0");
                 }
                 let response = request.send().await.expect("connect");
-                let mut stream = crate::helpers::Sse::from_response(response);
+                let mut stream = Sse::from_response(response);
                 assert_eq!(stream.next().await.expect("open").event(), "stream-open");
                 // Read a random number of events, then drop the connection.
                 let budget = rng.gen_range(1..60);
@@ -79,7 +83,7 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
         publishers.push(tokio::spawn(async move {
             for n in 0..EVENTS_PER_PUBLISHER {
                 events
-                    .send("busy", "message", &(publisher, n))
+                    .send_event("busy", "message", &(publisher, n))
                     .await
                     .expect("send");
                 if n % 10 == 0 {
@@ -105,4 +109,3 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
     }
     app.stop().await;
 }
-on_every_path!(every_subscriber_gets_every_event_once_in_order_despite_disconnects);

@@ -3,15 +3,38 @@
 
 use std::time::Duration;
 
+use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp};
-use crate::on_every_path;
+use crate::helpers::{App, Backend, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        on_every_path => [
+            stream_has_sse_headers_and_opens_with_stream_open,
+            mount_serves_with_and_without_slash_and_by_path,
+            live_event_carries_type_channel_id_and_json_data,
+            multi_channel_ids_are_the_sorted_vector_of_all_channels,
+            channel_names_are_percent_encoded_in_ids,
+        ],
+        needs_nothing => [
+            data_lines_split_on_cr_lf_and_crlf,
+            padding_comment_is_sent_first_when_enabled,
+            bad_channel_requests_get_a_bad_request_stream_error,
+            channels_for_request_hook_adds_channels,
+            app_route_streams_the_channels_it_computed,
+            send_rejects_bad_event_types_channels_and_sizes,
+            keep_alive_follows_silence,
+            streams_end_cleanly_on_shutdown,
+            vanished_client_is_unregistered_by_the_next_keep_alive,
+            non_persistent_channels_have_no_ids,
+        ],
+        current_thread => [overflowing_a_non_persistent_channel_resets_it_never_drops_silently],
+    ]
+}
 
 async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/?channel=news", &[]).await;
     assert_eq!(stream.status, 200);
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
@@ -26,7 +49,7 @@ async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
             .raw
             .starts_with(b"id: news:0\nevent: stream-open\ndata:\n\n")
     );
-    app.send("news", json!(1)).await;
+    app.send_event("news", json!(1)).await;
     let mut two = app
         .stream("/events/?channel=news&channel=live-x", &[])
         .await;
@@ -38,12 +61,9 @@ async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
     assert_eq!(unpersisted.next().await.expect("a frame").id, None);
     app.stop().await;
 }
-on_every_path!(stream_has_sse_headers_and_opens_with_stream_open);
 
 async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let mut plain = app.stream("/events?channel=news", &[]).await;
     let mut slash = app.stream("/events/?channel=news", &[]).await;
     let mut path = app.stream("/events/news", &[]).await;
@@ -51,25 +71,25 @@ async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
         assert_eq!(stream.status, 200);
         assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     }
-    app.send("news", json!({"n": 1})).await;
+    app.send_event("news", json!({"n": 1})).await;
     for stream in [&mut plain, &mut slash, &mut path] {
         let event = stream.next_event().await;
         assert_eq!(event.id.as_deref(), Some("news:1"));
     }
     app.stop().await;
 }
-on_every_path!(mount_serves_with_and_without_slash_and_by_path);
 
 async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/room-1", &[]).await;
     stream.next().await.expect("open");
-    assert_eq!(app.send("room-1", json!({"text": "hi"})).await, "room-1:1");
+    assert_eq!(
+        app.send_event("room-1", json!({"text": "hi"})).await,
+        "room-1:1"
+    );
     let id = app
         .events
-        .send("room-1", "chat.typing", &json!({"who": "bo"}))
+        .send_event("room-1", "chat.typing", &json!({"who": "bo"}))
         .await
         .expect("send");
     assert_eq!(id.expect("persisted").to_string(), "room-1:2");
@@ -92,63 +112,53 @@ async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
     );
     app.stop().await;
 }
-on_every_path!(live_event_carries_type_channel_id_and_json_data);
 
 async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
-    app.send("b", json!(0)).await;
+    let app = spawn_app(App::on(backend)).await;
+    app.send_event("b", json!(0)).await;
     let mut stream = app
         .stream("/events/?channel=b&channel=a%20z&channel=b", &[])
         .await;
     stream.next().await.expect("open");
-    app.send("a z", json!(1)).await;
-    app.send("b", json!(2)).await;
+    app.send_event("a z", json!(1)).await;
+    app.send_event("b", json!(2)).await;
     assert_eq!(stream.next_event().await.id.as_deref(), Some("a%20z:1,b:1"));
     assert_eq!(stream.next_event().await.id.as_deref(), Some("a%20z:1,b:2"));
     app.stop().await;
 }
-on_every_path!(multi_channel_ids_are_the_sorted_vector_of_all_channels);
 
 async fn channel_names_are_percent_encoded_in_ids(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let name = "a b,c:d%é/x";
     let mut stream = app
         .stream("/events/?channel=a%20b%2Cc%3Ad%25%C3%A9%2Fx", &[])
         .await;
     stream.next().await.expect("open");
-    assert_eq!(app.send(name, json!(1)).await, "a%20b%2Cc%3Ad%25%C3%A9/x:1");
+    assert_eq!(
+        app.send_event(name, json!(1)).await,
+        "a%20b%2Cc%3Ad%25%C3%A9/x:1"
+    );
     assert_eq!(
         stream.next_event().await.id.as_deref(),
         Some("a%20b%2Cc%3Ad%25%C3%A9/x:1")
     );
     let mut by_path = app.stream("/events/caf%C3%A9", &[]).await;
     by_path.next().await.expect("open");
-    app.send("café", json!(1)).await;
+    app.send_event("café", json!(1)).await;
     assert_eq!(
         by_path.next_event().await.id.as_deref(),
         Some("caf%C3%A9:1")
     );
     app.stop().await;
 }
-on_every_path!(channel_names_are_percent_encoded_in_ids);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_lines_split_on_cr_lf_and_crlf() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let mut stream = app.stream("/events/text", &[]).await;
     stream.next().await.expect("open");
-    let options = eventstream_rocket::SendOptions {
-        pre_encoded: true,
-        ..Default::default()
-    };
+    let options = eventstream_rocket::SendOptions::new().pre_encoded(true);
     app.events
-        .send_with("text", "message", "one\rtwo\nthree\r\nfour", options)
+        .send_event_with("text", "message", "one\rtwo\nthree\r\nfour", options)
         .await
         .expect("send");
     stream.next_event().await;
@@ -160,12 +170,8 @@ async fn data_lines_split_on_cr_lf_and_crlf() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn padding_comment_is_sent_first_when_enabled() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s.with("eventstream.padding", true)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.padding", true)).await;
     let mut stream = app.stream("/events/x", &[]).await;
     let first = stream.next().await.expect("padding");
     assert!(first.comment);
@@ -177,13 +183,8 @@ async fn padding_comment_is_sent_first_when_enabled() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_channel_requests_get_a_bad_request_stream_error() {
-    let Some(app) =
-        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.channel_limit", 3)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.channel_limit", 3)).await;
     for (path, text) in [
         ("/events/", "No channels specified"),
         (
@@ -214,14 +215,11 @@ async fn bad_channel_requests_get_a_bad_request_stream_error() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_for_request_hook_adds_channels() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let mut stream = app.stream("/events/?channel=a&feed=sports", &[]).await;
     stream.next().await.expect("open");
-    app.send("feed-sports", json!(1)).await;
+    app.send_event("feed-sports", json!(1)).await;
     assert_eq!(
         stream.next_event().await.id.as_deref(),
         Some("a:0,feed-sports:1")
@@ -229,11 +227,8 @@ async fn channels_for_request_hook_adds_channels() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_route_streams_the_channels_it_computed() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let token = crate::helpers::token("ann", 60);
     let mut mine = app
         .stream(
@@ -244,22 +239,15 @@ async fn app_route_streams_the_channels_it_computed() {
     let mut anonymous = app.stream("/my-notifications", &[]).await;
     mine.next().await.expect("open");
     anonymous.next().await.expect("open");
-    app.send("_user-ann", json!("for ann")).await;
-    app.send("public-notices", json!("for all")).await;
+    app.send_event("_user-ann", json!("for ann")).await;
+    app.send_event("public-notices", json!("for all")).await;
     assert_eq!(mine.next_event().await.json(), json!("for ann"));
     assert_eq!(anonymous.next_event().await.json(), json!("for all"));
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_rejects_bad_event_types_channels_and_sizes() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
-        s.with("eventstream.max_event_bytes", 100)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.max_event_bytes", 100)).await;
     for bad in [
         "stream-open",
         "stream-reset",
@@ -270,7 +258,7 @@ async fn send_rejects_bad_event_types_channels_and_sizes() {
         "a\0b",
         "",
     ] {
-        let error = app.events.send("c", bad, &1).await.expect_err(bad);
+        let error = app.events.send_event("c", bad, &1).await.expect_err(bad);
         assert!(
             matches!(error, eventstream_rocket::Error::InvalidEventType(_)),
             "{bad:?}: {error}"
@@ -278,7 +266,7 @@ async fn send_rejects_bad_event_types_channels_and_sizes() {
     }
     let error = app
         .events
-        .send("bad\nchannel", "message", &1)
+        .send_event("bad\nchannel", "message", &1)
         .await
         .expect_err("channel");
     assert!(
@@ -287,7 +275,7 @@ async fn send_rejects_bad_event_types_channels_and_sizes() {
     );
     let error = app
         .events
-        .send("c", "message", &"x".repeat(200))
+        .send_event("c", "message", &"x".repeat(200))
         .await
         .expect_err("size");
     assert!(
@@ -305,13 +293,8 @@ async fn send_rejects_bad_event_types_channels_and_sizes() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_follows_silence() {
-    let Some(app) =
-        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.keepalive_secs", 1)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.keepalive_secs", 1)).await;
     let mut stream = app.stream("/events/quiet", &[]).await;
     stream.next().await.expect("open");
     let started = std::time::Instant::now();
@@ -330,11 +313,8 @@ async fn keep_alive_follows_silence() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_end_cleanly_on_shutdown() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let mut stream = app.stream("/events/a", &[]).await;
     stream.next().await.expect("open");
     let events = app.events.clone();
@@ -348,13 +328,8 @@ async fn streams_end_cleanly_on_shutdown() {
     assert_eq!(events.metrics().live_subscribers, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_client_is_unregistered_by_the_next_keep_alive() {
-    let Some(app) =
-        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.keepalive_secs", 1)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.keepalive_secs", 1)).await;
     let mut stream = app.stream("/events/a", &[]).await;
     stream.next().await.expect("open");
     assert_eq!(app.events.metrics().live_subscribers, 1);
@@ -370,16 +345,13 @@ async fn vanished_client_is_unregistered_by_the_next_keep_alive() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_persistent_channels_have_no_ids() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let mut stream = app.stream("/events/live-ticker", &[]).await;
     stream.next().await.expect("open");
     let id = app
         .events
-        .send("live-ticker", "tick", &1)
+        .send_event("live-ticker", "tick", &1)
         .await
         .expect("send");
     assert_eq!(id, None);
@@ -391,7 +363,7 @@ async fn non_persistent_channels_have_no_ids() {
         .await;
     mixed.next().await.expect("open");
     app.events
-        .send("live-ticker", "tick", &2)
+        .send_event("live-ticker", "tick", &2)
         .await
         .expect("send");
     assert_eq!(mixed.next_event().await.id.as_deref(), Some("p:0"));
@@ -400,18 +372,13 @@ async fn non_persistent_channels_have_no_ids() {
 
 // A current-thread runtime: the stream's task cannot run while the test
 // publishes without awaiting, so the inbox of 2 overflows deterministically.
-#[tokio::test(flavor = "current_thread")]
 async fn overflowing_a_non_persistent_channel_resets_it_never_drops_silently() {
-    let Some(app) =
-        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.queue_capacity", 2)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.queue_capacity", 2)).await;
     let mut stream = app.stream("/events/live-fast", &[]).await;
     stream.next().await.expect("open");
     for n in 0..200 {
         app.events
-            .send("live-fast", "tick", &n)
+            .send_event("live-fast", "tick", &n)
             .await
             .expect("send");
     }

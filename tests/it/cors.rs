@@ -1,20 +1,28 @@
 //! CORS: origins matched against `Origin`, credentials, preflight.
 
-use crate::helpers::{Backend, TestApp};
+use libtest_mimic::Trial;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+use crate::helpers::{App, Backend, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        needs_nothing => [
+            listed_origins_are_echoed_and_others_get_nothing,
+            wildcard_origin_and_no_cors_by_default,
+        ],
+    ]
+}
+
 async fn listed_origins_are_echoed_and_others_get_nothing() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
-        s.with(
-            "eventstream.allow_origins",
-            vec!["https://app.example", "http://localhost:3000"],
-        )
-        .with("eventstream.allow_credentials", true)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(
+        App::on(Backend::Sqlite)
+            .with(
+                "eventstream.allow_origins",
+                vec!["https://app.example", "http://localhost:3000"],
+            )
+            .with("eventstream.allow_credentials", true),
+    )
+    .await;
     let allowed = app
         .stream("/events/c", &[("Origin", "https://app.example")])
         .await;
@@ -77,22 +85,15 @@ async fn listed_origins_are_echoed_and_others_get_nothing() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_origin_and_no_cors_by_default() {
-    let Some(app) =
-        TestApp::start(Backend::Sqlite, |s| s.with("EVENTSTREAM_ALLOW_ORIGIN", "*")).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("EVENTSTREAM_ALLOW_ORIGIN", "*")).await;
     let any = app
         .stream("/events/c", &[("Origin", "https://x.example")])
         .await;
     assert_eq!(any.header("access-control-allow-origin"), Some("*"));
     assert_eq!(any.header("access-control-allow-credentials"), None);
     app.stop().await;
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let none = app
         .stream("/events/c", &[("Origin", "https://x.example")])
         .await;

@@ -1,23 +1,34 @@
 //! GRIP specifics against a real Pushpin: instructions only for verified
 //! proxies, keep-alives, kicks, recovery after an app restart, and counted
 //! publish failures. (The stream contract itself runs through Pushpin in
-//! every `on_every_path!` test.)
+//! every test listed under `on_every_path`.)
 
 use std::time::Duration;
 
 use serde_json::json;
 
 use eventstream_rocket::User;
+use libtest_mimic::Trial;
 
 use crate::helpers::{
-    Backend, LINK_KEY, PUSHPIN_SIG_KEY, Pushpin, Setup, TestApp, grip_sig, token,
+    AnnUntilRevoked, App, Backend, PUSHPIN_SIG_KEY, Sse, grip_sig, spawn_app, token,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        needs_pushpin => [
+            only_a_verified_grip_sig_gets_grip_instructions,
+            next_links_carry_the_proxys_path_prefix,
+            keep_alives_arrive_through_pushpin,
+            revoking_permission_kicks_proxied_streams_of_that_user_only,
+            an_app_restart_while_clients_stay_on_pushpin_loses_nothing,
+        ],
+        needs_nothing => [publish_failures_are_retried_counted_and_do_not_block_sends],
+    ]
+}
+
 async fn only_a_verified_grip_sig_gets_grip_instructions() {
-    let Some(app) = TestApp::start(Backend::Pushpin, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Pushpin)).await;
     // Straight to the app, a forged or wrongly keyed header is direct mode.
     for forged in [
         "forged.by.client".to_owned(),
@@ -32,13 +43,13 @@ async fn only_a_verified_grip_sig_gets_grip_instructions() {
             .await
             .expect("response");
         assert!(response.headers().get("grip-hold").is_none());
-        let mut stream = crate::helpers::Sse::from_response(response);
+        let mut stream = Sse::from_response(response);
         assert_eq!(stream.next().await.expect("open").event(), "stream-open");
-        app.send("a", json!("live, not held")).await;
+        app.send_event("a", json!("live, not held")).await;
         assert_eq!(stream.next_event().await.json(), json!("live, not held"));
     }
     // A valid one gets a finite body and the instructions.
-    app.send("b c", json!(1)).await;
+    app.send_event("b c", json!(1)).await;
     let response = app
         .http
         .get(format!(
@@ -86,15 +97,9 @@ async fn only_a_verified_grip_sig_gets_grip_instructions() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_links_carry_the_proxys_path_prefix() {
-    let Some(app) = TestApp::start(Backend::Pushpin, |s| {
-        s.with("eventstream.grip_path_prefix", "/api/")
-    })
-    .await
-    else {
-        return;
-    };
+    let app =
+        spawn_app(App::on(Backend::Pushpin).with("eventstream.grip_path_prefix", "/api/")).await;
     let response = app
         .http
         .get(format!("{}/events/a", app.origin))
@@ -115,15 +120,8 @@ async fn next_links_carry_the_proxys_path_prefix() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alives_arrive_through_pushpin() {
-    let Some(app) = TestApp::start(Backend::Pushpin, |s| {
-        s.with("eventstream.keepalive_secs", 1)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Pushpin).with("eventstream.keepalive_secs", 1)).await;
     let mut stream = app.stream("/events/quiet", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     let frame = stream
@@ -134,12 +132,9 @@ async fn keep_alives_arrive_through_pushpin() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
-    let (stage, revoked) = crate::helpers::AnnUntilRevoked::stage();
-    let Some(app) = TestApp::start(Backend::Pushpin, |s| s.with_stage(stage)).await else {
-        return;
-    };
+    let (stage, revoked) = AnnUntilRevoked::stage();
+    let app = spawn_app(App::on(Backend::Pushpin).stage(stage)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let bob = format!("Bearer {}", token("bob", 60));
     let mut ann_stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
@@ -162,7 +157,7 @@ async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
         frames[0].json(),
         json!({"condition": "forbidden", "text": "Permission denied to channels: room", "channels": ["room"]})
     );
-    app.send("room", json!("bob still listens")).await;
+    app.send_event("room", json!("bob still listens")).await;
     assert_eq!(
         bob_stream.next_event().await.json(),
         json!("bob still listens")
@@ -170,46 +165,26 @@ async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_restart_while_clients_stay_on_pushpin_loses_nothing() {
-    let Some(pushpin) = Pushpin::reserve() else {
-        return;
-    };
-    let database = crate::helpers::TestDatabase::create(Backend::Sqlite)
-        .await
-        .expect("sqlite");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let grip = |setup: Setup| {
-        setup
-            .with("port", port)
-            .with("eventstream.grip_proxies", pushpin.proxy_config())
-            .with("eventstream.link_key", LINK_KEY)
-    };
-    let mut app = grip(Setup::new(&database.url)).launch().await;
-    pushpin.start(port);
-    app.base = pushpin.http.clone();
-    app.database = Some(database);
+    let app = spawn_app(App::on(Backend::Pushpin)).await;
     let mut stream = app.stream("/events/r", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
-    app.send("r", json!(1)).await;
+    app.send_event("r", json!(1)).await;
     assert_eq!(stream.next_event().await.id.as_deref(), Some("r:1"));
 
     // The app goes away; Pushpin keeps the client. Events are stored by an
     // instance that publishes to no proxy, as if the app had crashed
     // between commit and publish.
-    let (_, database) = app.stop_app_only().await;
-    let bystander = Setup::new(&database.url).launch().await;
+    let (pushpin, database) = app.stop_app_only().await;
+    let bystander = spawn_app(App::sharing_database(&database.url)).await;
     for n in 2..=4 {
-        bystander.send("r", json!(n)).await;
+        bystander.send_event("r", json!(n)).await;
     }
     bystander.stop().await;
 
-    // Back up: at start it asks Pushpin to make every client recover.
-    let mut app = grip(Setup::new(&database.url)).launch().await;
-    app.database = Some(database);
+    // Back up behind the same Pushpin: at start it asks Pushpin to make
+    // every client recover.
+    let app = spawn_app(App::on_database(database).pushpin(pushpin)).await;
     for n in 2..=4 {
         let event = stream.next_event().await;
         assert_eq!(
@@ -217,33 +192,21 @@ async fn an_app_restart_while_clients_stay_on_pushpin_loses_nothing() {
             (Some(format!("r:{n}")), json!(n))
         );
     }
-    app.send("r", json!(5)).await;
+    app.send_event("r", json!(5)).await;
     assert_eq!(stream.next_event().await.id.as_deref(), Some("r:5"));
-    drop(pushpin);
-    app.pushpin = None;
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_failures_are_retried_counted_and_do_not_block_sends() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let unreachable = Value::from(vec![Value::from(rocket::figment::util::map![
-        "control_uri" => format!("http://127.0.0.1:{closed}"),
-        "verify_key" => PUSHPIN_SIG_KEY.to_owned(),
-    ])]);
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
-        s.with("eventstream.grip_proxies", unreachable)
-            .with("eventstream.link_key", LINK_KEY)
-    })
-    .await
-    else {
-        return;
-    };
+    let app =
+        spawn_app(App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
+            .await;
     let started = std::time::Instant::now();
-    assert_eq!(app.send("c", json!(1)).await, "c:1");
+    assert_eq!(app.send_event("c", json!(1)).await, "c:1");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "send does not wait for the proxy"
@@ -261,5 +224,3 @@ async fn publish_failures_are_retried_counted_and_do_not_block_sends() {
     assert_eq!(metrics.grip_published, 0);
     app.stop().await;
 }
-
-use rocket::figment::value::Value;

@@ -2,7 +2,14 @@
 
 //! Integration tests: one binary (one link step), one module per area of
 //! the contract. Every test starts a real server on a free port; tests that
-//! touch storage run on SQLite and on PostgreSQL.
+//! touch storage run on SQLite and on PostgreSQL, and the stream contract
+//! also through Pushpin.
+//!
+//! The harness is libtest-mimic (`harness = false`): each area module lists
+//! its tests with `trials!` in `pub fn tests()`, and the usual flags work
+//! (`--list`, a name filter, `--ignored`, `--test-threads`). Tests that
+//! need PostgreSQL or Pushpin are ignored where it is missing, and fail
+//! under CI (`CI` set).
 
 mod helpers;
 
@@ -15,3 +22,28 @@ mod grip;
 mod publish_api;
 mod resume;
 mod storage;
+
+fn main() {
+    // First: launch-failure tests read what the library logs, and Rocket
+    // installs no logger of its own once one is set.
+    helpers::capture_logs();
+    let args = libtest_mimic::Arguments::from_args();
+    helpers::probe_services();
+    let mut trials: Vec<_> = [
+        auth::tests(),
+        concurrency::tests(),
+        config::tests(),
+        contract::tests(),
+        cors::tests(),
+        grip::tests(),
+        publish_api::tests(),
+        resume::tests(),
+        storage::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // In name order, as libtest lists and runs them.
+    trials.sort_by(|a, b| a.name().cmp(b.name()));
+    libtest_mimic::run(&args, trials).exit();
+}

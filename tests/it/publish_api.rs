@@ -1,14 +1,23 @@
 //! The publish HTTP API.
 
+use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{Backend, PUBLISH_KEY, TestApp};
-use crate::on_every_path;
+use crate::helpers::{App, Backend, PUBLISH_KEY, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        on_every_path => [publish_api_stores_and_delivers],
+        needs_nothing => [
+            publish_api_answers_202_for_non_persistent_channels,
+            publish_api_refuses_bad_credentials_and_bad_input,
+            publish_api_is_off_without_a_key,
+        ],
+    ]
+}
 
 async fn publish_api_stores_and_delivers(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/news", &[]).await;
     stream.next().await.expect("open");
     let response = app
@@ -45,13 +54,9 @@ async fn publish_api_stores_and_delivers(backend: Backend) {
     );
     app.stop().await;
 }
-on_every_path!(publish_api_stores_and_delivers);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_api_answers_202_for_non_persistent_channels() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     let response = app
         .http
         .post(app.url("/events/live-x"))
@@ -68,15 +73,8 @@ async fn publish_api_answers_202_for_non_persistent_channels() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_api_refuses_bad_credentials_and_bad_input() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
-        s.with("eventstream.max_event_bytes", 1000)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.max_event_bytes", 1000)).await;
     let post = |path: &str| app.http.post(app.url(path));
     let missing = post("/events/c")
         .json(&json!({"data": 1}))
@@ -141,12 +139,8 @@ async fn publish_api_refuses_bad_credentials_and_bad_input() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_api_is_off_without_a_key() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s.without("eventstream.publish_key")).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).without("eventstream.publish_key")).await;
     let response = app
         .http
         .post(app.url("/events/c"))

@@ -3,10 +3,28 @@
 
 use std::time::Duration;
 
+use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{Backend, Sse, TestApp};
-use crate::on_every_path;
+use crate::helpers::{App, Backend, Sse, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        on_every_path => [
+            resume_from_last_event_id_replays_in_order_then_goes_live,
+            header_wins_and_the_last_non_empty_query_value_counts,
+            one_id_vector_resumes_every_channel,
+            a_future_position_is_reset_to_the_current_id,
+            trimmed_positions_reset_and_retained_ones_replay,
+            long_backlogs_replay_in_pages_without_loss,
+            hand_over_from_replay_to_live_has_no_gap_or_duplicate,
+        ],
+        needs_nothing => [
+            malformed_ids_are_bad_requests_and_error_is_http_400,
+            a_slow_subscriber_catches_up_from_storage,
+        ],
+    ]
+}
 
 /// Reads `count` events and returns their ids.
 async fn ids(stream: &mut Sse, count: usize) -> Vec<String> {
@@ -22,11 +40,9 @@ fn expected(channel: &str, range: std::ops::RangeInclusive<u64>) -> Vec<String> 
 }
 
 async fn resume_from_last_event_id_replays_in_order_then_goes_live(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     for n in 1..=5 {
-        app.send("ch", json!({ "n": n })).await;
+        app.send_event("ch", json!({ "n": n })).await;
     }
     let mut stream = app.stream("/events/ch", &[("Last-Event-ID", "ch:2")]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
@@ -45,18 +61,15 @@ async fn resume_from_last_event_id_replays_in_order_then_goes_live(backend: Back
         expected("ch", 3..=5)
     );
     assert_eq!(replayed[0].json(), json!({"n": 3}));
-    app.send("ch", json!({ "n": 6 })).await;
+    app.send_event("ch", json!({ "n": 6 })).await;
     assert_eq!(ids(&mut stream, 1).await, expected("ch", 6..=6));
     app.stop().await;
 }
-on_every_path!(resume_from_last_event_id_replays_in_order_then_goes_live);
 
 async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     for n in 1..=4 {
-        app.send("q", json!(n)).await;
+        app.send_event("q", json!(n)).await;
     }
     let mut by_query = app
         .stream(
@@ -78,15 +91,12 @@ async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Backend)
     assert_eq!(ids(&mut empty_header, 1).await, expected("q", 4..=4));
     app.stop().await;
 }
-on_every_path!(header_wins_and_the_last_non_empty_query_value_counts);
 
 async fn one_id_vector_resumes_every_channel(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     for n in 1..=3 {
-        app.send("a", json!(n)).await;
-        app.send("b", json!(n)).await;
+        app.send_event("a", json!(n)).await;
+        app.send_event("b", json!(n)).await;
     }
     // `other:9` names a channel not requested: ignored.
     let mut stream = app
@@ -99,18 +109,15 @@ async fn one_id_vector_resumes_every_channel(backend: Backend) {
     let got = ids(&mut stream, 3).await;
     // Channel by channel, each in order, with the full vector on every event.
     assert_eq!(got, ["a:3,b:1", "a:3,b:2", "a:3,b:3"]);
-    app.send("a", json!(4)).await;
+    app.send_event("a", json!(4)).await;
     assert_eq!(ids(&mut stream, 1).await, ["a:4,b:3"]);
     app.stop().await;
 }
-on_every_path!(one_id_vector_resumes_every_channel);
 
 async fn a_future_position_is_reset_to_the_current_id(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
-    app.send("f", json!(1)).await;
-    app.send("g", json!(1)).await;
+    let app = spawn_app(App::on(backend)).await;
+    app.send_event("f", json!(1)).await;
+    app.send_event("g", json!(1)).await;
     let mut stream = app
         .stream(
             "/events/?channel=f&channel=g",
@@ -122,29 +129,26 @@ async fn a_future_position_is_reset_to_the_current_id(backend: Backend) {
     assert_eq!(reset.event(), "stream-reset");
     assert_eq!(reset.id.as_deref(), Some("f:1,g:1"));
     assert_eq!(reset.json(), json!({"channels": ["f"]}));
-    app.send("f", json!(2)).await;
+    app.send_event("f", json!(2)).await;
     assert_eq!(ids(&mut stream, 1).await, ["f:2,g:1"]);
     assert_eq!(app.events.metrics().resets, 1);
     app.stop().await;
 }
-on_every_path!(a_future_position_is_reset_to_the_current_id);
 
 async fn trimmed_positions_reset_and_retained_ones_replay(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| {
-        s.with("eventstream.retention_count", 3)
-            .with("eventstream.trim_interval_secs", 1)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(
+        App::on(backend)
+            .with("eventstream.retention_count", 3)
+            .with("eventstream.trim_interval_secs", 1),
+    )
+    .await;
     // Before anything is trimmed, 0 is a valid position.
-    app.send("t", json!(1)).await;
+    app.send_event("t", json!(1)).await;
     let mut from_zero = app.stream("/events/t", &[("Last-Event-ID", "t:0")]).await;
     from_zero.next().await.expect("open");
     assert_eq!(ids(&mut from_zero, 1).await, expected("t", 1..=1));
     for n in 2..=10 {
-        app.send("t", json!(n)).await;
+        app.send_event("t", json!(n)).await;
     }
     // Wait for the retention task to keep only the newest 3.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -186,20 +190,16 @@ async fn trimmed_positions_reset_and_retained_ones_replay(backend: Backend) {
             }
             Some(_) => {
                 // Up to date: the next thing is a live event.
-                app.send("t", json!(11)).await;
+                app.send_event("t", json!(11)).await;
                 assert_eq!(stream.next_event().await.id.as_deref(), Some("t:11"));
             }
         }
     }
     app.stop().await;
 }
-on_every_path!(trimmed_positions_reset_and_retained_ones_replay);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_ids_are_bad_requests_and_error_is_http_400() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
     for bad in ["nonsense", "ch:abc", "ch:1:2", "ch:-1", "ch:1,ch:2"] {
         let mut stream = app.stream("/events/ch", &[("Last-Event-ID", bad)]).await;
         let frames = stream.until_end().await;
@@ -227,14 +227,16 @@ async fn malformed_ids_are_bad_requests_and_error_is_http_400() {
 }
 
 async fn long_backlogs_replay_in_pages_without_loss(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s.with("eventstream.replay_page", 100)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(backend).with("eventstream.replay_page", 100)).await;
     let sends: Vec<_> = (0..1050)
         .map(|n| {
             let events = app.events.clone();
-            async move { events.send("long", "message", &n).await.expect("send") }
+            async move {
+                events
+                    .send_event("long", "message", &n)
+                    .await
+                    .expect("send")
+            }
         })
         .collect();
     futures_util::future::join_all(sends).await;
@@ -245,21 +247,18 @@ async fn long_backlogs_replay_in_pages_without_loss(backend: Backend) {
     assert_eq!(ids(&mut stream, 1050).await, expected("long", 1..=1050));
     app.stop().await;
 }
-on_every_path!(long_backlogs_replay_in_pages_without_loss);
 
 async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s.with("eventstream.replay_page", 50)).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend).with("eventstream.replay_page", 50)).await;
     for n in 1..=200 {
-        app.send("h", json!(n)).await;
+        app.send_event("h", json!(n)).await;
     }
     // Publish continuously while streams connect mid-backlog.
     let publisher = {
         let events = app.events.clone();
         tokio::spawn(async move {
             for n in 201..=600 {
-                events.send("h", "message", &n).await.expect("send");
+                events.send_event("h", "message", &n).await.expect("send");
             }
         })
     };
@@ -278,22 +277,21 @@ async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Backend)
     }
     app.stop().await;
 }
-on_every_path!(hand_over_from_replay_to_live_has_no_gap_or_duplicate);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subscriber_catches_up_from_storage() {
-    let Some(app) =
-        TestApp::start(Backend::Sqlite, |s| s.with("eventstream.queue_capacity", 4)).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.queue_capacity", 4)).await;
     let mut stream = app.stream("/events/slow", &[]).await;
     stream.next().await.expect("open");
     // Publish a burst far larger than the inbox before reading anything.
     let sends: Vec<_> = (1..=500)
         .map(|n| {
             let events = app.events.clone();
-            async move { events.send("slow", "message", &n).await.expect("send") }
+            async move {
+                events
+                    .send_event("slow", "message", &n)
+                    .await
+                    .expect("send")
+            }
         })
         .collect();
     futures_util::future::join_all(sends).await;
@@ -303,7 +301,7 @@ async fn a_slow_subscriber_catches_up_from_storage() {
         "{:?}",
         app.events.metrics()
     );
-    app.send("slow", json!("live again")).await;
+    app.send_event("slow", json!("live again")).await;
     assert_eq!(ids(&mut stream, 1).await, expected("slow", 501..=501));
     app.stop().await;
 }

@@ -3,18 +3,28 @@
 
 use std::collections::BTreeSet;
 
+use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{Backend, Setup, TestApp};
-use crate::on_both_backends;
+use crate::helpers::{App, Backend, TestDatabase, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        on_both_backends => [
+            concurrent_publishers_on_two_instances_get_gap_free_unique_ids,
+            snapshot_returns_history_and_the_vector_to_listen_from,
+            events_survive_a_restart_under_power_durability,
+            migrations_coexist_with_the_applications_migrator,
+            an_application_pool_can_hold_the_event_log,
+        ],
+        on_every_path => [events_from_another_instance_reach_live_streams_through_the_gap_check],
+        needs_nothing => [retention_trims_events_older_than_retention_secs],
+    ]
+}
 
 async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend: Backend) {
-    let Some(first) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
-    let second = Setup::new(&first.database.as_ref().expect("database").url)
-        .launch()
-        .await;
+    let first = spawn_app(App::on(backend)).await;
+    let second = spawn_app(App::sharing_database(first.database_url())).await;
     let mut tasks = Vec::new();
     for publisher in 0..8 {
         let events = if publisher % 2 == 0 {
@@ -26,7 +36,7 @@ async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend:
             let mut ids = Vec::new();
             for n in 0..50 {
                 let id = events
-                    .send("hot", "message", &json!([publisher, n]))
+                    .send_event("hot", "message", &json!([publisher, n]))
                     .await
                     .expect("send");
                 ids.push(id.expect("persisted").seq());
@@ -49,21 +59,18 @@ async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend:
     second.stop().await;
     first.stop().await;
 }
-on_both_backends!(concurrent_publishers_on_two_instances_get_gap_free_unique_ids);
 
 async fn events_from_another_instance_reach_live_streams_through_the_gap_check(backend: Backend) {
-    let Some(first) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
-    let second = Setup::new(&first.database.as_ref().expect("database").url)
-        .launch()
-        .await;
+    let first = spawn_app(App::on(backend)).await;
+    let second = spawn_app(App::sharing_database(first.database_url())).await;
     let mut stream = first.stream("/events/shared", &[]).await;
     stream.next().await.expect("open");
     second
-        .send("shared", json!("from the second instance"))
+        .send_event("shared", json!("from the second instance"))
         .await;
-    first.send("shared", json!("from the first instance")).await;
+    first
+        .send_event("shared", json!("from the first instance"))
+        .await;
     let got = [stream.next_event().await, stream.next_event().await];
     assert_eq!(
         got.iter()
@@ -75,16 +82,13 @@ async fn events_from_another_instance_reach_live_streams_through_the_gap_check(b
     second.stop().await;
     first.stop().await;
 }
-crate::on_every_path!(events_from_another_instance_reach_live_streams_through_the_gap_check);
 
 async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     for n in 1..=3 {
-        app.send("a", json!(n)).await;
+        app.send_event("a", json!(n)).await;
     }
-    app.send("b", json!("b1")).await;
+    app.send_event("b", json!("b1")).await;
     let (events, ids) = app
         .events
         .snapshot(&["a", "b", "empty"], 2)
@@ -122,29 +126,22 @@ async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Backend
         )
         .await;
     stream.next().await.expect("open");
-    app.send("b", json!("b2")).await;
+    app.send_event("b", json!("b2")).await;
     assert_eq!(
         stream.next_event().await.id.as_deref(),
         Some("a:3,b:2,empty:0")
     );
     app.stop().await;
 }
-on_both_backends!(snapshot_returns_history_and_the_vector_to_listen_from);
 
 async fn events_survive_a_restart_under_power_durability(backend: Backend) {
-    let Some(app) = TestApp::start(backend, |s| s.with("eventstream.durability", "power")).await
-    else {
-        return;
-    };
+    let app = spawn_app(App::on(backend).with("eventstream.durability", "power")).await;
     for n in 1..=5 {
-        app.send("d", json!(n)).await;
+        app.send_event("d", json!(n)).await;
     }
     let database = app.stop_keep_database().await;
-    let mut restarted = Setup::new(&database.url)
-        .with("eventstream.durability", "power")
-        .launch()
-        .await;
-    restarted.database = Some(database);
+    let restarted =
+        spawn_app(App::on_database(database).with("eventstream.durability", "power")).await;
     let mut stream = restarted
         .stream("/events/d", &[("Last-Event-ID", "d:0")])
         .await;
@@ -157,21 +154,18 @@ async fn events_survive_a_restart_under_power_durability(backend: Backend) {
         );
     }
     assert_eq!(
-        restarted.send("d", json!(6)).await,
+        restarted.send_event("d", json!(6)).await,
         "d:6",
         "the counter continues"
     );
     restarted.stop().await;
 }
-on_both_backends!(events_survive_a_restart_under_power_durability);
 
 async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
     use rocket_db_pools::sqlx::migrate::{Migration, MigrationType, Migrator};
     use std::borrow::Cow;
 
-    let Some(app) = TestApp::start(backend, |s| s).await else {
-        return;
-    };
+    let app = spawn_app(App::on(backend)).await;
     let database = app.stop_keep_database().await;
     let app_migrator = Migrator {
         migrations: Cow::Owned(vec![Migration::new(
@@ -206,17 +200,13 @@ async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
         }
     }
     // And the library still starts on the database the app migrated.
-    let mut restarted = Setup::new(&database.url).launch().await;
-    restarted.database = Some(database);
-    assert_eq!(restarted.send("m", json!(1)).await, "m:1");
+    let restarted = spawn_app(App::on_database(database)).await;
+    assert_eq!(restarted.send_event("m", json!(1)).await, "m:1");
     restarted.stop().await;
 }
-on_both_backends!(migrations_coexist_with_the_applications_migrator);
 
 async fn an_application_pool_can_hold_the_event_log(backend: Backend) {
-    let Some(database) = crate::helpers::TestDatabase::create(backend).await else {
-        return;
-    };
+    let database = TestDatabase::create(backend).await;
     let stage = match backend {
         Backend::Sqlite | Backend::Pushpin => eventstream_rocket::Stage::new().pool(
             rocket_db_pools::sqlx::SqlitePool::connect(&format!("{}?mode=rwc", database.url))
@@ -230,31 +220,28 @@ async fn an_application_pool_can_hold_the_event_log(backend: Backend) {
         ),
     };
     // The configured URL points elsewhere: the given pool must win.
-    let mut app = Setup::new("sqlite::memory:")
-        .with_stage(stage)
-        .launch()
-        .await;
-    app.database = Some(database);
-    assert_eq!(app.send("p", json!(1)).await, "p:1");
+    let app = spawn_app(
+        App::on_database(database)
+            .stage(stage)
+            .with("databases.eventstream.url", "sqlite::memory:"),
+    )
+    .await;
+    assert_eq!(app.send_event("p", json!(1)).await, "p:1");
     let mut stream = app.stream("/events/p", &[("Last-Event-ID", "p:0")]).await;
     stream.next().await.expect("open");
     assert_eq!(stream.next_event().await.id.as_deref(), Some("p:1"));
     app.stop().await;
 }
-on_both_backends!(an_application_pool_can_hold_the_event_log);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_trims_events_older_than_retention_secs() {
-    let Some(app) = TestApp::start(Backend::Sqlite, |s| {
-        s.with("eventstream.retention_secs", 1)
-            .with("eventstream.trim_interval_secs", 1)
-    })
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app(
+        App::on(Backend::Sqlite)
+            .with("eventstream.retention_secs", 1)
+            .with("eventstream.trim_interval_secs", 1),
+    )
+    .await;
     for n in 1..=3 {
-        app.send("old", json!(n)).await;
+        app.send_event("old", json!(n)).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !app
@@ -272,7 +259,7 @@ async fn retention_trims_events_older_than_retention_secs() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // The counter survives trimming; the old position is now a reset.
-    assert_eq!(app.send("old", json!(4)).await, "old:4");
+    assert_eq!(app.send_event("old", json!(4)).await, "old:4");
     let mut stream = app
         .stream("/events/old", &[("Last-Event-ID", "old:0")])
         .await;

@@ -1,0 +1,122 @@
+//! A throw-away Pushpin in front of a test's app, started by
+//! `tests/support/pushpin-harness.sh` (a copy of the team's harness).
+
+use std::time::Duration;
+
+use super::PUSHPIN_SIG_KEY;
+
+const HARNESS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/pushpin-harness.sh"
+);
+
+/// A Pushpin on ports of its own; stopped when dropped.
+pub struct Pushpin {
+    dir: tempfile::TempDir,
+    /// Where clients connect, e.g. `http://127.0.0.1:17999`.
+    pub http: String,
+    /// The control API, e.g. `http://127.0.0.1:5661`.
+    pub control: String,
+    http_port: u16,
+    offset: u16,
+    /// The app port it routes to, once started.
+    origin_port: Option<u16>,
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+impl Pushpin {
+    /// Chooses free ports: the client port, and an offset whose four
+    /// control ports (5560..5563 + offset) are all free. (The harness ran
+    /// only this trial if `pushpin --version` works.)
+    pub fn reserve() -> Pushpin {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+        };
+        let http_port = free().expect("a free port");
+        let offset = (0..200)
+            .find_map(|_| {
+                let base = free().ok()?;
+                let offset = base.checked_sub(5560)?;
+                (0..4).all(|n| port_is_free(base + n)).then_some(offset)
+            })
+            .expect("four free consecutive ports");
+        Pushpin {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            http: format!("http://127.0.0.1:{http_port}"),
+            control: format!("http://127.0.0.1:{}", 5561 + offset),
+            http_port,
+            offset,
+            origin_port: None,
+        }
+    }
+
+    /// The app port it routes to, if started.
+    pub fn origin_port(&self) -> Option<u16> {
+        self.origin_port
+    }
+
+    /// Starts Pushpin in front of `origin_port`; returns once it holds streams.
+    pub fn start(&mut self, origin_port: u16) {
+        let output = std::process::Command::new("bash")
+            .arg(HARNESS)
+            .arg("start")
+            .arg(self.dir.path())
+            .arg(self.http_port.to_string())
+            .arg(self.offset.to_string())
+            .arg(format!("127.0.0.1:{origin_port}"))
+            .arg(PUSHPIN_SIG_KEY)
+            .output()
+            .expect("the harness runs");
+        assert!(
+            output.status.success(),
+            "pushpin did not start: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.origin_port = Some(origin_port);
+        // The client port answers before Pushpin's proxy can hand holds to
+        // its handler ("Accept service unavailable."): wait until a real
+        // stream request is held.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.status_of("/events/pushpin-ready") == Some(200) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pushpin never held a stream"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The status code of a GET through Pushpin (reading only the head).
+    fn status_of(&self, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            socket,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = [0_u8; 12];
+        socket.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+}
+
+impl Drop for Pushpin {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(HARNESS)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
