@@ -29,7 +29,7 @@ fn creates_the_project_and_says_what_to_run_next() {
     let rocket_toml =
         std::fs::read_to_string(destination.join("Rocket.toml")).expect("Rocket.toml");
     assert!(
-        rocket_toml.contains("EVENTSTREAM_AUTHORIZER = \"my_chat::auth::PrivateChannels\""),
+        rocket_toml.contains("EVENTSTREAM_AUTHORIZER = \"my_chat::events::PrivateChannels\""),
         "{rocket_toml}"
     );
     assert!(destination.join("migrations/postgres").is_dir());

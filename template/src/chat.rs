@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Visitor;
 use crate::db::Db;
+use crate::error::ApiError;
 
 /// The rooms the demo page offers; `_staff` is private.
 pub const ROOMS: [&str; 3] = ["lobby", "random", "_staff"];
@@ -43,12 +44,6 @@ struct Posted {
     event_id: Option<String>,
 }
 
-type ApiError = (Status, Json<serde_json::Value>);
-
-fn refuse(status: Status, text: &str) -> ApiError {
-    (status, Json(serde_json::json!({ "error": text })))
-}
-
 /// Stores a message and sends it to everyone listening to the room.
 #[post("/rooms/<room>/messages", data = "<message>")]
 async fn post(
@@ -59,17 +54,14 @@ async fn post(
     events: &State<Events>,
 ) -> Result<(Status, Json<Posted>), ApiError> {
     if !ROOMS.contains(&room) {
-        return Err(refuse(Status::NotFound, "no such room"));
+        return Err(ApiError::not_found("no such room"));
     }
     if !events.can_read_channel(visitor.0.as_ref(), room).await {
-        return Err(refuse(
-            Status::Forbidden,
-            "sign in to post in private rooms",
-        ));
+        return Err(ApiError::forbidden("sign in to post in private rooms"));
     }
     let text = message.text.trim();
     if text.is_empty() || text.chars().count() > MAX_TEXT {
-        return Err(refuse(Status::BadRequest, "messages are 1-500 characters"));
+        return Err(ApiError::bad_request("messages are 1-500 characters"));
     }
     let author = match &visitor.0 {
         Some(user) => user.id.clone(),
@@ -78,13 +70,7 @@ async fn post(
             name => format!("{} (guest)", name.chars().take(32).collect::<String>()),
         },
     };
-    let failed = |e: sqlx::Error| {
-        error!("storing a message failed: {e}");
-        refuse(
-            Status::InternalServerError,
-            "the message could not be stored",
-        )
-    };
+    let failed = |e: sqlx::Error| ApiError::internal("the message could not be stored", e);
     let id: i64 =
         sqlx::query("INSERT INTO messages (room, author, text) VALUES ($1, $2, $3) RETURNING id")
             .bind(room)
@@ -104,15 +90,9 @@ async fn post(
     // The message row and the event are two commits: if sending fails, the
     // row stays without an event id and the client is told.
     let event_id = events
-        .send(room, "message", &message)
+        .send_event(room, "message", &message)
         .await
-        .map_err(|e| {
-            error!("sending a message failed: {e}");
-            refuse(
-                Status::InternalServerError,
-                "the message was stored but not sent",
-            )
-        })?
+        .map_err(|e| ApiError::internal("the message was stored but not sent", e))?
         .map(|id| id.to_string());
     sqlx::query("UPDATE messages SET event_id = $1 WHERE id = $2")
         .bind(&event_id)

@@ -3,12 +3,14 @@
 //!
 //! `main.rs` only attaches stages; each concern has its own module:
 //!
-//! | module  | what it does |
-//! |---------|--------------|
-//! | `db`    | the database pool and the application's migrations |
-//! | `auth`  | who may read which channel, demo sign-in, production secrets check |
-//! | `chat`  | posting messages: stored in `messages`, sent as events |
-//! | `pages` | the demo page and room history |
+//! | module   | what it does |
+//! |----------|--------------|
+//! | `db`     | the database pool and the application's migrations |
+//! | `events` | the event stream, who may read which room, production secrets check |
+//! | `auth`   | demo sign-in, and who a request comes from (`Visitor`) |
+//! | `chat`   | posting messages: stored in `messages`, sent as events |
+//! | `pages`  | the demo page and room history |
+//! | `error`  | the one error shape of the JSON routes: `{"error": "..."}` |
 
 #[macro_use]
 extern crate rocket;
@@ -16,6 +18,8 @@ extern crate rocket;
 mod auth;
 mod chat;
 mod db;
+mod error;
+mod events;
 mod pages;
 #[cfg(test)]
 mod tests;
@@ -30,16 +34,11 @@ pub fn app(figment: rocket::figment::Figment) -> rocket::Rocket<rocket::Build> {
     rocket::custom(figment)
         .attach(db::Db::init())
         .attach(db::stage())
-        .attach(
-            // The event stream at /events/, its publish API, and `Events`
-            // for handlers. Its event log lives in the app's database.
-            eventstream_rocket::Stage::new()
-                .authorizer::<auth::PrivateChannels>()
-                .database::<db::Db>(),
-        )
+        .attach(events::stage())
         .attach(auth::stage())
         .attach(chat::stage())
         .attach(pages::stage())
+        .attach(error::stage())
         .attach(Template::fairing())
         .mount("/static", FileServer::from(relative!("static")))
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::auth::Visitor;
 use crate::chat::{ChatMessage, ROOMS};
+use crate::error::ApiError;
 
 /// How many past messages a room shows.
 const HISTORY: usize = 50;
@@ -27,11 +28,8 @@ pub struct History {
     pub last_event_id: String,
 }
 
-async fn history(room: &str, events: &Events) -> Result<History, Status> {
-    let (stored, ids) = events.snapshot(&[room], HISTORY).await.map_err(|e| {
-        error!("reading history failed: {e}");
-        Status::InternalServerError
-    })?;
+async fn history(room: &str, events: &Events) -> Result<History, eventstream_rocket::Error> {
+    let (stored, ids) = events.snapshot(&[room], HISTORY).await?;
     let messages = stored
         .iter()
         .filter(|event| event.event_type == "message")
@@ -44,10 +42,14 @@ async fn history(room: &str, events: &Events) -> Result<History, Status> {
     })
 }
 
-/// The demo page, showing the lobby.
+/// The demo page, showing the lobby. It is HTML, not JSON: on failure it
+/// answers with the status alone and Rocket renders its error page.
 #[get("/")]
 async fn index(events: &State<Events>) -> Result<Template, Status> {
-    let lobby = history("lobby", events).await?;
+    let lobby = history("lobby", events).await.map_err(|e| {
+        error!("reading the lobby's history failed: {e}");
+        Status::InternalServerError
+    })?;
     let rooms: Vec<_> = ROOMS
         .iter()
         .map(|name| context! { name, private: name.starts_with('_') })
@@ -70,14 +72,17 @@ async fn room_history(
     room: &str,
     visitor: Visitor,
     events: &State<Events>,
-) -> Result<Json<History>, Status> {
+) -> Result<Json<History>, ApiError> {
     if !ROOMS.contains(&room) {
-        return Err(Status::NotFound);
+        return Err(ApiError::not_found("no such room"));
     }
     if !events.can_read_channel(visitor.0.as_ref(), room).await {
-        return Err(Status::Forbidden);
+        return Err(ApiError::forbidden("sign in to read private rooms"));
     }
-    history(room, events).await.map(Json)
+    history(room, events)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::internal("the history could not be read", e))
 }
 
 /// The page routes.

@@ -9,7 +9,7 @@ use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use rocket::tokio::time::timeout;
 
-use crate::auth::PrivateChannels;
+use crate::events::PrivateChannels;
 
 /// A throw-away database for one test.
 struct TestDatabase {
@@ -83,7 +83,7 @@ async fn line_where(
 async fn index_shows_the_rooms() {
     let database = TestDatabase::new("index");
     let client = client(&database).await;
-    let response = client.get("/").dispatch().await;
+    let response = client.get(uri!(crate::pages::index)).dispatch().await;
     assert_eq!(response.status(), Status::Ok);
     let page = response.into_string().await.expect("a page");
     for room in ["lobby", "random", "_staff"] {
@@ -117,7 +117,7 @@ async fn a_posted_message_reaches_the_stream() {
 
     let text = format!("hello from test {}", std::process::id());
     let posted = client
-        .post("/rooms/random/messages")
+        .post(uri!(crate::chat::post(room = "random")))
         .json(&serde_json::json!({ "author": "tester", "text": text }))
         .dispatch()
         .await;
@@ -135,17 +135,20 @@ async fn a_posted_message_reaches_the_stream() {
 async fn signing_in_opens_private_rooms() {
     let database = TestDatabase::new("sign-in");
     let client = client(&database).await;
-    let anonymous = client.get("/rooms/_staff/history").dispatch().await;
+    let anonymous = client
+        .get(uri!(crate::pages::room_history(room = "_staff")))
+        .dispatch()
+        .await;
     assert_eq!(anonymous.status(), Status::Forbidden);
     let refused = client
-        .post("/rooms/_staff/messages")
+        .post(uri!(crate::chat::post(room = "_staff")))
         .json(&serde_json::json!({ "text": "hi" }))
         .dispatch()
         .await;
     assert_eq!(refused.status(), Status::Forbidden);
 
     let session: serde_json::Value = client
-        .post("/sign-in")
+        .post(uri!(crate::auth::sign_in))
         .json(&serde_json::json!({ "name": "ann" }))
         .dispatch()
         .await
@@ -155,13 +158,13 @@ async fn signing_in_opens_private_rooms() {
     let token = session["token"].as_str().expect("a token").to_owned();
     let bearer = || Header::new("Authorization", format!("Bearer {token}"));
     let history = client
-        .get("/rooms/_staff/history")
+        .get(uri!(crate::pages::room_history(room = "_staff")))
         .header(bearer())
         .dispatch()
         .await;
     assert_eq!(history.status(), Status::Ok);
     let posted = client
-        .post("/rooms/_staff/messages")
+        .post(uri!(crate::chat::post(room = "_staff")))
         .header(bearer())
         .json(&serde_json::json!({ "text": "staff only" }))
         .dispatch()
@@ -169,11 +172,35 @@ async fn signing_in_opens_private_rooms() {
     assert_eq!(posted.status(), Status::Created);
 
     let forged = client
-        .get("/rooms/_staff/history")
+        .get(uri!(crate::pages::room_history(room = "_staff")))
         .header(Header::new("Authorization", "Bearer not-a-token"))
         .dispatch()
         .await;
     assert_eq!(forged.status(), Status::Forbidden);
+}
+
+#[rocket::async_test]
+async fn json_routes_refuse_with_an_error_field() {
+    let database = TestDatabase::new("refusals");
+    let client = client(&database).await;
+    let unknown = client
+        .post(uri!(crate::chat::post(room = "nowhere")))
+        .json(&serde_json::json!({ "text": "hi" }))
+        .dispatch()
+        .await;
+    assert_eq!(unknown.status(), Status::NotFound);
+    let body: serde_json::Value = unknown.into_json().await.expect("a JSON body");
+    assert_eq!(body["error"], "no such room");
+
+    // Refused by a request guard, before the route runs: the same shape.
+    let forged = client
+        .get(uri!(crate::pages::room_history(room = "lobby")))
+        .header(Header::new("Authorization", "Bearer not-a-token"))
+        .dispatch()
+        .await;
+    assert_eq!(forged.status(), Status::Forbidden);
+    let body: serde_json::Value = forged.into_json().await.expect("a JSON body");
+    assert_eq!(body["error"], "forbidden");
 }
 
 #[rocket::async_test]
@@ -182,13 +209,13 @@ async fn history_and_stream_join_without_gap() {
     let client = client(&database).await;
     let post = |text: &'static str| {
         client
-            .post("/rooms/lobby/messages")
+            .post(uri!(crate::chat::post(room = "lobby")))
             .json(&serde_json::json!({ "author": "a", "text": text }))
             .dispatch()
     };
     assert_eq!(post("one").await.status(), Status::Created);
     let history: serde_json::Value = client
-        .get("/rooms/lobby/history")
+        .get(uri!(crate::pages::room_history(room = "lobby")))
         .dispatch()
         .await
         .into_json()

@@ -51,6 +51,12 @@
     return demo.token ? { Authorization: 'Bearer ' + demo.token } : {};
   }
 
+  // The app's JSON routes refuse with {"error": "<what to tell the user>"}.
+  async function errorText(response) {
+    const body = await response.json().catch(() => ({}));
+    return body.error || response.status;
+  }
+
   function addMessage(message, eventId) {
     const item = document.createElement('li');
     if (eventId) item.dataset.eventId = eventId;
@@ -147,7 +153,7 @@
       body: JSON.stringify({ name: name }),
     });
     if (!response.ok) {
-      notice('Sign-in failed: ' + (await response.text()));
+      notice('Sign-in failed: ' + (await errorText(response)));
       return;
     }
     const session = await response.json();
@@ -168,8 +174,7 @@
     if (response.ok) {
       form.elements.text.value = '';
     } else {
-      const body = await response.json().catch(() => ({}));
-      notice('Not sent: ' + (body.error || response.status));
+      notice('Not sent: ' + (await errorText(response)));
     }
   });
 
