@@ -1,6 +1,6 @@
 //! The context: what the stage sets up once and every send and stream
 //! shares. It lives behind an `Arc` in [`Events`](crate::Events) (the
-//! public handle); each part below it borrows only the pieces it needs
+//! public handle); the parts that use it borrow only the pieces they need
 //! (replay takes the storage and the metrics, not the whole context).
 
 use std::sync::Arc;

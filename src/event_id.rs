@@ -140,15 +140,26 @@ impl fmt::Display for IdParseError {
             }
             IdParseError::InvalidChannel(why) => f.write_str(why),
             IdParseError::NotANumber(entry) => {
-                write!(f, "the sequence in {entry:?} is not a non-negative integer")
+                write!(
+                    f,
+                    "{:?} in {entry:?} is not a non-negative integer",
+                    sequence(entry)
+                )
             }
-            IdParseError::TooLarge(entry) => write!(f, "the sequence in {entry:?} is too large"),
+            IdParseError::TooLarge(entry) => {
+                write!(f, "{:?} in {entry:?} is too large", sequence(entry))
+            }
             IdParseError::Repeated(quoted) => write!(f, "{quoted:?} appears more than once"),
         }
     }
 }
 
 impl std::error::Error for IdParseError {}
+
+/// The sequence part of an entry `channel:sequence`.
+fn sequence(entry: &str) -> &str {
+    entry.split_once(':').map_or(entry, |(_, seq)| seq)
+}
 
 impl fmt::Display for IdVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

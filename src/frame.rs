@@ -230,8 +230,9 @@ fn put_sanitized(out: &mut BytesMut, text: &str) {
     }
 }
 
-/// `event: stream-reset`: the named channels could not be resumed; `id` is
-/// the current id vector, from which the stream continues live.
+/// `event: stream-reset`: the named channels could not be resumed; its id
+/// line is the stream's `positions` (already moved to the current ids),
+/// from which the stream continues.
 pub(crate) fn stream_reset(out: &mut BytesMut, channels: &[String], positions: &IdVector) {
     #[derive(Serialize)]
     struct Reset<'a> {

@@ -48,7 +48,7 @@ const ALIASES: &[(&str, &str)] = &[
 /// Largest channel limit: per-subscriber bookkeeping uses a 64-bit mask.
 pub(crate) const MAX_CHANNEL_LIMIT: usize = 64;
 
-/// How far a committed event must have travelled before `send` returns.
+/// How far a committed event must have travelled before `send_event` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
@@ -449,10 +449,11 @@ impl Config {
     /// Folds `grip_url` into `grip_proxies`, completes every entry and
     /// checks the settings GRIP needs.
     fn validate_grip(&mut self) -> Result<(), ConfigError> {
-        if let Some(url) = self.grip_url.take() {
+        if let Some(url) = &self.grip_url {
             let proxy =
-                grip::parse_grip_url(&url).map_err(|why| ConfigError::new("grip_url", why))?;
+                grip::parse_grip_url(url).map_err(|why| ConfigError::new("grip_url", why))?;
             self.grip_proxies.push(proxy);
+            self.grip_url = None;
         }
         if self.grip_proxies.is_empty() {
             return Ok(());

@@ -3,7 +3,7 @@
 //! hold the connection:
 //!
 //! ```text
-//! Grip-Hold: stream                                  (always; timeout=1 while backlog pages remain)
+//! Grip-Hold: stream                                  (always, also while backlog pages remain)
 //! Grip-Channel: events-a; prev-id=3; filter=build-id; filter=skip-users, events-live; filter=skip-users,
 //!               user-u-ann; filter=require-sub
 //! Grip-Set-Meta: id_format="a:%(events-a)s", user="u-ann"

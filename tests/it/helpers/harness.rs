@@ -231,26 +231,19 @@ macro_rules! trials {
         trials
     }};
     (@needs_nothing $trials:ident $test:ident) => {
-        $trials.extend([$crate::helpers::trial(
-            $crate::helpers::trial_name(module_path!(), stringify!($test)),
-            None,
-            $crate::helpers::Flavor::MultiThread,
-            $test,
-        )])
+        $crate::trials!(@one $trials $test, None, MultiThread)
     };
     (@current_thread $trials:ident $test:ident) => {
-        $trials.extend([$crate::helpers::trial(
-            $crate::helpers::trial_name(module_path!(), stringify!($test)),
-            None,
-            $crate::helpers::Flavor::CurrentThread,
-            $test,
-        )])
+        $crate::trials!(@one $trials $test, None, CurrentThread)
     };
     (@needs_pushpin $trials:ident $test:ident) => {
+        $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), MultiThread)
+    };
+    (@one $trials:ident $test:ident, $needs:expr, $flavor:ident) => {
         $trials.extend([$crate::helpers::trial(
             $crate::helpers::trial_name(module_path!(), stringify!($test)),
-            Some($crate::helpers::Service::Pushpin),
-            $crate::helpers::Flavor::MultiThread,
+            $needs,
+            $crate::helpers::Flavor::$flavor,
             $test,
         )])
     };
