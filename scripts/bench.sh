@@ -6,6 +6,13 @@
 #   scripts/bench.sh --quick    # a smoke run: dev build, tiny counts, seconds,
 #                               # no thresholds (what .ci/run runs)
 #
+# Before/after comparisons run the same script and load generator against
+# another build of the example server (e.g. one built from an older commit
+# in a worktree), and keep the committed charts untouched:
+#
+#   EVENTSTREAM_BENCH_SERVER=/tmp/before/server EVENTSTREAM_BENCH_CHARTS=/tmp/charts \
+#       scripts/bench.sh
+#
 # Everything runs on this machine over loopback: the server, PostgreSQL,
 # Pushpin and the load generator share its cores.
 set -euo pipefail
@@ -23,7 +30,8 @@ fi
 cargo build -q $profile_flag -p eventstream-rocket --example server
 cargo build -q $profile_flag -p eventstream-bench --bin eventstream-bench --example control_raw --example control_rocket
 bench="$bin_dir/eventstream-bench"
-server_bin="$bin_dir/examples/server"
+server_bin="${EVENTSTREAM_BENCH_SERVER:-$bin_dir/examples/server}"
+charts="${EVENTSTREAM_BENCH_CHARTS:-$repo/docs/bench}"
 rm -rf "$out"; mkdir -p "$out"
 results="$out/results.jsonl"
 key="bench-publish-key-0123456789"
@@ -170,6 +178,6 @@ if ! $quick; then
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: raw tokio writer"
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
     kill "$pid"
-    "$bench" chart --input "$results" --out-dir "$repo/docs/bench"
+    "$bench" chart --input "$results" --out-dir "$charts"
 fi
 echo "bench: results in $results"
