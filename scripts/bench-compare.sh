@@ -9,10 +9,12 @@
 #   # the "before" server, built from another commit in a worktree:
 #   git worktree add /tmp/before <commit>
 #   (cd /tmp/before && cargo build --release --example server)
-#   scripts/bench-compare.sh /tmp/before/target/release/examples/server [ROUNDS]
+#   scripts/bench-compare.sh /tmp/before/target/release/examples/server [ROUNDS [AFTER_SERVER]]
 #
-# The "after" server is this checkout's (scripts/bench.sh builds it). Takes
-# about ROUNDS x 2 x 10 minutes. Results stay in $CARGO_TARGET_DIR/bench-compare.
+# The "after" server is this checkout's (built once, here, before the
+# rounds start) unless AFTER_SERVER names another binary; edits made while
+# it runs do not reach it. Takes about ROUNDS x 2 x 5-10 minutes. Results
+# stay in $CARGO_TARGET_DIR/bench-compare.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -23,15 +25,18 @@ out="$CARGO_TARGET_DIR/bench-compare"
 mkdir -p "$out"
 charts=$(mktemp -d)
 trap 'rm -rf "$charts"' EXIT
+after_server=${3:-}
+if [ -z "$after_server" ]; then
+    cargo build -q --release -p eventstream-rocket --example server
+    after_server="$out/after-server"
+    cp "$CARGO_TARGET_DIR/release/examples/server" "$after_server"
+fi
 
 for round in $(seq 1 "$rounds"); do
     for side in before after; do
         echo "::: round $round, $side" >&2
-        if [ "$side" = before ]; then
-            EVENTSTREAM_BENCH_SERVER="$before_server" EVENTSTREAM_BENCH_CHARTS="$charts" scripts/bench.sh >&2
-        else
-            EVENTSTREAM_BENCH_CHARTS="$charts" scripts/bench.sh >&2
-        fi
+        if [ "$side" = before ]; then server=$before_server; else server=$after_server; fi
+        EVENTSTREAM_BENCH_SERVER="$server" EVENTSTREAM_BENCH_CHARTS="$charts" scripts/bench.sh >&2
         cp "$CARGO_TARGET_DIR/bench/results.jsonl" "$out/$side-$round.jsonl"
     done
 done

@@ -27,7 +27,11 @@ if $quick; then
 else
     profile_flag="--release"; bin_dir="$CARGO_TARGET_DIR/release"; out="$CARGO_TARGET_DIR/bench"
 fi
-cargo build -q $profile_flag -p eventstream-rocket --example server
+# A server given from elsewhere is not rebuilt (nor is this checkout's,
+# which may be mid-edit).
+if [ -z "${EVENTSTREAM_BENCH_SERVER:-}" ]; then
+    cargo build -q $profile_flag -p eventstream-rocket --example server
+fi
 cargo build -q $profile_flag -p eventstream-bench --bin eventstream-bench --example control_raw --example control_rocket
 bench="$bin_dir/eventstream-bench"
 server_bin="${EVENTSTREAM_BENCH_SERVER:-$bin_dir/examples/server}"
