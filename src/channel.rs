@@ -87,6 +87,20 @@ pub(crate) fn validate_all<S: AsRef<str>>(
         .collect()
 }
 
+/// The longest id vector these persistent channels can produce: each
+/// quoted name, `:`, 20 digits (a `u64`), and the commas between them.
+pub(crate) fn id_vector_bytes<'a>(persistent: impl IntoIterator<Item = &'a str>) -> usize {
+    let mut entries: usize = 0;
+    let bytes: usize = persistent
+        .into_iter()
+        .map(|name| {
+            entries += 1;
+            quote(name).len() + 1 + 20
+        })
+        .sum();
+    bytes + entries.saturating_sub(1)
+}
+
 /// Reverses [`quote`]; `None` when the escapes do not decode to UTF-8.
 pub(crate) fn unquote(encoded: &str) -> Option<String> {
     percent_decode_str(encoded)
@@ -108,6 +122,14 @@ mod tests {
         assert_eq!(quote("_.-~"), "_.-~");
         assert_eq!(quote("a+b=c&d?e#f"), "a%2Bb%3Dc%26d%3Fe%23f");
         assert_eq!(quote("日本"), "%E6%97%A5%E6%9C%AC");
+    }
+
+    #[test]
+    fn id_vectors_are_measured_at_their_longest() {
+        assert_eq!(id_vector_bytes([]), 0);
+        assert_eq!(id_vector_bytes(["a"]), 22);
+        // "a b" quotes to "a%20b": 5 + 1 + 20, twice, and a comma.
+        assert_eq!(id_vector_bytes(["a b", "a b"]), 53);
     }
 
     #[test]

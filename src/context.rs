@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
 use crate::identity::Identify;
+use crate::limits::StreamLimits;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::writer::Writer;
@@ -26,4 +27,6 @@ pub(crate) struct Context {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) identity: Arc<dyn Identify>,
+    /// `max_streams` and `max_streams_per_ip`, and the streams counted.
+    pub(crate) limits: Arc<StreamLimits>,
 }

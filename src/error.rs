@@ -25,6 +25,10 @@ pub enum Error {
     Encode(serde_json::Error),
     /// The database refused or failed; nothing was stored.
     Storage(sqlx::Error),
+    /// The database received the commit but its answer was lost, and it
+    /// could not be asked afterwards: the event may or may not be stored
+    /// (never twice). Read the channel (`Events::snapshot`) to find out.
+    Indeterminate,
     /// The event stage has shut down (Rocket is stopping).
     Closed,
     /// A token was requested but `eventstream.jwt_secret` is not configured.
@@ -43,6 +47,10 @@ impl fmt::Display for Error {
             }
             Error::Encode(e) => write!(f, "event data is not serializable to JSON: {e}"),
             Error::Storage(e) => write!(f, "event storage failed: {e}"),
+            Error::Indeterminate => f.write_str(
+                "the event may or may not have been stored: the database did not confirm the commit \
+                 and could not be asked; read the channel to find out",
+            ),
             Error::Closed => f.write_str("the event stage has shut down"),
             Error::NoJwtSecret => f.write_str("no eventstream.jwt_secret is configured"),
             Error::Token(why) => write!(f, "cannot sign a token: {why}"),

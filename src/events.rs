@@ -12,9 +12,9 @@ use crate::error::{Error, StreamError};
 use crate::event_id::{EventId, IdVector};
 use crate::fanout::{Kick, LiveEvent};
 use crate::frame;
-use crate::identity::User;
+use crate::identity::{self, Pins, User};
 use crate::metrics::MetricsSnapshot;
-use crate::storage::{Event, NewEvent};
+use crate::storage::{AppendToken, Event, NewEvent};
 
 /// Options for [`Events::send_event_with`]. Start from
 /// [`SendOptions::new`] and chain the setters:
@@ -167,6 +167,8 @@ impl Events {
             event_type: event_type.to_owned(),
             data,
             skip_users: skip_user_ids,
+            // Numbered by the writer.
+            token: AppendToken::default(),
         };
         let seq = self.context.writer.append(event, body).await?;
         Ok(Some(EventId::new(channel, seq)))
@@ -219,7 +221,8 @@ impl Events {
     }
 
     /// Signs a token the built-in identity accepts: an HS256 JWT for
-    /// `user_id`, valid for `valid_for`, signed with `eventstream.jwt_secret`.
+    /// `user_id`, valid for `valid_for`, signed with `eventstream.jwt_secret`
+    /// and carrying the pinned `jwt_issuer` / `jwt_audience`.
     /// Hand it to a page that passes it as `?token=` or `Authorization`.
     /// Fails when no `jwt_secret` is configured.
     pub fn token_for(
@@ -231,9 +234,14 @@ impl Events {
             .context
             .config
             .jwt_secret
-            .as_deref()
-            .ok_or(Error::NoJwtSecret)?;
-        crate::identity::sign(secret, user_id, valid_for)
+            .as_ref()
+            .ok_or(Error::NoJwtSecret)?
+            .expose();
+        let pins = Pins {
+            issuer: self.context.config.jwt_issuer.as_deref(),
+            audience: self.context.config.jwt_audience.as_deref(),
+        };
+        identity::sign(secret, user_id, valid_for, pins)
     }
 
     /// Who `request` comes from, decided by the stage's identity hook (the
@@ -257,7 +265,9 @@ impl Events {
 
     /// Current counters: live subscribers, events sent, fall-backs, resets.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.context.metrics.snapshot()
+        let mut snapshot = self.context.metrics.snapshot();
+        snapshot.queued_bytes = self.context.hub.queued_bytes();
+        snapshot
     }
 
     /// The configuration in force.

@@ -20,6 +20,7 @@ use crate::error::StreamError;
 use crate::event_id::EventId;
 use crate::frame::Frame;
 use crate::metrics::Metrics;
+use crate::storage::AppendToken;
 
 /// An event on its way to subscribers, encoded once.
 #[derive(Debug)]
@@ -30,6 +31,9 @@ pub(crate) struct LiveEvent {
     pub(crate) frame: Frame,
     /// Users this event is not delivered to.
     pub(crate) skip_users: Vec<String>,
+    /// The append that stored it (persistent channels): tells a stream
+    /// whether it already read this event from storage.
+    pub(crate) token: Option<AppendToken>,
 }
 
 impl LiveEvent {
@@ -47,6 +51,7 @@ impl LiveEvent {
             channel,
             seq,
             skip_users,
+            token: None,
         }
     }
 }

@@ -244,6 +244,19 @@ pub(crate) fn stream_reset(out: &mut BytesMut, channels: &[String], positions: &
     write_data(out, &data);
 }
 
+/// The whole answer to a stream that cannot be served now but may be soon
+/// (a limit, an unreachable event log): a `retry:` of `retry_ms` and a
+/// comment saying why, then the end. `EventSource` reconnects after
+/// `retry_ms` with its `Last-Event-ID`; no `id: error`, no `stream-error`
+/// (either would stop it for good).
+pub(crate) fn retry_later(retry_ms: u64, reason: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(reason.len() + 24);
+    out.put_slice(format!("retry: {retry_ms}\n: ").as_bytes());
+    put_sanitized(&mut out, reason);
+    out.put_slice(b"\n\n");
+    out.freeze()
+}
+
 /// `event: stream-error` with `id: error`; the stream ends after it.
 pub(crate) fn stream_error(error: &StreamError) -> Bytes {
     Frame::encode("stream-error", &error.to_json(), Some("error")).with_id
@@ -330,6 +343,14 @@ mod tests {
              id: a:3,b:1\nevent: m\ndata: x\n\n\
              id: %I\nevent: m\ndata: x\n\n\
              id: a:4\nevent: m\ndata: y\n\n"
+        );
+    }
+
+    #[test]
+    fn retry_later_has_no_event_and_no_error_id() {
+        assert_eq!(
+            text(&retry_later(2500, "busy\nevent: x")),
+            "retry: 2500\n: busyevent: x\n\n"
         );
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Publishing an event is synchronous and never blocks on a slow client: the
 //! hub appends one shared `Arc` to each subscriber's inbox and wakes it. An
-//! inbox that is full is not grown; the subscriber is marked as having
+//! inbox that is full (`queue_capacity` entries or `max_queued_bytes` of
+//! frames) is not grown; the subscriber is marked as having
 //! overflowed on that channel instead, and catches up from storage (or, for
 //! channels without storage, is told with `stream-reset`). Memory per
 //! subscriber therefore stays bounded and no event is ever dropped silently.
@@ -38,8 +39,19 @@ pub(crate) struct Mail {
 #[derive(Debug, Default)]
 struct Inbox {
     queue: VecDeque<Delivery>,
+    /// The frame bytes `queue` holds.
+    bytes: usize,
     overflowed: u64,
     kicked: Option<StreamError>,
+}
+
+/// How much one inbox may hold before its stream catches up from storage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InboxLimits {
+    /// Queued events, at most.
+    pub(crate) entries: usize,
+    /// Queued frame bytes, at most (one event is always let in).
+    pub(crate) bytes: usize,
 }
 
 /// A live stream's registration.
@@ -48,7 +60,7 @@ pub(crate) struct Subscriber {
     key: u64,
     user_id: Option<String>,
     channels: Vec<String>,
-    capacity: usize,
+    limits: InboxLimits,
     inbox: Mutex<Inbox>,
     wake: Notify,
 }
@@ -61,11 +73,15 @@ impl Subscriber {
     fn deliver(&self, channel: usize, event: &Arc<LiveEvent>) {
         {
             let mut inbox = self.inbox();
-            if inbox.queue.len() < self.capacity {
+            let size = event.frame.with_id.len();
+            let fits = inbox.queue.len() < self.limits.entries
+                && (inbox.queue.is_empty() || inbox.bytes + size <= self.limits.bytes);
+            if fits {
                 inbox.queue.push_back(Delivery {
                     channel,
                     event: Arc::clone(event),
                 });
+                inbox.bytes += size;
             } else {
                 inbox.overflowed |= 1 << channel;
             }
@@ -78,10 +94,16 @@ impl Subscriber {
     pub(crate) fn take(&self, into: &mut VecDeque<Delivery>) -> Mail {
         let mut inbox = self.inbox();
         std::mem::swap(&mut inbox.queue, into);
+        inbox.bytes = 0;
         Mail {
             overflowed: std::mem::take(&mut inbox.overflowed),
             kicked: inbox.kicked.take(),
         }
+    }
+
+    /// The kick waiting for this stream, if any, leaving the queue alone.
+    pub(crate) fn take_kick(&self) -> Option<StreamError> {
+        self.inbox().kicked.take()
     }
 
     /// Resolves once something was delivered since the last `take`.
@@ -138,19 +160,19 @@ impl Hub {
         }
     }
 
-    /// Registers a stream for `channels` (at most 64) with an inbox of
-    /// `capacity` events.
+    /// Registers a stream for `channels` (at most 64) with an inbox bounded
+    /// by `limits`.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         user_id: Option<String>,
         channels: Vec<String>,
-        capacity: usize,
+        limits: InboxLimits,
     ) -> Registration {
         let subscriber = Arc::new(Subscriber {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             user_id,
             channels,
-            capacity,
+            limits,
             inbox: Mutex::new(Inbox::default()),
             wake: Notify::new(),
         });
@@ -200,6 +222,22 @@ impl Hub {
         }
     }
 
+    /// The frame bytes queued in every inbox right now. Walks every
+    /// subscriber, so it is for metrics, not for the hot path.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0_u64;
+        for listeners in map.values() {
+            for (key, (subscriber, _)) in listeners {
+                if seen.insert(*key) {
+                    total += subscriber.inbox().bytes as u64;
+                }
+            }
+        }
+        total
+    }
+
     /// Ends, with `error`, every stream of `user_id` on `channel`. Returns
     /// how many streams were told.
     pub(crate) fn kick(&self, user_id: Option<&str>, channel: &str, error: &StreamError) -> usize {
@@ -243,10 +281,37 @@ mod tests {
         ))
     }
 
+    fn entries(entries: usize) -> InboxLimits {
+        InboxLimits {
+            entries,
+            bytes: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn queued_bytes_are_bounded_too() {
+        let hub = Arc::new(Hub::new(Arc::default()));
+        let frame_bytes = event("a", 1).frame.with_id.len();
+        let limits = InboxLimits {
+            entries: 100,
+            bytes: 3 * frame_bytes,
+        };
+        let sub = hub.subscribe(None, vec!["a".into()], limits);
+        for seq in 1..=10 {
+            hub.publish(&event("a", seq));
+        }
+        assert_eq!(hub.queued_bytes(), 3 * frame_bytes as u64);
+        let mut queue = VecDeque::new();
+        let mail = sub.take(&mut queue);
+        assert_eq!(queue.len(), 3);
+        assert_eq!(mail.overflowed, 1, "the rest comes from storage");
+        assert_eq!(hub.queued_bytes(), 0);
+    }
+
     #[test]
     fn delivers_in_order_and_flags_overflow_instead_of_growing() {
         let hub = Arc::new(Hub::new(Arc::default()));
-        let sub = hub.subscribe(None, vec!["a".into(), "b".into()], 2);
+        let sub = hub.subscribe(None, vec!["a".into(), "b".into()], entries(2));
         for seq in 1..=3 {
             hub.publish(&event("b", seq));
         }
@@ -263,7 +328,7 @@ mod tests {
     fn dropping_the_registration_unsubscribes() {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
-        let sub = hub.subscribe(Some("u".into()), vec!["a".into()], 4);
+        let sub = hub.subscribe(Some("u".into()), vec!["a".into()], entries(4));
         assert_eq!(metrics.snapshot().live_subscribers, 1);
         drop(sub);
         assert_eq!(metrics.snapshot().live_subscribers, 0);
@@ -273,8 +338,8 @@ mod tests {
     #[test]
     fn kick_reaches_only_that_users_streams_on_that_channel() {
         let hub = Arc::new(Hub::new(Arc::default()));
-        let alice = hub.subscribe(Some("alice".into()), vec!["_x".into()], 4);
-        let bob = hub.subscribe(Some("bob".into()), vec!["_x".into()], 4);
+        let alice = hub.subscribe(Some("alice".into()), vec!["_x".into()], entries(4));
+        let bob = hub.subscribe(Some("bob".into()), vec!["_x".into()], entries(4));
         let error = StreamError::forbidden(vec!["_x".into()]);
         assert_eq!(hub.kick(Some("alice"), "_x", &error), 1);
         let mut queue = VecDeque::new();

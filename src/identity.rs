@@ -32,7 +32,9 @@ pub trait Identify: Send + Sync + 'static {
 }
 
 /// The built-in identity: an HS256 JWT signed with `eventstream.jwt_secret`,
-/// whose `sub` is the user id and whose `exp` is required.
+/// whose `sub` is the user id and whose `exp` is required; `nbf` is checked
+/// when present, and `iss` / `aud` are required and checked when pinned
+/// (`eventstream.jwt_issuer`, `eventstream.jwt_audience`).
 ///
 /// The token is read from `Authorization: Bearer <jwt>` or, because
 /// `EventSource` cannot set headers, from a `token` query parameter. Query
@@ -57,10 +59,38 @@ impl JwtIdentity {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = LEEWAY_SECS;
+        // A token that is not valid yet is refused like an expired one.
+        validation.validate_nbf = true;
         JwtIdentity {
             key: secret.map(|secret| DecodingKey::from_secret(secret.as_bytes())),
             validation,
         }
+    }
+
+    /// Accepts only tokens whose `iss` is `issuer` (and requires `iss`).
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.validation.set_issuer(&[issuer]);
+        self.require("iss");
+        self
+    }
+
+    /// Accepts only tokens whose `aud` includes `audience` (and requires
+    /// `aud`).
+    pub fn audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.require("aud");
+        self
+    }
+
+    fn require(&mut self, claim: &str) {
+        let mut required: Vec<String> = self
+            .validation
+            .required_spec_claims
+            .iter()
+            .cloned()
+            .collect();
+        required.push(claim.to_owned());
+        self.validation.set_required_spec_claims(&required);
     }
 
     /// Checks a token and returns its user.
@@ -76,6 +106,9 @@ impl JwtIdentity {
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
                 Err(StreamError::unauthenticated("token expired"))
             }
+            Err(e) if matches!(e.kind(), ErrorKind::ImmatureSignature) => {
+                Err(StreamError::unauthenticated("token not valid yet (nbf)"))
+            }
             Err(e) => Err(StreamError::unauthenticated(format!("invalid token: {e}"))),
         }
     }
@@ -89,16 +122,30 @@ impl std::fmt::Debug for JwtIdentity {
     }
 }
 
-/// Signs an HS256 JWT with `sub` = `user_id` and `exp` = now + `valid_for`.
+/// What a token is signed for, besides its user: the pinned issuer and
+/// audience, if any.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pins<'a> {
+    pub(crate) issuer: Option<&'a str>,
+    pub(crate) audience: Option<&'a str>,
+}
+
+/// Signs an HS256 JWT with `sub` = `user_id`, `exp` = now + `valid_for`,
+/// and the pinned `iss` / `aud`.
 pub(crate) fn sign(
     secret: &str,
     user_id: &str,
     valid_for: std::time::Duration,
+    pins: Pins<'_>,
 ) -> Result<String, Error> {
     #[derive(serde::Serialize)]
     struct Claims<'a> {
         sub: &'a str,
         exp: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aud: Option<&'a str>,
     }
     if user_id.is_empty() {
         return Err(Error::Token("the user id is empty".into()));
@@ -106,7 +153,12 @@ pub(crate) fn sign(
     let exp = jsonwebtoken::get_current_timestamp().saturating_add(valid_for.as_secs());
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
-        &Claims { sub: user_id, exp },
+        &Claims {
+            sub: user_id,
+            exp,
+            iss: pins.issuer,
+            aud: pins.audience,
+        },
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| Error::Token(e.to_string()))
@@ -141,10 +193,39 @@ mod tests {
     fn signed_tokens_verify_and_expire() {
         let secret = "0123456789abcdef0123456789abcdef";
         let identity = JwtIdentity::new(Some(secret));
-        let token = sign(secret, "ann", std::time::Duration::from_secs(60)).expect("signed");
+        let token = sign(
+            secret,
+            "ann",
+            std::time::Duration::from_secs(60),
+            Pins::default(),
+        )
+        .expect("signed");
         assert_eq!(identity.verify(&token), Ok(User::new("ann")));
         let other = JwtIdentity::new(Some("another-secret-0123456789abcdef"));
         assert!(other.verify(&token).is_err());
         assert!(JwtIdentity::new(None).verify(&token).is_err());
+    }
+
+    #[test]
+    fn pinned_issuer_and_audience_are_required_and_signed() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let pins = Pins {
+            issuer: Some("https://auth.example"),
+            audience: Some("events"),
+        };
+        let identity = JwtIdentity::new(Some(secret))
+            .issuer("https://auth.example")
+            .audience("events");
+        let valid = std::time::Duration::from_secs(60);
+        let pinned = sign(secret, "ann", valid, pins).expect("signed");
+        assert_eq!(identity.verify(&pinned), Ok(User::new("ann")));
+        let bare = sign(secret, "ann", valid, Pins::default()).expect("signed");
+        assert!(identity.verify(&bare).is_err(), "iss and aud are required");
+        let other = Pins {
+            audience: Some("another-service"),
+            ..pins
+        };
+        let elsewhere = sign(secret, "ann", valid, other).expect("signed");
+        assert!(identity.verify(&elsewhere).is_err(), "wrong audience");
     }
 }

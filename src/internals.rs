@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::event_id::IdVector;
 use crate::fanout::LiveEvent;
 use crate::frame::{Frame, encode_body};
-use crate::hub::{Delivery, Hub, Registration};
+use crate::hub::{Delivery, Hub, InboxLimits, Registration};
 
 /// Encodes one event frame with its id; returns its length.
 pub fn encode_frame(event_type: &str, data: &str, id: &str) -> usize {
@@ -34,7 +34,13 @@ impl HubBench {
     pub fn new(subscribers: usize) -> HubBench {
         let hub = Arc::new(Hub::new(Arc::default()));
         let registrations = (0..subscribers)
-            .map(|_| hub.subscribe(None, vec!["bench".into()], 1024))
+            .map(|_| {
+                let limits = InboxLimits {
+                    entries: 1024,
+                    bytes: usize::MAX,
+                };
+                hub.subscribe(None, vec!["bench".into()], limits)
+            })
             .collect();
         let event = Arc::new(LiveEvent::new(
             "bench".into(),

@@ -66,7 +66,7 @@
 //!
 //! | layer | modules | what they own |
 //! |---|---|---|
-//! | leaves | `channel`, `error`, `event_id`, `frame`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors` | names, ids, frames, settings, who is asking and what they may read |
+//! | leaves | `channel`, `error`, `event_id`, `frame`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
 //! | storage | `storage` (with `retention`) | the event log in SQL |
 //! | delivery | `fanout`, `hub`, `writer` | where committed events go; the streams of this process; group commit |
 //! | handle | `context`, `events` | what the stage built; the public [`Events`] |
@@ -85,6 +85,7 @@ mod error;
 mod event_id;
 mod frame;
 mod identity;
+mod limits;
 mod metrics;
 mod query;
 // The event log.
@@ -112,7 +113,9 @@ pub mod internals;
 
 pub use authorizer::{AllowAll, Authorizer};
 pub use channel::MAX_CHANNEL_CHARS;
-pub use config::{AllowedOrigins, Config, ConfigError, Durability, GripProxyConfig, HeaderList};
+pub use config::{
+    AllowedOrigins, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,
+};
 pub use error::{Condition, Error, StreamError};
 pub use event_id::{EventId, IdParseError, IdVector};
 pub use events::{Events, SendOptions};

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub(crate) struct Metrics {
     live_subscribers: AtomicU64,
     streams_opened: AtomicU64,
+    streams_deferred: AtomicU64,
+    largest_chunk_bytes: AtomicU64,
     events_sent: AtomicU64,
     replay_fallbacks: AtomicU64,
     resets: AtomicU64,
@@ -24,11 +26,18 @@ pub struct MetricsSnapshot {
     pub live_subscribers: u64,
     /// Streams opened since start.
     pub streams_opened: u64,
+    /// Stream requests told to retry later: over `max_streams` or
+    /// `max_streams_per_ip`, or while the event log was unreachable.
+    pub streams_deferred: u64,
     /// Events sent through this process since start.
     pub events_sent: u64,
     /// Times a live stream fell behind (full inbox or a gap) and caught up
     /// from storage instead.
     pub replay_fallbacks: u64,
+    /// Frame bytes queued in the inboxes of this process's streams now.
+    pub queued_bytes: u64,
+    /// The largest body chunk a stream has handed to Rocket since start.
+    pub largest_chunk_bytes: u64,
     /// `stream-reset` frames sent: positions that could not be resumed.
     pub resets: u64,
     /// Items accepted by GRIP proxies.
@@ -57,6 +66,19 @@ impl Metrics {
         self.replay_fallbacks.fetch_add(1, Relaxed);
     }
 
+    /// Records a body chunk's size. Reads before it writes, so streams
+    /// under the maximum do not contend on the counter.
+    pub(crate) fn chunk_written(&self, bytes: usize) {
+        let bytes = bytes as u64;
+        if bytes > self.largest_chunk_bytes.load(Relaxed) {
+            self.largest_chunk_bytes.fetch_max(bytes, Relaxed);
+        }
+    }
+
+    pub(crate) fn stream_deferred(&self) {
+        self.streams_deferred.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn reset(&self) {
         self.resets.fetch_add(1, Relaxed);
     }
@@ -77,6 +99,9 @@ impl Metrics {
         MetricsSnapshot {
             live_subscribers: self.live_subscribers.load(Relaxed),
             streams_opened: self.streams_opened.load(Relaxed),
+            streams_deferred: self.streams_deferred.load(Relaxed),
+            queued_bytes: 0,
+            largest_chunk_bytes: self.largest_chunk_bytes.load(Relaxed),
             events_sent: self.events_sent.load(Relaxed),
             replay_fallbacks: self.replay_fallbacks.load(Relaxed),
             resets: self.resets.load(Relaxed),

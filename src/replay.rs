@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 
 use bytes::{BufMut, BytesMut};
 
+use crate::channel;
 use crate::error::StreamError;
 use crate::event_id::IdVector;
 use crate::frame::{self, IdLine};
 use crate::metrics::Metrics;
-use crate::storage::{ChannelState, Storage};
+use crate::storage::{AppendToken, ChannelState, Storage};
 
 /// Whether an event that skips `skip_users` is withheld from `user_id`'s
 /// stream. Its position advances all the same.
@@ -25,9 +26,37 @@ pub(crate) fn is_skipped(user_id: Option<&str>, skip_users: &[String]) -> bool {
     user_id.is_some_and(|user| skip_users.iter().any(|skip| skip == user))
 }
 
-fn unavailable(what: &str, error: impl std::fmt::Display) -> StreamError {
+/// Refuses a stream whose id vector (its persistent channels, see
+/// `channel::id_vector_bytes`) could grow past `max_bytes`: every event of
+/// a multi-channel stream carries it, so it bounds what an event costs.
+pub(crate) fn check_id_vector(
+    channels: &[String],
+    reliable: &[bool],
+    max_bytes: usize,
+) -> Result<(), StreamError> {
+    let persistent = channels
+        .iter()
+        .zip(reliable)
+        .filter(|(_, reliable)| **reliable)
+        .map(|(channel, _)| channel.as_str());
+    let bytes = channel::id_vector_bytes(persistent);
+    if bytes > max_bytes {
+        return Err(StreamError::bad_request(format!(
+            "Invalid request: the id vector of these channels can reach {bytes} bytes; \
+             at most {max_bytes} are allowed (max_id_vector_bytes). Use fewer or shorter channel names."
+        )));
+    }
+    Ok(())
+}
+
+/// The event log could not be read (the cause is logged): the stream is
+/// told to retry later rather than given an error that ends it for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unavailable;
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> Unavailable {
     log::error!("eventstream: {what} failed: {error}");
-    StreamError::internal("The event log is unavailable.")
+    Unavailable
 }
 
 /// Where a stream starts.
@@ -39,6 +68,9 @@ pub(crate) struct Start {
     pub(crate) reset: Vec<String>,
     /// Bit `i`: channel `i` has stored events after its position.
     pub(crate) behind: u64,
+    /// Per channel index: the append token of the newest event storage
+    /// held when it was read (see [`Page::last_token`]).
+    pub(crate) marks: Vec<Option<AppendToken>>,
 }
 
 impl Start {
@@ -65,10 +97,30 @@ impl Start {
 /// The result of writing one page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Page {
-    /// Stored events read (written, or withheld from a skipped user).
+    /// Stored events consumed (written, or withheld from a skipped user).
     pub(crate) events: usize,
     /// The channel has caught up (or was reset): no more pages for now.
     pub(crate) complete: bool,
+    /// The page stopped at its byte budget before its last event: read
+    /// fewer events next time.
+    pub(crate) cut: bool,
+    /// The append token of the last event consumed, when recorded: a live
+    /// event at or below the stream's position with a token up to this one
+    /// (from the same writer) was read here; a later one was appended
+    /// after the log went back in time.
+    pub(crate) last_token: Option<AppendToken>,
+}
+
+/// Whether a live event at or below a stream's position is one its reads
+/// of storage already delivered (`mark`: the token of the newest event
+/// read), rather than one appended after the log went back in time. Tokens
+/// of one writer grow in commit order; across writers nothing is known, and
+/// the event is taken as seen.
+pub(crate) fn was_read(mark: Option<AppendToken>, token: Option<AppendToken>) -> bool {
+    match (mark, token) {
+        (Some(mark), Some(token)) if mark.writer == token.writer => token.seq <= mark.seq,
+        _ => true,
+    }
 }
 
 /// One stream's view of the event log: whose stream it is and how its
@@ -91,7 +143,7 @@ impl Reader<'_> {
         channels: &[String],
         reliable: &[bool],
         requested: &IdVector,
-    ) -> Result<Start, StreamError> {
+    ) -> Result<Start, Unavailable> {
         let persistent: Vec<String> = channels
             .iter()
             .zip(reliable)
@@ -107,11 +159,13 @@ impl Reader<'_> {
             positions: IdVector::new(),
             reset: Vec::new(),
             behind: 0,
+            marks: vec![None; channels.len()],
         };
         for (index, channel) in channels.iter().enumerate() {
             let Some(state) = states.get(channel) else {
                 continue;
             };
+            start.marks[index] = state.last_token;
             let position = match requested.get(channel) {
                 Some(position) if state.can_resume_from(position) => position,
                 Some(_) => {
@@ -132,15 +186,18 @@ impl Reader<'_> {
     }
 
     /// Writes up to `limit` stored events of `channel` after its position
-    /// in `positions`, advancing it. Events trimmed under the stream turn
-    /// into a `stream-reset` and a jump to the channel's current id.
+    /// in `positions`, advancing it, and stops once it has written
+    /// `max_bytes` (after at least one event, so a stream always moves on).
+    /// Events trimmed under the stream turn into a `stream-reset` and a
+    /// jump to the channel's current id.
     pub(crate) async fn page(
         &self,
         out: &mut BytesMut,
         channel: &str,
         positions: &mut IdVector,
         limit: usize,
-    ) -> Result<Page, StreamError> {
+        max_bytes: usize,
+    ) -> Result<Page, Unavailable> {
         let position = positions.get(channel).unwrap_or(0);
         let events = self
             .storage
@@ -151,11 +208,20 @@ impl Reader<'_> {
             .first()
             .is_none_or(|event| event.id.seq() == position + 1);
         if contiguous && !events.is_empty() {
-            let page = Page {
-                events: events.len(),
-                complete: events.len() < limit,
-            };
+            let start = out.len();
+            let mut consumed = 0;
+            let mut last_token = None;
             for event in &events {
+                if consumed > 0 && out.len() - start >= max_bytes {
+                    return Ok(Page {
+                        events: consumed,
+                        complete: false,
+                        cut: true,
+                        last_token,
+                    });
+                }
+                consumed += 1;
+                last_token = event.token;
                 positions.set(channel, event.id.seq());
                 if is_skipped(self.user_id, &event.skip_users) {
                     continue;
@@ -167,7 +233,12 @@ impl Reader<'_> {
                 };
                 frame::write_event(out, &event.event_type, &event.data, &event.id, id);
             }
-            return Ok(page);
+            return Ok(Page {
+                events: consumed,
+                complete: consumed < limit,
+                cut: false,
+                last_token,
+            });
         }
         let states = self
             .storage
@@ -175,25 +246,22 @@ impl Reader<'_> {
             .await
             .map_err(|e| unavailable("reading a channel position", e))?;
         let current = states.get(channel).copied().unwrap_or_default();
+        let page = |complete| Page {
+            events: 0,
+            complete,
+            cut: false,
+            last_token: current.last_token,
+        };
         if contiguous && current.last_id == position {
-            Ok(Page {
-                events: 0,
-                complete: true,
-            })
+            Ok(page(true))
         } else if contiguous && current.can_resume_from(position) {
             // Committed between the two reads: the next read finds it.
-            Ok(Page {
-                events: 0,
-                complete: false,
-            })
+            Ok(page(false))
         } else {
             self.metrics.reset();
             positions.set(channel, current.last_id);
             frame::stream_reset(out, &[channel.to_owned()], positions);
-            Ok(Page {
-                events: 0,
-                complete: true,
-            })
+            Ok(page(true))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (who is asking, where to resume, the shutdown signal), for the built-in
 //! routes and for an application's own routes.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rocket::Request;
@@ -17,7 +18,7 @@ use crate::events::Events;
 use crate::grip::Grip;
 use crate::grip::instruct::{self, GripRequest};
 use crate::identity::User;
-use crate::query::query_values;
+use crate::query::{client_address, query_values};
 use crate::response::EventStream;
 use crate::session::Plan;
 
@@ -49,6 +50,8 @@ pub struct StreamRequest {
     shutdown: Shutdown,
     /// Set when a GRIP proxy (verified `Grip-Sig`) sent the request.
     grip: Option<(Arc<Grip>, GripRequest)>,
+    /// The client's address, for `max_streams_per_ip`.
+    address: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for StreamRequest {
@@ -113,6 +116,7 @@ impl StreamRequest {
             user: self.user,
             resume: self.resume,
             shutdown: self.shutdown,
+            address: self.address,
         };
         EventStream::open(plan, after_error).await
     }
@@ -151,6 +155,7 @@ impl<'r> FromRequest<'r> for StreamRequest {
         let grip = request.rocket().state::<Arc<Grip>>().and_then(|grip| {
             GripRequest::from_request(grip, request).map(|proxied| (Arc::clone(grip), proxied))
         });
+        let address = client_address(request, context.config.trusted_ip_header.as_deref());
         Outcome::Success(StreamRequest {
             context,
             user,
@@ -158,6 +163,7 @@ impl<'r> FromRequest<'r> for StreamRequest {
             requested,
             shutdown,
             grip,
+            address,
         })
     }
 }

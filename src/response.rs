@@ -26,6 +26,9 @@ pub struct EventStream {
     answer: Answer,
 }
 
+// Built once per request and moved straight into the body: boxing the
+// session would only add an allocation per stream.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     /// A live stream served by this process, already registered with the
     /// hub and positioned: everything sent after the response head arrives.

@@ -13,6 +13,7 @@
 //! a `stream-reset` instead of a silent gap.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -26,9 +27,11 @@ use crate::error::StreamError;
 use crate::event_id::{IdVector, Resume};
 use crate::fanout::LiveEvent;
 use crate::frame::{self, IdLine};
-use crate::hub::{Delivery, Registration};
+use crate::hub::{Delivery, InboxLimits, Registration};
 use crate::identity::User;
-use crate::replay::{self, Reader};
+use crate::limits::{LimitReached, StreamPermit, jittered_retry_ms};
+use crate::replay::{self, Reader, Unavailable};
+use crate::storage::AppendToken;
 
 /// What a stream was asked for, checked before anything is written.
 pub(crate) struct Plan {
@@ -37,6 +40,49 @@ pub(crate) struct Plan {
     pub(crate) user: Result<Option<User>, StreamError>,
     pub(crate) resume: Result<Resume, String>,
     pub(crate) shutdown: Shutdown,
+    /// The client's address, for `max_streams_per_ip`.
+    pub(crate) address: Option<IpAddr>,
+}
+
+/// Why a stream does not open (or ends early).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// It cannot be served: a `stream-error`, and `EventSource` stops.
+    Error(StreamError),
+    /// Not now (a limit, the event log unreachable): `retry:` and an
+    /// orderly end, and `EventSource` comes back with its `Last-Event-ID`.
+    RetryLater(&'static str),
+}
+
+impl Refusal {
+    /// The answer's bytes; a deferral is counted.
+    pub(crate) fn into_frame(self, metrics: &crate::metrics::Metrics) -> Bytes {
+        match self {
+            Refusal::Error(error) => frame::stream_error(&error),
+            Refusal::RetryLater(reason) => {
+                metrics.stream_deferred();
+                frame::retry_later(jittered_retry_ms(), reason)
+            }
+        }
+    }
+}
+
+impl From<StreamError> for Refusal {
+    fn from(error: StreamError) -> Self {
+        Refusal::Error(error)
+    }
+}
+
+impl From<Unavailable> for Refusal {
+    fn from(_: Unavailable) -> Self {
+        Refusal::RetryLater("the event log is unavailable")
+    }
+}
+
+impl From<LimitReached> for Refusal {
+    fn from(limit: LimitReached) -> Self {
+        Refusal::RetryLater(limit.reason())
+    }
 }
 
 /// A stream being served.
@@ -59,38 +105,65 @@ pub(crate) struct Session {
     keepalive_timer: Pin<Box<Sleep>>,
     shutdown: Shutdown,
     finished: bool,
+    /// This stream's place under `max_streams` / `max_streams_per_ip`.
+    _permit: StreamPermit,
+    /// Events to read per replay page: `replay_page`, or fewer after a
+    /// page of large events hit the chunk's byte budget.
+    page_limit: usize,
+    /// Per channel index: the append token of the newest event the last
+    /// read of storage saw (`replay::was_read`).
+    marks: Vec<Option<AppendToken>>,
+}
+
+/// The most bytes of stored events one body chunk carries: a replay page
+/// is cut there, so a stream never holds more than this at once (and at
+/// least one event, however large).
+pub(crate) fn max_chunk_bytes(chunk_size: usize) -> usize {
+    8 * chunk_size
 }
 
 impl Plan {
     /// Opens the stream. Returns the first chunk (`stream-open`, any reset,
     /// or a lone `stream-error`) and the session that continues it, if any.
     pub(crate) async fn open(self) -> (Bytes, Option<Session>) {
+        let context = Arc::clone(&self.context);
         match self.try_open().await {
             Ok(opened) => opened,
-            Err(error) => (frame::stream_error(&error), None),
+            Err(refusal) => (refusal.into_frame(&context.metrics), None),
         }
     }
 
-    async fn try_open(self) -> Result<(Bytes, Option<Session>), StreamError> {
+    async fn try_open(self) -> Result<(Bytes, Option<Session>), Refusal> {
         let Plan {
             context,
             channels,
             user,
             resume,
             shutdown,
+            address,
         } = self;
         let channels = channels?;
         let requested = resume.map_err(StreamError::bad_request)?.into_positions();
         let user = user?;
+        // Before any work for it: the stream needs a place under the limits.
+        let permit = context.limits.acquire(address)?;
         let reliable =
             authorizer::authorize(context.authorizer.as_ref(), user.as_ref(), &channels).await?;
-        let user_id = user.map(|user| user.id);
+        replay::check_id_vector(&channels, &reliable, context.config.max_id_vector_bytes)?;
         // Register before reading positions: see the module docs.
         let registration = context.hub.subscribe(
-            user_id.clone(),
+            user.as_ref().map(|user| user.id.clone()),
             channels.clone(),
-            context.config.queue_capacity,
+            InboxLimits {
+                entries: context.config.queue_capacity,
+                bytes: context.config.max_queued_bytes,
+            },
         );
+        // A permission revoked between the check above and the
+        // registration was kicked while this stream was not listening:
+        // ask again now that any later kick reaches it.
+        authorizer::authorize(context.authorizer.as_ref(), user.as_ref(), &channels).await?;
+        let user_id = user.map(|user| user.id);
         let reader = Reader {
             storage: &context.storage,
             metrics: &context.metrics,
@@ -107,12 +180,15 @@ impl Plan {
             reliable,
             positions: start.positions,
             behind: start.behind,
+            marks: start.marks,
             inbox: VecDeque::new(),
             keepalive,
             last_output: Instant::now(),
             keepalive_timer: Box::pin(sleep(keepalive)),
             shutdown,
             finished: false,
+            _permit: permit,
+            page_limit: context.config.replay_page,
             context,
         };
         Ok((first.freeze(), Some(session)))
@@ -149,6 +225,12 @@ impl Session {
             }
             let mut out = BytesMut::new();
             if self.behind != 0 {
+                // A stream that stays behind may never drain its inbox:
+                // look for a kick before every page.
+                if let Some(error) = self.registration.take_kick() {
+                    self.finished = true;
+                    return Some(frame::stream_error(&error));
+                }
                 self.catch_up(&mut out).await;
             } else if let Some(shared) = self.drain_inbox(&mut out) {
                 self.last_output = Instant::now();
@@ -156,6 +238,7 @@ impl Session {
             }
             if !out.is_empty() {
                 self.last_output = Instant::now();
+                self.context.metrics.chunk_written(out.len());
                 return Some(out.freeze());
             }
             if self.behind != 0 {
@@ -207,6 +290,7 @@ impl Session {
                 let shared = event.frame.with_id.clone();
                 if let Some(seq) = event.seq {
                     self.positions.set(event.channel.clone(), seq);
+                    self.marks[0] = event.token;
                 }
                 inbox.clear();
                 self.inbox = inbox;
@@ -232,13 +316,26 @@ impl Session {
                 }
                 let position = self.positions.get(&event.channel).unwrap_or(0);
                 if seq <= position {
-                    continue; // already written during replay
+                    if replay::was_read(self.marks[delivery.channel], event.token) {
+                        continue; // already written during replay
+                    }
+                    // Appended after the log went back in time (a restore,
+                    // a failover to a replica that was behind): this id was
+                    // already given to another event. Say so, and go on
+                    // from here.
+                    self.positions.set(event.channel.clone(), seq - 1);
+                    self.context.metrics.reset();
+                    frame::stream_reset(out, std::slice::from_ref(&event.channel), &self.positions);
                 }
                 if seq > position + 1 {
                     self.fall_back(delivery.channel);
                     continue;
                 }
                 self.positions.set(event.channel.clone(), seq);
+                // Written live: a later event with an older token is a
+                // repeat; one with a newer token at or below the position
+                // was appended after the log went back in time.
+                self.marks[delivery.channel] = event.token;
             }
             if !self.skipped(event) {
                 event.frame.write(out, self.id_line());
@@ -271,14 +368,32 @@ impl Session {
             user_id: self.user_id.as_deref(),
             single: !self.is_multi(),
         };
-        let limit = self.context.config.replay_page;
-        match reader.page(out, &channel, &mut self.positions, limit).await {
-            Err(error) => {
-                out.extend_from_slice(&frame::stream_error(&error));
+        let limit = self.page_limit;
+        let max_bytes = max_chunk_bytes(self.context.config.chunk_size);
+        match reader
+            .page(out, &channel, &mut self.positions, limit, max_bytes)
+            .await
+        {
+            Err(unavailable) => {
+                let refusal = Refusal::from(unavailable);
+                out.extend_from_slice(&refusal.into_frame(&self.context.metrics));
                 self.finished = true;
             }
-            Ok(page) if page.complete => self.behind &= !(1 << index),
-            Ok(_) => {}
+            Ok(page) => {
+                self.marks[index] = page.last_token;
+                if page.complete {
+                    self.behind &= !(1 << index);
+                }
+                // Large events: read only what fits in a chunk next time;
+                // small ones: grow back to `replay_page`.
+                self.page_limit = if page.cut {
+                    page.events.max(1)
+                } else if page.events == limit {
+                    (limit * 2).min(self.context.config.replay_page)
+                } else {
+                    limit
+                };
+            }
         }
     }
 }

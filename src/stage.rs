@@ -12,13 +12,14 @@ use rocket_db_pools::sqlx::{PgPool, SqlitePool};
 use tokio::task::JoinHandle;
 
 use crate::authorizer::{AllowAll, Authorizer};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Secret, redact_url};
 use crate::context::Context;
 use crate::events::Events;
 use crate::fanout::{Fanout, Outlet};
 use crate::grip::{Grip, link::Linker, publisher::Publisher, signature::Verifier};
 use crate::hub::Hub;
 use crate::identity::{Identify, JwtIdentity};
+use crate::limits::StreamLimits;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::storage::{Storage, migrations, retention};
@@ -235,6 +236,18 @@ impl Stage {
     }
 }
 
+/// The built-in JWT identity with the configured secret and pins.
+fn builtin_identity(config: &Config) -> JwtIdentity {
+    let mut identity = JwtIdentity::new(config.jwt_secret.as_ref().map(Secret::expose));
+    if let Some(issuer) = &config.jwt_issuer {
+        identity = identity.issuer(issuer);
+    }
+    if let Some(audience) = &config.jwt_audience {
+        identity = identity.audience(audience);
+    }
+    identity
+}
+
 /// Opens `databases.<config.database>` the way `rocket_db_pools` does,
 /// choosing the backend by the URL's scheme.
 async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Storage, IgniteError> {
@@ -261,7 +274,9 @@ async fn open_configured(rocket: &Rocket<Build>, config: &Config) -> Result<Stor
         "sqlite" => <SqlitePool as rocket_db_pools::Pool>::init(&figment)
             .await
             .map(Storage::Sqlite)
-            .map_err(|e| IgniteError::Storage(format!("{key}: cannot open {url:?}: {e}"))),
+            .map_err(|e| {
+                IgniteError::Storage(format!("{key}: cannot open {:?}: {e}", redact_url(&url)))
+            }),
         "postgres" | "postgresql" => <PgPool as rocket_db_pools::Pool>::init(&figment)
             .await
             .map(Storage::Postgres)
@@ -336,7 +351,7 @@ impl Stage {
         let identity = self
             .identity
             .clone()
-            .unwrap_or_else(|| Arc::new(JwtIdentity::new(config.jwt_secret.as_deref())));
+            .unwrap_or_else(|| Arc::new(builtin_identity(&config)));
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
         let mut outlets: Vec<Arc<dyn Outlet>> = vec![Arc::clone(&hub) as Arc<dyn Outlet>];
@@ -347,7 +362,7 @@ impl Stage {
             Some(Arc::new(Grip {
                 verifier,
                 linker: Linker::new(
-                    config.link_key.as_deref().unwrap_or_default(),
+                    config.link_key.as_ref().map_or("", Secret::expose),
                     config.grip_link_timeout_secs,
                 ),
             }))
@@ -362,6 +377,10 @@ impl Stage {
             config.commit_batch,
         );
         let retention = retention::spawn(storage.clone(), &config);
+        let limits = Arc::new(StreamLimits::new(
+            config.max_streams,
+            config.max_streams_per_ip,
+        ));
         let running = Running {
             retention,
             owned_pool: owned.then(|| storage.clone()),
@@ -375,6 +394,7 @@ impl Stage {
             metrics,
             authorizer,
             identity,
+            limits,
         };
         Ok((Events::new(context), grip, running))
     }

@@ -11,10 +11,22 @@
 //! Concurrent senders share one commit (and one fsync under `power`
 //! durability), which is what lifts durable throughput far above one commit
 //! per event. Because one task commits and publishes, every subscriber
-//! receives a channel's events in id order. A batch that fails is retried
-//! event by event, so one bad event cannot fail its neighbours.
+//! receives a channel's events in id order.
+//!
+//! A batch that fails is settled, never guessed: every event carries an
+//! append token stored with its row (unique per writer and append), so the
+//! writer asks storage which of them made it (a COMMIT whose answer was lost
+//! may have succeeded), delivers those under their stored ids, and retries
+//! the rest one by one (so one bad event cannot fail its neighbours; a
+//! retry of an event that did commit meanwhile fails on the unique token
+//! instead of storing it twice). A sender whose outcome cannot be known
+//! (the commit's answer was lost and storage cannot be asked) gets
+//! [`Error::Indeterminate`], never a silent duplicate.
 
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Durability;
 use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
-use crate::storage::{NewEvent, Storage, now_ms};
+use crate::storage::{AppendError, AppendToken, NewEvent, Storage, now_ms};
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
 const QUEUE_DEPTH: usize = 16 * 1024;
@@ -37,6 +49,10 @@ struct Append {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Append>,
+    /// This writer's half of every append token: random per process, so
+    /// processes sharing a database never mint the same token.
+    id: i64,
+    next_append: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Append {
@@ -45,6 +61,14 @@ impl std::fmt::Debug for Append {
             .field("channel", &self.event.channel)
             .finish()
     }
+}
+
+/// How a writer talks to storage.
+struct Store {
+    storage: Storage,
+    fanout: Arc<Fanout>,
+    durability: Durability,
+    writer: i64,
 }
 
 impl Writer {
@@ -56,13 +80,29 @@ impl Writer {
         commit_batch: usize,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(requests, storage, fanout, durability, commit_batch));
-        Writer { queue }
+        // Non-negative, so it reads the same in every SQL client.
+        let id = (RandomState::new().hash_one(std::time::SystemTime::now()) >> 1) as i64;
+        let store = Store {
+            storage,
+            fanout,
+            durability,
+            writer: id,
+        };
+        tokio::spawn(run(requests, store, commit_batch));
+        Writer {
+            queue,
+            id,
+            next_append: Arc::new(AtomicI64::new(1)),
+        }
     }
 
     /// Appends one event (whose `event:`/`data:` lines are already encoded
     /// in `body`) and waits until it is committed and published.
-    pub(crate) async fn append(&self, event: NewEvent, body: Bytes) -> Result<u64, Error> {
+    pub(crate) async fn append(&self, mut event: NewEvent, body: Bytes) -> Result<u64, Error> {
+        event.token = AppendToken {
+            writer: self.id,
+            seq: self.next_append.fetch_add(1, Ordering::Relaxed),
+        };
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Append { event, body, reply })
@@ -72,68 +112,146 @@ impl Writer {
     }
 }
 
-async fn run(
-    mut requests: mpsc::Receiver<Append>,
-    storage: Storage,
-    fanout: Arc<Fanout>,
-    durability: Durability,
-    commit_batch: usize,
-) {
+async fn run(mut requests: mpsc::Receiver<Append>, store: Store, commit_batch: usize) {
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
     while requests.recv_many(&mut batch, commit_batch).await > 0 {
-        let events: Vec<&NewEvent> = batch.iter().map(|append| &append.event).collect();
-        let stored = storage.append_batch(&events, durability, now_ms()).await;
-        drop(events);
-        match stored {
+        let appends = std::mem::take(&mut batch);
+        match store.append(&appends).await {
             Ok(ids) => {
-                for (append, seq) in batch.drain(..).zip(ids) {
-                    deliver(append, seq, &fanout);
+                for (append, seq) in appends.into_iter().zip(ids) {
+                    deliver(append, seq, &store.fanout);
                 }
             }
-            Err(batch_error) if batch.len() > 1 => {
-                log::warn!(
-                    "eventstream: batch of {} events failed ({batch_error}); retrying one by one",
-                    batch.len()
-                );
-                for append in batch.drain(..) {
-                    match storage
-                        .append_batch(&[&append.event], durability, now_ms())
-                        .await
-                    {
-                        Ok(ids) => deliver(append, ids[0], &fanout),
-                        Err(error) => {
-                            log::error!(
-                                "eventstream: storing an event on {:?} failed: {error}",
-                                append.event.channel
-                            );
-                            let _ = append.reply.send(Err(Error::Storage(error)));
-                        }
-                    }
-                }
-            }
+            Err(failure) => store.settle(appends, failure).await,
+        }
+    }
+}
+
+impl Store {
+    async fn append(&self, appends: &[Append]) -> Result<Vec<u64>, AppendError> {
+        let events: Vec<&NewEvent> = appends.iter().map(|append| &append.event).collect();
+        self.storage
+            .append_batch(&events, self.durability, now_ms())
+            .await
+    }
+
+    /// Which of `appends` storage holds, by append number; `None` when it
+    /// cannot be asked.
+    async fn stored(&self, appends: &[Append]) -> Option<BTreeMap<i64, u64>> {
+        let seqs: Vec<i64> = appends
+            .iter()
+            .map(|append| append.event.token.seq)
+            .collect();
+        match self.storage.find_appended(self.writer, &seqs).await {
+            Ok(found) => Some(found),
             Err(error) => {
-                // A batch of one: its only sender gets the error.
-                if let Some(append) = batch.pop() {
-                    log::error!(
-                        "eventstream: storing an event on {:?} failed: {error}",
-                        append.event.channel
-                    );
-                    let _ = append.reply.send(Err(Error::Storage(error)));
+                log::error!("eventstream: cannot read back a failed append: {error}");
+                None
+            }
+        }
+    }
+
+    /// After `failure` of a batch: delivers what was stored, retries the
+    /// rest one by one, and answers every sender with what happened.
+    async fn settle(&self, appends: Vec<Append>, failure: AppendError) {
+        let Some(found) = self.stored(&appends).await else {
+            for append in appends {
+                fail(append, &failure);
+            }
+            return;
+        };
+        let mut rest = Vec::new();
+        for append in appends {
+            match found.get(&append.event.token.seq) {
+                // The batch is one transaction: all of it made it, in order.
+                Some(seq) => deliver(append, *seq, &self.fanout),
+                None => rest.push(append),
+            }
+        }
+        match rest.len() {
+            0 => {}
+            1 if !failure.maybe_committed => {
+                for append in rest {
+                    fail(append, &failure);
+                }
+            }
+            count => {
+                log::warn!(
+                    "eventstream: a batch of {count} events failed ({}); retrying one by one",
+                    failure.error
+                );
+                for append in rest {
+                    self.retry(append).await;
                 }
             }
         }
     }
+
+    /// One more attempt at a single event.
+    async fn retry(&self, append: Append) {
+        let appends = [append];
+        let failure = match self.append(&appends).await {
+            Ok(ids) => {
+                let [append] = appends;
+                return deliver(append, ids[0], &self.fanout);
+            }
+            Err(failure) => failure,
+        };
+        let found = self.stored(&appends).await;
+        let [append] = appends;
+        match found
+            .as_ref()
+            .and_then(|found| found.get(&append.event.token.seq))
+        {
+            // An earlier attempt committed after all (this one then failed
+            // on the unique token).
+            Some(seq) => deliver(append, *seq, &self.fanout),
+            None if found.is_some() && !failure.maybe_committed => fail(append, &failure),
+            None if found.is_some() => {
+                // Not there yet, but its COMMIT got no answer: it may still
+                // land. Say so rather than guess.
+                let _ = append.reply.send(Err(Error::Indeterminate));
+            }
+            None => fail(append, &failure),
+        }
+    }
+}
+
+/// Answers a sender whose append failed: a storage error when nothing was
+/// stored, `Indeterminate` when its commit may have happened and storage
+/// could not confirm either way.
+fn fail(append: Append, failure: &AppendError) {
+    let error = if failure.maybe_committed {
+        log::error!(
+            "eventstream: the commit of an event on {:?} got no answer ({}); its outcome is unknown",
+            append.event.channel,
+            failure.error
+        );
+        Error::Indeterminate
+    } else {
+        log::error!(
+            "eventstream: storing an event on {:?} failed: {}",
+            append.event.channel,
+            failure.error
+        );
+        Error::Storage(clone_error(&failure.error))
+    };
+    let _ = append.reply.send(Err(error));
+}
+
+/// sqlx errors are not `Clone`; one failure may answer several senders.
+fn clone_error(error: &rocket_db_pools::sqlx::Error) -> rocket_db_pools::sqlx::Error {
+    rocket_db_pools::sqlx::Error::Protocol(error.to_string())
 }
 
 /// Fans a committed event out and answers its sender.
 fn deliver(append: Append, seq: u64, fanout: &Fanout) {
     let Append { event, body, reply } = append;
-    let live = Arc::new(LiveEvent::new(
-        event.channel,
-        Some(seq),
-        body,
-        event.skip_users,
-    ));
+    let live = LiveEvent {
+        token: Some(event.token),
+        ..LiveEvent::new(event.channel, Some(seq), body, event.skip_users)
+    };
+    let live = Arc::new(live);
     fanout.event(&live);
     // The sender may have gone away (its request was cancelled); the event
     // is committed and delivered regardless.

@@ -5,6 +5,8 @@
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
+use super::secret::{Secret, redact_url};
+
 /// Pushpin allows 20 subscriptions per connection; the user channel takes one.
 pub(crate) const MAX_GRIP_CHANNELS: usize = 19;
 
@@ -18,7 +20,7 @@ BjSvcrx4VLetWCjuDAmppTo3xM/zz763COTCgHfp/6lPdCyYjjqc+GM7sw==
 /// One GRIP proxy: where to publish and how to check its `Grip-Sig`.
 ///
 /// Built from `Rocket.toml`; in code, start from `Default` and set fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct GripProxyConfig {
@@ -29,12 +31,25 @@ pub struct GripProxyConfig {
     /// Publish credential: with `control_iss`, an HS256 key; alone, a bearer
     /// token (Fastly API token). `base64:` prefix for binary keys. Also
     /// verifies `Grip-Sig` when no `verify_key` is given.
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     /// Required `iss` of `Grip-Sig` (Pushpin's `sig_iss`, default `pushpin`).
     pub verify_iss: Option<String>,
     /// Key that verifies `Grip-Sig`: an HS256 secret (Pushpin's `sig_key`,
     /// `base64:` allowed) or an ES256 public key in PEM.
-    pub verify_key: Option<String>,
+    pub verify_key: Option<Secret>,
+}
+
+impl std::fmt::Debug for GripProxyConfig {
+    /// The control URI without credentials; the keys are `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GripProxyConfig")
+            .field("control_uri", &redact_url(&self.control_uri))
+            .field("control_iss", &self.control_iss)
+            .field("key", &self.key)
+            .field("verify_iss", &self.verify_iss)
+            .field("verify_key", &self.verify_key)
+            .finish()
+    }
 }
 
 /// Whether `url` is an absolute `http://` or `https://` URL.
@@ -48,8 +63,8 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     if !is_http_url(base) {
         return Err(format!(
-            "{} must be an http:// or https:// URL",
-            redacted_url(url)
+            "{:?} must be an http:// or https:// URL",
+            redact_url(url)
         ));
     }
     let mut proxy = GripProxyConfig {
@@ -65,9 +80,9 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
             .into_owned();
         match name {
             "iss" => proxy.control_iss = Some(value),
-            "key" => proxy.key = Some(value),
+            "key" => proxy.key = Some(Secret::new(value)),
             "verify-iss" => proxy.verify_iss = Some(value),
-            "verify-key" => proxy.verify_key = Some(value),
+            "verify-key" => proxy.verify_key = Some(Secret::new(value)),
             other => {
                 return Err(format!(
                     "unknown parameter {other:?} (expected iss, key, verify-iss, verify-key)"
@@ -76,14 +91,6 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
         }
     }
     Ok(proxy)
-}
-
-/// A URL for a message: without its query, which may carry keys.
-fn redacted_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base:?} (query omitted)"),
-        None => format!("{url:?}"),
-    }
 }
 
 /// Validates an entry and fills Fastly's defaults.
@@ -98,7 +105,7 @@ pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> 
     if let Some(service) = fastly_service(&proxy.control_uri) {
         proxy
             .verify_key
-            .get_or_insert_with(|| FASTLY_PUBLIC_KEY.to_owned());
+            .get_or_insert_with(|| Secret::new(FASTLY_PUBLIC_KEY));
         proxy
             .verify_iss
             .get_or_insert_with(|| format!("fastly:{service}"));
@@ -112,7 +119,7 @@ pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> 
     }
     for (name, value) in [("key", &proxy.key), ("verify_key", &proxy.verify_key)] {
         if let Some(value) = value {
-            decode_key(value).map_err(|why| format!("{name}: {why}"))?;
+            decode_key(value.expose()).map_err(|why| format!("{name}: {why}"))?;
         }
     }
     Ok(())
@@ -180,11 +187,11 @@ mod tests {
         assert_eq!(proxy.control_uri, "http://127.0.0.1:5561");
         assert_eq!(proxy.verify_iss.as_deref(), Some("pushpin"));
         assert_eq!(
-            decode_key(proxy.verify_key.as_deref().expect("key")),
+            decode_key(proxy.verify_key.as_ref().expect("key").expose()),
             Ok(b"secret".to_vec())
         );
         assert_eq!(proxy.control_iss.as_deref(), Some("me"));
-        assert_eq!(proxy.key.as_deref(), Some("k+y"));
+        assert_eq!(proxy.key.as_ref().map(Secret::expose), Some("k+y"));
         assert!(parse_grip_url("ftp://x").is_err());
         assert!(parse_grip_url("http://x?color=red").is_err());
     }
@@ -195,7 +202,10 @@ mod tests {
             parse_grip_url("https://api.fastly.com/service/SID123?key=token").expect("valid");
         complete_proxy(&mut proxy).expect("complete");
         assert_eq!(proxy.verify_iss.as_deref(), Some("fastly:SID123"));
-        assert_eq!(proxy.verify_key.as_deref(), Some(FASTLY_PUBLIC_KEY));
+        assert_eq!(
+            proxy.verify_key.as_ref().map(Secret::expose),
+            Some(FASTLY_PUBLIC_KEY)
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! message naming the key.
 
 mod grip;
+mod secret;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +31,8 @@ use serde::Deserialize;
 pub(crate) use grip::FASTLY_PUBLIC_KEY;
 pub use grip::GripProxyConfig;
 pub(crate) use grip::decode_key;
+pub use secret::Secret;
+pub(crate) use secret::redact_url;
 
 /// Flat, django-eventstream-style names (matched case-insensitively at the
 /// top level of the profile) and the `[eventstream]` key each stands for.
@@ -52,13 +55,17 @@ pub(crate) const MAX_CHANNEL_LIMIT: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// Survives a crash of the application process (SQLite WAL with
-    /// `synchronous=NORMAL`; PostgreSQL `synchronous_commit=off`, where the
-    /// server holds the commit).
+    /// SQLite (WAL, `synchronous=NORMAL`): survives a crash of the
+    /// application; an OS crash or power loss may lose the last commits.
+    /// PostgreSQL (`synchronous_commit=local`): the server's WAL is flushed
+    /// before `send_event` returns, so it survives crashes of the
+    /// application, of PostgreSQL, of the OS and power loss on the primary.
     Process,
-    /// Survives power loss: the commit is on disk (SQLite
-    /// `synchronous=FULL`; PostgreSQL `synchronous_commit=on`). Concurrent
-    /// sends share one commit, so the cost of the flush is amortized.
+    /// SQLite (`synchronous=FULL`): also survives an OS crash and power
+    /// loss. PostgreSQL (`synchronous_commit=on`): also waits for the
+    /// server's synchronous standbys, if it has any, so losing the primary
+    /// loses nothing. Concurrent sends share one commit, so the cost of the
+    /// flush is amortized.
     Power,
 }
 
@@ -162,9 +169,15 @@ pub struct Config {
     pub allow_headers: HeaderList,
     /// HS256 secret for the built-in JWT identity; tokens are refused
     /// without it.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
+    /// When set, user tokens must carry this `iss`; `Events::token_for`
+    /// signs it in.
+    pub jwt_issuer: Option<String>,
+    /// When set, user tokens must carry this `aud`; `Events::token_for`
+    /// signs it in.
+    pub jwt_audience: Option<String>,
     /// Bearer key for the publish HTTP API; the API is off without it.
-    pub publish_key: Option<String>,
+    pub publish_key: Option<Secret>,
     /// Largest encoded event data accepted, in bytes.
     pub max_event_bytes: usize,
     /// What a committed event survives.
@@ -175,9 +188,27 @@ pub struct Config {
     pub retention_count: Option<u64>,
     /// How often the trimming task runs.
     pub trim_interval_secs: u64,
+    /// Most streams this process holds open at once; unlimited if unset.
+    /// Over it, clients are told to retry later.
+    pub max_streams: Option<usize>,
+    /// Most streams from one client address (the peer address, or
+    /// `trusted_ip_header`); unlimited if unset.
+    pub max_streams_per_ip: Option<usize>,
+    /// A header a trusted proxy in front sets to the client's address, e.g.
+    /// `X-Forwarded-For` (its rightmost entry counts, the one the proxy
+    /// added). Unset: the peer address; `X-Real-IP` is never trusted on
+    /// its own, since any client can send it.
+    pub trusted_ip_header: Option<String>,
     /// Frames a subscriber may have queued before it falls back to replaying
     /// from storage.
     pub queue_capacity: usize,
+    /// Frame bytes a subscriber may have queued before it falls back to
+    /// replaying from storage (with `queue_capacity`, whichever comes first).
+    pub max_queued_bytes: usize,
+    /// Longest id vector a stream may carry: its persistent channels'
+    /// quoted names, counting 20 digits per sequence. Every event of a
+    /// multi-channel stream repeats it, so it bounds what one event costs.
+    pub max_id_vector_bytes: usize,
     /// Size of the body chunks queued frames are coalesced into.
     pub chunk_size: usize,
     /// Events read from storage per query while replaying.
@@ -191,10 +222,10 @@ pub struct Config {
     pub grip_proxies: Vec<GripProxyConfig>,
     /// One GRIP proxy as a URL, e.g. `http://127.0.0.1:5561?verify-key=changeme`
     /// or `https://api.fastly.com/service/<id>?verify-iss=fastly:<id>&key=<token>`.
-    pub grip_url: Option<String>,
+    pub grip_url: Option<Secret>,
     /// Secret that signs the next links handed to GRIP proxies. Must be
     /// stable across restarts and the same on every instance.
-    pub link_key: Option<String>,
+    pub link_key: Option<Secret>,
     /// Seconds after which an idle proxied stream re-fetches its next link
     /// (which re-checks permissions). Pushpin's default is 120.
     pub grip_link_timeout_secs: u64,
@@ -216,13 +247,20 @@ impl Default for Config {
             allow_credentials: false,
             allow_headers: HeaderList::default(),
             jwt_secret: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             publish_key: None,
             max_event_bytes: 64 * 1024,
             durability: Durability::Process,
             retention_secs: 24 * 60 * 60,
             retention_count: None,
             trim_interval_secs: 60,
+            max_streams: None,
+            max_streams_per_ip: None,
+            trusted_ip_header: None,
             queue_capacity: 256,
+            max_queued_bytes: 1024 * 1024,
+            max_id_vector_bytes: 4096,
             chunk_size: 8 * 1024,
             replay_page: 500,
             commit_batch: 256,
@@ -382,24 +420,57 @@ impl Config {
                 }
             }
         }
-        if let Some(header) = self.allow_headers.0.iter().find(|name| {
-            !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }) {
+        let is_header_name = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if let Some(header) = self
+            .allow_headers
+            .0
+            .iter()
+            .find(|name| !is_header_name(name))
+        {
             return bad("allow_headers", format!("{header:?} is not a header name"));
+        }
+        if let Some(header) = self
+            .trusted_ip_header
+            .as_deref()
+            .filter(|name| !is_header_name(name))
+        {
+            return bad(
+                "trusted_ip_header",
+                format!("{header:?} is not a header name"),
+            );
+        }
+        for (key, limit) in [
+            ("max_streams", self.max_streams),
+            ("max_streams_per_ip", self.max_streams_per_ip),
+        ] {
+            if limit == Some(0) {
+                return bad(key, "must be at least 1 (leave it unset for no limit)");
+            }
         }
         if self
             .jwt_secret
-            .as_deref()
-            .is_some_and(|secret| secret.len() < 16)
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < 16)
         {
             return bad("jwt_secret", "must be at least 16 bytes long");
         }
+        for (key, pin) in [
+            ("jwt_issuer", &self.jwt_issuer),
+            ("jwt_audience", &self.jwt_audience),
+        ] {
+            if pin.as_deref().is_some_and(|pin| pin.trim().is_empty()) {
+                return bad(key, "must not be empty (leave it unset to accept any)");
+            }
+        }
         if self
             .publish_key
-            .as_deref()
-            .is_some_and(|key| key.len() < 16)
+            .as_ref()
+            .is_some_and(|key| key.expose().len() < 16)
         {
             return bad("publish_key", "must be at least 16 characters long");
         }
@@ -410,7 +481,19 @@ impl Config {
         {
             return bad("authorizer", "must name a registered authorizer");
         }
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 9] = [
+            (
+                "max_queued_bytes",
+                self.max_queued_bytes as u64,
+                1024,
+                1 << 30,
+            ),
+            (
+                "max_id_vector_bytes",
+                self.max_id_vector_bytes as u64,
+                64,
+                1 << 20,
+            ),
             (
                 "max_event_bytes",
                 self.max_event_bytes as u64,
@@ -450,8 +533,8 @@ impl Config {
     /// checks the settings GRIP needs.
     fn validate_grip(&mut self) -> Result<(), ConfigError> {
         if let Some(url) = &self.grip_url {
-            let proxy =
-                grip::parse_grip_url(url).map_err(|why| ConfigError::new("grip_url", why))?;
+            let proxy = grip::parse_grip_url(url.expose())
+                .map_err(|why| ConfigError::new("grip_url", why))?;
             self.grip_proxies.push(proxy);
             self.grip_url = None;
         }
@@ -479,7 +562,7 @@ impl Config {
                     "GRIP needs a stable secret (at least 16 bytes) to sign next links",
                 ));
             }
-            Some(key) if key.len() < 16 => {
+            Some(key) if key.expose().len() < 16 => {
                 return Err(ConfigError::new(
                     "link_key",
                     "must be at least 16 bytes long",
@@ -636,7 +719,10 @@ mod tests {
         let config = load("GRIP_URL = 'http://127.0.0.1:5561?verify-key=changeme'\n[eventstream]\nlink_key = '0123456789abcdef0'\n")
             .expect("the GRIP_URL alias");
         assert_eq!(
-            config.grip_proxies[0].verify_key.as_deref(),
+            config.grip_proxies[0]
+                .verify_key
+                .as_ref()
+                .map(Secret::expose),
             Some("changeme")
         );
     }

@@ -22,10 +22,10 @@ use crate::channel;
 use crate::context::Context;
 use crate::error::StreamError;
 use crate::event_id::{IdVector, Resume};
-use crate::frame;
 use crate::identity::User;
 use crate::query::query_values;
-use crate::replay::Reader;
+use crate::replay::{self, Reader};
+use crate::session::{Refusal, max_chunk_bytes};
 
 use super::link::next_link;
 use super::publisher::escape_percent;
@@ -93,11 +93,12 @@ pub(crate) struct Proxied {
 }
 
 impl Proxied {
-    fn error(error: &StreamError) -> Proxied {
-        // No GRIP headers: the proxy relays the error and ends the response.
+    /// No GRIP headers: the proxy relays the answer (a `stream-error`, or
+    /// `retry:` for a deferral) and ends the response.
+    fn refused(refusal: Refusal, context: &Context) -> Proxied {
         Proxied {
             headers: Vec::new(),
-            body: frame::stream_error(error),
+            body: refusal.into_frame(&context.metrics),
         }
     }
 }
@@ -136,7 +137,7 @@ pub(crate) async fn respond(
             });
             match resolved {
                 Ok((channels, user, requested)) => (channels, user, requested, false),
-                Err(error) => return Proxied::error(&error),
+                Err(error) => return Proxied::refused(Refusal::Error(error), context),
             }
         }
     };
@@ -152,7 +153,7 @@ pub(crate) async fn respond(
     .await
     {
         Ok(proxied) => proxied,
-        Err(error) => Proxied::error(&error),
+        Err(refusal) => Proxied::refused(refusal, context),
     }
 }
 
@@ -164,9 +165,10 @@ async fn build(
     user: Option<&User>,
     requested: &IdVector,
     is_next: bool,
-) -> Result<Proxied, StreamError> {
+) -> Result<Proxied, Refusal> {
     let config = &context.config;
     let reliable = authorizer::authorize(context.authorizer.as_ref(), user, channels).await?;
+    replay::check_id_vector(channels, &reliable, config.max_id_vector_bytes)?;
     let user_id = user.map(|user| user.id.as_str());
     let reader = Reader {
         storage: &context.storage,
@@ -182,21 +184,24 @@ async fn build(
         start.write_opening(&mut body, config.padding);
     }
 
-    // One page of backlog across the channels; the rest by next link.
+    // One page of backlog across the channels (at most `replay_page`
+    // events and a chunk's bytes); the rest by next link.
     let mut positions = start.positions;
     let mut budget = config.replay_page;
+    let max_bytes = max_chunk_bytes(config.chunk_size);
     let mut more = false;
-    for (index, channel) in channels.iter().enumerate() {
+    'channels: for (index, channel) in channels.iter().enumerate() {
         if start.behind & (1 << index) == 0 {
             continue;
         }
         loop {
-            if budget == 0 {
+            let bytes_left = max_bytes.saturating_sub(body.len());
+            if budget == 0 || bytes_left == 0 {
                 more = true;
-                break;
+                break 'channels;
             }
             let page = reader
-                .page(&mut body, channel, &mut positions, budget)
+                .page(&mut body, channel, &mut positions, budget, bytes_left)
                 .await?;
             budget -= page.events;
             if page.complete {

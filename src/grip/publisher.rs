@@ -29,7 +29,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::config::{GripProxyConfig, decode_key};
+use crate::config::{GripProxyConfig, Secret, decode_key, redact_url};
 use crate::fanout::{Kick, LiveEvent, Outlet};
 use crate::frame::{self, Frame, IdLine};
 use crate::metrics::Metrics;
@@ -238,20 +238,22 @@ impl std::fmt::Display for PublishError {
 struct Target {
     publish_url: String,
     recover_url: String,
+    /// The control URI for log lines: without credentials or query.
+    label: String,
     auth: Auth,
     client: reqwest::Client,
 }
 
 enum Auth {
     None,
-    Bearer(String),
+    Bearer(Secret),
     Jwt { iss: String, key: Vec<u8> },
 }
 
 impl Target {
     fn new(proxy: &GripProxyConfig, client: reqwest::Client) -> Target {
         let auth = match (&proxy.control_iss, &proxy.key) {
-            (Some(iss), Some(key)) => match decode_key(key) {
+            (Some(iss), Some(key)) => match decode_key(key.expose()) {
                 Ok(key) => Auth::Jwt {
                     iss: iss.clone(),
                     key,
@@ -264,6 +266,7 @@ impl Target {
         Target {
             publish_url: format!("{}/publish/", proxy.control_uri),
             recover_url: format!("{}/recover", proxy.control_uri),
+            label: redact_url(&proxy.control_uri),
             auth,
             client,
         }
@@ -272,7 +275,7 @@ impl Target {
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.auth {
             Auth::None => request,
-            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Bearer(token) => request.bearer_auth(token.expose()),
             Auth::Jwt { iss, key } => {
                 let claims = json!({ "iss": iss, "exp": jsonwebtoken::get_current_timestamp() + PUBLISH_TOKEN_SECS });
                 match jsonwebtoken::encode(
@@ -315,7 +318,8 @@ impl Target {
             .authorize(request)
             .send()
             .await
-            .map_err(PublishError::Transport)?;
+            // reqwest's errors name the URL, which may carry credentials.
+            .map_err(|e| PublishError::Transport(e.without_url()))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -380,7 +384,7 @@ async fn run(
                 Err(why) => {
                     log::warn!(
                         "eventstream: asking {} to recover failed ({why}); retrying",
-                        startup.recover_url
+                        startup.label
                     );
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -399,7 +403,7 @@ async fn run(
                 Ok(()) => recover_pending = false,
                 Err(why) => log::warn!(
                     "eventstream: asking {} to recover failed ({why}); will retry",
-                    target.recover_url
+                    target.label
                 ),
             }
         }
@@ -429,7 +433,7 @@ async fn run(
                         metrics.grip_retry();
                         log::warn!(
                             "eventstream: publish to {} failed ({why}); retrying",
-                            target.publish_url
+                            target.label
                         );
                         tokio::time::sleep(backoff(attempt)).await;
                         attempt += 1;
@@ -439,7 +443,7 @@ async fn run(
                         log::error!(
                             "eventstream: giving up on {} items for {} ({why}); their channels will be hinted",
                             indexes.len(),
-                            target.publish_url
+                            target.label
                         );
                         given_up.extend(indexes.iter().map(|index| channels[*index].to_owned()));
                         // Whatever else it missed, the proxy recovers once back.

@@ -9,7 +9,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::config::{ConfigError, GripProxyConfig, decode_key};
+use crate::config::{ConfigError, GripProxyConfig, Secret, decode_key};
 
 /// Seconds of clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 5;
@@ -40,8 +40,9 @@ impl Verifier {
             let bad = |why: String| ConfigError::new(format!("grip_proxies[{index}]"), why);
             let configured = proxy
                 .verify_key
-                .as_deref()
-                .or(proxy.key.as_deref())
+                .as_ref()
+                .or(proxy.key.as_ref())
+                .map(Secret::expose)
                 .ok_or_else(|| bad("no key to verify Grip-Sig".into()))?;
             let (key, algorithm) = if configured.contains("-----BEGIN") {
                 let key = DecodingKey::from_ec_pem(configured.as_bytes())

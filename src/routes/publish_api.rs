@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
+use crate::config::Secret;
 use crate::cors;
 use crate::error::Error;
 use crate::events::Events;
@@ -97,8 +98,8 @@ fn authorize(request_key: Option<&str>, events: &Events) -> Result<(), ApiRespon
         .context()
         .config
         .publish_key
-        .as_deref()
-        .unwrap_or_default();
+        .as_ref()
+        .map_or("", Secret::expose);
     match request_key.and_then(bearer) {
         None => {
             let mut response = ApiResponse::error(
@@ -213,6 +214,12 @@ pub(crate) async fn publish(
             events,
             Status::PayloadTooLarge,
             "too-large",
+            error.to_string(),
+        ),
+        Err(error @ Error::Indeterminate) => ApiResponse::error(
+            events,
+            Status::InternalServerError,
+            "indeterminate",
             error.to_string(),
         ),
         Err(error) => {

@@ -21,12 +21,20 @@ use super::Storage;
 pub const MIGRATION_VERSION_BASE: i64 = 1_000_000_000_000_000;
 
 /// (version offset, description, SQLite SQL, PostgreSQL SQL)
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "eventstream event log",
-    include_str!("../../migrations/sqlite/0001_event_log.sql"),
-    include_str!("../../migrations/postgres/0001_event_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "eventstream event log",
+        include_str!("../../migrations/sqlite/0001_event_log.sql"),
+        include_str!("../../migrations/postgres/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "eventstream append tokens",
+        include_str!("../../migrations/sqlite/0002_append_tokens.sql"),
+        include_str!("../../migrations/postgres/0002_append_tokens.sql"),
+    ),
+];
 
 fn migrator(postgres: bool) -> Migrator {
     let migrations: Vec<Migration> = MIGRATIONS

@@ -40,6 +40,35 @@ pub(crate) struct NewEvent {
     pub(crate) event_type: String,
     pub(crate) data: String,
     pub(crate) skip_users: Vec<String>,
+    /// Stored with the row: finds it again after a commit whose outcome
+    /// is unknown, and makes a second insert of it fail.
+    pub(crate) token: AppendToken,
+}
+
+/// Which append stored a row: the writer process and its append number.
+/// The writer sets it when it takes the event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct AppendToken {
+    pub(crate) writer: i64,
+    pub(crate) seq: i64,
+}
+
+/// Why an append failed, and whether its transaction may have committed.
+#[derive(Debug)]
+pub(crate) struct AppendError {
+    pub(crate) error: sqlx::Error,
+    /// `false`: failed before COMMIT was sent, nothing was stored. `true`:
+    /// COMMIT was sent and no answer came back; it may have committed.
+    pub(crate) maybe_committed: bool,
+}
+
+impl From<sqlx::Error> for AppendError {
+    fn from(error: sqlx::Error) -> Self {
+        AppendError {
+            error,
+            maybe_committed: false,
+        }
+    }
 }
 
 /// A stored event, as returned by replay and [`Events::snapshot`](crate::Events::snapshot).
@@ -54,6 +83,8 @@ pub struct Event {
     /// When the event was committed, in milliseconds since the Unix epoch.
     pub created_ms: i64,
     pub(crate) skip_users: Vec<String>,
+    /// The append that stored it, when recorded.
+    pub(crate) token: Option<AppendToken>,
 }
 
 /// A channel's counter row: its newest id and what retention has removed.
@@ -63,6 +94,8 @@ pub(crate) struct ChannelState {
     pub(crate) last_id: u64,
     /// The highest id trimmed away; every id after it is still stored.
     pub(crate) trimmed_through: u64,
+    /// The append token of the newest event, when a writer recorded one.
+    pub(crate) last_token: Option<AppendToken>,
 }
 
 impl ChannelState {
@@ -82,6 +115,14 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+/// A token from its two columns (absent on rows older than tokens).
+fn token(writer: Option<i64>, seq: Option<i64>) -> Option<AppendToken> {
+    Some(AppendToken {
+        writer: writer?,
+        seq: seq?,
+    })
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -107,6 +148,7 @@ where
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let skip_users: Option<String> = row.try_get("skip_users")?;
     let skip_users = match skip_users {
@@ -122,6 +164,7 @@ where
         data: row.try_get("data")?,
         created_ms: row.try_get("created_ms")?,
         skip_users,
+        token: token(row.try_get("writer_id")?, row.try_get("append_seq")?),
     })
 }
 
@@ -129,13 +172,21 @@ where
 /// `last_id` of every channel in `$counts`. (A macro rather than a generic
 /// function: it expands against each backend's concrete transaction.)
 macro_rules! bump_counters {
-    ($tx:expr, $counts:expr) => {{
-        let mut upsert = QueryBuilder::new("INSERT INTO eventstream_channels (name, last_id, trimmed_through) ");
+    ($tx:expr, $counts:expr, $last_tokens:expr) => {{
+        let mut upsert = QueryBuilder::new(
+            "INSERT INTO eventstream_channels (name, last_id, trimmed_through, last_writer, last_append) ",
+        );
         upsert.push_values($counts, |mut row, (channel, count)| {
-            row.push_bind(*channel).push_bind(*count).push_bind(0_i64);
+            let token: AppendToken = $last_tokens.get(channel).copied().unwrap_or_default();
+            row.push_bind(*channel)
+                .push_bind(*count)
+                .push_bind(0_i64)
+                .push_bind(token.writer)
+                .push_bind(token.seq);
         });
         upsert.push(
-            " ON CONFLICT (name) DO UPDATE SET last_id = eventstream_channels.last_id + excluded.last_id \
+            " ON CONFLICT (name) DO UPDATE SET last_id = eventstream_channels.last_id + excluded.last_id, \
+             last_writer = excluded.last_writer, last_append = excluded.last_append \
              RETURNING name, last_id",
         );
         let rows = upsert.build().fetch_all(&mut *$tx).await?;
@@ -151,7 +202,8 @@ macro_rules! bump_counters {
 macro_rules! insert_events {
     ($tx:expr, $events:expr, $ids:expr, $now_ms:expr) => {{
         let mut insert = QueryBuilder::new(
-            "INSERT INTO eventstream_events (channel, id, event_type, data, skip_users, created_ms) ",
+            "INSERT INTO eventstream_events \
+             (channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq) ",
         );
         insert.push_values($events.iter().zip($ids), |mut row, (event, id)| {
             row.push_bind(event.channel.as_str())
@@ -159,7 +211,9 @@ macro_rules! insert_events {
                 .push_bind(event.event_type.as_str())
                 .push_bind(event.data.as_str())
                 .push_bind(skip_users_column(&event.skip_users))
-                .push_bind($now_ms);
+                .push_bind($now_ms)
+                .push_bind(event.token.writer)
+                .push_bind(event.token.seq);
         });
         insert.build().execute(&mut *$tx).await?;
     }};
@@ -176,7 +230,8 @@ macro_rules! read_states {
             .collect();
         if !channels.is_empty() {
             let mut query = QueryBuilder::new(
-                "SELECT name, last_id, trimmed_through FROM eventstream_channels WHERE name IN (",
+                "SELECT name, last_id, trimmed_through, last_writer, last_append \
+                 FROM eventstream_channels WHERE name IN (",
             );
             let mut names = query.separated(", ");
             for channel in channels {
@@ -189,6 +244,7 @@ macro_rules! read_states {
                     ChannelState {
                         last_id: to_u64(row.try_get("last_id")?),
                         trimmed_through: to_u64(row.try_get("trimmed_through")?),
+                        last_token: token(row.try_get("last_writer")?, row.try_get("last_append")?),
                     },
                 );
             }
@@ -197,8 +253,8 @@ macro_rules! read_states {
     }};
 }
 
-const SELECT_EVENTS: &str =
-    "SELECT channel, id, event_type, data, skip_users, created_ms FROM eventstream_events";
+const SELECT_EVENTS: &str = "SELECT channel, id, event_type, data, skip_users, created_ms, \
+     writer_id, append_seq FROM eventstream_events";
 
 impl Storage {
     /// Appends events in one transaction and returns their ids, in order.
@@ -211,10 +267,12 @@ impl Storage {
         events: &[&NewEvent],
         durability: Durability,
         now_ms: i64,
-    ) -> Result<Vec<u64>, sqlx::Error> {
+    ) -> Result<Vec<u64>, AppendError> {
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut last_tokens: BTreeMap<&str, AppendToken> = BTreeMap::new();
         for event in events {
             *counts.entry(event.channel.as_str()).or_default() += 1;
+            last_tokens.insert(event.channel.as_str(), event.token);
         }
         // Ask for the durability this batch needs before it commits: SQLite
         // takes it per connection (outside a transaction), PostgreSQL per
@@ -224,8 +282,13 @@ impl Storage {
                 (Some("PRAGMA synchronous = NORMAL"), None)
             }
             (Storage::Sqlite(_), Durability::Power) => (Some("PRAGMA synchronous = FULL"), None),
+            // PostgreSQL is a process of its own: a commit it acknowledged
+            // must survive its crash, so its WAL is flushed in both modes
+            // (`off` lost acknowledged events, and their ids were given
+            // out again). `power` also waits for synchronous standbys, when
+            // the server has any, so a failover loses nothing either.
             (Storage::Postgres(_), Durability::Process) => {
-                (None, Some("SET LOCAL synchronous_commit = off"))
+                (None, Some("SET LOCAL synchronous_commit = local"))
             }
             (Storage::Postgres(_), Durability::Power) => {
                 (None, Some("SET LOCAL synchronous_commit = on"))
@@ -240,13 +303,45 @@ impl Storage {
             if let Some(sql) = after_begin {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
-            let last_ids = bump_counters!(tx, &counts);
+            let last_ids = bump_counters!(tx, &counts, &last_tokens);
             let ids = assign_ids(events, &counts, &last_ids);
             insert_events!(tx, events, &ids, now_ms);
-            tx.commit().await?;
+            tx.commit().await.map_err(|error| AppendError {
+                error,
+                maybe_committed: true,
+            })?;
             last_ids
         });
         Ok(assign_ids(events, &counts, &last_ids))
+    }
+
+    /// The ids of the rows that appends of `writer` numbered `seqs` stored,
+    /// by append number: after a failed commit, what did make it.
+    pub(crate) async fn find_appended(
+        &self,
+        writer: i64,
+        seqs: &[i64],
+    ) -> Result<BTreeMap<i64, u64>, sqlx::Error> {
+        let mut found = BTreeMap::new();
+        if seqs.is_empty() {
+            return Ok(found);
+        }
+        dispatch!(self, pool => {
+            let mut query = QueryBuilder::new(
+                "SELECT append_seq, id FROM eventstream_events WHERE writer_id = ",
+            );
+            query.push_bind(writer).push(" AND append_seq IN (");
+            let mut list = query.separated(", ");
+            for seq in seqs {
+                list.push_bind(*seq);
+            }
+            list.push_unseparated(")");
+            for row in query.build().fetch_all(pool).await? {
+                let seq: i64 = row.try_get("append_seq")?;
+                found.insert(seq, to_u64(row.try_get("id")?));
+            }
+        });
+        Ok(found)
     }
 
     /// The counter rows of `channels`; channels never sent to are all zero.
@@ -412,12 +507,14 @@ mod tests {
         let fresh = ChannelState {
             last_id: 0,
             trimmed_through: 0,
+            last_token: None,
         };
         assert!(fresh.can_resume_from(0));
         assert!(!fresh.can_resume_from(1));
         let trimmed = ChannelState {
             last_id: 10,
             trimmed_through: 4,
+            last_token: None,
         };
         assert!(!trimmed.can_resume_from(0));
         assert!(!trimmed.can_resume_from(3));
@@ -428,6 +525,7 @@ mod tests {
         let all_gone = ChannelState {
             last_id: 10,
             trimmed_through: 10,
+            last_token: None,
         };
         assert!(all_gone.can_resume_from(10));
         assert!(!all_gone.can_resume_from(9));
@@ -440,6 +538,7 @@ mod tests {
             event_type: "m".into(),
             data: "1".into(),
             skip_users: vec![],
+            token: AppendToken::default(),
         };
         let events = [event("a"), event("b"), event("a"), event("a")];
         let events: Vec<&NewEvent> = events.iter().collect();

@@ -5,7 +5,7 @@ use serde_json::json;
 use eventstream_rocket::{SendOptions, User};
 use libtest_mimic::Trial;
 
-use crate::helpers::{AnnUntilRevoked, App, Backend, spawn_app, token};
+use crate::helpers::{AnnUntilRevoked, App, Backend, spawn_app, token, token_with};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -13,8 +13,12 @@ pub fn tests() -> Vec<Trial> {
             private_channels_are_forbidden_to_anonymous_users,
             a_valid_token_in_header_or_query_signs_the_user_in,
             bad_credentials_are_forbidden_never_anonymous,
+            tokens_not_valid_yet_are_forbidden,
+            pinned_issuer_and_audience_are_enforced_and_signed_by_token_for,
             permission_checks_that_still_pass_end_no_stream,
             a_kicked_stream_gets_one_forbidden_error_and_ends,
+            a_stream_that_stays_behind_is_still_kicked,
+            a_kick_between_authorizing_and_registering_is_not_lost,
         ],
         on_every_path => [skipped_users_get_neither_the_live_event_nor_its_replay],
     ]
@@ -103,6 +107,63 @@ async fn bad_credentials_are_forbidden_never_anonymous() {
     app.stop().await;
 }
 
+/// The first `forbidden` error of a stream at `path`, as JSON.
+async fn refusal(app: &crate::helpers::TestApp, path: &str) -> serde_json::Value {
+    let frames = app.stream(path, &[]).await.until_end().await;
+    assert_eq!(frames.len(), 1, "{path}: {frames:?}");
+    let data = frames[0].json();
+    assert_eq!(data["condition"], "forbidden", "{path}: {data}");
+    data
+}
+
+async fn tokens_not_valid_yet_are_forbidden() {
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let early = token_with(json!({ "sub": "ann", "nbf": now + 3600 }), 7200);
+    let data = refusal(&app, &format!("/events/public?token={early}")).await;
+    assert!(
+        data["text"].as_str().expect("text").contains("nbf"),
+        "{data}"
+    );
+    app.stop().await;
+}
+
+async fn pinned_issuer_and_audience_are_enforced_and_signed_by_token_for() {
+    let app = spawn_app(
+        App::on(Backend::Sqlite)
+            .with("eventstream.jwt_issuer", "https://auth.example")
+            .with("eventstream.jwt_audience", "events"),
+    )
+    .await;
+    let pinned = json!({ "sub": "ann", "iss": "https://auth.example", "aud": "events" });
+    let good = token_with(pinned.clone(), 60);
+    let mut stream = app
+        .stream(&format!("/events/_private?token={good}"), &[])
+        .await;
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    let minted = app
+        .events
+        .token_for("ann", std::time::Duration::from_secs(60))
+        .expect("a token");
+    let mut stream = app
+        .stream(&format!("/events/_private?token={minted}"), &[])
+        .await;
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    for claims in [
+        json!({ "sub": "ann" }),
+        json!({ "sub": "ann", "iss": "https://auth.example" }),
+        json!({ "sub": "ann", "iss": "https://elsewhere.example", "aud": "events" }),
+        json!({ "sub": "ann", "iss": "https://auth.example", "aud": "another-service" }),
+    ] {
+        let token = token_with(claims, 60);
+        refusal(&app, &format!("/events/public?token={token}")).await;
+    }
+    app.stop().await;
+}
+
 async fn permission_checks_that_still_pass_end_no_stream() {
     let app = spawn_app(App::on(Backend::Sqlite)).await;
     let ann = format!("Bearer {}", token("ann", 60));
@@ -170,6 +231,119 @@ async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
         frames[0].json(),
         json!({"condition": "forbidden", "text": "Permission denied to channels: room", "channels": ["room"]})
     );
+    app.stop().await;
+}
+
+/// A stream replaying a backlog far larger than the socket buffers (the
+/// client does not read meanwhile) never empties its inbox, where kicks used
+/// to be noticed: it must still end at the kick, long before the backlog.
+async fn a_stream_that_stays_behind_is_still_kicked() {
+    // 32 MB: far more than loopback's socket buffers hold.
+    const BACKLOG: usize = 8000;
+    let (stage, revoked) = AnnUntilRevoked::stage();
+    let app = spawn_app(
+        App::on(Backend::Sqlite)
+            .stage(stage)
+            .with("eventstream.replay_page", 1),
+    )
+    .await;
+    let text = "x".repeat(4096);
+    let sends = (0..BACKLOG).map(|_| app.events.send_event("room", "message", &text));
+    for sent in futures_util::future::join_all(sends).await {
+        sent.expect("stored");
+    }
+    let ann = format!("Bearer {}", token("ann", 60));
+    let mut stream = app
+        .stream(
+            "/events/room",
+            &[("Authorization", &ann), ("Last-Event-ID", "room:0")],
+        )
+        .await;
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("room:1"));
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    app.events
+        .channel_permission_changed(Some(&User::new("ann")), "room")
+        .await;
+    let rest = stream.until_end().await;
+    let last = rest.last().expect("frames after the kick");
+    assert_eq!(
+        last.event(),
+        "stream-error",
+        "the stream ends with the kick"
+    );
+    assert_eq!(last.json()["condition"], "forbidden");
+    let events = rest
+        .iter()
+        .filter(|frame| frame.event() == "message")
+        .count();
+    assert!(
+        events + 1 < BACKLOG,
+        "the kick waited for the whole backlog ({} events) to be replayed",
+        events + 1
+    );
+    app.stop().await;
+}
+
+/// Stops `ann`'s first permission check until the test lets it go, so a
+/// revocation and its kick can land between the check and the stream's
+/// registration with the hub.
+struct GatedAuthorizer {
+    revoked: std::sync::atomic::AtomicBool,
+    first: std::sync::atomic::AtomicBool,
+    entered: tokio::sync::Notify,
+    proceed: tokio::sync::Notify,
+}
+
+/// The stage's handle on the shared gate.
+struct Gate(std::sync::Arc<GatedAuthorizer>);
+
+#[rocket::async_trait]
+impl eventstream_rocket::Authorizer for Gate {
+    async fn can_read_channel(&self, user: Option<&User>, _channel: &str) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let ann = user.is_some_and(|user| user.id == "ann");
+        let gate = &self.0;
+        if ann && gate.first.swap(false, SeqCst) {
+            // Decided before the revocation, answered after it.
+            let allowed = !gate.revoked.load(SeqCst);
+            gate.entered.notify_one();
+            gate.proceed.notified().await;
+            return allowed;
+        }
+        !(ann && gate.revoked.load(SeqCst))
+    }
+}
+
+async fn a_kick_between_authorizing_and_registering_is_not_lost() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let gate = std::sync::Arc::new(GatedAuthorizer {
+        revoked: false.into(),
+        first: true.into(),
+        entered: tokio::sync::Notify::new(),
+        proceed: tokio::sync::Notify::new(),
+    });
+    let stage = eventstream_rocket::Stage::new()
+        .authorizer_named("test::Gated", Gate(std::sync::Arc::clone(&gate)));
+    let app = spawn_app(App::on(Backend::Sqlite).stage(stage)).await;
+    let ann = format!("Bearer {}", token("ann", 60));
+    let headers = [("Authorization", ann.as_str())];
+    let opening = app.stream("/events/room", &headers);
+    let kick = async {
+        gate.entered.notified().await;
+        gate.revoked.store(true, SeqCst);
+        let ended = app
+            .events
+            .channel_permission_changed(Some(&User::new("ann")), "room")
+            .await;
+        assert_eq!(ended, 0, "the stream was not registered yet");
+        gate.proceed.notify_one();
+    };
+    let (mut stream, ()) = tokio::join!(opening, kick);
+    let frames = stream.until_end().await;
+    assert_eq!(frames.len(), 1, "one error and the end: {frames:?}");
+    assert_eq!(frames[0].event(), "stream-error");
+    assert_eq!(frames[0].json()["condition"], "forbidden");
     app.stop().await;
 }
 

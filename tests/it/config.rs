@@ -3,11 +3,15 @@
 
 use libtest_mimic::Trial;
 
-use crate::helpers::{App, Backend, LaunchError, spawn_app, try_spawn_app};
+use crate::helpers::{App, Backend, LaunchError, LogMark, spawn_app, try_spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
-        needs_nothing => [bad_settings_abort_launch, an_authorizer_is_chosen_by_its_rust_path],
+        needs_nothing => [
+            bad_settings_abort_launch,
+            an_authorizer_is_chosen_by_its_rust_path,
+            secrets_never_reach_logs_or_error_bodies,
+        ],
     ]
 }
 
@@ -94,5 +98,132 @@ async fn an_authorizer_is_chosen_by_its_rust_path() {
     .await;
     let mut stream = app.stream("/events/_private", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    app.stop().await;
+}
+
+/// Every secret is used, never printed: launch errors (bad GRIP URLs,
+/// database URLs with passwords, secrets too short), the configuration's
+/// `Debug`, publish failures and the answers clients get.
+async fn secrets_never_reach_logs_or_error_bodies() {
+    let launches = [
+        (
+            App::on(Backend::Sqlite)
+                .with(
+                    "eventstream.grip_url",
+                    "ftp://proxy.example?key=grip-url-secret-0001",
+                )
+                .with("eventstream.link_key", "link-key-secret-0002-0123456789"),
+            vec!["grip-url-secret-0001", "link-key-secret-0002-0123456789"],
+        ),
+        (
+            App::on(Backend::Sqlite)
+                .with(
+                    "eventstream.grip_url",
+                    "http://127.0.0.1:5561?key=grip-url-secret-0003&color=red",
+                )
+                .with("eventstream.link_key", "link-key-secret-0004-0123456789"),
+            vec!["grip-url-secret-0003", "link-key-secret-0004-0123456789"],
+        ),
+        (
+            App::on(Backend::Sqlite).with(
+                "databases.eventstream.url",
+                "mysql://app:db-password-0005@localhost/x",
+            ),
+            vec!["db-password-0005"],
+        ),
+        (
+            App::on(Backend::Sqlite).with(
+                "databases.eventstream.url",
+                "postgres://app:db-password-0006@127.0.0.1:1/x",
+            ),
+            vec!["db-password-0006"],
+        ),
+        (
+            App::on(Backend::Sqlite).with("eventstream.jwt_secret", "short-0007"),
+            vec!["short-0007"],
+        ),
+        (
+            App::on(Backend::Sqlite).with("eventstream.publish_key", "short-0008"),
+            vec!["short-0008"],
+        ),
+    ];
+    for (app, secrets) in launches {
+        let error = launch_error(app).await;
+        assert!(!error.logged.is_empty(), "the refusal is logged: {error}");
+        let everything = format!("{error}");
+        for secret in secrets {
+            assert!(
+                !everything.contains(secret),
+                "{secret} leaked: {everything}"
+            );
+        }
+    }
+
+    // A running server with every kind of secret, publishing to a proxy
+    // that does not answer (its URL carries credentials).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mark = LogMark::now();
+    let app = spawn_app(
+        App::on(Backend::Sqlite)
+            .grip_proxy_at(&format!(
+                "http://user:proxy-password-0009@127.0.0.1:{closed}"
+            ))
+            .with("eventstream.jwt_secret", "jwt-secret-0010-0123456789"),
+    )
+    .await;
+    let config = format!("{:?}", app.events.config());
+    let secrets = [
+        "proxy-password-0009",
+        "jwt-secret-0010-0123456789",
+        crate::helpers::PUBLISH_KEY,
+        crate::helpers::LINK_KEY,
+        crate::helpers::PUSHPIN_SIG_KEY,
+    ];
+    for secret in secrets {
+        assert!(
+            !config.contains(secret),
+            "{secret} in Config's Debug: {config}"
+        );
+    }
+    app.send_event("c", serde_json::json!(1)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.events.metrics().grip_retries == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no publish retry was logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let wrong = app
+        .http
+        .post(app.url("/events/c"))
+        .bearer_auth("a-wrong-key-0011-0123456789")
+        .body(r#"{"data":1}"#)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(wrong.status(), 403);
+    let body = wrong.text().await.expect("a body");
+    let forged = app
+        .stream("/events/c?token=not.a.jwt-0012", &[])
+        .await
+        .until_end()
+        .await;
+    let answers = format!("{body} {forged:?}");
+    let logged = mark.lines_since().join("\n");
+    assert!(
+        logged.contains("publish to"),
+        "the publish failure is logged: {logged}"
+    );
+    for secret in secrets.iter().chain(&["a-wrong-key-0011-0123456789"]) {
+        assert!(!logged.contains(secret), "{secret} in the log: {logged}");
+        assert!(
+            !answers.contains(secret),
+            "{secret} in an answer: {answers}"
+        );
+    }
     app.stop().await;
 }

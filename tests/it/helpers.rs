@@ -19,12 +19,11 @@ use rocket::figment::providers::Serialized;
 use rocket::figment::value::Value;
 use rocket::{Request, Shutdown};
 
-pub use database::TestDatabase;
+pub use database::{TestDatabase, postgres_admin_url};
 pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_name};
-pub use logs::capture_logs;
+pub use logs::{LogMark, capture_logs};
 pub use sse::Sse;
 
-use logs::LogMark;
 use pushpin::Pushpin;
 
 /// Which event-log backend a test runs against, and how clients reach it.
@@ -38,7 +37,7 @@ pub enum Backend {
 
 /// Pushpin's default `sig_key`, which the harness configures.
 pub const PUSHPIN_SIG_KEY: &str = "changeme";
-const LINK_KEY: &str = "test-link-key-0123456789abcdef";
+pub const LINK_KEY: &str = "test-link-key-0123456789abcdef";
 
 /// The test authorizer: `_`-prefixed channels need a user, `live-`
 /// channels are not persisted, and `?feed=<name>` adds `feed-<name>` to the
@@ -128,7 +127,13 @@ fn signed(key: &str, mut claims: serde_json::Value, valid_secs: i64) -> String {
 
 /// A user token for `user`, valid for `valid_secs` (negative: expired).
 pub fn token(user: &str, valid_secs: i64) -> String {
-    signed(JWT_SECRET, serde_json::json!({ "sub": user }), valid_secs)
+    token_with(serde_json::json!({ "sub": user }), valid_secs)
+}
+
+/// A user token with these claims (and `exp`), signed with the test
+/// servers' `jwt_secret`.
+pub fn token_with(claims: serde_json::Value, valid_secs: i64) -> String {
+    signed(JWT_SECRET, claims, valid_secs)
 }
 
 /// The `grip_proxies` setting for one proxy whose control API is at

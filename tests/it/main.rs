@@ -18,9 +18,13 @@ mod concurrency;
 mod config;
 mod contract;
 mod cors;
+mod durability;
 mod grip;
+mod hostile;
+mod limits;
 mod publish_api;
 mod resume;
+mod rollback;
 mod storage;
 
 fn main() {
@@ -35,9 +39,13 @@ fn main() {
         config::tests(),
         contract::tests(),
         cors::tests(),
+        durability::tests(),
         grip::tests(),
+        hostile::tests(),
+        limits::tests(),
         publish_api::tests(),
         resume::tests(),
+        rollback::tests(),
         storage::tests(),
     ]
     .into_iter()

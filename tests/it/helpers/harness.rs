@@ -217,6 +217,7 @@ where
 ///     crate::trials![
 ///         needs_nothing => [a_test],            // async fn(): <area>::a_test, on SQLite
 ///         current_thread => [a_timing_test],    // the same, on a current-thread runtime
+///         needs_postgres => [a_fault_test],     // async fn() on PostgreSQL only
 ///         needs_pushpin => [a_grip_test],       // async fn() that starts a Pushpin
 ///         on_both_backends => [a_storage_test], // async fn(Backend): ::sqlite, ::postgres
 ///         on_every_path => [a_contract_test],   // ... and ::through_pushpin
@@ -235,6 +236,9 @@ macro_rules! trials {
     };
     (@current_thread $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, None, CurrentThread)
+    };
+    (@needs_postgres $trials:ident $test:ident) => {
+        $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Postgres), MultiThread)
     };
     (@needs_pushpin $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), MultiThread)

@@ -13,6 +13,8 @@ pub struct Frame {
     pub id: Option<String>,
     pub data: String,
     pub comment: bool,
+    /// The `retry:` value, if the frame set one.
+    pub retry: Option<String>,
 }
 
 impl Frame {
@@ -118,6 +120,7 @@ impl Sse {
             match field {
                 "event" => frame.event = Some(value.into()),
                 "id" => frame.id = Some(value.into()),
+                "retry" => frame.retry = Some(value.into()),
                 "data" => data.push(value),
                 other => panic!("unexpected field {other:?} in {block:?}"),
             }
