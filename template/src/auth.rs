@@ -1,8 +1,10 @@
 //! How a visitor signs in, and who a request comes from.
 //!
 //! - `POST /sign-in` hands out a short-lived token. **Demo only**: anyone can
-//!   sign in as anyone. Replace it with your real login, and keep issuing
-//!   tokens with `Events::token_for`.
+//!   sign in as anyone. It is mounted only when the app setting
+//!   `demo_sign_in = true` (Rocket.toml sets it in `[debug]` only), and a
+//!   release build refuses to start with it. Replace it with your real
+//!   login, and keep issuing tokens with `Events::token_for`.
 //! - [`Visitor`] identifies a request to the app's own routes with the same
 //!   token the streams accept. Which rooms a user may read is decided in
 //!   `events` (`PrivateChannels`).
@@ -10,11 +12,11 @@
 use std::time::Duration;
 
 use eventstream_rocket::{Events, User};
-use rocket::State;
-use rocket::fairing::AdHoc;
+use rocket::fairing::{self, AdHoc};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::Json;
+use rocket::{Build, Rocket, State};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -80,9 +82,24 @@ fn sign_in(form: Json<SignIn>, events: &State<Events>) -> Result<Json<Session>, 
     }))
 }
 
-/// The sign-in route.
+/// Mounts the demo sign-in when `demo_sign_in = true`; refuses it in
+/// release, where it would let anyone read the private rooms.
+async fn demo_sign_in(rocket: Rocket<Build>) -> fairing::Result {
+    let enabled: bool = rocket
+        .figment()
+        .extract_inner("demo_sign_in")
+        .unwrap_or(false);
+    if !enabled {
+        return Ok(rocket);
+    }
+    if rocket.figment().profile() == "release" {
+        error!("demo_sign_in lets anyone sign in as anyone: it is refused in release");
+        return Err(rocket);
+    }
+    Ok(rocket.mount("/", routes![sign_in]))
+}
+
+/// The demo sign-in route, when enabled.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Auth", |rocket| async {
-        rocket.mount("/", routes![sign_in])
-    })
+    AdHoc::try_on_ignite("Demo sign-in", demo_sign_in)
 }

@@ -268,3 +268,38 @@ async fn release_refuses_the_development_secrets() {
         .merge(("eventstream.jwt_secret", "a-real-jwt-secret-0123456789"));
     assert!(super::app(configured).ignite().await.is_ok());
 }
+
+#[rocket::async_test]
+async fn the_demo_sign_in_exists_only_in_debug() {
+    let database = TestDatabase::new("demo-sign-in");
+    let release = || {
+        rocket::Config::figment()
+            .select("release")
+            .merge(("databases.eventstream.url", database.url.as_str()))
+            .merge(("log_level", "off"))
+            .merge(("eventstream.publish_key", "a-real-publish-key-0123456789"))
+            .merge(("eventstream.jwt_secret", "a-real-jwt-secret-0123456789"))
+    };
+    // Release without it: anyone signing in as `_staff`'s reader is refused.
+    let client = Client::tracked(super::app(release()))
+        .await
+        .expect("the app launches");
+    let response = client
+        .post(uri!(crate::auth::sign_in))
+        .header(ContentType::JSON)
+        .body(r#"{"name":"mallory"}"#)
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::NotFound);
+    drop(response);
+    drop(client);
+    // Release with it switched on does not start at all.
+    let refused = super::app(release().merge(("demo_sign_in", true)))
+        .ignite()
+        .await
+        .expect_err("demo sign-in in release");
+    assert!(matches!(
+        refused.kind(),
+        rocket::error::ErrorKind::FailedFairings(_)
+    ));
+}
