@@ -27,7 +27,7 @@ import tempfile
 # The data path, leaves first. Each entry is one layer.
 LAYERS = [
     "channel", "error", "event_id", "frame", "metrics", "config", "query",
-    "identity", "authorizer", "cors",
+    "identity", "authorizer", "cors", "limits",
     "storage",
     "fanout", "hub", "writer",
     "context", "events",
