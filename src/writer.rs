@@ -26,7 +26,6 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -49,10 +48,6 @@ struct Append {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Append>,
-    /// This writer's half of every append token: random per process, so
-    /// processes sharing a database never mint the same token.
-    id: i64,
-    next_append: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Append {
@@ -68,7 +63,13 @@ struct Store {
     storage: Storage,
     fanout: Arc<Fanout>,
     durability: Durability,
+    /// This writer's half of every append token: random per process, so
+    /// processes sharing a database never mint the same token.
     writer: i64,
+    /// The next append number. Handed out here, in the writer task, in the
+    /// order events are committed: a stream compares tokens to tell a
+    /// repeat from an event appended after the log went back in time.
+    next_append: i64,
 }
 
 impl Writer {
@@ -87,22 +88,15 @@ impl Writer {
             fanout,
             durability,
             writer: id,
+            next_append: 1,
         };
         tokio::spawn(run(requests, store, commit_batch));
-        Writer {
-            queue,
-            id,
-            next_append: Arc::new(AtomicI64::new(1)),
-        }
+        Writer { queue }
     }
 
     /// Appends one event (whose `event:`/`data:` lines are already encoded
     /// in `body`) and waits until it is committed and published.
-    pub(crate) async fn append(&self, mut event: NewEvent, body: Bytes) -> Result<u64, Error> {
-        event.token = AppendToken {
-            writer: self.id,
-            seq: self.next_append.fetch_add(1, Ordering::Relaxed),
-        };
+    pub(crate) async fn append(&self, event: NewEvent, body: Bytes) -> Result<u64, Error> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Append { event, body, reply })
@@ -112,10 +106,17 @@ impl Writer {
     }
 }
 
-async fn run(mut requests: mpsc::Receiver<Append>, store: Store, commit_batch: usize) {
+async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batch: usize) {
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
     while requests.recv_many(&mut batch, commit_batch).await > 0 {
-        let appends = std::mem::take(&mut batch);
+        let mut appends = std::mem::take(&mut batch);
+        for append in &mut appends {
+            append.event.token = AppendToken {
+                writer: store.writer,
+                seq: store.next_append,
+            };
+            store.next_append += 1;
+        }
         match store.append(&appends).await {
             Ok(ids) => {
                 for (append, seq) in appends.into_iter().zip(ids) {
