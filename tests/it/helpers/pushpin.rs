@@ -32,17 +32,25 @@ impl Pushpin {
     /// control ports (5560..5563 + offset) are all free. (The harness ran
     /// only this trial if `pushpin --version` works.)
     pub fn reserve() -> Pushpin {
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
+        // Below Linux's ephemeral range (32768 up): there, the client
+        // sockets of other tests (thousands at times) take ports that a
+        // bind would then be refused.
+        let random_port = || {
+            use std::hash::{BuildHasher, RandomState};
+            let random = RandomState::new().hash_one(std::time::Instant::now());
+            20_000 + (random % 12_000) as u16
         };
-        let http_port = free().expect("a free port");
-        let offset = (0..200)
+        let http_port = (0..1000)
+            .map(|_| random_port())
+            .find(|port| port_is_free(*port))
+            .expect("a free port");
+        let offset = (0..1000)
             .find_map(|_| {
-                let base = free().ok()?;
+                let base = random_port();
                 let offset = base.checked_sub(5560)?;
-                (0..4).all(|n| port_is_free(base + n)).then_some(offset)
+                let ports = base..base + 4;
+                (!ports.contains(&http_port) && ports.into_iter().all(port_is_free))
+                    .then_some(offset)
             })
             .expect("four free consecutive ports");
         Pushpin {
