@@ -245,15 +245,25 @@ async fn history_and_stream_join_without_gap() {
     client.rocket().shutdown().notify();
 }
 
+/// The release profile on `database`, without the development secrets.
+fn release(database: &TestDatabase) -> rocket::figment::Figment {
+    rocket::Config::figment()
+        .select("release")
+        .merge(("databases.eventstream.url", database.url.as_str()))
+        .merge(("log_level", "off"))
+}
+
+/// The release profile with real secrets set.
+fn configured_release(database: &TestDatabase) -> rocket::figment::Figment {
+    release(database)
+        .merge(("eventstream.publish_key", "a-real-publish-key-0123456789"))
+        .merge(("eventstream.jwt_secret", "a-real-jwt-secret-0123456789"))
+}
+
 #[rocket::async_test]
 async fn release_refuses_the_development_secrets() {
     let database = TestDatabase::new("release");
-    let release = || {
-        rocket::Config::figment()
-            .select("release")
-            .merge(("databases.eventstream.url", database.url.as_str()))
-            .merge(("log_level", "off"))
-    };
+    let release = || release(&database);
     // The development values live in [debug.eventstream] only.
     let refused = super::app(release())
         .ignite()
@@ -263,23 +273,18 @@ async fn release_refuses_the_development_secrets() {
         refused.kind(),
         rocket::error::ErrorKind::FailedFairings(_)
     ));
-    let configured = release()
-        .merge(("eventstream.publish_key", "a-real-publish-key-0123456789"))
-        .merge(("eventstream.jwt_secret", "a-real-jwt-secret-0123456789"));
-    assert!(super::app(configured).ignite().await.is_ok());
+    assert!(
+        super::app(configured_release(&database))
+            .ignite()
+            .await
+            .is_ok()
+    );
 }
 
 #[rocket::async_test]
 async fn the_demo_sign_in_exists_only_in_debug() {
     let database = TestDatabase::new("demo-sign-in");
-    let release = || {
-        rocket::Config::figment()
-            .select("release")
-            .merge(("databases.eventstream.url", database.url.as_str()))
-            .merge(("log_level", "off"))
-            .merge(("eventstream.publish_key", "a-real-publish-key-0123456789"))
-            .merge(("eventstream.jwt_secret", "a-real-jwt-secret-0123456789"))
-    };
+    let release = || configured_release(&database);
     // Release without it: anyone signing in as `_staff`'s reader is refused.
     let client = Client::tracked(super::app(release()))
         .await

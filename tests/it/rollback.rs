@@ -21,29 +21,25 @@ pub fn tests() -> Vec<Trial> {
 
 /// Runs `statements` on the app's database, as a restore would change it.
 async fn rewrite_storage(app: &TestApp, statements: &[&str]) {
-    let url = app.database_url();
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url)
-            .await
-            .expect("the SQLite log");
-        for statement in statements {
-            sqlx::query(statement)
-                .execute(&pool)
+    // The same SQL through either backend's own pool type.
+    macro_rules! run {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(app.database_url())
                 .await
-                .expect(statement);
-        }
-        pool.close().await;
+                .expect("the event log");
+            for statement in statements {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect(statement);
+            }
+            pool.close().await;
+        }};
+    }
+    if app.database_url().starts_with("sqlite:") {
+        run!(sqlx::SqlitePool)
     } else {
-        let pool = sqlx::PgPool::connect(url)
-            .await
-            .expect("the PostgreSQL log");
-        for statement in statements {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .expect(statement);
-        }
-        pool.close().await;
+        run!(sqlx::PgPool)
     }
 }
 
