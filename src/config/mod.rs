@@ -510,7 +510,8 @@ impl Config {
             ("queue_capacity", self.queue_capacity as u64, 1, 1 << 20),
             ("chunk_size", self.chunk_size as u64, 512, 1 << 24),
             ("replay_page", self.replay_page as u64, 1, 100_000),
-            ("commit_batch", self.commit_batch as u64, 1, 4096),
+            // SQLite binds at most 32,766 values per statement: 8 per event.
+            ("commit_batch", self.commit_batch as u64, 1, 4000),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
