@@ -199,11 +199,12 @@ impl Reader<'_> {
         max_bytes: usize,
     ) -> Result<Page, Unavailable> {
         let position = positions.get(channel).unwrap_or(0);
-        let events = self
+        let page = self
             .storage
-            .events_after(channel, position, limit)
+            .events_after(channel, position, limit, max_bytes)
             .await
             .map_err(|e| unavailable("replay", e))?;
+        let events = page.events;
         let contiguous = events
             .first()
             .is_none_or(|event| event.id.seq() == position + 1);
@@ -235,8 +236,8 @@ impl Reader<'_> {
             }
             return Ok(Page {
                 events: consumed,
-                complete: consumed < limit,
-                cut: false,
+                complete: !page.full && !page.cut,
+                cut: page.cut,
                 last_token,
             });
         }

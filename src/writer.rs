@@ -155,7 +155,13 @@ impl Store {
     /// After `failure` of a batch: delivers what was stored, retries the
     /// rest one by one, and answers every sender with what happened.
     async fn settle(&self, appends: Vec<Append>, failure: AppendError) {
-        let Some(found) = self.stored(&appends).await else {
+        // Failed before COMMIT, or refused by it: nothing was stored.
+        let found = if failure.maybe_committed {
+            self.stored(&appends).await
+        } else {
+            Some(BTreeMap::new())
+        };
+        let Some(found) = found else {
             for append in appends {
                 fail(append, &failure);
             }

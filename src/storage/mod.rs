@@ -87,6 +87,16 @@ pub struct Event {
     pub(crate) token: Option<AppendToken>,
 }
 
+/// Events read for a replay page.
+#[derive(Debug)]
+pub(crate) struct EventsPage {
+    pub(crate) events: Vec<Event>,
+    /// The byte budget left later events of the page out.
+    pub(crate) cut: bool,
+    /// The page had `limit` rows: more may follow.
+    pub(crate) full: bool,
+}
+
 /// A channel's counter row: its newest id and what retention has removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ChannelState {
@@ -115,6 +125,27 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+/// Whether a failed COMMIT may have committed: the server said no (an
+/// error response: a constraint, a conflict, busy) means it did not, except
+/// SQLite's I/O errors, after which it may have; no answer at all (the
+/// connection dropped) means it may have.
+fn commit_outcome_unknown(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            let sqlite = database
+                .try_downcast_ref::<rocket_db_pools::sqlx::sqlite::SqliteError>()
+                .is_some();
+            // SQLITE_IOERR is 10, in the low byte of every extended code.
+            sqlite
+                && database
+                    .code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(|code| code & 0xff == 10)
+        }
+        _ => true,
+    }
 }
 
 /// A token from its two columns (absent on rows older than tokens).
@@ -307,8 +338,8 @@ impl Storage {
             let ids = assign_ids(events, &counts, &last_ids);
             insert_events!(tx, events, &ids, now_ms);
             tx.commit().await.map_err(|error| AppendError {
+                maybe_committed: commit_outcome_unknown(&error),
                 error,
-                maybe_committed: true,
             })?;
             last_ids
         });
@@ -355,21 +386,49 @@ impl Storage {
     }
 
     /// Up to `limit` events of `channel` with ids after `after`, in order.
+    ///
+    /// At most `max_bytes` of event data come back (and at least one
+    /// event): the database drops the rest of the page, so a client that
+    /// resumes far behind on large events cannot make this process hold
+    /// `limit` of them at once.
     pub(crate) async fn events_after(
         &self,
         channel: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<Event>, sqlx::Error> {
-        let sql = format!("{SELECT_EVENTS} WHERE channel = $1 AND id > $2 ORDER BY id LIMIT $3");
+        max_bytes: usize,
+    ) -> Result<EventsPage, sqlx::Error> {
+        let data_bytes = match self {
+            Storage::Sqlite(_) => "LENGTH(CAST(data AS BLOB))",
+            Storage::Postgres(_) => "OCTET_LENGTH(data)",
+        };
+        // The page, then a running total of its data: rows whose data
+        // starts within the budget are kept.
+        let sql = format!(
+            "SELECT channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq, page_rows \
+             FROM (SELECT page.*, SUM({data_bytes}) OVER (ORDER BY id) - {data_bytes} AS before_bytes, \
+                          COUNT(*) OVER () AS page_rows \
+                   FROM ({SELECT_EVENTS} WHERE channel = $1 AND id > $2 ORDER BY id LIMIT $3) AS page) AS sized \
+             WHERE before_bytes < $4 ORDER BY id"
+        );
         dispatch!(self, pool => {
             let rows = sqlx::query(&sql)
                 .bind(channel)
                 .bind(to_i64(after))
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(i64::try_from(max_bytes.max(1)).unwrap_or(i64::MAX))
                 .fetch_all(pool)
                 .await?;
-            rows.iter().map(event_from_row).collect()
+            let page_rows = match rows.first() {
+                Some(row) => to_u64(row.try_get("page_rows")?) as usize,
+                None => 0,
+            };
+            let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+            Ok(EventsPage {
+                cut: events.len() < page_rows,
+                full: page_rows == limit,
+                events,
+            })
         })
     }
 
