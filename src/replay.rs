@@ -68,9 +68,9 @@ pub(crate) struct Start {
     pub(crate) reset: Vec<String>,
     /// Bit `i`: channel `i` has stored events after its position.
     pub(crate) behind: u64,
-    /// Per channel index: the append token of the newest event storage
-    /// held when it was read (see [`Page::last_token`]).
-    pub(crate) marks: Vec<Option<AppendToken>>,
+    /// Per channel index: the newest event storage held when it was read
+    /// (see [`Mark`]).
+    pub(crate) marks: Vec<Option<Mark>>,
 }
 
 impl Start {
@@ -104,11 +104,27 @@ pub(crate) struct Page {
     /// The page stopped at its byte budget before its last event: read
     /// fewer events next time.
     pub(crate) cut: bool,
-    /// The append token of the last event consumed, when recorded: a live
-    /// event at or below the stream's position with a token up to this one
-    /// (from the same writer) was read here; a later one was appended
-    /// after the log went back in time.
-    pub(crate) last_token: Option<AppendToken>,
+    /// The last event consumed (or the newest stored), when its token is
+    /// recorded: see [`Mark`].
+    pub(crate) mark: Option<Mark>,
+}
+
+/// The newest event a stream has seen on a channel: its id and the append
+/// token that stored it. A live event at or below the stream's position
+/// with a token up to this one (from the same writer) is a repeat; a later
+/// one was appended after the log went back in time. And when the stream
+/// reads storage from this position again, the row there must still carry
+/// this token, or the log was rewritten under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) seq: u64,
+    pub(crate) token: AppendToken,
+}
+
+/// What the page read looked like, with the checked row left out.
+struct EventsPageShape {
+    full: bool,
+    cut: bool,
 }
 
 /// Whether a live event at or below a stream's position is one its reads
@@ -116,8 +132,8 @@ pub(crate) struct Page {
 /// read), rather than one appended after the log went back in time. Tokens
 /// of one writer grow in commit order; across writers nothing is known, and
 /// the event is taken as seen.
-pub(crate) fn was_read(mark: Option<AppendToken>, token: Option<AppendToken>) -> bool {
-    match (mark, token) {
+pub(crate) fn was_read(mark: Option<Mark>, token: Option<AppendToken>) -> bool {
+    match (mark.map(|mark| mark.token), token) {
         (Some(mark), Some(token)) if mark.writer == token.writer => token.seq <= mark.seq,
         _ => true,
     }
@@ -165,7 +181,10 @@ impl Reader<'_> {
             let Some(state) = states.get(channel) else {
                 continue;
             };
-            start.marks[index] = state.last_token;
+            start.marks[index] = state.last_token.map(|token| Mark {
+                seq: state.last_id,
+                token,
+            });
             let position = match requested.get(channel) {
                 Some(position) if state.can_resume_from(position) => position,
                 Some(_) => {
@@ -188,8 +207,9 @@ impl Reader<'_> {
     /// Writes up to `limit` stored events of `channel` after its position
     /// in `positions`, advancing it, and stops once it has written
     /// `max_bytes` (after at least one event, so a stream always moves on).
-    /// Events trimmed under the stream turn into a `stream-reset` and a
-    /// jump to the channel's current id.
+    /// Events trimmed under the stream, or a log rewritten under it (the
+    /// row at its position no longer carries `mark`'s token), turn into a
+    /// `stream-reset` and a jump to the channel's current id.
     pub(crate) async fn page(
         &self,
         out: &mut BytesMut,
@@ -197,32 +217,61 @@ impl Reader<'_> {
         positions: &mut IdVector,
         limit: usize,
         max_bytes: usize,
+        mark: Option<Mark>,
     ) -> Result<Page, Unavailable> {
         let position = positions.get(channel).unwrap_or(0);
+        // With a mark at the position, read the row there too, to check it.
+        let check = mark.filter(|mark| mark.seq == position && position > 0);
+        let from = if check.is_some() {
+            position - 1
+        } else {
+            position
+        };
         let page = self
             .storage
-            .events_after(channel, position, limit, max_bytes)
+            .events_after(channel, from, limit + 1, max_bytes)
             .await
             .map_err(|e| unavailable("replay", e))?;
-        let events = page.events;
-        let contiguous = events
-            .first()
-            .is_none_or(|event| event.id.seq() == position + 1);
+        let mut events = page.events;
+        let mut rewritten = false;
+        if let Some(mark) = check {
+            if events
+                .first()
+                .is_some_and(|event| event.id.seq() == position)
+            {
+                let at_position = events.remove(0);
+                rewritten = at_position.token.is_some_and(|token| token != mark.token);
+            }
+        } else {
+            // Without the check, the extra row asked for is not wanted.
+            events.truncate(limit);
+        }
+        let page = EventsPageShape {
+            full: events.len() >= limit,
+            cut: page.cut,
+        };
+        let contiguous = !rewritten
+            && events
+                .first()
+                .is_none_or(|event| event.id.seq() == position + 1);
         if contiguous && !events.is_empty() {
             let start = out.len();
             let mut consumed = 0;
-            let mut last_token = None;
+            let mut mark = None;
             for event in &events {
                 if consumed > 0 && out.len() - start >= max_bytes {
                     return Ok(Page {
                         events: consumed,
                         complete: false,
                         cut: true,
-                        last_token,
+                        mark,
                     });
                 }
                 consumed += 1;
-                last_token = event.token;
+                mark = event.token.map(|token| Mark {
+                    seq: event.id.seq(),
+                    token,
+                });
                 positions.set(channel, event.id.seq());
                 if is_skipped(self.user_id, &event.skip_users) {
                     continue;
@@ -238,7 +287,7 @@ impl Reader<'_> {
                 events: consumed,
                 complete: !page.full && !page.cut,
                 cut: page.cut,
-                last_token,
+                mark,
             });
         }
         let states = self
@@ -251,11 +300,19 @@ impl Reader<'_> {
             events: 0,
             complete,
             cut: false,
-            last_token: current.last_token,
+            mark: current.last_token.map(|token| Mark {
+                seq: current.last_id,
+                token,
+            }),
         };
+        if rewritten {
+            log::warn!(
+                "eventstream: the event log of {channel:?} was rewritten under a stream at {position}: resetting it"
+            );
+        }
         if contiguous && current.last_id == position {
             Ok(page(true))
-        } else if contiguous && current.can_resume_from(position) {
+        } else if contiguous && current.can_resume_from(position) && !rewritten {
             // Committed between the two reads: the next read finds it.
             Ok(page(false))
         } else {

@@ -30,8 +30,7 @@ use crate::frame::{self, IdLine};
 use crate::hub::{Delivery, InboxLimits, Registration};
 use crate::identity::User;
 use crate::limits::{LimitReached, StreamPermit, jittered_retry_ms};
-use crate::replay::{self, Reader, Unavailable};
-use crate::storage::AppendToken;
+use crate::replay::{self, Mark, Reader, Unavailable};
 
 /// What a stream was asked for, checked before anything is written.
 pub(crate) struct Plan {
@@ -112,7 +111,7 @@ pub(crate) struct Session {
     page_limit: usize,
     /// Per channel index: the append token of the newest event the last
     /// read of storage saw (`replay::was_read`).
-    marks: Vec<Option<AppendToken>>,
+    marks: Vec<Option<Mark>>,
 }
 
 /// The most bytes of stored events one body chunk carries: a replay page
@@ -290,7 +289,7 @@ impl Session {
                 let shared = event.frame.with_id.clone();
                 if let Some(seq) = event.seq {
                     self.positions.set(event.channel.clone(), seq);
-                    self.marks[0] = event.token;
+                    self.marks[0] = event.token.map(|token| Mark { seq, token });
                 }
                 inbox.clear();
                 self.inbox = inbox;
@@ -335,7 +334,7 @@ impl Session {
                 // Written live: a later event with an older token is a
                 // repeat; one with a newer token at or below the position
                 // was appended after the log went back in time.
-                self.marks[delivery.channel] = event.token;
+                self.marks[delivery.channel] = event.token.map(|token| Mark { seq, token });
             }
             if !self.skipped(event) {
                 event.frame.write(out, self.id_line());
@@ -371,7 +370,14 @@ impl Session {
         let limit = self.page_limit;
         let max_bytes = max_chunk_bytes(self.context.config.chunk_size);
         match reader
-            .page(out, &channel, &mut self.positions, limit, max_bytes)
+            .page(
+                out,
+                &channel,
+                &mut self.positions,
+                limit,
+                max_bytes,
+                self.marks[index],
+            )
             .await
         {
             Err(unavailable) => {
@@ -380,7 +386,7 @@ impl Session {
                 self.finished = true;
             }
             Ok(page) => {
-                self.marks[index] = page.last_token;
+                self.marks[index] = page.mark;
                 if page.complete {
                     self.behind &= !(1 << index);
                 }

@@ -201,7 +201,7 @@ async fn build(
                 break 'channels;
             }
             let page = reader
-                .page(&mut body, channel, &mut positions, budget, bytes_left)
+                .page(&mut body, channel, &mut positions, budget, bytes_left, None)
                 .await?;
             budget -= page.events;
             if page.complete {

@@ -93,8 +93,6 @@ pub(crate) struct EventsPage {
     pub(crate) events: Vec<Event>,
     /// The byte budget left later events of the page out.
     pub(crate) cut: bool,
-    /// The page had `limit` rows: more may follow.
-    pub(crate) full: bool,
 }
 
 /// A channel's counter row: its newest id and what retention has removed.
@@ -426,7 +424,6 @@ impl Storage {
             let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
             Ok(EventsPage {
                 cut: events.len() < page_rows,
-                full: page_rows == limit,
                 events,
             })
         })

@@ -12,6 +12,7 @@ use crate::helpers::{App, Backend, TestApp, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
+        on_both_backends => [a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it],
         on_every_path => [
             a_live_stream_is_reset_when_the_log_goes_back_in_time,
             a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect,
@@ -131,5 +132,39 @@ async fn a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect(backend: Back
         (after.id.as_deref(), after.json()),
         (Some("r:6"), json!("after"))
     );
+    app.stop().await;
+}
+
+/// The log goes back to 5, and another process (its events reach this one's
+/// streams only through storage) writes a new history 6..11. The stream,
+/// at 10, sees this process's next event, 12, after a gap and catches up
+/// from storage: the row at its position is not the one it delivered, so it
+/// gets `stream-reset` instead of 11 and 12 with the new 6..10 skipped.
+async fn a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it(backend: Backend) {
+    let app = spawn_app(App::on(backend)).await;
+    let mut stream = app.stream("/events/r", &[]).await;
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    for n in 1..=10 {
+        app.send_event("r", json!(n)).await;
+    }
+    for n in 1..=10 {
+        assert_eq!(stream.next_event().await.id, Some(format!("r:{n}")));
+    }
+    roll_back_to_five(&app).await;
+    let other = spawn_app(App::sharing_database(app.database_url())).await;
+    for n in 6..=11 {
+        assert_eq!(
+            other.send_event("r", json!(format!("new {n}"))).await,
+            format!("r:{n}")
+        );
+    }
+    assert_eq!(app.send_event("r", json!("twelve")).await, "r:12");
+    let reset = stream.next_event().await;
+    assert_eq!(reset.event(), "stream-reset", "{reset:?}");
+    assert_eq!(reset.json(), json!({ "channels": ["r"] }));
+    assert_eq!(reset.id.as_deref(), Some("r:12"));
+    assert_eq!(app.send_event("r", json!("thirteen")).await, "r:13");
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("r:13"));
+    other.stop().await;
     app.stop().await;
 }
