@@ -121,12 +121,6 @@ pub(crate) struct Mark {
     pub(crate) token: AppendToken,
 }
 
-/// What the page read looked like, with the checked row left out.
-struct EventsPageShape {
-    full: bool,
-    cut: bool,
-}
-
 /// Whether a live event at or below a stream's position is one its reads
 /// of storage already delivered (`mark`: the token of the newest event
 /// read), rather than one appended after the log went back in time. Tokens
@@ -227,29 +221,24 @@ impl Reader<'_> {
         } else {
             position
         };
+        let rows = limit + usize::from(check.is_some());
         let page = self
             .storage
-            .events_after(channel, from, limit + 1, max_bytes)
+            .events_after(channel, from, rows, max_bytes)
             .await
             .map_err(|e| unavailable("replay", e))?;
+        let cut = page.cut;
         let mut events = page.events;
         let mut rewritten = false;
-        if let Some(mark) = check {
-            if events
+        if let Some(mark) = check
+            && events
                 .first()
                 .is_some_and(|event| event.id.seq() == position)
-            {
-                let at_position = events.remove(0);
-                rewritten = at_position.token.is_some_and(|token| token != mark.token);
-            }
-        } else {
-            // Without the check, the extra row asked for is not wanted.
-            events.truncate(limit);
+        {
+            let at_position = events.remove(0);
+            rewritten = at_position.token.is_some_and(|token| token != mark.token);
         }
-        let page = EventsPageShape {
-            full: events.len() >= limit,
-            cut: page.cut,
-        };
+        let full = events.len() >= limit;
         let contiguous = !rewritten
             && events
                 .first()
@@ -285,8 +274,8 @@ impl Reader<'_> {
             }
             return Ok(Page {
                 events: consumed,
-                complete: !page.full && !page.cut,
-                cut: page.cut,
+                complete: !full && !cut,
+                cut,
                 mark,
             });
         }

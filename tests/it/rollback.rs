@@ -59,8 +59,8 @@ async fn roll_back_to_five(app: &TestApp) {
     .await;
 }
 
-async fn a_live_stream_is_reset_when_the_log_goes_back_in_time(backend: Backend) {
-    let app = spawn_app(App::on(backend)).await;
+/// A stream on channel `r` that has received events 1 to 10 live.
+async fn live_at_ten(app: &TestApp) -> crate::helpers::Sse {
     let mut stream = app.stream("/events/r", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     for n in 1..=10 {
@@ -69,6 +69,12 @@ async fn a_live_stream_is_reset_when_the_log_goes_back_in_time(backend: Backend)
     for n in 1..=10 {
         assert_eq!(stream.next_event().await.id, Some(format!("r:{n}")));
     }
+    stream
+}
+
+async fn a_live_stream_is_reset_when_the_log_goes_back_in_time(backend: Backend) {
+    let app = spawn_app(App::on(backend)).await;
+    let mut stream = live_at_ten(&app).await;
     roll_back_to_five(&app).await;
     // The next event is given id 6 again: the stream must not skip it.
     assert_eq!(app.send_event("r", json!("after")).await, "r:6");
@@ -142,14 +148,7 @@ async fn a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect(backend: Back
 /// gets `stream-reset` instead of 11 and 12 with the new 6..10 skipped.
 async fn a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it(backend: Backend) {
     let app = spawn_app(App::on(backend)).await;
-    let mut stream = app.stream("/events/r", &[]).await;
-    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
-    for n in 1..=10 {
-        app.send_event("r", json!(n)).await;
-    }
-    for n in 1..=10 {
-        assert_eq!(stream.next_event().await.id, Some(format!("r:{n}")));
-    }
+    let mut stream = live_at_ten(&app).await;
     roll_back_to_five(&app).await;
     let other = spawn_app(App::sharing_database(app.database_url())).await;
     for n in 6..=11 {
