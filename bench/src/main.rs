@@ -63,13 +63,13 @@ impl Options {
 const USAGE: &str = "usage: eventstream-bench <scenario> --url URL [options]
 scenarios:
   fanout   --subscribers N --events N --in-flight N      frames/s delivered, loss
-  latency  --subscribers N --rate N --seconds N          publish-to-parse latency
+  latency  --subscribers N --rate N --seconds N [--warmup S]  publish-to-parse latency
   publish  --publishers N --in-flight N --channels N --seconds N   sustained publish rate
   replay   --events N --runs N                           time to replay N missed events
   storm    --clients N --missed N                        reconnect storm with Last-Event-ID
   memory   --subscribers N --server-pid PID              server RSS per idle stream
   chart    --input results.jsonl --out-dir DIR           PNG charts from sweep results
-common: --channel C (bench) --publish-key K --publish-base URL --publish-url URL --stream-path P
+common: --wave N (connects at a time, 256) --channel C (bench) --publish-key K --publish-base URL --publish-url URL --stream-path P
         --label TEXT (stored with the result) --out FILE (append the JSON result)";
 
 #[tokio::main]

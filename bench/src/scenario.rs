@@ -54,11 +54,16 @@ fn target(options: &Options) -> Result<Target, String> {
     })
 }
 
-/// What one subscriber saw, or all of them together.
+/// What one subscriber saw, or all of them together. Every subscriber
+/// records the ids it received, so a repeat, a late arrival and a miss are
+/// told apart: `duplicated` counts ids seen twice, `out_of_order` ids that
+/// arrived after a higher one (first time seen), `lost` ids never seen.
 struct Tally {
+    /// Distinct events received.
     received: u64,
     lost: u64,
     duplicated: u64,
+    out_of_order: u64,
     resets: u64,
     last_at: Option<Instant>,
     latency_us: Histogram<u64>,
@@ -70,9 +75,45 @@ impl Tally {
             received: 0,
             lost: 0,
             duplicated: 0,
+            out_of_order: 0,
             resets: 0,
             last_at: None,
             latency_us: histogram(),
+        }
+    }
+}
+
+/// The ids one subscriber has seen: a bit per sequence number.
+#[derive(Default)]
+struct Seen {
+    bits: Vec<u64>,
+    highest: Option<u64>,
+}
+
+/// How an arriving id relates to what was seen before.
+#[derive(Debug, PartialEq, Eq)]
+enum Arrival {
+    InOrder,
+    Late,
+    Repeated,
+}
+
+impl Seen {
+    fn record(&mut self, seq: u64) -> Arrival {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        if self.bits[word] & (1 << bit) != 0 {
+            return Arrival::Repeated;
+        }
+        self.bits[word] |= 1 << bit;
+        let late = self.highest.is_some_and(|highest| seq < highest);
+        self.highest = self.highest.max(Some(seq));
+        if late {
+            Arrival::Late
+        } else {
+            Arrival::InOrder
         }
     }
 }
@@ -82,42 +123,78 @@ fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
-/// Opens `count` streams, each read up to its `stream-open`.
-async fn subscribe_all(target: &Target, count: u64) -> Result<Vec<Subscriber>, String> {
+/// Opens `count` streams, each read up to its `stream-open`, `wave` at a
+/// time. A proxy that answers 502 or 503 to a burst of connects (Pushpin
+/// does, before it is ready and under bursts) is retried with backoff, as
+/// a reconnecting client would; the retries are counted.
+async fn subscribe_all(
+    target: &Target,
+    count: u64,
+    wave: u64,
+) -> Result<(Vec<Subscriber>, u64), String> {
     if count > MAX_SUBSCRIBERS {
         return Err(format!("at most {MAX_SUBSCRIBERS} subscribers per process"));
     }
     let mut subscribers = Vec::with_capacity(count as usize);
+    let mut retries = 0;
     let mut remaining = count;
     while remaining > 0 {
-        let wave = remaining.min(256);
+        let wave = remaining.min(wave.max(1));
         let connects: Vec<_> = (0..wave)
             .map(|_| {
                 let addr = target.addr;
                 let path = target.stream_path.clone();
                 tokio::spawn(async move {
-                    let mut subscriber = Subscriber::connect(addr, &path, None)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    match subscriber.next_frame().await.map_err(|e| e.to_string())? {
-                        Some(frame) if frame.kind == Kind::Open => Ok(subscriber),
-                        other => Err(format!("expected stream-open, got {other:?}")),
+                    let mut retries = 0;
+                    loop {
+                        let error = match Subscriber::connect(addr, &path, None).await {
+                            Ok(mut subscriber) => {
+                                match subscriber.next_frame().await.map_err(|e| e.to_string())? {
+                                    Some(frame) if frame.kind == Kind::Open => {
+                                        return Ok((subscriber, retries));
+                                    }
+                                    other => {
+                                        return Err(format!("expected stream-open, got {other:?}"));
+                                    }
+                                }
+                            }
+                            Err(error) => error.to_string(),
+                        };
+                        let retryable = error.contains(" 502 ") || error.contains(" 503 ");
+                        if !retryable || retries == 8 {
+                            return Err(error);
+                        }
+                        tokio::time::sleep(Duration::from_millis(50 << retries.min(5))).await;
+                        retries += 1;
                     }
                 })
             })
             .collect();
         for connect in connects {
-            subscribers.push(connect.await.map_err(|e| e.to_string())??);
+            let (subscriber, tries) = connect.await.map_err(|e| e.to_string())??;
+            subscribers.push(subscriber);
+            retries += tries;
         }
         remaining -= wave;
     }
-    Ok(subscribers)
+    Ok((subscribers, retries))
 }
 
-/// Reads each subscriber until it has `expected` events or `deadline`.
+/// Reads each subscriber until it has the `expected` events or `deadline`.
 fn read_all(
     subscribers: Vec<Subscriber>,
     expected: u64,
+    deadline: Instant,
+) -> Vec<JoinHandle<Tally>> {
+    read_all_after(subscribers, expected, 0, deadline)
+}
+
+/// [`read_all`], recording latency only for events whose index (`i`) is at
+/// least `measured_from`: the ones before warm the path up.
+fn read_all_after(
+    subscribers: Vec<Subscriber>,
+    expected: u64,
+    measured_from: u64,
     deadline: Instant,
 ) -> Vec<JoinHandle<Tally>> {
     subscribers
@@ -125,7 +202,7 @@ fn read_all(
         .map(|mut subscriber| {
             tokio::spawn(async move {
                 let mut tally = Tally::new();
-                let mut last_seq: Option<u64> = None;
+                let mut seen = Seen::default();
                 while tally.received < expected {
                     let Ok(Ok(Some(frame))) = timeout_at(deadline, subscriber.next_frame()).await
                     else {
@@ -141,22 +218,27 @@ fn read_all(
                     }
                     let now = now_ns();
                     tally.last_at = Some(Instant::now());
-                    if let (Some(seq), Some(last)) = (frame.seq, last_seq) {
-                        if seq <= last {
-                            tally.duplicated += 1;
-                            continue;
+                    if let Some(seq) = frame.seq {
+                        match seen.record(seq) {
+                            Arrival::Repeated => {
+                                tally.duplicated += 1;
+                                continue;
+                            }
+                            Arrival::Late => tally.out_of_order += 1,
+                            Arrival::InOrder => {}
                         }
-                        tally.lost += seq - last - 1;
                     }
-                    last_seq = frame.seq.or(last_seq);
                     tally.received += 1;
+                    if frame.index.is_some_and(|index| index < measured_from) {
+                        continue;
+                    }
                     if let Some(sent) = frame.sent_ns {
                         let _ = tally
                             .latency_us
                             .record((now.saturating_sub(sent) / 1000).max(1));
                     }
                 }
-                tally.lost += expected.saturating_sub(tally.received + tally.lost);
+                tally.lost = expected.saturating_sub(tally.received);
                 tally
             })
         })
@@ -170,6 +252,7 @@ async fn summarize(readers: Vec<JoinHandle<Tally>>) -> Result<Tally, String> {
         summary.received += tally.received;
         summary.lost += tally.lost;
         summary.duplicated += tally.duplicated;
+        summary.out_of_order += tally.out_of_order;
         summary.resets += tally.resets;
         summary.last_at = summary.last_at.max(tally.last_at);
         summary
@@ -220,7 +303,8 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
     let events = options.number("events", 1000)?;
     let in_flight = options.number("in-flight", 64)?.max(1);
     let limit = Duration::from_secs(options.number("seconds", 60)?);
-    let streams = subscribe_all(&target, subscribers).await?;
+    let wave = options.number("wave", 256)?;
+    let (streams, connect_retries) = subscribe_all(&target, subscribers, wave).await?;
     let started = Instant::now();
     let readers = read_all(streams, events, started + limit);
     publish_burst(&target.publisher, events, in_flight).await?;
@@ -237,7 +321,9 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
         "publish_per_sec": (events as f64 / published_in.as_secs_f64()).round(),
         "lost": summary.lost,
         "duplicated": summary.duplicated,
+        "out_of_order": summary.out_of_order,
         "resets": summary.resets,
+        "connect_retries": connect_retries,
         "seconds": elapsed.as_secs_f64(),
         "latency": latency_json(&summary.latency_us),
     })
@@ -245,16 +331,27 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
 }
 
 /// Latency: `subscribers` on one channel, `rate` events per second for
-/// `seconds`; reports publish-to-parse latency percentiles.
+/// `seconds`; reports publish-to-parse latency percentiles. With
+/// `--warmup S`, the rate runs S seconds longer first, unmeasured (behind
+/// Pushpin, a channel's first subscription makes every stream on it
+/// refresh its next link about a second later).
 pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let target = target(options)?;
     let subscribers = options.number("subscribers", 100)?;
     let rate = options.number("rate", 100)?.max(1);
     let seconds = options.number("seconds", 10)?.max(1);
-    let events = rate * seconds;
-    let streams = subscribe_all(&target, subscribers).await?;
+    let warmup = options.number("warmup", 0)?;
+    let measured_from = rate * warmup;
+    let events = rate * (warmup + seconds);
+    let wave = options.number("wave", 256)?;
+    let (streams, connect_retries) = subscribe_all(&target, subscribers, wave).await?;
     let started = Instant::now();
-    let readers = read_all(streams, events, started + Duration::from_secs(seconds + 30));
+    let readers = read_all_after(
+        streams,
+        events,
+        measured_from,
+        started + Duration::from_secs(warmup + seconds + 30),
+    );
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
     let mut sends = Vec::with_capacity(events as usize);
     for index in 0..events {
@@ -271,10 +368,14 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "subscribers": subscribers,
         "rate": rate,
         "seconds": seconds,
+        "warmup_seconds": warmup,
+        "frames_per_sec": (subscribers * rate),
         "delivered_frames": summary.received,
         "lost": summary.lost,
         "duplicated": summary.duplicated,
+        "out_of_order": summary.out_of_order,
         "resets": summary.resets,
+        "connect_retries": connect_retries,
         "latency": latency_json(&summary.latency_us),
     })
     .to_string())
@@ -502,7 +603,7 @@ pub(crate) async fn memory(options: &Options) -> Result<String, String> {
     }
     let rss_before = vm_rss_kib(pid)?;
     let kernel_before = kernel_slab_kib();
-    let streams = subscribe_all(&target, subscribers).await?;
+    let (streams, _) = subscribe_all(&target, subscribers, 256).await?;
     // Let the server settle (allocations of the first writes) before reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = vm_rss_kib(pid)?;
@@ -518,4 +619,20 @@ pub(crate) async fn memory(options: &Options) -> Result<String, String> {
         "kernel_slab_bytes_per_connection_both_ends": per(kernel_after.saturating_sub(kernel_before)),
     })
     .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrivals_are_told_apart() {
+        let mut seen = Seen::default();
+        assert_eq!(seen.record(1), Arrival::InOrder);
+        assert_eq!(seen.record(3), Arrival::InOrder);
+        assert_eq!(seen.record(2), Arrival::Late);
+        assert_eq!(seen.record(3), Arrival::Repeated);
+        assert_eq!(seen.record(2), Arrival::Repeated);
+        assert_eq!(seen.record(200), Arrival::InOrder);
+    }
 }

@@ -1,0 +1,193 @@
+//! Control origin for the GRIP benchmarks: the least an origin behind
+//! Pushpin can do. Every `GET` is answered at once with a hold on
+//! `events-<channel>` (no storage, no next link, no recovery), and every
+//! `POST /events/<channel>` becomes an item that one task publishes to
+//! Pushpin in batches, one request at a time, in order. What the same load
+//! delivers through it is what Pushpin itself can do on this machine.
+//!
+//! ```text
+//! cargo run --release -p eventstream-bench --example control_grip -- \
+//!     127.0.0.1:9100 http://127.0.0.1:5561/publish/ [plain|filters]
+//! ```
+//!
+//! `plain` subscribes without `prev-id` or content filters; `filters`
+//! subscribes the way eventstream-rocket does (`prev-id`, `build-id`,
+//! `skip-users`, the per-user channel), so the difference between the two
+//! is what those cost Pushpin.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+struct State {
+    items: mpsc::UnboundedSender<String>,
+    seq: AtomicU64,
+    filters: bool,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn hold(channel: &str, last: Option<u64>, state: &State) -> String {
+    let body = if last.is_some() {
+        ""
+    } else {
+        "event: stream-open\ndata:\n\n"
+    };
+    let grip = if state.filters {
+        let position = last.unwrap_or_else(|| state.seq.load(Ordering::SeqCst));
+        format!(
+            "Grip-Channel: events-{channel}; prev-id={position}; filter=build-id; filter=skip-users, user-anonymous; filter=require-sub\r\n\
+             Grip-Set-Meta: id_format=\"{channel}:%(events-{channel})s\", user=\"anonymous\"\r\n\
+             Grip-Link: </events/{channel}?link=next>; rel=next; timeout=120\r\n"
+        )
+    } else {
+        format!("Grip-Channel: events-{channel}\r\n")
+    };
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nGrip-Hold: stream\r\n{grip}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    socket.set_nodelay(true)?;
+    let mut buffer = Vec::with_capacity(4096);
+    loop {
+        let head_end = loop {
+            if let Some(end) = find(&buffer, b"\r\n\r\n") {
+                break end;
+            }
+            let mut piece = [0_u8; 4096];
+            let read = socket.read(&mut piece).await?;
+            if read == 0 {
+                return Ok(());
+            }
+            buffer.extend_from_slice(&piece[..read]);
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        let mut words = head.split_whitespace();
+        let (method, path) = (
+            words.next().unwrap_or_default().to_owned(),
+            words.next().unwrap_or_default().to_owned(),
+        );
+        let channel = path
+            .trim_start_matches("/events/")
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        buffer.drain(..head_end + 4);
+        while buffer.len() < length {
+            let mut piece = [0_u8; 4096];
+            let read = socket.read(&mut piece).await?;
+            if read == 0 {
+                return Ok(());
+            }
+            buffer.extend_from_slice(&piece[..read]);
+        }
+        let body: Vec<u8> = buffer.drain(..length).collect();
+        if !path.starts_with("/events/") {
+            socket
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .await?;
+            continue;
+        }
+        if method == "GET" {
+            // `Grip-Last: events-c; last-id=N` on a next link.
+            let last = head.lines().find_map(|line| {
+                let value = line.to_ascii_lowercase();
+                let value = value.strip_prefix("grip-last:")?;
+                value.split("last-id=").nth(1)?.trim().parse().ok()
+            });
+            socket
+                .write_all(hold(&channel, last, &state).as_bytes())
+                .await?;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&body);
+        let data = text
+            .strip_prefix("{\"data\":")
+            .and_then(|rest| rest.strip_suffix('}'))
+            .unwrap_or(&text)
+            .to_owned();
+        let seq = state.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let item = if state.filters {
+            let content = format!("id: %I\nevent: message\ndata: {data}\n\n");
+            serde_json::json!({
+                "channel": format!("events-{channel}"), "id": seq.to_string(), "prev-id": (seq - 1).to_string(),
+                "formats": {"http-stream": {"content": content, "content-filters": ["build-id"]}},
+            })
+        } else {
+            let content = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
+            serde_json::json!({
+                "channel": format!("events-{channel}"),
+                "formats": {"http-stream": {"content": content}},
+            })
+        };
+        let _ = state.items.send(item.to_string());
+        socket
+            .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+            .await?;
+    }
+}
+
+/// Publishes everything queued, in batches, one request at a time.
+async fn publish(publish_url: String, mut items: mpsc::UnboundedReceiver<String>) {
+    let client = reqwest::Client::new();
+    let mut batch = Vec::new();
+    while items.recv_many(&mut batch, 512).await > 0 {
+        let body = format!("{{\"items\":[{}]}}", batch.join(","));
+        batch.clear();
+        if let Err(e) = client
+            .post(&publish_url)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+        {
+            eprintln!("control_grip: publish failed: {e}");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let address = args.next().unwrap_or_else(|| "127.0.0.1:9100".into());
+    let publish_url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:5561/publish/".into());
+    let filters = args.next().as_deref() == Some("filters");
+    let listener = TcpListener::bind(&address).await?;
+    let (items, queued) = mpsc::unbounded_channel();
+    tokio::spawn(publish(publish_url, queued));
+    let state = Arc::new(State {
+        items,
+        seq: AtomicU64::new(0),
+        filters,
+    });
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let _ = connection(socket, state).await;
+        });
+    }
+}
