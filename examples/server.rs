@@ -14,9 +14,12 @@
 //! Everything is configured through `Rocket.toml` or `ROCKET_*` variables:
 //! `port`/`address` as usual, the database at `databases.eventstream.url`
 //! (a SQLite file by default, or a PostgreSQL URL), `eventstream.publish_key`
-//! and `eventstream.jwt_secret`.
+//! and `eventstream.jwt_secret`. With `EVENTSTREAM_PRINT_METRICS=1` it
+//! prints the library's counters to stderr once a second (the benchmarks
+//! read them).
 
-use eventstream_rocket::{Authorizer, Stage, User};
+use eventstream_rocket::{Authorizer, Events, Stage, User};
+use rocket::fairing::AdHoc;
 
 /// Channels whose names start with `_` are private: only signed-in users
 /// (a valid `token`) may read them.
@@ -30,7 +33,33 @@ impl Authorizer for PrivateChannels {
     }
 }
 
+/// Prints the counters every second while the server runs.
+fn metrics_printer() -> AdHoc {
+    AdHoc::on_liftoff("metrics printer", |rocket| {
+        Box::pin(async move {
+            let Some(events) = rocket.state::<Events>().cloned() else {
+                return;
+            };
+            let mut shutdown = rocket.shutdown();
+            let mut ticks = rocket::tokio::time::interval(std::time::Duration::from_secs(1));
+            rocket::tokio::spawn(async move {
+                loop {
+                    rocket::tokio::select! {
+                        _ = ticks.tick() => eprintln!("metrics: {:?}", events.metrics()),
+                        _ = &mut shutdown => return,
+                    }
+                }
+            });
+        })
+    })
+}
+
 #[rocket::launch]
 fn rocket() -> _ {
-    rocket::build().attach(Stage::new().authorizer::<PrivateChannels>())
+    let rocket = rocket::build().attach(Stage::new().authorizer::<PrivateChannels>());
+    if std::env::var_os("EVENTSTREAM_PRINT_METRICS").is_some() {
+        rocket.attach(metrics_printer())
+    } else {
+        rocket
+    }
 }

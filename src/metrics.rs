@@ -16,6 +16,10 @@ pub(crate) struct Metrics {
     grip_published: AtomicU64,
     grip_retries: AtomicU64,
     grip_failed: AtomicU64,
+    grip_publish_requests: AtomicU64,
+    grip_opened: AtomicU64,
+    grip_next_links: AtomicU64,
+    grip_catch_ups: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -46,6 +50,18 @@ pub struct MetricsSnapshot {
     pub grip_retries: u64,
     /// Items given up after all retries (their channels were hinted).
     pub grip_failed: u64,
+    /// Publish requests GRIP proxies accepted (each carries a batch of
+    /// items).
+    pub grip_publish_requests: u64,
+    /// Streams opened through a GRIP proxy (first requests answered with a
+    /// hold).
+    pub grip_opened: u64,
+    /// Next links a GRIP proxy followed: backlog pages, recoveries after a
+    /// gap and link timeouts.
+    pub grip_next_links: u64,
+    /// Next links that found stored events the proxied stream had not
+    /// received (its recovery had work to do).
+    pub grip_catch_ups: u64,
 }
 
 impl Metrics {
@@ -95,6 +111,23 @@ impl Metrics {
         self.grip_failed.fetch_add(items, Relaxed);
     }
 
+    pub(crate) fn grip_publish_request(&self) {
+        self.grip_publish_requests.fetch_add(1, Relaxed);
+    }
+
+    /// A proxied stream request answered: a first request, or a next link
+    /// (`caught_up`: whether it found events the stream had missed).
+    pub(crate) fn grip_answered(&self, next_link: bool, caught_up: bool) {
+        if next_link {
+            self.grip_next_links.fetch_add(1, Relaxed);
+            if caught_up {
+                self.grip_catch_ups.fetch_add(1, Relaxed);
+            }
+        } else {
+            self.grip_opened.fetch_add(1, Relaxed);
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             live_subscribers: self.live_subscribers.load(Relaxed),
@@ -108,6 +141,10 @@ impl Metrics {
             grip_published: self.grip_published.load(Relaxed),
             grip_retries: self.grip_retries.load(Relaxed),
             grip_failed: self.grip_failed.load(Relaxed),
+            grip_publish_requests: self.grip_publish_requests.load(Relaxed),
+            grip_opened: self.grip_opened.load(Relaxed),
+            grip_next_links: self.grip_next_links.load(Relaxed),
+            grip_catch_ups: self.grip_catch_ups.load(Relaxed),
         }
     }
 }
