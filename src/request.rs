@@ -87,6 +87,25 @@ impl StreamRequest {
         self.respond(Ok(channels)).await
     }
 
+    /// Continues a proxied stream at the next link whose token is `token`
+    /// (the `GET <mount>/_next/<token>` route). Only a verified GRIP proxy
+    /// follows next links; anyone else gets a `stream-error`.
+    pub(crate) async fn follow_link(mut self, token: &str) -> EventStream {
+        match self.grip.take() {
+            Some((grip, request)) => {
+                self.grip = Some((grip, request.following(token)));
+                self.respond(Ok(Vec::new())).await
+            }
+            None => {
+                self.respond(Err(StreamError::bad_request(
+                    "Invalid request: next links are followed by a GRIP proxy only; \
+                     open the stream at its own URL.",
+                )))
+                .await
+            }
+        }
+    }
+
     /// Streams the result of the authorizer's `channels_for_request`.
     pub(crate) async fn respond(self, channels: Result<Vec<String>, StreamError>) -> EventStream {
         let limit = self.context.config.channel_limit;

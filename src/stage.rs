@@ -358,8 +358,10 @@ impl Stage {
         let grip = if config.grip_enabled() {
             let verifier = Verifier::new(&config.grip_proxies)?;
             let publisher = Publisher::spawn(&config.grip_proxies, Arc::clone(&metrics));
+            let pending = publisher.pending();
             outlets.push(Arc::new(publisher));
             Some(Arc::new(Grip {
+                pending,
                 verifier,
                 linker: Linker::new(
                     config.link_key.as_ref().map_or("", Secret::expose),

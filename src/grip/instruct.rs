@@ -8,8 +8,15 @@
 //!               user-u-ann; filter=require-sub
 //! Grip-Set-Meta: id_format="a:%(events-a)s", user="u-ann"
 //! Grip-Keep-Alive: event: keep-alive\ndata:\n\n; format=cstring; timeout=20
-//! Grip-Link: </events/?link=next&recover=true&es-meta=...>; rel=next; timeout=120 (1 with backlog)
+//! Grip-Link: </events/_next/<token>>; rel=next; timeout=120
 //! ```
+//!
+//! A page with more backlog behind it is not held: it carries only
+//! `Grip-Link` (its token holds the page's end positions), which the proxy
+//! follows at once, without a timeout or its update rate limit. Only the
+//! page that catches up holds, with `prev-id` at the stream's position on
+//! every persistent channel (`0` for a channel without events yet), so
+//! the proxy checks every item it delivers and asks again after any gap.
 //!
 //! The proxy runs the `build-id` filter over this body too, so every `%` in
 //! it is doubled (django-eventstream left the id lines unescaped).
@@ -27,16 +34,17 @@ use crate::query::query_values;
 use crate::replay::{self, Reader};
 use crate::session::{Refusal, max_chunk_bytes};
 
-use super::link::next_link;
+use super::link::{LinkClaims, next_link};
 use super::publisher::escape_percent;
 use super::{Grip, events_channel, user_key};
 
 /// What a proxied request carries besides the stream parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct GripRequest {
-    /// The request path, for the next link.
-    path: String,
-    /// `es-meta`, on next-link requests.
+    /// Which configured proxy sent it (the index in `grip_proxies`).
+    proxy: usize,
+    /// The token of a next link: the `_next` route's segment, or `es-meta`
+    /// of a link issued before next links had their own route.
     link_token: Option<String>,
     /// Where a next link continues from: the `Grip-Last` positions, never
     /// a client header.
@@ -47,12 +55,7 @@ impl GripRequest {
     /// `Some` when the request's `Grip-Sig` verifies against a configured
     /// proxy; otherwise the request is served directly.
     pub(crate) fn from_request(grip: &Grip, request: &Request<'_>) -> Option<GripRequest> {
-        if !grip
-            .verifier
-            .verifies(request.headers().get_one("Grip-Sig"))
-        {
-            return None;
-        }
+        let proxy = grip.verifier.proxy(request.headers().get_one("Grip-Sig"))?;
         let query = |name: &str| {
             query_values(request, name)
                 .last()
@@ -78,11 +81,30 @@ impl GripRequest {
             }
         }
         Some(GripRequest {
-            path: request.uri().path().to_string(),
+            proxy,
             link_token: if is_next { query("es-meta") } else { None },
             last,
         })
     }
+
+    /// The request follows the next link whose token is `token`.
+    pub(crate) fn following(mut self, token: &str) -> GripRequest {
+        self.link_token = Some(token.to_owned());
+        self
+    }
+}
+
+/// Where a next link continues from, per channel: the link's own positions
+/// (a backlog page's end) or the proxy's `Grip-Last` (what a held stream
+/// has received since), whichever is further.
+fn continue_from(claims: &LinkClaims, last: &IdVector) -> IdVector {
+    let mut positions = claims.positions();
+    for (channel, seq) in last.iter() {
+        if positions.get(channel).is_none_or(|linked| linked < seq) {
+            positions.set(channel.to_owned(), seq);
+        }
+    }
+    positions
 }
 
 /// A finished proxied response: the `Grip-*` headers and the body.
@@ -116,12 +138,10 @@ pub(crate) async fn respond(
     // anything else is a first request, resolved like a direct one.
     let (channels, user, requested, is_next) = match &request.link_token {
         Some(token) => match grip.linker.verify(token) {
-            Ok(claims) => (
-                claims.channels,
-                claims.user.map(User::new),
-                request.last.clone(),
-                true,
-            ),
+            Ok(claims) => {
+                let from = continue_from(&claims, &request.last);
+                (claims.channels, claims.user.map(User::new), from, true)
+            }
             Err(why) => {
                 // An expired or foreign link: end the stream without an
                 // error, so the client reconnects with its Last-Event-ID.
@@ -144,7 +164,7 @@ pub(crate) async fn respond(
     match build(
         context,
         grip,
-        request,
+        request.proxy,
         &channels,
         user.as_ref(),
         &requested,
@@ -160,7 +180,7 @@ pub(crate) async fn respond(
 async fn build(
     context: &Context,
     grip: &Grip,
-    request: &GripRequest,
+    proxy: usize,
     channels: &[String],
     user: Option<&User>,
     requested: &IdVector,
@@ -176,7 +196,17 @@ async fn build(
         user_id,
         single: channels.len() == 1,
     };
-    let start = reader.start(channels, &reliable, requested).await?;
+    let mut start = reader.start(channels, &reliable, requested).await?;
+    if is_next {
+        // A held stream always has a position on every persistent channel
+        // (its `prev-id`); one missing from both link and `Grip-Last` could
+        // not be resumed: say so rather than skip silently.
+        for (channel, _) in channels.iter().zip(&reliable).filter(|(_, r)| **r) {
+            if requested.get(channel).is_none() && !start.reset.contains(channel) {
+                start.reset.push(channel.clone());
+            }
+        }
+    }
     let mut body = BytesMut::new();
     if is_next {
         start.write_reset(&mut body);
@@ -185,7 +215,9 @@ async fn build(
     }
 
     // One page of backlog across the channels (at most `replay_page`
-    // events and a chunk's bytes); the rest by next link.
+    // events and a chunk's bytes); the rest by next link. Events still on
+    // their way to this proxy are left to the publisher (see `pending`).
+    let in_flight = grip.pending.get(proxy);
     let mut positions = start.positions;
     let mut budget = config.replay_page;
     let max_bytes = max_chunk_bytes(config.chunk_size);
@@ -194,14 +226,29 @@ async fn build(
         if start.behind & (1 << index) == 0 {
             continue;
         }
+        let until = in_flight.and_then(|pending| pending.readable_until(channel));
         loop {
+            let position = positions.get(channel).unwrap_or(0);
+            let to_read = until.map_or(budget, |until| {
+                budget.min(until.saturating_sub(position) as usize)
+            });
+            if until.is_some_and(|until| position >= until) {
+                break;
+            }
             let bytes_left = max_bytes.saturating_sub(body.len());
             if budget == 0 || bytes_left == 0 {
                 more = true;
                 break 'channels;
             }
             let page = reader
-                .page(&mut body, channel, &mut positions, budget, bytes_left, None)
+                .page(
+                    &mut body,
+                    channel,
+                    &mut positions,
+                    to_read,
+                    bytes_left,
+                    None,
+                )
                 .await?;
             budget -= page.events;
             if page.complete {
@@ -209,11 +256,20 @@ async fn build(
             }
         }
     }
+    context
+        .metrics
+        .grip_answered(is_next, start.behind != 0 || !start.reset.is_empty());
 
-    let token = grip.linker.sign(channels, user_id).map_err(|why| {
-        log::error!("eventstream: cannot sign a next link: {why}");
-        StreamError::internal("cannot sign the next link")
-    })?;
+    // A page with more behind it names its end in the link; a held stream's
+    // link is shared with every stream of the same channels and user.
+    let token = grip
+        .linker
+        .sign(channels, user_id, more.then_some(&positions))
+        .map_err(|why| {
+            log::error!("eventstream: cannot sign a next link: {why}");
+            StreamError::internal("cannot sign the next link")
+        })?;
+    let link = next_link(&config.grip_path_prefix, &config.mount, &token);
     // The proxy runs the build-id filter over this body too: escape `%`.
     let build_id = reliable.iter().any(|reliable| *reliable);
     let body = if build_id {
@@ -221,6 +277,14 @@ async fn build(
     } else {
         body.freeze()
     };
+    if more {
+        // Not held: the proxy sends the page and follows the link at once.
+        return Ok(Proxied {
+            headers: vec![("Grip-Link", format!("<{link}>; rel=next"))],
+            body,
+        });
+    }
+
     let key = user_key(user_id);
     let mut subscriptions: Vec<String> = channels
         .iter()
@@ -250,23 +314,6 @@ async fn build(
     }
     meta.push(format!("user=\"{key}\""));
 
-    // Always hold, with `prev-id` at the last event written. With more
-    // backlog pending, the link times out at once, so the proxy comes back
-    // for the next page within a second (or sooner, when a live item shows
-    // it is behind). Pushpin 1.36 mixes up concurrent next-link responses
-    // that carry no hold, so the unheld paging django-eventstream uses
-    // loses and repeats events there; holding every page does not.
-    let params = [
-        ("link", "next"),
-        ("recover", "true"),
-        ("es-meta", token.as_str()),
-    ];
-    let link = next_link(&config.grip_path_prefix, &request.path, &params);
-    let link_timeout = if more {
-        1
-    } else {
-        config.grip_link_timeout_secs
-    };
     let mut headers = vec![("Grip-Hold", "stream".to_owned())];
     headers.push(("Grip-Channel", subscriptions.join(", ")));
     headers.push(("Grip-Set-Meta", meta.join(", ")));
@@ -279,7 +326,10 @@ async fn build(
     ));
     headers.push((
         "Grip-Link",
-        format!("<{link}>; rel=next; timeout={link_timeout}"),
+        format!(
+            "<{link}>; rel=next; timeout={}",
+            config.grip_link_timeout_secs
+        ),
     ));
     Ok(Proxied { headers, body })
 }

@@ -1,42 +1,68 @@
 //! Next links: the URL a proxy fetches to continue a stream (the next page
-//! of a backlog, or recovery after a gap).
+//! of a backlog, recovery after a gap, a link timeout).
 //!
 //! Proxies forward no cookies, `Authorization` or `Last-Event-ID` on it, so
-//! the stream's channels and user travel in the link itself, in an HS256
-//! token (`es-meta`) signed with `eventstream.link_key`:
+//! what decides the answer travels in the link itself, in an HS256 token
+//! signed with `eventstream.link_key`, as a path segment:
 //!
 //! ```text
-//! /events/?link=next&recover=true&es-meta=<jwt {iss, exp, channels, user}>
+//! <grip_path_prefix><mount>/_next/<jwt {iss, exp, channels, user[, positions]}>
 //! ```
+//!
+//! The token holds nothing else, and the same claims always sign to the
+//! same token (`exp` is rounded up to a whole [`EXPIRY_STEP`]): streams in
+//! the same state share one link. Pushpin 1.36 batches session updates by
+//! identical link (up to 100 per update, about 10 updates a second), and
+//! merges concurrent fetches by path and `Grip-Last`; a link unique per
+//! response (a nonce, a fresh `exp`) made 1,000 recovering streams drain at
+//! 10 a second. Everything that tells two streams apart is in the path, so
+//! a merged fetch only ever serves streams that get the same answer.
+//!
+//! `positions` is set on backlog pages only: the proxy takes no `prev-id`
+//! from a page it does not hold, so the page's link says where the next
+//! one starts. A held stream's link carries no positions; the proxy's
+//! `Grip-Last` (where that stream really is) says it.
+
+use std::collections::BTreeMap;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
+
+use crate::event_id::IdVector;
 
 /// `iss` of link tokens, so they are never confused with user tokens.
 const ISSUER: &str = "eventstream-link";
 
-/// Characters left unescaped in query values (RFC 3986 unreserved).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+/// The path segment, under the mount, of the next-link route.
+pub(crate) const NEXT_SEGMENT: &str = "_next";
 
-static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// Link expiry is rounded up to a multiple of this many seconds, so links
+/// signed within the same step are identical.
+pub(crate) const EXPIRY_STEP: u64 = 600;
 
 /// What a next link carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LinkClaims {
     iss: String,
     exp: u64,
-    /// Makes every link unique, even for identical streams.
-    #[serde(default)]
-    jti: u64,
     /// The stream's channels.
     pub(crate) channels: Vec<String>,
     /// The user id, `None` for anonymous.
     pub(crate) user: Option<String>,
+    /// Where a backlog page ended, per persistent channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) positions: Option<BTreeMap<String, u64>>,
+}
+
+impl LinkClaims {
+    /// The positions the link carries, as an id vector.
+    pub(crate) fn positions(&self) -> IdVector {
+        let mut positions = IdVector::new();
+        for (channel, seq) in self.positions.iter().flatten() {
+            positions.set(channel.clone(), *seq);
+        }
+        positions
+    }
 }
 
 /// Signs and checks link tokens.
@@ -56,8 +82,9 @@ impl std::fmt::Debug for Linker {
 }
 
 impl Linker {
-    /// Tokens live an hour, or four link timeouts if that is longer, so an
-    /// idle stream's link never expires between two refreshes.
+    /// Tokens live at least an hour, or four link timeouts if that is
+    /// longer, so an idle stream's link never expires between two
+    /// refreshes.
     pub(crate) fn new(secret: &str, link_timeout_secs: u64) -> Linker {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "iss"]);
@@ -71,17 +98,26 @@ impl Linker {
         }
     }
 
+    /// The token for a stream of `channels` read by `user`; `positions`
+    /// only for a backlog page.
     pub(crate) fn sign(
         &self,
         channels: &[String],
         user: Option<&str>,
+        positions: Option<&IdVector>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        let expires = jsonwebtoken::get_current_timestamp() + self.lifetime_secs;
         let claims = LinkClaims {
             iss: ISSUER.into(),
-            jti: NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            exp: jsonwebtoken::get_current_timestamp() + self.lifetime_secs,
+            exp: expires.div_ceil(EXPIRY_STEP) * EXPIRY_STEP,
             channels: channels.to_vec(),
             user: user.map(str::to_owned),
+            positions: positions.map(|positions| {
+                positions
+                    .iter()
+                    .map(|(channel, seq)| (channel.to_owned(), seq))
+                    .collect()
+            }),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -93,13 +129,11 @@ impl Linker {
     }
 }
 
-/// `<prefix><path>?name=value&...`, values percent-encoded.
-pub(crate) fn next_link(prefix: &str, path: &str, params: &[(&str, &str)]) -> String {
-    let query: Vec<String> = params
-        .iter()
-        .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE)))
-        .collect();
-    format!("{prefix}{path}?{}", query.join("&"))
+/// `<prefix><mount>/_next/<token>`. A JWT is base64url and dots, safe in a
+/// path segment as it is.
+pub(crate) fn next_link(prefix: &str, mount: &str, token: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    format!("{prefix}{mount}/{NEXT_SEGMENT}/{token}")
 }
 
 #[cfg(test)]
@@ -109,26 +143,43 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_foreign_ones_fail() {
         let linker = Linker::new("link-key-0123456789abcdef", 120);
+        let mut positions = IdVector::new();
+        positions.set("a", 7);
         let token = linker
-            .sign(&["a".into(), "b c".into()], Some("ann"))
+            .sign(&["a".into(), "b c".into()], Some("ann"), Some(&positions))
             .expect("signed");
         let claims = linker.verify(&token).expect("valid");
         assert_eq!(claims.channels, ["a", "b c"]);
         assert_eq!(claims.user.as_deref(), Some("ann"));
+        assert_eq!(claims.positions(), positions);
         let other = Linker::new("another-key-0123456789abcdef", 120);
         assert!(other.verify(&token).is_err());
         assert!(linker.verify("garbage").is_err());
     }
 
     #[test]
-    fn links_encode_their_values() {
-        assert_eq!(
-            next_link(
-                "/api",
-                "/events/",
-                &[("link", "next"), ("lastEventId", "a%20b:1,c:2")]
-            ),
-            "/api/events/?link=next&lastEventId=a%2520b%3A1%2Cc%3A2"
-        );
+    fn streams_in_the_same_state_share_one_link() {
+        let linker = Linker::new("link-key-0123456789abcdef", 120);
+        let sign = |user: Option<&str>| linker.sign(&["a".into()], user, None).expect("signed");
+        // Signed at different moments within one expiry step (a test
+        // crossing a step boundary signs again).
+        let (first, second) = loop {
+            let step = jsonwebtoken::get_current_timestamp() / EXPIRY_STEP;
+            let pair = (sign(None), sign(None));
+            if jsonwebtoken::get_current_timestamp() / EXPIRY_STEP == step {
+                break pair;
+            }
+        };
+        assert_eq!(first, second);
+        assert_ne!(first, sign(Some("ann")), "users never share a link");
+        let claims = linker.verify(&first).expect("valid");
+        assert_eq!(claims.exp % EXPIRY_STEP, 0);
+        assert!(claims.positions.is_none());
+    }
+
+    #[test]
+    fn links_are_one_path_under_the_mount() {
+        assert_eq!(next_link("", "/events", "x.y.z"), "/events/_next/x.y.z");
+        assert_eq!(next_link("/api/", "/events", "t"), "/api/events/_next/t");
     }
 }

@@ -13,6 +13,8 @@
 //! - [`instruct`]: the proxied response: body and `Grip-*` headers.
 //! - [`publisher`]: one ordered queue per proxy, batching, retries, kicks;
 //!   an outlet of the fan-out step, like the hub.
+//! - [`pending`]: what each proxy has not been handed yet, so responses
+//!   hold where the publisher's items continue.
 //!
 //! This layer sits on top of the stream core: it reads the context, the
 //! replay and the fan-out, and nothing below it knows GRIP exists. Its
@@ -21,22 +23,29 @@
 
 pub(crate) mod instruct;
 pub(crate) mod link;
+pub(crate) mod pending;
 pub(crate) mod publisher;
 pub(crate) mod signature;
 
 use crate::channel;
 
+use std::sync::Arc;
+
 use link::Linker;
+use pending::Pending;
 use signature::Verifier;
 
 /// GRIP as configured for answering proxied requests: who may send
 /// instructions and how links are signed. Managed by the stage when
 /// proxies are configured; stream requests look for it in Rocket's state.
-/// (The publisher is an outlet of the fan-out step, not kept here.)
+/// (The publisher is an outlet of the fan-out step, not kept here; what it
+/// has in flight is, per proxy.)
 #[derive(Debug)]
 pub(crate) struct Grip {
     pub(crate) verifier: Verifier,
     pub(crate) linker: Linker,
+    /// Per configured proxy, in the order of `grip_proxies`.
+    pub(crate) pending: Vec<Arc<Pending>>,
 }
 
 /// The prefix of the proxy channel an eventstream channel is published on.

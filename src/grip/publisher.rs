@@ -34,6 +34,7 @@ use crate::fanout::{Kick, LiveEvent, Outlet};
 use crate::frame::{self, Frame, IdLine};
 use crate::metrics::Metrics;
 
+use super::pending::Pending;
 use super::{events_channel, user_key};
 
 /// The id line of a published event: the proxy's `build-id` filter
@@ -53,10 +54,12 @@ const STARTUP_RECOVER_ATTEMPTS: u32 = 16;
 /// Lifetime of a publish JWT.
 const PUBLISH_TOKEN_SECS: u64 = 600;
 
-/// An item and the channel it goes to (for hints).
+/// An item, the channel it goes to (for hints) and the event's id on its
+/// eventstream channel (to settle it in [`Pending`]).
 #[derive(Debug)]
 struct Queued {
     channel: String,
+    event: Option<(String, u64)>,
     item: Value,
 }
 
@@ -66,6 +69,7 @@ struct Queued {
 struct Lane {
     queue: mpsc::Sender<Queued>,
     overflowed: Arc<Mutex<BTreeSet<String>>>,
+    pending: Arc<Pending>,
 }
 
 /// The sending side: cheap to clone, never blocks.
@@ -98,26 +102,50 @@ impl Publisher {
             .map(|proxy| {
                 let (queue, items) = mpsc::channel(QUEUE_DEPTH);
                 let overflowed = Arc::new(Mutex::new(BTreeSet::new()));
+                let pending = Arc::new(Pending::default());
                 let target = Target::new(proxy, client.clone());
                 tokio::spawn(run(
                     target,
                     items,
                     Arc::clone(&overflowed),
+                    Arc::clone(&pending),
                     Arc::clone(&metrics),
                 ));
-                Lane { queue, overflowed }
+                Lane {
+                    queue,
+                    overflowed,
+                    pending,
+                }
             })
             .collect();
         Publisher { lanes }
     }
 
-    fn enqueue(&self, channel: &str, item: &Value) {
+    /// What each proxy has in flight, in the order of the proxies.
+    pub(crate) fn pending(&self) -> Vec<Arc<Pending>> {
+        self.lanes
+            .iter()
+            .map(|lane| Arc::clone(&lane.pending))
+            .collect()
+    }
+
+    /// Queues `item` for every proxy; `event` is the eventstream channel
+    /// and id it carries, if it is a stored event.
+    fn enqueue(&self, channel: &str, event: Option<(&str, u64)>, item: &Value) {
         for lane in &self.lanes {
             let queued = Queued {
                 channel: channel.to_owned(),
+                event: event.map(|(name, seq)| (name.to_owned(), seq)),
                 item: item.clone(),
             };
+            // Marked before it can be sent (and settled).
+            if let Some((name, seq)) = event {
+                lane.pending.queued(name, seq);
+            }
             if lane.queue.try_send(queued).is_err() {
+                if let Some((name, seq)) = event {
+                    lane.pending.settled(name, seq);
+                }
                 lane.overflowed
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -162,7 +190,8 @@ impl Publisher {
                 .collect();
             item["meta"] = json!({ "skip_users": skipped.join(",") });
         }
-        self.enqueue(&grip_channel, &item);
+        let event_id = event.seq.map(|seq| (event.channel.as_str(), seq));
+        self.enqueue(&grip_channel, event_id, &item);
     }
 
     /// Ends the proxied streams of `user` on `channel`: a `stream-error`
@@ -179,6 +208,7 @@ impl Publisher {
         let error_frame = frame::stream_error(&kick.error);
         self.enqueue(
             &user_channel,
+            None,
             &json!({
                 "channel": user_channel,
                 "id": format!("{unique}-error"),
@@ -188,6 +218,7 @@ impl Publisher {
         );
         self.enqueue(
             &user_channel,
+            None,
             &json!({
                 "channel": user_channel,
                 "id": format!("{unique}-close"),
@@ -368,6 +399,7 @@ async fn run(
     target: Target,
     mut items: mpsc::Receiver<Queued>,
     overflowed: Arc<Mutex<BTreeSet<String>>>,
+    pending: Arc<Pending>,
     metrics: Arc<Metrics>,
 ) {
     // Clients may have missed events committed before a crash (or while the
@@ -411,22 +443,33 @@ async fn run(
             &mut *overflowed.lock().unwrap_or_else(PoisonError::into_inner),
         ));
         let mut channels: Vec<&str> = Vec::new();
+        let mut events: Vec<Option<&(String, u64)>> = Vec::new();
         let mut payload: Vec<Value> = Vec::new();
         for channel in &hints {
             channels.push(channel);
+            events.push(None);
             payload.push(hint(channel));
         }
         for queued in &batch {
             channels.push(&queued.channel);
+            events.push(queued.event.as_ref());
             payload.push(queued.item.clone());
         }
         let mut given_up: BTreeSet<String> = BTreeSet::new();
         for (body, indexes) in bodies(&payload) {
             let mut attempt = 0;
+            // Accepted or given up (and hinted), these events are settled.
+            let settle = || {
+                for (name, seq) in indexes.iter().filter_map(|index| events[*index]) {
+                    pending.settled(name, *seq);
+                }
+            };
             loop {
                 match target.post(&target.publish_url, body.clone()).await {
                     Ok(()) => {
+                        metrics.grip_publish_request();
                         metrics.grip_published(indexes.len() as u64);
+                        settle();
                         break;
                     }
                     Err(why) if attempt + 1 < ATTEMPTS => {
@@ -446,6 +489,7 @@ async fn run(
                             target.label
                         );
                         given_up.extend(indexes.iter().map(|index| channels[*index].to_owned()));
+                        settle();
                         // Whatever else it missed, the proxy recovers once back.
                         recover_pending = true;
                         break;

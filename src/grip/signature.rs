@@ -66,14 +66,18 @@ impl Verifier {
         Ok(Verifier { keys })
     }
 
-    /// Whether `grip_sig` (the header's value) verifies against a proxy.
-    pub(crate) fn verifies(&self, grip_sig: Option<&str>) -> bool {
-        let Some(token) = grip_sig.map(str::trim).filter(|token| !token.is_empty()) else {
-            return false;
-        };
-        self.keys.iter().any(|key| {
+    /// Which configured proxy (its index) `grip_sig`, the header's value,
+    /// verifies against; the first, when proxies share a key.
+    pub(crate) fn proxy(&self, grip_sig: Option<&str>) -> Option<usize> {
+        let token = grip_sig.map(str::trim).filter(|token| !token.is_empty())?;
+        self.keys.iter().position(|key| {
             jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &key.validation).is_ok()
         })
+    }
+
+    #[cfg(test)]
+    fn verifies(&self, grip_sig: Option<&str>) -> bool {
+        self.proxy(grip_sig).is_some()
     }
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! GET     <mount>?channel=a&channel=b   stream the channels (also <mount>/)
 //! GET     <mount>/<channel>             stream one channel
+//! GET     <mount>/_next/<token>         a GRIP proxy following a next link
 //! POST    <mount>/<channel>             publish API (with a publish_key)
 //! OPTIONS <mount>, <mount>/<channel>    CORS preflight
 //! ```
@@ -71,6 +72,13 @@ pub(crate) async fn stream_path(
     stream.respond(channels.0).await
 }
 
+/// `GET <mount>/_next/<token>`: two segments, so it cannot collide with a
+/// channel's route; used whatever route opened the stream.
+#[rocket::get("/_next/<token>")]
+pub(crate) async fn follow_link(token: &str, stream: StreamRequest) -> EventStream {
+    stream.follow_link(token).await
+}
+
 /// An empty 204 answering a CORS preflight.
 pub(crate) struct Preflight<'a>(&'a Events);
 
@@ -96,7 +104,13 @@ pub(crate) fn preflight_channel(events: &State<Events>) -> Preflight<'_> {
 
 /// The routes to mount; the publish API only when a key is configured.
 pub(crate) fn routes(publish: bool) -> Vec<Route> {
-    let mut routes = rocket::routes![stream_query, stream_path, preflight_root, preflight_channel];
+    let mut routes = rocket::routes![
+        stream_query,
+        stream_path,
+        follow_link,
+        preflight_root,
+        preflight_channel
+    ];
     if publish {
         routes.extend(rocket::routes![publish_api::publish]);
     }

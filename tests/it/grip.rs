@@ -11,7 +11,8 @@ use eventstream_rocket::User;
 use libtest_mimic::Trial;
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, PUSHPIN_SIG_KEY, Sse, grip_sig, spawn_app, token,
+    AnnUntilRevoked, App, Backend, LINK_KEY, PUSHPIN_SIG_KEY, Pushpin, Relay, Sse, TestApp,
+    grip_proxies, grip_sig, spawn_app, token,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -22,6 +23,9 @@ pub fn tests() -> Vec<Trial> {
             keep_alives_arrive_through_pushpin,
             revoking_permission_kicks_proxied_streams_of_that_user_only,
             an_app_restart_while_clients_stay_on_pushpin_loses_nothing,
+            streams_in_the_same_state_share_one_next_link,
+            backlog_pages_are_not_held_and_name_where_they_end,
+            a_recovery_while_the_publisher_is_behind_loses_nothing,
         ],
         needs_nothing => [publish_failures_are_retried_counted_and_do_not_block_sends],
     ]
@@ -83,11 +87,12 @@ async fn only_a_verified_grip_sig_gets_grip_instructions() {
         "event: keep-alive\\ndata:\\n\\n; format=cstring; timeout=20"
     );
     let link = header("grip-link");
-    assert!(
-        link.starts_with("</events/?link=next&recover=true&es-meta="),
-        "{link}"
-    );
+    assert!(link.starts_with("</events/_next/"), "{link}");
     assert!(link.ends_with(">; rel=next; timeout=120"), "{link}");
+    let claims = link_claims(&link);
+    assert_eq!(claims["channels"], json!(["b c", "live-x"]));
+    assert_eq!(claims["user"], json!(null));
+    assert!(claims.get("positions").is_none(), "{claims}");
     let body = response.text().await.expect("a finite body");
     assert_eq!(
         body,
@@ -113,10 +118,7 @@ async fn next_links_carry_the_proxys_path_prefix() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(
-        link.starts_with("</api/events/a?link=next&recover=true&es-meta="),
-        "{link}"
-    );
+    assert!(link.starts_with("</api/events/_next/"), "{link}");
     app.stop().await;
 }
 
@@ -222,5 +224,262 @@ async fn publish_failures_are_retried_counted_and_do_not_block_sends() {
     let metrics = app.events.metrics();
     assert!(metrics.grip_retries >= 5, "{metrics:?}");
     assert_eq!(metrics.grip_published, 0);
+    app.stop().await;
+}
+
+/// The claims of the token in a `Grip-Link` header, checked against the
+/// link key.
+fn link_claims(link: &str) -> serde_json::Value {
+    let token = link
+        .split_once("/_next/")
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(token, _)| token)
+        .unwrap_or_else(|| panic!("no token in {link}"));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "iss"]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(LINK_KEY.as_bytes()),
+        &validation,
+    )
+    .unwrap_or_else(|e| panic!("{link}: {e}"))
+    .claims
+}
+
+/// What the app answers a proxy at `path` (straight to the origin, signed
+/// as Pushpin signs): the `Grip-*` headers and the body.
+async fn proxied(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Vec<(String, String)>, String) {
+    let mut request = app
+        .http
+        .get(format!("{}{path}", app.origin))
+        .header("Grip-Sig", grip_sig(PUSHPIN_SIG_KEY, 60));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("response");
+    let headers = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("grip-"))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    (headers, response.text().await.expect("a finite body"))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(found, _)| found == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// Waits until Pushpin has accepted `items` items from the app.
+async fn published(app: &TestApp, items: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    while app.events.metrics().grip_published < items {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Pushpin never accepted {items} items"
+        );
+        ticks.tick().await;
+    }
+}
+
+/// The path of a `Grip-Link` value: `</events/_next/...>; rel=next`.
+fn link_path(link: &str) -> &str {
+    link.trim_start_matches('<')
+        .split_once('>')
+        .map_or(link, |(path, _)| path)
+}
+
+async fn streams_in_the_same_state_share_one_next_link() {
+    // Pushpin batches session updates by identical link (100 at a time,
+    // about 10 batches a second): a link unique per response made 1,000
+    // recovering streams drain at 10 a second.
+    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let (first, _) = proxied(&app, "/events/s", &[]).await;
+    let (second, _) = proxied(&app, "/events/?channel=s", &[]).await;
+    let link = header(&first, "grip-link").expect("a link").to_owned();
+    assert_eq!(Some(link.as_str()), header(&second, "grip-link"));
+    let ann = format!("Bearer {}", token("ann", 60));
+    let (anns, _) = proxied(&app, "/events/s", &[("Authorization", ann.as_str())]).await;
+    let anns_link = header(&anns, "grip-link").expect("a link");
+    assert_ne!(
+        anns_link, link,
+        "a user's streams never share another's link"
+    );
+    assert_eq!(link_claims(anns_link)["user"], json!("ann"));
+    // A channel without events is held before its first one, so the proxy
+    // checks even the first item.
+    assert_eq!(
+        header(&first, "grip-channel"),
+        Some(
+            "events-s; prev-id=0; filter=build-id; filter=skip-users, user-anonymous; filter=require-sub"
+        )
+    );
+
+    // Following the shared link continues from where the proxy says this
+    // stream is (once Pushpin has the events: what is still on its way is
+    // left to the publisher).
+    for n in 1..=3 {
+        app.send_event("s", json!(n)).await;
+    }
+    published(&app, 3).await;
+    let (next, body) = proxied(
+        &app,
+        link_path(&link),
+        &[("Grip-Last", "events-s; last-id=1")],
+    )
+    .await;
+    assert_eq!(
+        body,
+        "id: s:2\nevent: message\ndata: 2\n\nid: s:3\nevent: message\ndata: 3\n\n"
+    );
+    assert_eq!(header(&next, "grip-hold"), Some("stream"));
+    assert!(
+        header(&next, "grip-channel")
+            .is_some_and(|channels| channels.starts_with("events-s; prev-id=3;")),
+        "{next:?}"
+    );
+    assert_eq!(header(&next, "grip-link"), Some(link.as_str()));
+
+    // Only a proxy follows next links.
+    let direct = app
+        .http
+        .get(format!("{}{}", app.origin, link_path(&link)))
+        .send()
+        .await
+        .expect("response");
+    let mut stream = Sse::from_response(direct);
+    let error = stream.next().await.expect("an error frame");
+    assert_eq!(error.event(), "stream-error");
+    assert_eq!(error.json()["condition"], "bad-request");
+    app.stop().await;
+}
+
+async fn backlog_pages_are_not_held_and_name_where_they_end() {
+    // Pushpin follows a link without a hold at once (no timeout, no update
+    // rate limit) but takes no `prev-id` from it: the page's link says
+    // where the next page starts.
+    let app = spawn_app(App::on(Backend::Pushpin).with("eventstream.replay_page", 2)).await;
+    for n in 1..=5 {
+        app.send_event("p", json!(n)).await;
+    }
+    published(&app, 5).await;
+    let (first, body) = proxied(&app, "/events/p", &[("Last-Event-ID", "p:0")]).await;
+    assert_eq!(
+        body,
+        "id: p:0\nevent: stream-open\ndata:\n\nid: p:1\nevent: message\ndata: 1\n\nid: p:2\nevent: message\ndata: 2\n\n"
+    );
+    assert_eq!(header(&first, "grip-hold"), None, "{first:?}");
+    assert_eq!(header(&first, "grip-channel"), None, "{first:?}");
+    let link = header(&first, "grip-link").expect("a link").to_owned();
+    assert!(
+        link.ends_with(">; rel=next"),
+        "no timeout on a page: {link}"
+    );
+    assert_eq!(link_claims(&link)["positions"], json!({ "p": 2 }));
+
+    // Pushpin still sends the stream's old position: the link's wins.
+    let (second, body) = proxied(
+        &app,
+        link_path(&link),
+        &[("Grip-Last", "events-p; last-id=0")],
+    )
+    .await;
+    assert_eq!(
+        body,
+        "id: p:3\nevent: message\ndata: 3\n\nid: p:4\nevent: message\ndata: 4\n\n"
+    );
+    assert_eq!(header(&second, "grip-hold"), None);
+    let link = header(&second, "grip-link").expect("a link").to_owned();
+
+    let (last, body) = proxied(&app, link_path(&link), &[]).await;
+    assert_eq!(body, "id: p:5\nevent: message\ndata: 5\n\n");
+    assert_eq!(header(&last, "grip-hold"), Some("stream"));
+    assert!(
+        header(&last, "grip-channel")
+            .is_some_and(|channels| channels.starts_with("events-p; prev-id=5;")),
+        "{last:?}"
+    );
+    let held_link = header(&last, "grip-link").expect("a link");
+    assert!(
+        held_link.ends_with(">; rel=next; timeout=120"),
+        "{held_link}"
+    );
+    assert!(link_claims(held_link).get("positions").is_none());
+
+    // And through a real Pushpin, a client resuming far behind gets every
+    // page in order, then live events.
+    let mut stream = app.stream("/events/p", &[("Last-Event-ID", "p:0")]).await;
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    for n in 1..=5 {
+        assert_eq!(stream.next_event().await.json(), json!(n));
+    }
+    app.send_event("p", json!(6)).await;
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("p:6"));
+    app.stop().await;
+}
+
+async fn a_recovery_while_the_publisher_is_behind_loses_nothing() {
+    // The app's publishes reach Pushpin through a relay the test can hold.
+    let pushpin = Pushpin::reserve();
+    let relay = Relay::start(&pushpin.control).await;
+    let control = pushpin.control.clone();
+    let app = spawn_app(
+        App::on(Backend::Pushpin)
+            .pushpin(pushpin)
+            .with("eventstream.grip_proxies", grip_proxies(&relay.url)),
+    )
+    .await;
+    let mut stream = app.stream("/events/behind", &[]).await;
+    assert_eq!(stream.next().await.expect("open").event(), "stream-open");
+    app.send_event("behind", json!(1)).await;
+    assert_eq!(stream.next_event().await.id.as_deref(), Some("behind:1"));
+
+    // Stored, but not yet at Pushpin.
+    relay.pause();
+    for n in 2..=3 {
+        app.send_event("behind", json!(n)).await;
+    }
+    // Every held stream follows its next link now, while the publisher is
+    // behind: it is held where the publisher's items will continue.
+    let answered = app.events.metrics().grip_next_links;
+    let recover = app
+        .http
+        .post(format!("{control}/recover"))
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .expect("Pushpin answers");
+    assert!(recover.status().is_success(), "{}", recover.status());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    while app.events.metrics().grip_next_links == answered {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Pushpin never followed the link"
+        );
+        ticks.tick().await;
+    }
+    relay.resume();
+    app.send_event("behind", json!(4)).await;
+    for n in 2..=4 {
+        let event = stream.next_event().await;
+        assert_eq!(
+            (event.id.clone(), event.json()),
+            (Some(format!("behind:{n}")), json!(n))
+        );
+    }
     app.stop().await;
 }

@@ -9,6 +9,7 @@ mod database;
 mod harness;
 mod logs;
 mod pushpin;
+mod relay;
 mod sse;
 
 use std::time::Duration;
@@ -24,7 +25,8 @@ pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_nam
 pub use logs::{LogMark, capture_logs};
 pub use sse::Sse;
 
-use pushpin::Pushpin;
+pub use pushpin::Pushpin;
+pub use relay::Relay;
 
 /// Which event-log backend a test runs against, and how clients reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +140,7 @@ pub fn token_with(claims: serde_json::Value, valid_secs: i64) -> String {
 
 /// The `grip_proxies` setting for one proxy whose control API is at
 /// `control_uri` and whose Grip-Sig is signed as Pushpin signs it.
-fn grip_proxies(control_uri: &str) -> Value {
+pub fn grip_proxies(control_uri: &str) -> Value {
     Value::from(vec![Value::from(rocket::figment::util::map![
         "control_uri" => control_uri.to_owned(),
         "verify_iss" => "pushpin".to_owned(),

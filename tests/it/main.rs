@@ -20,6 +20,7 @@ mod contract;
 mod cors;
 mod durability;
 mod grip;
+mod grip_scale;
 mod hostile;
 mod limits;
 mod publish_api;
@@ -41,6 +42,7 @@ fn main() {
         cors::tests(),
         durability::tests(),
         grip::tests(),
+        grip_scale::tests(),
         hostile::tests(),
         limits::tests(),
         publish_api::tests(),

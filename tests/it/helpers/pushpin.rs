@@ -10,6 +10,9 @@ const HARNESS: &str = concat!(
     "/tests/support/pushpin-harness.sh"
 );
 
+/// Client connections each test Pushpin accepts.
+pub const MAX_CONNECTIONS: usize = 5000;
+
 /// A Pushpin on ports of its own; stopped when dropped.
 pub struct Pushpin {
     dir: tempfile::TempDir,
@@ -69,8 +72,14 @@ impl Pushpin {
     }
 
     /// Starts Pushpin in front of `origin_port`; returns once it holds streams.
+    /// Configured as the README tells users to: no publish rate limit (on
+    /// 1.36 any limit stalls delivery while publishes arrive less than
+    /// 25 ms apart) and room for the scale test's connections.
     pub fn start(&mut self, origin_port: u16) {
         let output = std::process::Command::new("bash")
+            .env("PUSHPIN_MESSAGE_RATE", "0")
+            .env("PUSHPIN_MESSAGE_HWM", "1000000")
+            .env("PUSHPIN_MAXCONN", MAX_CONNECTIONS.to_string())
             .arg(HARNESS)
             .arg("start")
             .arg(self.dir.path())
@@ -126,5 +135,14 @@ impl Drop for Pushpin {
             .arg("stop")
             .arg(self.dir.path())
             .output();
+        // For a look at what Pushpin did: its logs survive the test.
+        if let Some(keep) = std::env::var_os("EVENTSTREAM_KEEP_PUSHPIN_LOGS") {
+            let to = std::path::Path::new(&keep).join(format!("pushpin-{}", self.http_port));
+            let _ = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(self.dir.path().join("log"))
+                .arg(to)
+                .output();
+        }
     }
 }
