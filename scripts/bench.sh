@@ -32,7 +32,7 @@ fi
 if [ -z "${EVENTSTREAM_BENCH_SERVER:-}" ]; then
     cargo build -q $profile_flag -p eventstream-rocket --example server
 fi
-cargo build -q $profile_flag -p eventstream-bench --bin eventstream-bench --example control_raw --example control_rocket
+cargo build -q $profile_flag -p eventstream-bench --bin eventstream-bench --example control_raw --example control_rocket --example control_grip
 bench="$bin_dir/eventstream-bench"
 server_bin="${EVENTSTREAM_BENCH_SERVER:-$bin_dir/examples/server}"
 charts="${EVENTSTREAM_BENCH_CHARTS:-$repo/docs/bench}"
@@ -131,40 +131,73 @@ if psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/nul
     kill "$pid"
 fi
 
-# Through Pushpin (GRIP), with its rate limits raised.
-if command -v pushpin >/dev/null 2>&1; then
-    # Pushpin binds its client port and four control ports (5560..5563 +
-    # offset); retry with other ports if one of them was taken meanwhile.
-    for attempt in 1 2 3 4 5; do
+# Through Pushpin (GRIP), configured as the README says: no publish rate
+# limit (on 1.36 any limit stalls delivery while publishes arrive less than
+# 25 ms apart), room for 10,000 clients. The same loads then run against a
+# control origin (bench/examples/control_grip: holds at once, publishes in
+# batches, no storage), which shows what Pushpin itself does here.
+# pick_pushpin_ports: sets $http_port, $offset and $control (Pushpin binds
+# its client port and four control ports, 5560..5563 + offset).
+pick_pushpin_ports() {
+    while :; do
         http_port=$(free_port)
         offset=$(( $(free_port) - 5560 ))
-        busy=false
+        local busy=false
         for p in 5560 5561 5562 5563; do
             (exec 3<>"/dev/tcp/127.0.0.1/$((p + offset))") 2>/dev/null && busy=true
         done
-        $busy && continue
-        control="http://127.0.0.1:$((5561 + offset))"
-        start_server grip "sqlite://$work/grip-$attempt.db" process \
-            "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
-        if PUSHPIN_MESSAGE_RATE=1000000 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 \
-            bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$port" >/dev/null 2>&1; then
-            break
-        fi
-        kill "$pid"
-        bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null 2>&1 || true
-        rm -rf "$work/pushpin"
+        $busy || break
     done
+    control="http://127.0.0.1:$((5561 + offset))"
+}
+
+# start_pushpin ORIGIN_PORT: Pushpin on the picked ports, in front of it.
+start_pushpin() {
+    rm -rf "$work/pushpin"
+    PUSHPIN_MESSAGE_RATE=0 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 PUSHPIN_LOG_LEVEL=1 \
+        bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$1" >/dev/null
     # Pushpin answers before it can hold streams ("Accept service unavailable").
     for _ in $(seq 1 100); do
         code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$http_port/events/ready" || true)
-        [ "$code" = 200 ] && break
+        [ "$code" = 200 ] && return 0
         sleep 0.1
     done
-    run fanout --url "http://127.0.0.1:$http_port" --publish-base "http://127.0.0.1:$port/events" --channel gripfan \
-        --subscribers $($quick && echo 5 || echo 10) --events $($quick && echo 100 || echo 20000) --in-flight 64 \
-        --label "grip via pushpin (message_rate 1000000)"
+    echo "bench: Pushpin never held a stream" >&2
+    return 1
+}
+
+# grip_runs LABEL ORIGIN_PORT: the GRIP loads through the started Pushpin.
+grip_runs() {
+    local via=(--url "http://127.0.0.1:$http_port" --publish-base "http://127.0.0.1:$2/events" --wave 64)
+    if $quick; then
+        run latency "${via[@]}" --channel g1 --subscribers 20 --rate 20 --seconds 1 --label "$1"
+    else
+        run latency "${via[@]}" --channel g100 --subscribers 100 --rate 50 --seconds 4 --label "$1"
+        run latency "${via[@]}" --channel g1000 --subscribers 1000 --rate 50 --seconds 4 --label "$1"
+        run latency "${via[@]}" --channel g1000r --subscribers 1000 --rate 200 --seconds 4 --label "$1"
+        run fanout "${via[@]}" --channel gfan --subscribers 1000 --events 400 --in-flight 4 --seconds 60 --label "$1"
+        run join "${via[@]}" --channel gjoin --subscribers 1000 --rate 50 --warmup 2 --seconds 4 --label "$1"
+        run latency "${via[@]}" --channel g10000 --subscribers 10000 --rate 1 --seconds 10 --label "$1"
+    fi
     bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
+}
+
+if command -v pushpin >/dev/null 2>&1; then
+    pick_pushpin_ports
+    start_server grip "sqlite://$work/grip.db" process \
+        "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
+    start_pushpin "$port"
+    grip_runs "grip via pushpin" "$port"
     kill "$pid"
+    if ! $quick; then
+        pick_pushpin_ports
+        origin=$(free_port)
+        "$bin_dir/examples/control_grip" "127.0.0.1:$origin" "$control/publish/" filters > "$work/control_grip.log" 2>&1 &
+        pid=$!; pids+=("$pid"); wait_port "$origin" "$work/control_grip.log"
+        start_pushpin "$origin"
+        grip_runs "control: trivial GRIP origin, same Grip-Channel" "$origin"
+        kill "$pid"
+    fi
 fi
 
 # Control runs for the broadcast sweep (10,000 subscribers x 1 event/s):

@@ -64,6 +64,7 @@ const USAGE: &str = "usage: eventstream-bench <scenario> --url URL [options]
 scenarios:
   fanout   --subscribers N --events N --in-flight N      frames/s delivered, loss
   latency  --subscribers N --rate N --seconds N [--warmup S]  publish-to-parse latency
+  join     --subscribers N --rate N --warmup S --seconds N  subscribers joining while events flow
   publish  --publishers N --in-flight N --channels N --seconds N   sustained publish rate
   replay   --events N --runs N                           time to replay N missed events
   storm    --clients N --missed N                        reconnect storm with Last-Event-ID
@@ -84,6 +85,7 @@ async fn main() -> ExitCode {
         Ok(options) => match scenario.as_str() {
             "fanout" => scenario::fanout(&options).await,
             "latency" => scenario::latency(&options).await,
+            "join" => scenario::join(&options).await,
             "publish" => scenario::publish(&options).await,
             "replay" => scenario::replay(&options).await,
             "storm" => scenario::storm(&options).await,

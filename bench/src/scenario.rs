@@ -65,6 +65,8 @@ struct Tally {
     duplicated: u64,
     out_of_order: u64,
     resets: u64,
+    /// Streams that ended early and were resumed.
+    reconnects: u64,
     last_at: Option<Instant>,
     latency_us: Histogram<u64>,
 }
@@ -77,6 +79,7 @@ impl Tally {
             duplicated: 0,
             out_of_order: 0,
             resets: 0,
+            reconnects: 0,
             last_at: None,
             latency_us: histogram(),
         }
@@ -132,10 +135,21 @@ async fn subscribe_all(
     count: u64,
     wave: u64,
 ) -> Result<(Vec<Subscriber>, u64), String> {
+    let (subscribers, _, retries) = subscribe_all_at(target, count, wave).await?;
+    Ok((subscribers, retries))
+}
+
+/// [`subscribe_all`], also returning the position each `stream-open` named.
+async fn subscribe_all_at(
+    target: &Target,
+    count: u64,
+    wave: u64,
+) -> Result<(Vec<Subscriber>, Vec<u64>, u64), String> {
     if count > MAX_SUBSCRIBERS {
         return Err(format!("at most {MAX_SUBSCRIBERS} subscribers per process"));
     }
     let mut subscribers = Vec::with_capacity(count as usize);
+    let mut starts = Vec::with_capacity(count as usize);
     let mut retries = 0;
     let mut remaining = count;
     while remaining > 0 {
@@ -151,7 +165,7 @@ async fn subscribe_all(
                             Ok(mut subscriber) => {
                                 match subscriber.next_frame().await.map_err(|e| e.to_string())? {
                                     Some(frame) if frame.kind == Kind::Open => {
-                                        return Ok((subscriber, retries));
+                                        return Ok((subscriber, frame.seq.unwrap_or(0), retries));
                                     }
                                     other => {
                                         return Err(format!("expected stream-open, got {other:?}"));
@@ -171,42 +185,74 @@ async fn subscribe_all(
             })
             .collect();
         for connect in connects {
-            let (subscriber, tries) = connect.await.map_err(|e| e.to_string())??;
+            let (subscriber, start, tries) = connect.await.map_err(|e| e.to_string())??;
             subscribers.push(subscriber);
+            starts.push(start);
             retries += tries;
         }
         remaining -= wave;
     }
-    Ok((subscribers, retries))
+    Ok((subscribers, starts, retries))
 }
 
-/// Reads each subscriber until it has the `expected` events or `deadline`.
+/// Where a reader reconnects when its stream ends, as EventSource does
+/// (with `Last-Event-ID`): Pushpin 1.36 now and then cancels a connection
+/// during a connect burst. Reconnects are counted, never hidden.
+#[derive(Clone)]
+struct Reconnect {
+    addr: SocketAddr,
+    path: String,
+    channel: String,
+}
+
+fn reconnect(target: &Target) -> Reconnect {
+    Reconnect {
+        addr: target.addr,
+        path: target.stream_path.clone(),
+        channel: target.channel.clone(),
+    }
+}
+
+/// Reconnects allowed per subscriber and run.
+const RECONNECTS: u64 = 5;
+
+/// Reads each subscriber until it has the `expected` events or `deadline`,
+/// recording latency only for events whose index (`i`) is at least
+/// `measured_from` (the ones before warm the path up), and reconnecting
+/// streams that end early when told how.
 fn read_all(
-    subscribers: Vec<Subscriber>,
-    expected: u64,
-    deadline: Instant,
-) -> Vec<JoinHandle<Tally>> {
-    read_all_after(subscribers, expected, 0, deadline)
-}
-
-/// [`read_all`], recording latency only for events whose index (`i`) is at
-/// least `measured_from`: the ones before warm the path up.
-fn read_all_after(
     subscribers: Vec<Subscriber>,
     expected: u64,
     measured_from: u64,
     deadline: Instant,
+    reconnect: Option<Reconnect>,
 ) -> Vec<JoinHandle<Tally>> {
     subscribers
         .into_iter()
         .map(|mut subscriber| {
+            let reconnect = reconnect.clone();
             tokio::spawn(async move {
                 let mut tally = Tally::new();
                 let mut seen = Seen::default();
                 while tally.received < expected {
-                    let Ok(Ok(Some(frame))) = timeout_at(deadline, subscriber.next_frame()).await
-                    else {
-                        break;
+                    let frame = match timeout_at(deadline, subscriber.next_frame()).await {
+                        Ok(Ok(Some(frame))) => frame,
+                        Ok(Ok(None)) | Ok(Err(_)) => {
+                            let (Some(to), Some(last)) = (&reconnect, seen.highest) else {
+                                break;
+                            };
+                            if tally.reconnects == RECONNECTS {
+                                break;
+                            }
+                            tally.reconnects += 1;
+                            let last_id = format!("{}:{last}", to.channel);
+                            match Subscriber::connect(to.addr, &to.path, Some(&last_id)).await {
+                                Ok(resumed) => subscriber = resumed,
+                                Err(_) => break,
+                            }
+                            continue;
+                        }
+                        Err(_) => break,
                     };
                     match frame.kind {
                         Kind::Message => {}
@@ -254,6 +300,7 @@ async fn summarize(readers: Vec<JoinHandle<Tally>>) -> Result<Tally, String> {
         summary.duplicated += tally.duplicated;
         summary.out_of_order += tally.out_of_order;
         summary.resets += tally.resets;
+        summary.reconnects += tally.reconnects;
         summary.last_at = summary.last_at.max(tally.last_at);
         summary
             .latency_us
@@ -306,7 +353,13 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
     let wave = options.number("wave", 256)?;
     let (streams, connect_retries) = subscribe_all(&target, subscribers, wave).await?;
     let started = Instant::now();
-    let readers = read_all(streams, events, started + limit);
+    let readers = read_all(
+        streams,
+        events,
+        0,
+        started + limit,
+        Some(reconnect(&target)),
+    );
     publish_burst(&target.publisher, events, in_flight).await?;
     let published_in = started.elapsed();
     let summary = summarize(readers).await?;
@@ -324,6 +377,7 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
         "out_of_order": summary.out_of_order,
         "resets": summary.resets,
         "connect_retries": connect_retries,
+        "reconnects": summary.reconnects,
         "seconds": elapsed.as_secs_f64(),
         "latency": latency_json(&summary.latency_us),
     })
@@ -346,11 +400,12 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let wave = options.number("wave", 256)?;
     let (streams, connect_retries) = subscribe_all(&target, subscribers, wave).await?;
     let started = Instant::now();
-    let readers = read_all_after(
+    let readers = read_all(
         streams,
         events,
         measured_from,
         started + Duration::from_secs(warmup + seconds + 30),
+        Some(reconnect(&target)),
     );
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
     let mut sends = Vec::with_capacity(events as usize);
@@ -376,9 +431,152 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "out_of_order": summary.out_of_order,
         "resets": summary.resets,
         "connect_retries": connect_retries,
+        "reconnects": summary.reconnects,
         "latency": latency_json(&summary.latency_us),
     })
     .to_string())
+}
+
+/// Join storm: events flow on one channel at `rate` per second; after
+/// `warmup` seconds, `subscribers` connect (`wave` at a time) while they
+/// flow, and publishing goes on `seconds` longer. Every joiner must get
+/// every event after its `stream-open` once, in order; reports how late
+/// the events reached the joiners.
+pub(crate) async fn join(options: &Options) -> Result<String, String> {
+    let target = target(options)?;
+    let subscribers = options.number("subscribers", 1000)?;
+    let rate = options.number("rate", 50)?.max(1);
+    let seconds = options.number("seconds", 5)?.max(1);
+    let warmup = options.number("warmup", 2)?.max(1);
+    let wave = options.number("wave", 256)?;
+    let warm = Arc::new(tokio::sync::Notify::new());
+    let joined = Arc::new(tokio::sync::Notify::new());
+    let publisher = {
+        let (publisher, warm, joined) = (
+            target.publisher.clone(),
+            Arc::clone(&warm),
+            Arc::clone(&joined),
+        );
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+            let mut sends = Vec::new();
+            let all_joined = joined.notified();
+            tokio::pin!(all_joined);
+            // The warm-up, the joining, then `seconds` more.
+            let (mut sent, mut last) = (0, None);
+            while last.is_none_or(|last| sent < last) {
+                ticker.tick().await;
+                let publisher = publisher.clone();
+                sends.push(tokio::spawn(async move { publisher.publish(sent).await }));
+                sent += 1;
+                if sent == rate * warmup {
+                    warm.notify_one();
+                }
+                if last.is_none() && sent > rate * warmup && is_ready(&mut all_joined) {
+                    last = Some(sent + rate * seconds);
+                }
+            }
+            for send in sends {
+                send.await.map_err(|e| e.to_string())??;
+            }
+            Ok::<u64, String>(sent)
+        })
+    };
+    warm.notified().await;
+    let started = Instant::now();
+    let (streams, starts, connect_retries) = subscribe_all_at(&target, subscribers, wave).await?;
+    let joined_in = started.elapsed();
+    joined.notify_one();
+    let (last_tx, last_rx) = tokio::sync::watch::channel(None);
+    let readers: Vec<_> = streams
+        .into_iter()
+        .zip(starts)
+        .map(|(subscriber, start)| {
+            tokio::spawn(read_until_last(subscriber, start, last_rx.clone()))
+        })
+        .collect();
+    // Ids are 1-based: the channel is fresh, so `sent` is the last id.
+    let sent = publisher.await.map_err(|e| e.to_string())??;
+    last_tx.send_replace(Some(sent));
+    let summary = summarize(readers).await?;
+    Ok(serde_json::json!({
+        "scenario": "join",
+        "subscribers": subscribers,
+        "rate": rate,
+        "joined_seconds": joined_in.as_secs_f64(),
+        "events": sent,
+        "delivered_frames": summary.received,
+        "lost": summary.lost,
+        "duplicated": summary.duplicated,
+        "out_of_order": summary.out_of_order,
+        "resets": summary.resets,
+        "connect_retries": connect_retries,
+        "reconnects": summary.reconnects,
+        "latency": latency_json(&summary.latency_us),
+    })
+    .to_string())
+}
+
+/// Reads one joiner from its `stream-open` at `start` until it has every
+/// event up to the last id, once `last` says which that is (or 30 s have
+/// passed since).
+async fn read_until_last(
+    mut subscriber: Subscriber,
+    start: u64,
+    mut last: tokio::sync::watch::Receiver<Option<u64>>,
+) -> Tally {
+    let mut tally = Tally::new();
+    let mut seen = Seen::default();
+    let mut deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        if let Some(last) = *last.borrow_and_update() {
+            if tally.received >= last.saturating_sub(start) {
+                tally.lost = 0;
+                return tally;
+            }
+            tally.lost = last.saturating_sub(start) - tally.received;
+        }
+        tokio::select! {
+            frame = timeout_at(deadline, subscriber.next_frame()) => {
+                let Ok(Ok(Some(frame))) = frame else { return tally };
+                if frame.kind == Kind::Reset {
+                    tally.resets += 1;
+                }
+                if frame.kind != Kind::Message {
+                    continue;
+                }
+                let now = now_ns();
+                if let Some(seq) = frame.seq {
+                    match seen.record(seq) {
+                        Arrival::Repeated => {
+                            tally.duplicated += 1;
+                            continue;
+                        }
+                        Arrival::Late => tally.out_of_order += 1,
+                        Arrival::InOrder => {}
+                    }
+                }
+                tally.received += 1;
+                tally.last_at = Some(Instant::now());
+                if let Some(sent) = frame.sent_ns {
+                    let _ = tally.latency_us.record((now.saturating_sub(sent) / 1000).max(1));
+                }
+            }
+            changed = last.changed() => {
+                if changed.is_err() {
+                    return tally;
+                }
+                deadline = Instant::now() + Duration::from_secs(30);
+            }
+        }
+    }
+}
+
+/// Whether `future` is ready now (polled once, without waiting).
+fn is_ready<F: std::future::Future>(future: &mut std::pin::Pin<&mut F>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    future.as_mut().poll(&mut context).is_ready()
 }
 
 /// Durable publishing: `publishers` tasks, each keeping `in-flight`

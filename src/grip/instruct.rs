@@ -207,6 +207,22 @@ async fn build(
             }
         }
     }
+    // Events still on their way to this proxy are left to the publisher:
+    // a response that held past them would make their items arrive with
+    // the wrong `prev-id` (see `pending`). So a stream that starts "now"
+    // starts where this proxy is, and backlog is read only that far.
+    let in_flight = grip.pending.get(proxy);
+    for channel in channels {
+        let until = in_flight.and_then(|pending| pending.readable_until(channel));
+        if let (None, Some(until)) = (requested.get(channel), until)
+            && start
+                .positions
+                .get(channel)
+                .is_some_and(|position| position > until)
+        {
+            start.positions.set(channel.clone(), until);
+        }
+    }
     let mut body = BytesMut::new();
     if is_next {
         start.write_reset(&mut body);
@@ -215,9 +231,7 @@ async fn build(
     }
 
     // One page of backlog across the channels (at most `replay_page`
-    // events and a chunk's bytes); the rest by next link. Events still on
-    // their way to this proxy are left to the publisher (see `pending`).
-    let in_flight = grip.pending.get(proxy);
+    // events and a chunk's bytes); the rest by next link.
     let mut positions = start.positions;
     let mut budget = config.replay_page;
     let max_bytes = max_chunk_bytes(config.chunk_size);
