@@ -43,7 +43,11 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
                 } else {
                     request = request.header("Last-Event-ID", "busy:0");
                 }
-                let response = request.send().await.expect("connect");
+                // Bounded, so a proxy that never answers is named as such.
+                let response = tokio::time::timeout(Duration::from_secs(30), request.send())
+                    .await
+                    .unwrap_or_else(|_| panic!("no response head within 30 s ({backend:?})"))
+                    .expect("connect");
                 let mut stream = Sse::from_response(response);
                 assert_eq!(stream.next().await.expect("open").event(), "stream-open");
                 // Read a random number of events, then drop the connection.
