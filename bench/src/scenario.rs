@@ -163,7 +163,14 @@ async fn subscribe_all_at(
                     loop {
                         let error = match Subscriber::connect(addr, &path, None).await {
                             Ok(mut subscriber) => {
-                                match subscriber.next_frame().await.map_err(|e| e.to_string())? {
+                                // Padding (a comment block) may come first.
+                                let mut first =
+                                    subscriber.next_frame().await.map_err(|e| e.to_string())?;
+                                if first.is_some_and(|frame| frame.kind == Kind::Other) {
+                                    first =
+                                        subscriber.next_frame().await.map_err(|e| e.to_string())?;
+                                }
+                                match first {
                                     Some(frame) if frame.kind == Kind::Open => {
                                         return Ok((subscriber, frame.seq.unwrap_or(0), retries));
                                     }

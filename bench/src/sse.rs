@@ -188,6 +188,15 @@ fn parse(block: &[u8]) -> Frame {
         sent_ns: None,
         index: None,
     };
+    // A block of comment lines only (padding, `:` keep-alives) dispatches
+    // no event in EventSource.
+    if block
+        .split(|b| *b == b'\n')
+        .all(|line| line.is_empty() || line.starts_with(b":"))
+    {
+        frame.kind = Kind::Other;
+        return frame;
+    }
     for line in block.split(|b| *b == b'\n') {
         if let Some(value) = field(line, b"event") {
             frame.kind = match value {
@@ -225,7 +234,8 @@ fn number(digits: &[u8]) -> Option<u64> {
 
 fn json_number(data: &[u8], key: &[u8]) -> Option<u64> {
     let start = find(data, key)? + key.len();
-    let digits = &data[start..];
+    // Python's json.dumps writes `"t": 1`.
+    let digits = data[start..].trim_ascii_start();
     let end = digits
         .iter()
         .position(|b| !b.is_ascii_digit())
@@ -255,5 +265,7 @@ mod tests {
             parse(b"id: a:1,b:9\nevent: stream-reset\ndata: {}").seq,
             Some(9)
         );
+        assert_eq!(parse(b":padding   \n:more").kind, Kind::Other);
+        assert_eq!(parse(b"data: {\"t\": 5, \"i\": 2}").sent_ns, Some(5));
     }
 }
