@@ -212,9 +212,12 @@ async fn build(
     // the wrong `prev-id` (see `pending`). So a stream that starts "now"
     // starts where this proxy is, and backlog is read only that far.
     let in_flight = grip.pending.get(proxy);
-    for channel in channels {
-        let until = in_flight.and_then(|pending| pending.readable_until(channel));
-        if let (None, Some(until)) = (requested.get(channel), until)
+    let readable_until: Vec<Option<u64>> = channels
+        .iter()
+        .map(|channel| in_flight.and_then(|pending| pending.readable_until(channel)))
+        .collect();
+    for (channel, until) in channels.iter().zip(&readable_until) {
+        if let (None, Some(until)) = (requested.get(channel), *until)
             && start
                 .positions
                 .get(channel)
@@ -240,15 +243,15 @@ async fn build(
         if start.behind & (1 << index) == 0 {
             continue;
         }
-        let until = in_flight.and_then(|pending| pending.readable_until(channel));
+        let until = readable_until[index];
         loop {
             let position = positions.get(channel).unwrap_or(0);
-            let to_read = until.map_or(budget, |until| {
-                budget.min(until.saturating_sub(position) as usize)
-            });
             if until.is_some_and(|until| position >= until) {
                 break;
             }
+            let to_read = until.map_or(budget, |until| {
+                budget.min(until.saturating_sub(position) as usize)
+            });
             let bytes_left = max_bytes.saturating_sub(body.len());
             if budget == 0 || bytes_left == 0 {
                 more = true;
