@@ -11,7 +11,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::Options;
 use crate::publish::{Publisher, now_ns};
-use crate::sse::{Kind, Subscriber};
+use crate::sse::{Frame, Kind, Subscriber};
 
 /// Most subscribers one run may open (the open-file limit here is ~20,000).
 const MAX_SUBSCRIBERS: u64 = 19_000;
@@ -83,6 +83,53 @@ impl Tally {
             last_at: None,
             latency_us: histogram(),
         }
+    }
+
+    /// Counts one frame a subscriber read (`seen`: the ids it has read
+    /// before). Latency is recorded for events whose index (`i`) is at
+    /// least `measured_from`.
+    fn take(&mut self, seen: &mut Seen, frame: &Frame, measured_from: u64) {
+        match frame.kind {
+            Kind::Message => {}
+            Kind::Reset => {
+                self.resets += 1;
+                return;
+            }
+            _ => return,
+        }
+        let now = now_ns();
+        self.last_at = Some(Instant::now());
+        if let Some(seq) = frame.seq {
+            match seen.record(seq) {
+                Arrival::Repeated => {
+                    self.duplicated += 1;
+                    return;
+                }
+                Arrival::Late => self.out_of_order += 1,
+                Arrival::InOrder => {}
+            }
+        }
+        self.received += 1;
+        if frame.index.is_some_and(|index| index < measured_from) {
+            return;
+        }
+        if let Some(sent) = frame.sent_ns {
+            let _ = self
+                .latency_us
+                .record((now.saturating_sub(sent) / 1000).max(1));
+        }
+    }
+
+    /// `report` with what every reading scenario says about arrivals.
+    fn added_to(&self, mut report: serde_json::Value) -> String {
+        report["delivered_frames"] = self.received.into();
+        report["lost"] = self.lost.into();
+        report["duplicated"] = self.duplicated.into();
+        report["out_of_order"] = self.out_of_order.into();
+        report["resets"] = self.resets.into();
+        report["reconnects"] = self.reconnects.into();
+        report["latency"] = latency_json(&self.latency_us);
+        report.to_string()
     }
 }
 
@@ -261,35 +308,7 @@ fn read_all(
                         }
                         Err(_) => break,
                     };
-                    match frame.kind {
-                        Kind::Message => {}
-                        Kind::Reset => {
-                            tally.resets += 1;
-                            continue;
-                        }
-                        _ => continue,
-                    }
-                    let now = now_ns();
-                    tally.last_at = Some(Instant::now());
-                    if let Some(seq) = frame.seq {
-                        match seen.record(seq) {
-                            Arrival::Repeated => {
-                                tally.duplicated += 1;
-                                continue;
-                            }
-                            Arrival::Late => tally.out_of_order += 1,
-                            Arrival::InOrder => {}
-                        }
-                    }
-                    tally.received += 1;
-                    if frame.index.is_some_and(|index| index < measured_from) {
-                        continue;
-                    }
-                    if let Some(sent) = frame.sent_ns {
-                        let _ = tally
-                            .latency_us
-                            .record((now.saturating_sub(sent) / 1000).max(1));
-                    }
+                    tally.take(&mut seen, &frame, measured_from);
                 }
                 tally.lost = expected.saturating_sub(tally.received);
                 tally
@@ -371,24 +390,16 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
     let published_in = started.elapsed();
     let summary = summarize(readers).await?;
     let elapsed = summary.last_at.map_or(limit, |at| at - started);
-    Ok(serde_json::json!({
+    Ok(summary.added_to(serde_json::json!({
         "scenario": "fanout",
         "subscribers": subscribers,
         "events": events,
         "in_flight": in_flight,
-        "delivered_frames": summary.received,
         "frames_per_sec": (summary.received as f64 / elapsed.as_secs_f64()).round(),
         "publish_per_sec": (events as f64 / published_in.as_secs_f64()).round(),
-        "lost": summary.lost,
-        "duplicated": summary.duplicated,
-        "out_of_order": summary.out_of_order,
-        "resets": summary.resets,
         "connect_retries": connect_retries,
-        "reconnects": summary.reconnects,
         "seconds": elapsed.as_secs_f64(),
-        "latency": latency_json(&summary.latency_us),
-    })
-    .to_string())
+    })))
 }
 
 /// Latency: `subscribers` on one channel, `rate` events per second for
@@ -425,23 +436,15 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         send.await.map_err(|e| e.to_string())??;
     }
     let summary = summarize(readers).await?;
-    Ok(serde_json::json!({
+    Ok(summary.added_to(serde_json::json!({
         "scenario": "latency",
         "subscribers": subscribers,
         "rate": rate,
         "seconds": seconds,
         "warmup_seconds": warmup,
         "frames_per_sec": (subscribers * rate),
-        "delivered_frames": summary.received,
-        "lost": summary.lost,
-        "duplicated": summary.duplicated,
-        "out_of_order": summary.out_of_order,
-        "resets": summary.resets,
         "connect_retries": connect_retries,
-        "reconnects": summary.reconnects,
-        "latency": latency_json(&summary.latency_us),
-    })
-    .to_string())
+    })))
 }
 
 /// Join storm: events flow on one channel at `rate` per second; after
@@ -506,22 +509,14 @@ pub(crate) async fn join(options: &Options) -> Result<String, String> {
     let sent = publisher.await.map_err(|e| e.to_string())??;
     last_tx.send_replace(Some(sent));
     let summary = summarize(readers).await?;
-    Ok(serde_json::json!({
+    Ok(summary.added_to(serde_json::json!({
         "scenario": "join",
         "subscribers": subscribers,
         "rate": rate,
         "joined_seconds": joined_in.as_secs_f64(),
         "events": sent,
-        "delivered_frames": summary.received,
-        "lost": summary.lost,
-        "duplicated": summary.duplicated,
-        "out_of_order": summary.out_of_order,
-        "resets": summary.resets,
         "connect_retries": connect_retries,
-        "reconnects": summary.reconnects,
-        "latency": latency_json(&summary.latency_us),
-    })
-    .to_string())
+    })))
 }
 
 /// Reads one joiner from its `stream-open` at `start` until it has every
@@ -546,28 +541,7 @@ async fn read_until_last(
         tokio::select! {
             frame = timeout_at(deadline, subscriber.next_frame()) => {
                 let Ok(Ok(Some(frame))) = frame else { return tally };
-                if frame.kind == Kind::Reset {
-                    tally.resets += 1;
-                }
-                if frame.kind != Kind::Message {
-                    continue;
-                }
-                let now = now_ns();
-                if let Some(seq) = frame.seq {
-                    match seen.record(seq) {
-                        Arrival::Repeated => {
-                            tally.duplicated += 1;
-                            continue;
-                        }
-                        Arrival::Late => tally.out_of_order += 1,
-                        Arrival::InOrder => {}
-                    }
-                }
-                tally.received += 1;
-                tally.last_at = Some(Instant::now());
-                if let Some(sent) = frame.sent_ns {
-                    let _ = tally.latency_us.record((now.saturating_sub(sent) / 1000).max(1));
-                }
+                tally.take(&mut seen, &frame, 0);
             }
             changed = last.changed() => {
                 if changed.is_err() {
