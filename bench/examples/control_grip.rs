@@ -15,10 +15,13 @@
 //! `skip-users`, the per-user channel), so the difference between the two
 //! is what those cost Pushpin.
 
+#[path = "common/request.rs"]
+mod request;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -26,12 +29,6 @@ struct State {
     items: mpsc::UnboundedSender<String>,
     seq: AtomicU64,
     filters: bool,
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 fn hold(channel: &str, last: Option<u64>, state: &State) -> String {
@@ -59,73 +56,25 @@ fn hold(channel: &str, last: Option<u64>, state: &State) -> String {
 async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let mut buffer = Vec::with_capacity(4096);
-    loop {
-        let head_end = loop {
-            if let Some(end) = find(&buffer, b"\r\n\r\n") {
-                break end;
-            }
-            let mut piece = [0_u8; 4096];
-            let read = socket.read(&mut piece).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            buffer.extend_from_slice(&piece[..read]);
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-        let mut words = head.split_whitespace();
-        let (method, path) = (
-            words.next().unwrap_or_default().to_owned(),
-            words.next().unwrap_or_default().to_owned(),
-        );
-        let channel = path
-            .trim_start_matches("/events/")
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|line| {
-                line.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_owned())
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        buffer.drain(..head_end + 4);
-        while buffer.len() < length {
-            let mut piece = [0_u8; 4096];
-            let read = socket.read(&mut piece).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            buffer.extend_from_slice(&piece[..read]);
-        }
-        let body: Vec<u8> = buffer.drain(..length).collect();
-        if !path.starts_with("/events/") {
+    while let Some(request) = request::next(&mut socket, &mut buffer).await? {
+        if !request.path.starts_with("/events/") {
             socket
                 .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 .await?;
             continue;
         }
-        if method == "GET" {
+        let channel = request.channel();
+        if request.method == "GET" {
             // `Grip-Last: events-c; last-id=N` on a next link.
-            let last = head.lines().find_map(|line| {
-                let value = line.to_ascii_lowercase();
-                let value = value.strip_prefix("grip-last:")?;
-                value.split("last-id=").nth(1)?.trim().parse().ok()
-            });
+            let last = request
+                .header("Grip-Last")
+                .and_then(|value| value.split("last-id=").nth(1)?.trim().parse().ok());
             socket
                 .write_all(hold(&channel, last, &state).as_bytes())
                 .await?;
             continue;
         }
-        let text = String::from_utf8_lossy(&body);
-        let data = text
-            .strip_prefix("{\"data\":")
-            .and_then(|rest| rest.strip_suffix('}'))
-            .unwrap_or(&text)
-            .to_owned();
+        let data = request.data();
         let seq = state.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let item = if state.filters {
             let content = format!("id: %I\nevent: message\ndata: {data}\n\n");
@@ -145,6 +94,7 @@ async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result
             .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
             .await?;
     }
+    Ok(())
 }
 
 /// Publishes everything queued, in batches, one request at a time.

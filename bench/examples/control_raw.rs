@@ -5,23 +5,20 @@
 //!
 //! `cargo run --release -p eventstream-bench --example control_raw -- 127.0.0.1:9100`
 
+#[path = "common/request.rs"]
+mod request;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 struct State {
     events: broadcast::Sender<Bytes>,
     seq: AtomicU64,
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 fn chunk(payload: &[u8]) -> Vec<u8> {
@@ -59,58 +56,12 @@ async fn stream(mut socket: TcpStream, state: &State, channel: &str) -> std::io:
 async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let mut buffer = Vec::with_capacity(4096);
-    loop {
-        let head_end = loop {
-            if let Some(end) = find(&buffer, b"\r\n\r\n") {
-                break end;
-            }
-            let mut piece = [0_u8; 4096];
-            let read = socket.read(&mut piece).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            buffer.extend_from_slice(&piece[..read]);
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-        let mut words = head.split_whitespace();
-        let (method, path) = (
-            words.next().unwrap_or_default().to_owned(),
-            words.next().unwrap_or_default().to_owned(),
-        );
-        let channel = path
-            .trim_start_matches("/events/")
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        if method == "GET" {
+    while let Some(request) = request::next(&mut socket, &mut buffer).await? {
+        let channel = request.channel();
+        if request.method == "GET" {
             return stream(socket, &state, &channel).await;
         }
-        let length: usize = head
-            .lines()
-            .find_map(|line| {
-                line.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_owned())
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        buffer.drain(..head_end + 4);
-        while buffer.len() < length {
-            let mut piece = [0_u8; 4096];
-            let read = socket.read(&mut piece).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            buffer.extend_from_slice(&piece[..read]);
-        }
-        let body: Vec<u8> = buffer.drain(..length).collect();
-        let text = String::from_utf8_lossy(&body);
-        let data = text
-            .strip_prefix("{\"data\":")
-            .and_then(|rest| rest.strip_suffix('}'))
-            .unwrap_or(&text)
-            .to_owned();
+        let data = request.data();
         let seq = state.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
         let _ = state.events.send(Bytes::from(frame));
@@ -118,6 +69,7 @@ async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result
             .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
             .await?;
     }
+    Ok(())
 }
 
 #[tokio::main]
