@@ -334,14 +334,12 @@ async fn vanished_client_is_unregistered_by_the_next_keep_alive() {
     stream.next().await.expect("open");
     assert_eq!(app.events.metrics().live_subscribers, 1);
     drop(stream);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while app.events.metrics().live_subscribers != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still registered after 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_metrics(
+        "still registered after 5 s",
+        Duration::from_secs(5),
+        |metrics| metrics.live_subscribers == 0,
+    )
+    .await;
     app.stop().await;
 }
 

@@ -215,14 +215,12 @@ async fn publish_failures_are_retried_counted_and_do_not_block_sends() {
         started.elapsed() < Duration::from_secs(2),
         "send does not wait for the proxy"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.events.metrics().grip_failed == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failure was never given up and counted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_metrics(
+        "the failure was never given up and counted",
+        Duration::from_secs(30),
+        |metrics| metrics.grip_failed > 0,
+    )
+    .await;
     let metrics = app.events.metrics();
     assert!(metrics.grip_retries >= 5, "{metrics:?}");
     assert_eq!(metrics.grip_published, 0);
@@ -286,15 +284,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Waits until Pushpin has accepted `items` items from the app.
 async fn published(app: &TestApp, items: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut ticks = tokio::time::interval(Duration::from_millis(10));
-    while app.events.metrics().grip_published < items {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Pushpin never accepted {items} items"
-        );
-        ticks.tick().await;
-    }
+    app.wait_for_metrics(
+        &format!("Pushpin never accepted {items} items"),
+        Duration::from_secs(15),
+        |metrics| metrics.grip_published >= items,
+    )
+    .await;
 }
 
 /// The path of a `Grip-Link` value: `</events/_next/...>; rel=next`.
@@ -465,15 +460,12 @@ async fn a_recovery_while_the_publisher_is_behind_loses_nothing() {
         .await
         .expect("Pushpin answers");
     assert!(recover.status().is_success(), "{}", recover.status());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    while app.events.metrics().grip_next_links == answered {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Pushpin never followed the link"
-        );
-        ticks.tick().await;
-    }
+    app.wait_for_metrics(
+        "Pushpin never followed the link",
+        Duration::from_secs(15),
+        |metrics| metrics.grip_next_links != answered,
+    )
+    .await;
     relay.resume();
     app.send_event("behind", json!(4)).await;
     for n in 2..=4 {

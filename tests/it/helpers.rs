@@ -15,7 +15,9 @@ mod sse;
 use std::time::Duration;
 
 use eventstream_rocket::StreamError;
-use eventstream_rocket::{Authorizer, EventStream, Events, Stage, StreamRequest, User};
+use eventstream_rocket::{
+    Authorizer, EventStream, Events, MetricsSnapshot, Stage, StreamRequest, User,
+};
 use rocket::figment::providers::Serialized;
 use rocket::figment::value::Value;
 use rocket::{Request, Shutdown};
@@ -452,6 +454,29 @@ impl TestApp {
             .expect("send")
             .map(|id| id.to_string())
             .unwrap_or_default()
+    }
+
+    /// Waits until the app's counters satisfy `done`; panics with `what`
+    /// (and the counters) if they do not within `within`.
+    pub async fn wait_for_metrics(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&MetricsSnapshot) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            let metrics = self.events.metrics();
+            if done(&metrics) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {metrics:?}"
+            );
+            ticks.tick().await;
+        }
     }
 
     /// Shuts the app down; its streams end.

@@ -5,7 +5,7 @@
 //! an orderly end) and never given an answer that stops `EventSource` for
 //! good.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libtest_mimic::Trial;
 use serde_json::json;
@@ -143,11 +143,12 @@ async fn assert_deferred(mut stream: Sse) {
 
 /// Waits until the server counts `streams` live streams.
 async fn wait_for_live(app: &TestApp, streams: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.events.metrics().live_subscribers != streams {
-        assert!(Instant::now() < deadline, "{:?}", app.events.metrics());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_metrics(
+        &format!("not {streams} live streams"),
+        Duration::from_secs(10),
+        |metrics| metrics.live_subscribers == streams,
+    )
+    .await;
 }
 
 async fn streams_over_max_streams_are_told_to_retry_later() {
