@@ -26,13 +26,13 @@ import tempfile
 
 # The data path, leaves first. Each entry is one layer.
 LAYERS = [
-    "channel", "error", "event_id", "frame", "metrics", "config", "query",
+    "channel", "error", "event_id", "frame", "notice", "metrics", "config", "query",
     "identity", "authorizer", "cors", "limits",
     "storage",
     "fanout", "hub", "writer",
     "context", "events",
     "replay", "session", "response",
-    "grip",
+    "grip", "bus",
     "request", "routes", "stage",
     "internals",
     "crate",

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use rocket_db_pools::sqlx;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why sending an event or reading the event log failed.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl From<sqlx::Error> for Error {
 }
 
 /// The `condition` of a `stream-error` frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Condition {
     /// The request itself is wrong (channels, ids, parameters).
@@ -94,7 +94,7 @@ pub enum Condition {
 /// id: error
 /// data: {"condition":"forbidden","text":"Permission denied to channels: _x","channels":["_x"]}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamError {
     /// The error class.
     pub condition: Condition,

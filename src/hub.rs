@@ -43,6 +43,8 @@ struct Inbox {
     bytes: usize,
     overflowed: u64,
     kicked: Option<StreamError>,
+    /// Kicks may have been missed: ask the authorizer again.
+    recheck: bool,
 }
 
 /// How much one inbox may hold before its stream catches up from storage.
@@ -104,6 +106,12 @@ impl Subscriber {
     /// The kick waiting for this stream, if any, leaving the queue alone.
     pub(crate) fn take_kick(&self) -> Option<StreamError> {
         self.inbox().kicked.take()
+    }
+
+    /// Whether the stream must ask the authorizer again (kicks may have
+    /// been missed), clearing the request.
+    pub(crate) fn take_recheck(&self) -> bool {
+        std::mem::take(&mut self.inbox().recheck)
     }
 
     /// Resolves once something was delivered since the last `take`.
@@ -222,6 +230,45 @@ impl Hub {
         }
     }
 
+    /// Whether any stream of this process listens to `channel`.
+    pub(crate) fn has_listeners(&self, channel: &str) -> bool {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        map.contains_key(channel)
+    }
+
+    /// The channels streams of this process listen to.
+    pub(crate) fn listened_channels(&self) -> Vec<String> {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        map.keys().cloned().collect()
+    }
+
+    /// Tells every stream of `channel` that it missed an event it cannot
+    /// be given (a live-only event another instance could not relay): as
+    /// with an overflowed inbox, a persistent channel catches up from
+    /// storage and a live-only one gets `stream-reset`.
+    pub(crate) fn missed(&self, channel: &str) {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(listeners) = map.get(channel) {
+            for (subscriber, index) in listeners.values() {
+                subscriber.inbox().overflowed |= 1 << index;
+                subscriber.wake.notify_one();
+            }
+        }
+    }
+
+    /// Asks every stream to check its permissions again: kicks sent while
+    /// this process could not hear them (another instance's, while the bus
+    /// listener was reconnecting) are found that way.
+    pub(crate) fn recheck_all(&self) {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        for listeners in map.values() {
+            for (subscriber, _) in listeners.values() {
+                subscriber.inbox().recheck = true;
+                subscriber.wake.notify_one();
+            }
+        }
+    }
+
     /// The frame bytes queued in every inbox right now. Walks every
     /// subscriber, so it is for metrics, not for the hot path.
     pub(crate) fn queued_bytes(&self) -> u64 {
@@ -333,6 +380,19 @@ mod tests {
         drop(sub);
         assert_eq!(metrics.snapshot().live_subscribers, 0);
         assert!(hub.channels.read().expect("not poisoned").is_empty());
+    }
+
+    #[test]
+    fn a_missed_event_flags_only_that_channel() {
+        let hub = Arc::new(Hub::new(Arc::default()));
+        let sub = hub.subscribe(None, vec!["a".into(), "b".into()], entries(4));
+        assert!(hub.has_listeners("b") && !hub.has_listeners("c"));
+        hub.missed("b");
+        hub.missed("c");
+        let mut queue = VecDeque::new();
+        assert_eq!(sub.take(&mut queue).overflowed, 0b10);
+        drop(sub);
+        assert!(hub.listened_channels().is_empty());
     }
 
     #[test]

@@ -60,18 +60,20 @@
 //! ```text
 //! Events::send_event ─► writer: group commit (counter row + insert, one transaction)
 //!                         └─► fan-out ─┬─► hub ─► each stream's bounded inbox ─► session ─► response body
-//!                                      └─► GRIP publisher ─► proxies (an outlet, like the hub)
+//!                                      ├─► GRIP publisher ─► proxies (an outlet, like the hub)
+//!                                      └─► bus ─► NOTIFY ─► other instances ─► their hubs
 //! a stream that overflowed or sees an id gap ─► replay from storage ─► session
 //! ```
 //!
 //! | layer | modules | what they own |
 //! |---|---|---|
-//! | leaves | `channel`, `error`, `event_id`, `frame`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
+//! | leaves | `channel`, `error`, `event_id`, `frame`, `notice`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
 //! | storage | `storage` (with `retention`) | the event log in SQL |
 //! | delivery | `fanout`, `hub`, `writer` | where committed events go; the streams of this process; group commit |
 //! | handle | `context`, `events` | what the stage built; the public [`Events`] |
 //! | streams | `replay`, `session`, `response` | catching up from storage; one live stream; the responder |
 //! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
+//! | bus | `bus` | other instances (`broadcast = "postgres"`): the sender outlet, the listener, the sequencer in front of the hub |
 //! | edge | `request`, `routes` (with the publish API), `stage` | the request guard, the routes, the fairing |
 
 #![deny(missing_docs)]
@@ -87,6 +89,7 @@ mod frame;
 mod identity;
 mod limits;
 mod metrics;
+mod notice;
 mod query;
 // The event log.
 mod storage;
@@ -101,7 +104,8 @@ mod events;
 mod replay;
 mod response;
 mod session;
-// GRIP, a layer on the stream core.
+// GRIP and the cross-instance bus, layers on the stream core.
+mod bus;
 mod grip;
 // The edge.
 mod request;
@@ -114,7 +118,7 @@ pub mod internals;
 pub use authorizer::{AllowAll, Authorizer};
 pub use channel::MAX_CHANNEL_CHARS;
 pub use config::{
-    AllowedOrigins, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,
+    AllowedOrigins, Broadcast, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,
 };
 pub use error::{Condition, Error, StreamError};
 pub use event_id::{EventId, IdParseError, IdVector};

@@ -20,6 +20,11 @@ pub(crate) struct Metrics {
     grip_opened: AtomicU64,
     grip_next_links: AtomicU64,
     grip_catch_ups: AtomicU64,
+    bus_received: AtomicU64,
+    bus_delivered: AtomicU64,
+    bus_recovered: AtomicU64,
+    bus_reconnects: AtomicU64,
+    bus_unrelayed: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -62,6 +67,21 @@ pub struct MetricsSnapshot {
     /// Next links that found stored events the proxied stream had not
     /// received (its recovery had work to do).
     pub grip_catch_ups: u64,
+    /// `broadcast = "postgres"`: notifications received from other
+    /// instances (commits, live-only events, kicks).
+    pub bus_received: u64,
+    /// Events other instances committed or sent that this instance handed
+    /// to its streams.
+    pub bus_delivered: u64,
+    /// Of those, events no notification announced (lost while the
+    /// listener was reconnecting), found by the poll or the catch-up after
+    /// a reconnect.
+    pub bus_recovered: u64,
+    /// Times the listener connection was opened again after it was lost.
+    pub bus_reconnects: u64,
+    /// Live-only events too large for a notification: not relayed, and the
+    /// other instances' streams of that channel got `stream-reset`.
+    pub bus_unrelayed: u64,
 }
 
 impl Metrics {
@@ -128,6 +148,27 @@ impl Metrics {
         }
     }
 
+    pub(crate) fn bus_received(&self) {
+        self.bus_received.fetch_add(1, Relaxed);
+    }
+
+    /// `events` handed to this instance's streams; `recovered`: found
+    /// without a notification.
+    pub(crate) fn bus_delivered(&self, events: u64, recovered: bool) {
+        self.bus_delivered.fetch_add(events, Relaxed);
+        if recovered {
+            self.bus_recovered.fetch_add(events, Relaxed);
+        }
+    }
+
+    pub(crate) fn bus_reconnected(&self) {
+        self.bus_reconnects.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn bus_unrelayed(&self) {
+        self.bus_unrelayed.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             live_subscribers: self.live_subscribers.load(Relaxed),
@@ -145,6 +186,11 @@ impl Metrics {
             grip_opened: self.grip_opened.load(Relaxed),
             grip_next_links: self.grip_next_links.load(Relaxed),
             grip_catch_ups: self.grip_catch_ups.load(Relaxed),
+            bus_received: self.bus_received.load(Relaxed),
+            bus_delivered: self.bus_delivered.load(Relaxed),
+            bus_recovered: self.bus_recovered.load(Relaxed),
+            bus_reconnects: self.bus_reconnects.load(Relaxed),
+            bus_unrelayed: self.bus_unrelayed.load(Relaxed),
         }
     }
 }

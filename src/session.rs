@@ -88,6 +88,9 @@ impl From<LimitReached> for Refusal {
 pub(crate) struct Session {
     context: Arc<Context>,
     registration: Registration,
+    /// Who the stream is for, to ask the authorizer again when kicks may
+    /// have been missed.
+    user: Option<User>,
     user_id: Option<String>,
     /// Per channel index: whether it is persisted.
     reliable: Vec<bool>,
@@ -162,7 +165,7 @@ impl Plan {
         // registration was kicked while this stream was not listening:
         // ask again now that any later kick reaches it.
         authorizer::authorize(context.authorizer.as_ref(), user.as_ref(), &channels).await?;
-        let user_id = user.map(|user| user.id);
+        let user_id = user.as_ref().map(|user| user.id.clone());
         let reader = Reader {
             storage: &context.storage,
             metrics: &context.metrics,
@@ -175,6 +178,7 @@ impl Plan {
         let keepalive = Duration::from_secs(context.config.keepalive_secs);
         let session = Session {
             registration,
+            user,
             user_id,
             reliable,
             positions: start.positions,
@@ -221,6 +225,17 @@ impl Session {
         loop {
             if self.finished {
                 return None;
+            }
+            if self.registration.take_recheck()
+                && let Err(error) = authorizer::authorize(
+                    self.context.authorizer.as_ref(),
+                    self.user.as_ref(),
+                    self.registration.channels(),
+                )
+                .await
+            {
+                self.finished = true;
+                return Some(frame::stream_error(&error));
             }
             let mut out = BytesMut::new();
             if self.behind != 0 {

@@ -12,7 +12,8 @@ use rocket_db_pools::sqlx::{PgPool, SqlitePool};
 use tokio::task::JoinHandle;
 
 use crate::authorizer::{AllowAll, Authorizer};
-use crate::config::{Config, ConfigError, Secret, redact_url};
+use crate::bus::Bus;
+use crate::config::{Broadcast, Config, ConfigError, Secret, redact_url};
 use crate::context::Context;
 use crate::events::Events;
 use crate::fanout::{Fanout, Outlet};
@@ -105,7 +106,8 @@ impl From<ConfigError> for IgniteError {
 
 /// What the stage started and must stop at shutdown.
 struct Running {
-    retention: JoinHandle<()>,
+    /// Retention, and the bus's tasks.
+    tasks: Vec<JoinHandle<()>>,
     owned_pool: Option<Storage>,
 }
 
@@ -236,6 +238,34 @@ impl Stage {
     }
 }
 
+/// Starts the cross-instance bus when `broadcast` asks for one; returns
+/// once it listens.
+async fn start_bus(
+    config: &Config,
+    storage: &Storage,
+    hub: &Arc<Hub>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Bus>, IgniteError> {
+    match (config.broadcast, storage) {
+        (Broadcast::Local, _) => Ok(None),
+        (Broadcast::Postgres, Storage::Postgres(pool)) => Bus::start(
+            pool.clone(),
+            Arc::clone(hub),
+            Arc::clone(metrics),
+            std::time::Duration::from_secs(config.broadcast_poll_secs),
+        )
+        .await
+        .map(Some)
+        .map_err(|e| IgniteError::Storage(format!("broadcast = \"postgres\": cannot LISTEN: {e}"))),
+        (Broadcast::Postgres, Storage::Sqlite(_)) => Err(IgniteError::Config(ConfigError::new(
+            "broadcast",
+            "\"postgres\" needs the event log on PostgreSQL, but it is on SQLite \
+             (one process only): set databases.eventstream.url to a postgres:// URL, \
+             or broadcast = \"local\"",
+        ))),
+    }
+}
+
 /// The built-in JWT identity with the configured secret and pins.
 fn builtin_identity(config: &Config) -> JwtIdentity {
     let mut identity = JwtIdentity::new(config.jwt_secret.as_ref().map(Secret::expose));
@@ -327,7 +357,9 @@ impl Fairing for Stage {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(running) = running {
-            running.retention.abort();
+            for task in &running.tasks {
+                task.abort();
+            }
             if let Some(storage) = running.owned_pool {
                 storage.close().await;
             }
@@ -354,7 +386,13 @@ impl Stage {
             .unwrap_or_else(|| Arc::new(builtin_identity(&config)));
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
-        let mut outlets: Vec<Arc<dyn Outlet>> = vec![Arc::clone(&hub) as Arc<dyn Outlet>];
+        let bus = start_bus(&config, &storage, &hub, &metrics).await?;
+        let mut outlets: Vec<Arc<dyn Outlet>> = match &bus {
+            // Committed events reach the hub through the sequencer, which
+            // orders them with those of the other instances.
+            Some(bus) => vec![Arc::clone(&bus.sequencer), Arc::clone(&bus.sender)],
+            None => vec![Arc::clone(&hub) as Arc<dyn Outlet>],
+        };
         let grip = if config.grip_enabled() {
             let verifier = Verifier::new(&config.grip_proxies)?;
             let publisher = Publisher::spawn(&config.grip_proxies, Arc::clone(&metrics));
@@ -377,14 +415,16 @@ impl Stage {
             Arc::clone(&fanout),
             config.durability,
             config.commit_batch,
+            bus.as_ref().map(|bus| bus.origin),
         );
-        let retention = retention::spawn(storage.clone(), &config);
+        let mut tasks = vec![retention::spawn(storage.clone(), &config)];
+        tasks.extend(bus.into_iter().flat_map(|bus| bus.tasks));
         let limits = Arc::new(StreamLimits::new(
             config.max_streams,
             config.max_streams_per_ip,
         ));
         let running = Running {
-            retention,
+            tasks,
             owned_pool: owned.then(|| storage.clone()),
         };
         let context = Context {

@@ -66,6 +66,9 @@ struct Store {
     /// This writer's half of every append token: random per process, so
     /// processes sharing a database never mint the same token.
     writer: i64,
+    /// With `broadcast = "postgres"`: this instance's id, and each batch
+    /// notifies the other instances inside its transaction.
+    announce_as: Option<u64>,
     /// The next append number. Handed out here, in the writer task, in the
     /// order events are committed: a stream compares tokens to tell a
     /// repeat from an event appended after the log went back in time.
@@ -73,12 +76,15 @@ struct Store {
 }
 
 impl Writer {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime. With `announce_as`
+    /// (an instance id), every committed batch is announced to the other
+    /// instances sharing the database.
     pub(crate) fn spawn(
         storage: Storage,
         fanout: Arc<Fanout>,
         durability: Durability,
         commit_batch: usize,
+        announce_as: Option<u64>,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         // Non-negative, so it reads the same in every SQL client.
@@ -88,6 +94,7 @@ impl Writer {
             fanout,
             durability,
             writer: id,
+            announce_as,
             next_append: 1,
         };
         tokio::spawn(run(requests, store, commit_batch));
@@ -132,7 +139,7 @@ impl Store {
     async fn append(&self, appends: &[Append]) -> Result<Vec<u64>, AppendError> {
         let events: Vec<&NewEvent> = appends.iter().map(|append| &append.event).collect();
         self.storage
-            .append_batch(&events, self.durability, now_ms())
+            .append_batch(&events, self.durability, now_ms(), self.announce_as)
             .await
     }
 

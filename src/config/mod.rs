@@ -69,6 +69,21 @@ pub enum Durability {
     Power,
 }
 
+/// How live events reach the streams of other instances of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Broadcast {
+    /// One instance: events reach this process's streams (and the GRIP
+    /// proxies) only. Other instances on the same database see them when
+    /// their clients reconnect, not live.
+    #[default]
+    Local,
+    /// Instances sharing one PostgreSQL event log tell each other over
+    /// `LISTEN`/`NOTIFY`: every committed batch, live-only event and kick
+    /// reaches the streams of every instance. Needs PostgreSQL storage.
+    Postgres,
+}
+
 /// Which cross-origin callers may read streams and use the publish API.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AllowedOrigins {
@@ -217,6 +232,13 @@ pub struct Config {
     pub commit_batch: usize,
     /// Name of the database under `[databases]` that holds the event log.
     pub database: String,
+    /// How live events reach other instances: `local` (one instance) or
+    /// `postgres` (instances sharing a PostgreSQL event log).
+    pub broadcast: Broadcast,
+    /// With `broadcast = "postgres"`: how often each instance compares the
+    /// channels its streams listen to with the event log, so that an event
+    /// whose notification was lost reaches them at most this late.
+    pub broadcast_poll_secs: u64,
     /// GRIP proxies (Pushpin, Fastly Fanout) that hold connections and
     /// receive every published event.
     pub grip_proxies: Vec<GripProxyConfig>,
@@ -265,6 +287,8 @@ impl Default for Config {
             replay_page: 500,
             commit_batch: 256,
             database: "eventstream".into(),
+            broadcast: Broadcast::Local,
+            broadcast_poll_secs: 5,
             grip_proxies: Vec::new(),
             grip_url: None,
             link_key: None,
@@ -481,7 +505,7 @@ impl Config {
         {
             return bad("authorizer", "must name a registered authorizer");
         }
-        let ranges: [(&str, u64, u64, u64); 9] = [
+        let ranges: [(&str, u64, u64, u64); 10] = [
             (
                 "max_queued_bytes",
                 self.max_queued_bytes as u64,
@@ -512,6 +536,7 @@ impl Config {
             ("replay_page", self.replay_page as u64, 1, 100_000),
             // SQLite binds at most 32,766 values per statement: 8 per event.
             ("commit_batch", self.commit_batch as u64, 1, 4000),
+            ("broadcast_poll_secs", self.broadcast_poll_secs, 1, 3600),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {

@@ -15,6 +15,7 @@ use rocket_db_pools::sqlx::{self, PgPool, QueryBuilder, Row, SqlitePool};
 
 use crate::config::Durability;
 use crate::event_id::{EventId, IdVector};
+use crate::notice::{self, Notice, Range};
 
 /// A handle on the event log.
 #[derive(Clone, Debug)]
@@ -291,11 +292,17 @@ impl Storage {
     /// Each channel's counter row is bumped once by the number of events it
     /// receives, so concurrent writers (other processes on the same
     /// database) serialize on that row and ids stay gap-free.
+    ///
+    /// With `announce_as` (an instance id; PostgreSQL only), the transaction
+    /// also `NOTIFY`s the other instances of the id range each channel
+    /// received ([`Notice::committed`]): PostgreSQL delivers it only if the
+    /// batch commits, in commit order.
     pub(crate) async fn append_batch(
         &self,
         events: &[&NewEvent],
         durability: Durability,
         now_ms: i64,
+        announce_as: Option<u64>,
     ) -> Result<Vec<u64>, AppendError> {
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
         let mut last_tokens: BTreeMap<&str, AppendToken> = BTreeMap::new();
@@ -335,6 +342,17 @@ impl Storage {
             let last_ids = bump_counters!(tx, &counts, &last_tokens);
             let ids = assign_ids(events, &counts, &last_ids);
             insert_events!(tx, events, &ids, now_ms);
+            if let Some(origin) = announce_as {
+                // One statement per payload; a batch needs one unless it
+                // touched hundreds of channels.
+                for payload in Notice::committed(origin, ranges(&counts, &last_ids)) {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(notice::NOTIFY_CHANNEL)
+                        .bind(payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             tx.commit().await.map_err(|error| AppendError {
                 maybe_committed: commit_outcome_unknown(&error),
                 error,
@@ -531,6 +549,22 @@ impl Storage {
 }
 
 /// Hands out each channel's reserved ids to its events in send order.
+/// The id range each channel of a batch received: its counter went up by
+/// `counts[channel]` to `last_ids[channel]`.
+fn ranges(counts: &BTreeMap<&str, i64>, last_ids: &BTreeMap<String, u64>) -> Vec<Range> {
+    counts
+        .iter()
+        .filter_map(|(channel, count)| {
+            let last = *last_ids.get(*channel)?;
+            Some(Range {
+                channel: (*channel).to_owned(),
+                first: last + 1 - to_u64(*count),
+                last,
+            })
+        })
+        .collect()
+}
+
 fn assign_ids(
     events: &[&NewEvent],
     counts: &BTreeMap<&str, i64>,

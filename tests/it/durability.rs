@@ -11,14 +11,13 @@
 //!   both sides without passing the answer on.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use libtest_mimic::Trial;
 use sqlx::Row;
 
-use crate::helpers::{App, spawn_app};
+use crate::helpers::{App, Cluster, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -30,88 +29,9 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// A throw-away PostgreSQL cluster, dropped with the value.
-struct Cluster {
-    version: String,
-    name: String,
-    port: u16,
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().expect("the PostgreSQL tools run");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-impl Cluster {
-    fn create() -> Cluster {
-        let version = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's Debian packages (pg_createcluster)")
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .max_by_key(|version| version.parse::<u32>().unwrap_or(0))
-            .expect("a PostgreSQL version");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let name = format!("es_crash_{}_{port}", std::process::id());
-        let cluster = Cluster {
-            version,
-            name,
-            port,
-        };
-        run(Command::new("pg_createcluster")
-            .args([&cluster.version, &cluster.name])
-            .args(["-p", &port.to_string()])
-            .args(["-o", "wal_writer_delay=10s"])
-            .args(["--", "--auth=trust"]));
-        cluster.start();
-        cluster
-    }
-
-    fn ctl(&self, action: &[&str]) {
-        run(Command::new("pg_ctlcluster")
-            .arg("--skip-systemctl-redirect")
-            .args([&self.version, &self.name])
-            .args(action));
-    }
-
-    fn start(&self) {
-        self.ctl(&["start"]);
-    }
-
-    /// What a crash looks like: no checkpoint, no flush, connections cut.
-    fn crash(&self) {
-        self.ctl(&["stop", "-m", "immediate"]);
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("pg_dropcluster")
-            .args(["--stop", &self.version, &self.name])
-            .output();
-    }
-}
-
 async fn acknowledged_events_survive_a_postgres_crash() {
-    let cluster = Cluster::create();
-    let admin = sqlx::PgPool::connect(&cluster.url("postgres"))
-        .await
-        .expect("the private cluster answers");
-    sqlx::query("CREATE DATABASE events")
-        .execute(&admin)
-        .await
-        .expect("a database");
-    admin.close().await;
+    let cluster = Cluster::create("es_crash", &["wal_writer_delay=10s"]);
+    cluster.create_database("events").await;
     let app = spawn_app(App::sharing_database(&cluster.url("events"))).await;
 
     // 16 publishers; every acknowledged (channel, id) and what it carried.

@@ -5,8 +5,10 @@
 //! socket. The harness that turns test functions into trials is in
 //! `harness`, the log capture launch-failure tests read in `logs`.
 
+mod cluster;
 mod database;
 mod harness;
+mod instance;
 mod logs;
 mod pushpin;
 mod relay;
@@ -22,8 +24,10 @@ use rocket::figment::providers::Serialized;
 use rocket::figment::value::Value;
 use rocket::{Request, Shutdown};
 
+pub use cluster::Cluster;
 pub use database::{TestDatabase, postgres_admin_url};
 pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_name};
+pub use instance::{Instance, serve_if_asked};
 pub use logs::{LogMark, capture_logs};
 pub use sse::Sse;
 

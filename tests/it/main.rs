@@ -22,6 +22,7 @@ mod durability;
 mod grip;
 mod grip_scale;
 mod hostile;
+mod instances;
 mod limits;
 mod publish_api;
 mod resume;
@@ -32,6 +33,8 @@ fn main() {
     // First: launch-failure tests read what the library logs, and Rocket
     // installs no logger of its own once one is set.
     helpers::capture_logs();
+    // A child process of a multi-instance test serves instead.
+    helpers::serve_if_asked();
     let args = libtest_mimic::Arguments::from_args();
     helpers::probe_services();
     let mut trials: Vec<_> = [
@@ -44,6 +47,7 @@ fn main() {
         grip::tests(),
         grip_scale::tests(),
         hostile::tests(),
+        instances::tests(),
         limits::tests(),
         publish_api::tests(),
         resume::tests(),

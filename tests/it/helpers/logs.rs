@@ -22,6 +22,10 @@ impl Log for Capture {
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
             let line = format!("{} [{}] {}", record.level(), record.target(), record.args());
+            // To watch a test's warnings as they happen.
+            if std::env::var_os("EVENTSTREAM_TEST_LOG").is_some() {
+                eprintln!("{line}");
+            }
             LINES
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -58,18 +58,26 @@ impl Sse {
     /// The next frame (comments included), or `None` at the end of the
     /// stream. Panics if nothing arrives within `wait`.
     pub async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+        self.try_next_within(wait).await.unwrap_or_else(|| {
+            panic!(
+                "no frame within {wait:?}; received so far: {:?}",
+                String::from_utf8_lossy(&self.raw)
+            )
+        })
+    }
+
+    /// Like [`Sse::next_within`], but `None` when nothing arrived in time
+    /// (for clients that give up and reconnect).
+    pub async fn try_next_within(&mut self, wait: Duration) -> Option<Option<Frame>> {
         loop {
             if let Some(frame) = self.parse_one() {
-                return Some(frame);
+                return Some(Some(frame));
             }
             if self.ended {
-                return None;
+                return Some(None);
             }
             match tokio::time::timeout(wait, self.body.next()).await {
-                Err(_) => panic!(
-                    "no frame within {wait:?}; received so far: {:?}",
-                    String::from_utf8_lossy(&self.raw)
-                ),
+                Err(_) => return None,
                 Ok(None) | Ok(Some(Err(_))) => self.ended = true,
                 Ok(Some(Ok(chunk))) => {
                     self.raw.extend_from_slice(&chunk);

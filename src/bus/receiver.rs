@@ -1,0 +1,215 @@
+//! The receiving half of the bus: turns notices into events for this
+//! instance's streams.
+//!
+//! A commit notice names id ranges; the receiver reads each range from
+//! storage once (one query per channel and notice, however many streams
+//! listen) and gives it to the sequencer, which publishes it in id order
+//! after what was already delivered. Late, repeated and out-of-order
+//! notices are absorbed by id. Lost ones are found by comparing storage
+//! with what was delivered: every `broadcast_poll_secs`, after the listener
+//! reconnects, and when the hand-off from the listener overflowed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::listener::Heard;
+use super::sequencer::Sequencer;
+use crate::fanout::LiveEvent;
+use crate::frame;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::notice::{Body, Range};
+use crate::storage::Storage;
+
+/// Events read per query when filling a range.
+const READ_PAGE: usize = 1000;
+/// Event data read per query, at most.
+const READ_BYTES: usize = 4 * 1024 * 1024;
+/// Channels whose counters are read per query when catching up.
+const STATES_PER_QUERY: usize = 500;
+/// Notices taken from the listener at once, so that a burst of them costs
+/// one read per channel.
+const NOTICES_PER_ROUND: usize = 256;
+
+/// Turns notices into events for the hub.
+pub(crate) struct Receiver {
+    pub(crate) storage: Storage,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) sequencer: Arc<Sequencer>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) poll: Duration,
+    /// Set by the listener when a notice did not fit in the hand-off.
+    pub(crate) missed: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    /// Runs until the listener is gone.
+    pub(crate) async fn run(self, mut heard: mpsc::Receiver<Heard>) {
+        let mut poll = tokio::time::interval(self.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut round = Vec::with_capacity(NOTICES_PER_ROUND);
+        loop {
+            tokio::select! {
+                count = heard.recv_many(&mut round, NOTICES_PER_ROUND) => {
+                    if count == 0 {
+                        return;
+                    }
+                    self.handle(std::mem::take(&mut round)).await;
+                }
+                () = self.sequencer.gap_found() => self.fill_gaps().await,
+                _ = poll.tick() => {
+                    self.sequencer.prune();
+                    self.catch_up().await;
+                }
+            }
+            if self.missed.swap(false, Ordering::AcqRel) {
+                self.recover().await;
+            }
+        }
+    }
+
+    async fn handle(&self, round: Vec<Heard>) {
+        // Per channel: the lowest first and highest last id announced.
+        let mut committed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut catch_up = false;
+        for heard in round {
+            let notice = match heard {
+                Heard::CatchUp => {
+                    catch_up = true;
+                    continue;
+                }
+                Heard::Notice(notice) => notice,
+            };
+            match notice.body {
+                Body::Committed(ranges) => {
+                    for Range {
+                        channel,
+                        first,
+                        last,
+                    } in ranges
+                    {
+                        let entry = committed.entry(channel).or_insert((first, last));
+                        entry.0 = entry.0.min(first);
+                        entry.1 = entry.1.max(last);
+                    }
+                }
+                Body::Live {
+                    channel,
+                    body,
+                    skip_users,
+                } => {
+                    let event = LiveEvent::new(channel, None, Bytes::from(body), skip_users);
+                    self.hub.publish(&Arc::new(event));
+                    self.metrics.bus_delivered(1, false);
+                }
+                Body::Lost(channel) => self.hub.missed(&channel),
+                Body::Kick {
+                    channel,
+                    user_id,
+                    error,
+                } => {
+                    // The sending instance asked its authorizer already.
+                    self.hub.kick(user_id.as_deref(), &channel, &error);
+                }
+            }
+        }
+        for (channel, (first, last)) in committed {
+            if let Some(after) = self.sequencer.read_from(&channel, Some(first), last) {
+                self.deliver(&channel, after, last, false).await;
+            }
+        }
+        if catch_up {
+            self.recover().await;
+        }
+    }
+
+    /// After notices were missed: events from storage, and kicks by every
+    /// stream asking the authorizer again.
+    async fn recover(&self) {
+        self.hub.recheck_all();
+        self.catch_up().await;
+    }
+
+    /// Reads ids `after + 1 ..= through` of `channel` and hands them to the
+    /// sequencer. Returns false when storage could not be read.
+    async fn deliver(&self, channel: &str, mut after: u64, through: u64, recovered: bool) -> bool {
+        while after < through {
+            let want = usize::try_from(through - after).map_or(READ_PAGE, |n| n.min(READ_PAGE));
+            let page = match self
+                .storage
+                .events_after(channel, after, want, READ_BYTES)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    log::warn!(
+                        "eventstream: reading {channel:?} for the other instances' events failed: {error}"
+                    );
+                    return false;
+                }
+            };
+            let events: Vec<Arc<LiveEvent>> = page
+                .events
+                .into_iter()
+                .filter(|event| event.id.seq() <= through)
+                .map(|event| {
+                    let seq = event.id.seq();
+                    let body = frame::encode_body(&event.event_type, &event.data);
+                    let live =
+                        LiveEvent::new(channel.to_owned(), Some(seq), body, event.skip_users);
+                    Arc::new(LiveEvent {
+                        token: event.token,
+                        ..live
+                    })
+                })
+                .collect();
+            // An empty page: the rest is gone (trimmed); the streams
+            // learn it from storage.
+            let reached = match events.last().and_then(|event| event.seq) {
+                Some(seq) if seq < through && !events.is_empty() => seq,
+                _ => through,
+            };
+            let published = self.sequencer.remote(channel, &events, reached);
+            self.metrics.bus_delivered(published as u64, recovered);
+            after = reached;
+        }
+        true
+    }
+
+    /// Reads the gaps local events wait behind.
+    async fn fill_gaps(&self) {
+        for gap in self.sequencer.take_gaps() {
+            let filled = self
+                .deliver(&gap.channel, gap.after, gap.before - 1, false)
+                .await;
+            if !filled {
+                self.sequencer.skip_gap(&gap.channel);
+            }
+        }
+    }
+
+    /// Compares every listened channel's newest stored id with what was
+    /// delivered, and delivers the difference.
+    async fn catch_up(&self) {
+        let channels = self.hub.listened_channels();
+        for chunk in channels.chunks(STATES_PER_QUERY) {
+            let states = match self.storage.channel_states(chunk).await {
+                Ok(states) => states,
+                Err(error) => {
+                    log::warn!("eventstream: the bus could not read channel positions: {error}");
+                    return;
+                }
+            };
+            for (channel, state) in states {
+                if let Some(after) = self.sequencer.read_from(&channel, None, state.last_id) {
+                    self.deliver(&channel, after, state.last_id, true).await;
+                }
+            }
+        }
+    }
+}

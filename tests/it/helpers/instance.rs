@@ -1,0 +1,90 @@
+//! An app instance in a process of its own, so a test can kill it with
+//! SIGKILL and start it again: the test binary runs itself with
+//! `EVENTSTREAM_IT_INSTANCE` set, and `main` serves instead of testing.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{App, try_spawn_app};
+
+const VARIABLE: &str = "EVENTSTREAM_IT_INSTANCE";
+
+/// A running instance in a child process (killed when dropped).
+pub struct Instance {
+    child: Child,
+    /// Where clients connect, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+}
+
+impl Instance {
+    /// Starts an instance on `database_url` with the test defaults and
+    /// `settings` (`eventstream.*` keys); returns once it accepts streams.
+    pub async fn start(database_url: &str, settings: &[(&str, Value)]) -> Instance {
+        let settings: Map<String, Value> = settings
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        let spec = serde_json::json!({ "database": database_url, "settings": settings });
+        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+            .env(VARIABLE, spec.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the instance starts");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the instance is ready within 30 s")
+            .expect("its output is readable")
+            .expect("the instance says it is ready");
+        let url = ready
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("unexpected first line from the instance: {ready:?}"))
+            .to_owned();
+        Instance { child, url }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, connections cut.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// In a child started by [`Instance::start`]: serves until killed and
+/// never returns. Otherwise returns at once.
+pub fn serve_if_asked() {
+    let Ok(spec) = std::env::var(VARIABLE) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&spec).expect("an instance spec");
+    let database = spec["database"].as_str().expect("a database URL");
+    let mut app = App::sharing_database(database);
+    for (key, value) in spec["settings"].as_object().into_iter().flatten() {
+        let value: rocket::figment::value::Value =
+            serde_json::from_value(value.clone()).expect("a setting value");
+        app = app.with(key, value);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        match try_spawn_app(app).await {
+            Ok(running) => {
+                println!("ready {}", running.origin);
+                std::future::pending::<()>().await;
+            }
+            Err(error) => {
+                eprintln!("instance: launch failed: {error}");
+                std::process::exit(1);
+            }
+        }
+    });
+}
