@@ -5,6 +5,8 @@
 #   scripts/bench.sh            # everything, release build (about 10 minutes)
 #   scripts/bench.sh --quick    # a smoke run: dev build, tiny counts, seconds,
 #                               # no thresholds (what .ci/run runs)
+#   EVENTSTREAM_BENCH_SECTION=broadcast scripts/bench.sh
+#                               # one section: core, publish, broadcast, grip, controls
 #
 # Before/after comparisons run the same script and load generator against
 # another build of the example server (e.g. one built from an older commit
@@ -20,6 +22,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
+section="${EVENTSTREAM_BENCH_SECTION:-all}"
+want() { [ "$section" = all ] || [ "$section" = "$1" ]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 
 if $quick; then
@@ -101,6 +105,7 @@ else
 fi
 
 # In-process fan-out and latency, SQLite, process durability.
+if want core; then
 start_server sqlite-process "sqlite://$work/process.db" process "keepalive_secs=20"
 url="http://127.0.0.1:$port"
 run fanout --url "$url" --channel fan --subscribers "$S" --events "$E" --in-flight 64 --label "sqlite, process"
@@ -118,17 +123,74 @@ run replay --url "$url" --channel replay --events 1000 --runs $($quick && echo 5
 run storm --url "$url" --channel storm --clients "$STORM" --missed 10 --label "sqlite, process"
 run memory --url "$url" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "sqlite, process, chunk_size 8192"
 kill "$pid"
+fi
+
+postgres_up() {
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1
+}
+# fresh_database NAME: an empty PostgreSQL database.
+fresh_database() {
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE $1" >/dev/null
+}
 
 # Durable publishing under power-loss durability: SQLite, then PostgreSQL.
+if want publish; then
 start_server sqlite-power "sqlite://$work/power.db" power
 run publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "sqlite, power"
 kill "$pid"
-if psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc 'DROP DATABASE IF EXISTS eventstream_bench WITH (FORCE)' >/dev/null
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc 'CREATE DATABASE eventstream_bench' >/dev/null
+if postgres_up; then
+    fresh_database eventstream_bench
     start_server postgres-power "postgres://postgres@127.0.0.1:5432/eventstream_bench" power
     run publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "postgres, power"
     kill "$pid"
+fi
+fi
+
+# Several instances on one PostgreSQL event log (broadcast = "postgres").
+# First what the bus costs one instance (the same loads with broadcast
+# local and postgres), then subscribers on instance A with the events
+# published on instance B, then three instances publishing at once.
+if want broadcast && postgres_up; then
+    bus_db="postgres://postgres@127.0.0.1:5432/eventstream_bus"
+    if $quick; then BS=20; BE=100; BR=20; else BS=100; BE=2000; BR=100; fi
+    for mode in local postgres; do
+        fresh_database eventstream_bus
+        start_server "bus-$mode" "$bus_db" process "broadcast=\"$mode\""
+        url="http://127.0.0.1:$port"
+        run fanout --url "$url" --channel busfan --subscribers "$BS" --events "$BE" --in-flight 64 --label "one instance, broadcast $mode"
+        run latency --url "$url" --channel buslat --subscribers "$BS" --rate "$BR" --seconds "$SEC" --label "one instance, broadcast $mode"
+        run publish --url "$url" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "one instance, broadcast $mode"
+        kill "$pid"
+    done
+    fresh_database eventstream_bus
+    start_server bus-a "$bus_db" process 'broadcast="postgres"'; a_port=$port; three=("$pid")
+    start_server bus-b "$bus_db" process 'broadcast="postgres"'; b_port=$port; three+=("$pid")
+    start_server bus-c "$bus_db" process 'broadcast="postgres"'; c_port=$port; three+=("$pid")
+    cross=(--url "http://127.0.0.1:$a_port" --publish-base "http://127.0.0.1:$b_port/events")
+    if $quick; then
+        run latency "${cross[@]}" --channel x --subscribers 20 --rate 20 --seconds "$SEC" --label "cross-instance: subscribers on A, publishing on B"
+    else
+        run latency "${cross[@]}" --channel x100 --subscribers 100 --rate 100 --seconds "$SEC" --warmup 2 --label "cross-instance: subscribers on A, publishing on B"
+        run latency "${cross[@]}" --channel x1000 --subscribers 1000 --rate 50 --seconds "$SEC" --warmup 2 --label "cross-instance: subscribers on A, publishing on B"
+    fi
+    kill "${three[@]}"
+    # Three publish loads at once, one per instance: their sum is what the
+    # three sustain together; with broadcast local too, for what the bus
+    # costs when three writers contend.
+    for mode in postgres local; do
+        fresh_database eventstream_bus
+        start_server "three-a-$mode" "$bus_db" process "broadcast=\"$mode\""; three=("$pid"); ports=("$port")
+        start_server "three-b-$mode" "$bus_db" process "broadcast=\"$mode\""; three+=("$pid"); ports+=("$port")
+        start_server "three-c-$mode" "$bus_db" process "broadcast=\"$mode\""; three+=("$pid"); ports+=("$port")
+        together=()
+        for p in "${ports[@]}"; do
+            run publish --url "http://127.0.0.1:$p" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "three instances at once, broadcast $mode" &
+            together+=($!)
+        done
+        for job in "${together[@]}"; do wait "$job"; done
+        kill "${three[@]}"
+    done
 fi
 
 # Through Pushpin (GRIP), configured as the README says: no publish rate
@@ -182,7 +244,7 @@ grip_runs() {
     bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
 }
 
-if command -v pushpin >/dev/null 2>&1; then
+if want grip && command -v pushpin >/dev/null 2>&1; then
     pick_pushpin_ports
     start_server grip "sqlite://$work/grip.db" process \
         "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
@@ -202,7 +264,7 @@ fi
 
 # Control runs for the broadcast sweep (10,000 subscribers x 1 event/s):
 # the same load against a minimal Rocket stream and a raw tokio writer.
-if ! $quick; then
+if want controls && ! $quick; then
     port=$(free_port)
     ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
     pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
@@ -215,6 +277,8 @@ if ! $quick; then
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: raw tokio writer"
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
     kill "$pid"
+fi
+if [ "$section" = all ] && ! $quick; then
     "$bench" chart --input "$results" --out-dir "$charts"
 fi
 echo "bench: results in $results"

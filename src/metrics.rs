@@ -73,9 +73,10 @@ pub struct MetricsSnapshot {
     /// Events other instances committed or sent that this instance handed
     /// to its streams.
     pub bus_delivered: u64,
-    /// Of those, events no notification announced (lost while the
-    /// listener was reconnecting), found by the poll or the catch-up after
-    /// a reconnect.
+    /// Of those, events read by the poll or the catch-up after a
+    /// reconnect rather than announced by a notification: events whose
+    /// notification was lost, and the newest event of a channel first
+    /// polled (re-read so that its streams notice a gap).
     pub bus_recovered: u64,
     /// Times the listener connection was opened again after it was lost.
     pub bus_reconnects: u64,

@@ -50,7 +50,8 @@ pub(crate) struct Receiver {
 impl Receiver {
     /// Runs until the listener is gone.
     pub(crate) async fn run(self, mut heard: mpsc::Receiver<Heard>) {
-        let mut poll = tokio::time::interval(self.poll);
+        let first_poll = tokio::time::Instant::now() + self.poll;
+        let mut poll = tokio::time::interval_at(first_poll, self.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut round = Vec::with_capacity(NOTICES_PER_ROUND);
         loop {
