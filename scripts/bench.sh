@@ -34,7 +34,7 @@ fi
 # A server given from elsewhere is not rebuilt (nor is this checkout's,
 # which may be mid-edit).
 if [ -z "${EVENTSTREAM_BENCH_SERVER:-}" ]; then
-    cargo build -q $profile_flag -p eventstream-rocket --example server
+    cargo build -q $profile_flag -p eventstream-rocket --features redis --example server
 fi
 cargo build -q $profile_flag -p eventstream-bench --bin eventstream-bench --example control_raw --example control_rocket --example control_grip
 bench="$bin_dir/eventstream-bench"
@@ -147,7 +147,8 @@ if postgres_up; then
 fi
 fi
 
-# Several instances on one PostgreSQL event log (broadcast = "postgres").
+# Several instances on one PostgreSQL event log (broadcast = "postgres", and
+# "redis" when a Redis server answers on 6379).
 # First what the bus costs one instance (the same loads with broadcast
 # local and postgres), then subscribers on instance A with the events
 # published on instance B, then three instances publishing at once.
@@ -163,22 +164,28 @@ if want broadcast && postgres_up; then
         run publish --url "$url" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "one instance, broadcast $mode"
         kill "$pid"
     done
-    fresh_database eventstream_bus
-    start_server bus-a "$bus_db" process 'broadcast="postgres"'; a_port=$port; three=("$pid")
-    start_server bus-b "$bus_db" process 'broadcast="postgres"'; b_port=$port; three+=("$pid")
-    start_server bus-c "$bus_db" process 'broadcast="postgres"'; c_port=$port; three+=("$pid")
-    cross=(--url "http://127.0.0.1:$a_port" --publish-base "http://127.0.0.1:$b_port/events")
-    if $quick; then
-        run latency "${cross[@]}" --channel x --subscribers 20 --rate 20 --seconds "$SEC" --label "cross-instance: subscribers on A, publishing on B"
-    else
-        run latency "${cross[@]}" --channel x100 --subscribers 100 --rate 100 --seconds "$SEC" --warmup 2 --label "cross-instance: subscribers on A, publishing on B"
-        run latency "${cross[@]}" --channel x1000 --subscribers 1000 --rate 50 --seconds "$SEC" --warmup 2 --label "cross-instance: subscribers on A, publishing on B"
+    # Redis too when a server answers on 6379 (scripts/services.sh starts it).
+    transports=(postgres)
+    if command -v redis-cli >/dev/null 2>&1 && [ "$(redis-cli -p 6379 ping 2>/dev/null)" = PONG ]; then
+        transports+=(redis)
     fi
-    kill "${three[@]}"
+    for mode in "${transports[@]}"; do
+        fresh_database eventstream_bus
+        start_server "bus-a-$mode" "$bus_db" process "broadcast=\"$mode\""; a_port=$port; three=("$pid")
+        start_server "bus-b-$mode" "$bus_db" process "broadcast=\"$mode\""; b_port=$port; three+=("$pid")
+        cross=(--url "http://127.0.0.1:$a_port" --publish-base "http://127.0.0.1:$b_port/events")
+        if $quick; then
+            run latency "${cross[@]}" --channel x --subscribers 20 --rate 20 --seconds "$SEC" --label "cross-instance ($mode): subscribers on A, publishing on B"
+        else
+            run latency "${cross[@]}" --channel x100 --subscribers 100 --rate 100 --seconds "$SEC" --warmup 2 --label "cross-instance ($mode): subscribers on A, publishing on B"
+            run latency "${cross[@]}" --channel x1000 --subscribers 1000 --rate 50 --seconds "$SEC" --warmup 2 --label "cross-instance ($mode): subscribers on A, publishing on B"
+        fi
+        kill "${three[@]}"
+    done
     # Three publish loads at once, one per instance: their sum is what the
     # three sustain together; with broadcast local too, for what the bus
     # costs when three writers contend.
-    for mode in postgres local; do
+    for mode in "${transports[@]}" local; do
         fresh_database eventstream_bus
         start_server "three-a-$mode" "$bus_db" process "broadcast=\"$mode\""; three=("$pid"); ports=("$port")
         start_server "three-b-$mode" "$bus_db" process "broadcast=\"$mode\""; three+=("$pid"); ports+=("$port")

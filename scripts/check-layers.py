@@ -33,6 +33,7 @@ LAYERS = [
     "context", "events",
     "replay", "session", "response",
     "grip", "bus",
+    "health", "exposition",
     "request", "routes", "stage",
     "internals",
     "crate",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite talks to are running on this
 # machine: PostgreSQL on 127.0.0.1:5432 with a `postgres` role reachable
-# without a password from loopback. Installs Debian's package when absent.
+# without a password from loopback, and Redis on 127.0.0.1:6379 (its tests
+# start private servers from the same package). Installs Debian's packages
+# when absent.
 # Sourced by scripts/test.sh; safe to run again.
 set -euo pipefail
 
@@ -87,8 +89,35 @@ ensure_pushpin() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq pushpin curl >/dev/null
 }
 
+# Redis: the Redis bus tests start private `redis-server`s on free ports;
+# the machine's own server (127.0.0.1:6379, where `broadcast = "redis"`
+# looks by default) is started too, as Debian's package would under systemd.
+redis_ready() {
+    command -v redis-cli >/dev/null 2>&1 && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]
+}
+
+ensure_redis() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        log "installing Redis (Debian package)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+    fi
+    if redis_ready; then
+        log "Redis is up on 127.0.0.1:6379"
+        return
+    fi
+    redis-server --daemonize yes --port 6379 --bind 127.0.0.1 >/dev/null
+    for _ in $(seq 1 60); do
+        redis_ready && { log "Redis started on 127.0.0.1:6379"; return; }
+        sleep 0.2
+    done
+    log "Redis did not come up on 127.0.0.1:6379"
+    return 1
+}
+
 ensure_services() {
     ensure_postgres
+    ensure_redis
     ensure_pushpin
     ensure_chromium
     ensure_node

@@ -36,8 +36,11 @@ run() {
     return 0
 }
 
-# 1. The workspace (also builds the example server the JS tests use).
-run cargo test --workspace --locked
+# 1. The workspace (also builds the example server the JS tests use), with
+# the Redis bus compiled in; and the library's unit tests without it (the
+# refusal of broadcast = "redis" in a build that lacks the feature).
+run cargo test --workspace --locked --features eventstream-rocket/redis
+run cargo test -p eventstream-rocket --lib --locked
 
 # 2. A generated demo app, outside the checkout, sharing the target dir.
 demo="$work/demo-app"

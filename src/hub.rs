@@ -299,6 +299,7 @@ impl Hub {
                 }
             }
         }
+        self.metrics.kicked(kicked);
         kicked
     }
 }

@@ -73,7 +73,8 @@
 //! | handle | `context`, `events` | what the stage built; the public [`Events`] |
 //! | streams | `replay`, `session`, `response` | catching up from storage; one live stream; the responder |
 //! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
-//! | bus | `bus` | other instances (`broadcast = "postgres"`): the sender outlet, the listener, the sequencer in front of the hub |
+//! | bus | `bus` | other instances (`broadcast = "postgres"` or `"redis"`): the sender outlet, the listeners, the sequencer in front of the hub |
+//! | operators | `health`, `exposition` | the health check and the Prometheus scrape |
 //! | edge | `request`, `routes` (with the publish API), `stage` | the request guard, the routes, the fairing |
 
 #![deny(missing_docs)]
@@ -107,6 +108,9 @@ mod session;
 // GRIP and the cross-instance bus, layers on the stream core.
 mod bus;
 mod grip;
+// What operators read: the health check and the Prometheus scrape.
+mod exposition;
+mod health;
 // The edge.
 mod request;
 mod routes;

@@ -2,10 +2,21 @@
 //! [`Events::metrics`](crate::Events::metrics).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-/// Live counters, updated with relaxed atomics on the hot path.
-#[derive(Debug, Default)]
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Live counters, updated with relaxed atomics on the hot path, and the
+/// two distributions the Prometheus endpoint exports.
+#[derive(Debug)]
 pub(crate) struct Metrics {
+    /// Events per committed batch (1 to `commit_batch`).
+    pub(crate) commit_batches: Histogram,
+    /// Seconds from `send_event` handing an event to the writer to its
+    /// commit being answered.
+    pub(crate) publish_seconds: Histogram,
+    kicks: AtomicU64,
+    bus_fills: AtomicU64,
     live_subscribers: AtomicU64,
     streams_opened: AtomicU64,
     streams_deferred: AtomicU64,
@@ -25,6 +36,38 @@ pub(crate) struct Metrics {
     bus_recovered: AtomicU64,
     bus_reconnects: AtomicU64,
     bus_unrelayed: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            // 1, 2, 4 … 4096 events.
+            commit_batches: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            // 0.25 ms … about 4 s.
+            publish_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+            kicks: AtomicU64::new(0),
+            bus_fills: AtomicU64::new(0),
+            live_subscribers: AtomicU64::new(0),
+            streams_opened: AtomicU64::new(0),
+            streams_deferred: AtomicU64::new(0),
+            largest_chunk_bytes: AtomicU64::new(0),
+            events_sent: AtomicU64::new(0),
+            replay_fallbacks: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            grip_published: AtomicU64::new(0),
+            grip_retries: AtomicU64::new(0),
+            grip_failed: AtomicU64::new(0),
+            grip_publish_requests: AtomicU64::new(0),
+            grip_opened: AtomicU64::new(0),
+            grip_next_links: AtomicU64::new(0),
+            grip_catch_ups: AtomicU64::new(0),
+            bus_received: AtomicU64::new(0),
+            bus_delivered: AtomicU64::new(0),
+            bus_recovered: AtomicU64::new(0),
+            bus_reconnects: AtomicU64::new(0),
+            bus_unrelayed: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A point-in-time copy of the counters.
@@ -83,6 +126,12 @@ pub struct MetricsSnapshot {
     /// Live-only events too large for a notification: not relayed, and the
     /// other instances' streams of that channel got `stream-reset`.
     pub bus_unrelayed: u64,
+    /// Streams of this process ended by `channel_permission_changed` (from
+    /// this instance or, over the bus, another).
+    pub kicks: u64,
+    /// Reads of the event log the bus made to fill announced ranges and
+    /// gaps (one per channel and notice, whatever the number of streams).
+    pub bus_fills: u64,
 }
 
 impl Metrics {
@@ -170,6 +219,24 @@ impl Metrics {
         self.bus_unrelayed.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn kicked(&self, streams: usize) {
+        self.kicks.fetch_add(streams as u64, Relaxed);
+    }
+
+    pub(crate) fn bus_filled(&self) {
+        self.bus_fills.fetch_add(1, Relaxed);
+    }
+
+    /// A committed batch of `events`.
+    pub(crate) fn committed(&self, events: usize) {
+        self.commit_batches.observe(events as f64);
+    }
+
+    /// A send answered after `took`.
+    pub(crate) fn published(&self, took: Duration) {
+        self.publish_seconds.observe(took.as_secs_f64());
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             live_subscribers: self.live_subscribers.load(Relaxed),
@@ -192,6 +259,8 @@ impl Metrics {
             bus_recovered: self.bus_recovered.load(Relaxed),
             bus_reconnects: self.bus_reconnects.load(Relaxed),
             bus_unrelayed: self.bus_unrelayed.load(Relaxed),
+            kicks: self.kicks.load(Relaxed),
+            bus_fills: self.bus_fills.load(Relaxed),
         }
     }
 }

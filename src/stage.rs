@@ -12,12 +12,13 @@ use rocket_db_pools::sqlx::{PgPool, SqlitePool};
 use tokio::task::JoinHandle;
 
 use crate::authorizer::{AllowAll, Authorizer};
-use crate::bus::Bus;
+use crate::bus::{Bus, Transport};
 use crate::config::{Broadcast, Config, ConfigError, Secret, redact_url};
 use crate::context::Context;
 use crate::events::Events;
 use crate::fanout::{Fanout, Outlet};
 use crate::grip::{Grip, link::Linker, publisher::Publisher, signature::Verifier};
+use crate::health::Health;
 use crate::hub::Hub;
 use crate::identity::{Identify, JwtIdentity};
 use crate::limits::StreamLimits;
@@ -29,6 +30,11 @@ use crate::writer::Writer;
 /// The database used when `databases.<name>.url` is not configured: a
 /// SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventstream.db";
+
+/// The Redis server used by `broadcast = "redis"` when `redis_url` is not
+/// configured.
+#[cfg(feature = "redis")]
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// A connection pool the event log can live in: convert a `SqlitePool` or
 /// a `PgPool` with `.into()`.
@@ -102,6 +108,14 @@ impl From<ConfigError> for IgniteError {
     fn from(error: ConfigError) -> Self {
         IgniteError::Config(error)
     }
+}
+
+/// What `ignite` built, for Rocket to manage.
+struct Ignited {
+    events: Events,
+    grip: Option<Arc<Grip>>,
+    health: Health,
+    running: Running,
 }
 
 /// What the stage started and must stop at shutdown.
@@ -238,32 +252,54 @@ impl Stage {
     }
 }
 
-/// Starts the cross-instance bus when `broadcast` asks for one; returns
-/// once it listens.
+/// Starts the cross-instance bus when `broadcast` asks for one.
 async fn start_bus(
     config: &Config,
     storage: &Storage,
     hub: &Arc<Hub>,
     metrics: &Arc<Metrics>,
 ) -> Result<Option<Bus>, IgniteError> {
-    match (config.broadcast, storage) {
-        (Broadcast::Local, _) => Ok(None),
-        (Broadcast::Postgres, Storage::Postgres(pool)) => Bus::start(
-            pool.clone(),
-            Arc::clone(hub),
-            Arc::clone(metrics),
-            std::time::Duration::from_secs(config.broadcast_poll_secs),
-        )
-        .await
-        .map(Some)
-        .map_err(|e| IgniteError::Storage(format!("broadcast = \"postgres\": cannot LISTEN: {e}"))),
-        (Broadcast::Postgres, Storage::Sqlite(_)) => Err(IgniteError::Config(ConfigError::new(
-            "broadcast",
-            "\"postgres\" needs the event log on PostgreSQL, but it is on SQLite \
-             (one process only): set databases.eventstream.url to a postgres:// URL, \
-             or broadcast = \"local\"",
-        ))),
-    }
+    let transport = match (config.broadcast, storage) {
+        (Broadcast::Local, _) => return Ok(None),
+        (Broadcast::Postgres, Storage::Postgres(pool)) => Transport::Postgres(pool.clone()),
+        (Broadcast::Postgres, Storage::Sqlite(_)) => {
+            return Err(IgniteError::Config(ConfigError::new(
+                "broadcast",
+                "\"postgres\" needs the event log on PostgreSQL, but it is on SQLite \
+                 (one process only): set databases.eventstream.url to a postgres:// URL, \
+                 or broadcast = \"local\"",
+            )));
+        }
+        (Broadcast::Redis, Storage::Sqlite(_)) if !config.broadcast_shared_sqlite => {
+            return Err(IgniteError::Config(ConfigError::new(
+                "broadcast",
+                "\"redis\" with the event log on SQLite works only when every instance opens \
+                 the same SQLite file on one host: say so with broadcast_shared_sqlite = true, \
+                 or keep the event log on PostgreSQL",
+            )));
+        }
+        #[cfg(feature = "redis")]
+        (Broadcast::Redis, _) => Transport::Redis(
+            config
+                .redis_url
+                .as_ref()
+                .map_or(DEFAULT_REDIS_URL, Secret::expose)
+                .to_owned(),
+        ),
+        // Config::validate refuses it without the feature.
+        #[cfg(not(feature = "redis"))]
+        (Broadcast::Redis, _) => return Ok(None),
+    };
+    Bus::start(
+        transport,
+        storage.clone(),
+        Arc::clone(hub),
+        Arc::clone(metrics),
+        std::time::Duration::from_secs(config.broadcast_poll_secs),
+    )
+    .await
+    .map(Some)
+    .map_err(|why| IgniteError::Storage(format!("broadcast: {why}")))
 }
 
 /// The built-in JWT identity with the configured secret and pins.
@@ -333,15 +369,25 @@ impl Fairing for Stage {
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
         match self.ignite(&rocket).await {
-            Ok((events, grip, running)) => {
+            Ok(Ignited {
+                events,
+                grip,
+                health,
+                running,
+            }) => {
                 let mount = events.config().mount.clone();
                 let publish = events.config().publish_key.is_some();
+                let operator = routes::operator::routes(events.config());
                 *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
                 let rocket = match grip {
                     Some(grip) => rocket.manage(grip),
                     None => rocket,
                 };
-                Ok(rocket.manage(events).mount(mount, routes::routes(publish)))
+                Ok(rocket
+                    .manage(events)
+                    .manage(health)
+                    .mount(mount, routes::routes(publish))
+                    .mount("/", operator))
             }
             Err(why) => {
                 log::error!("eventstream: {why}");
@@ -370,10 +416,7 @@ impl Fairing for Stage {
 impl Stage {
     /// Builds the data path, lowest layer first: storage, the fan-out's
     /// outlets (the hub, then the GRIP publisher), the writer, the context.
-    async fn ignite(
-        &self,
-        rocket: &Rocket<Build>,
-    ) -> Result<(Events, Option<Arc<Grip>>, Running), IgniteError> {
+    async fn ignite(&self, rocket: &Rocket<Build>) -> Result<Ignited, IgniteError> {
         let config = Config::from_figment(rocket.figment())?;
         let authorizer = self.choose_authorizer(&config)?;
         let (storage, owned) = self.open_storage(rocket, &config).await?;
@@ -393,10 +436,12 @@ impl Stage {
             Some(bus) => vec![Arc::clone(&bus.sequencer), Arc::clone(&bus.sender)],
             None => vec![Arc::clone(&hub) as Arc<dyn Outlet>],
         };
+        let mut publishing = None;
         let grip = if config.grip_enabled() {
             let verifier = Verifier::new(&config.grip_proxies)?;
             let publisher = Publisher::spawn(&config.grip_proxies, Arc::clone(&metrics));
             let pending = publisher.pending();
+            publishing = Some(publisher.clone());
             outlets.push(Arc::new(publisher));
             Some(Arc::new(Grip {
                 pending,
@@ -415,9 +460,17 @@ impl Stage {
             Arc::clone(&fanout),
             config.durability,
             config.commit_batch,
-            bus.as_ref().map(|bus| bus.origin),
+            bus.as_ref()
+                .filter(|bus| bus.writer_announces)
+                .map(|bus| bus.origin),
+            Arc::clone(&metrics),
         );
         let mut tasks = vec![retention::spawn(storage.clone(), &config)];
+        let health = Health {
+            storage: storage.clone(),
+            bus: bus.as_ref().map(|bus| Arc::clone(&bus.state)),
+            grip: publishing,
+        };
         tasks.extend(bus.into_iter().flat_map(|bus| bus.tasks));
         let limits = Arc::new(StreamLimits::new(
             config.max_streams,
@@ -438,6 +491,11 @@ impl Stage {
             identity,
             limits,
         };
-        Ok((Events::new(context), grip, running))
+        Ok(Ignited {
+            events: Events::new(context),
+            grip,
+            health,
+            running,
+        })
     }
 }

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Durability;
 use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
+use crate::metrics::Metrics;
 use crate::storage::{AppendError, AppendToken, NewEvent, Storage, now_ms};
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
@@ -48,6 +49,7 @@ struct Append {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Append>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Append {
@@ -61,6 +63,7 @@ impl std::fmt::Debug for Append {
 /// How a writer talks to storage.
 struct Store {
     storage: Storage,
+    metrics: Arc<Metrics>,
     fanout: Arc<Fanout>,
     durability: Durability,
     /// This writer's half of every append token: random per process, so
@@ -85,11 +88,13 @@ impl Writer {
         durability: Durability,
         commit_batch: usize,
         announce_as: Option<u64>,
+        metrics: Arc<Metrics>,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         // Non-negative, so it reads the same in every SQL client.
         let id = (RandomState::new().hash_one(std::time::SystemTime::now()) >> 1) as i64;
         let store = Store {
+            metrics: Arc::clone(&metrics),
             storage,
             fanout,
             durability,
@@ -98,18 +103,21 @@ impl Writer {
             next_append: 1,
         };
         tokio::spawn(run(requests, store, commit_batch));
-        Writer { queue }
+        Writer { queue, metrics }
     }
 
     /// Appends one event (whose `event:`/`data:` lines are already encoded
     /// in `body`) and waits until it is committed and published.
     pub(crate) async fn append(&self, event: NewEvent, body: Bytes) -> Result<u64, Error> {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Append { event, body, reply })
             .await
             .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        let answered = answer.await.map_err(|_| Error::Closed)?;
+        self.metrics.published(started.elapsed());
+        answered
     }
 }
 
@@ -126,6 +134,7 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
         }
         match store.append(&appends).await {
             Ok(ids) => {
+                store.metrics.committed(appends.len());
                 for (append, seq) in appends.into_iter().zip(ids) {
                     deliver(append, seq, &store.fanout);
                 }

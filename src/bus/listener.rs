@@ -1,22 +1,22 @@
-//! The listening half of the bus: one connection of this instance's own
-//! that `LISTEN`s for notices and hands them to the receiver.
+//! What every transport's listener shares: the hand-off to the receiver,
+//! the state the health check reads, and the reconnect backoff.
 //!
-//! The connection can go away (PostgreSQL restarts, an administrator
-//! terminates it, a network cut): the listener opens a new one with backoff
-//! and then asks the receiver to catch up from storage, since whatever was
-//! notified meanwhile is gone. The hand-off to the receiver is bounded: a
-//! notice that finds it full is dropped and replaced by a catch-up too.
+//! A listener's connection can go away (the server restarts, an
+//! administrator ends it, a network cut): the listener opens a new one
+//! with backoff and then asks the receiver to catch up from storage, since
+//! whatever was sent meanwhile is gone. The hand-off to the receiver is
+//! bounded: a notice that finds it full is dropped and replaced by a
+//! catch-up too.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use rocket_db_pools::sqlx::postgres::PgListener;
-use rocket_db_pools::sqlx::{self, PgPool};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::notice::{NOTIFY_CHANNEL, Notice};
+use crate::storage::now_ms;
 
 /// What the listener hands the receiver.
 #[derive(Debug)]
@@ -29,94 +29,107 @@ pub(crate) enum Heard {
     CatchUp,
 }
 
-/// The `application_name` of listener connections, so an operator (or a
-/// test) can find them in `pg_stat_activity`.
-const APPLICATION_NAME: &str = "eventstream bus";
-
-/// Listens on `listener` (connected by the stage before launch, so an
-/// instance that serves is already listening), and on new connections
-/// after it is lost, until the pool closes.
-pub(crate) async fn run(
-    mut listener: PgListener,
-    pool: PgPool,
-    origin: u64,
-    heard: mpsc::Sender<Heard>,
-    missed: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-) {
-    loop {
-        receive(&mut listener, origin, &heard, &missed, &metrics).await;
-        let mut pause = Duration::from_millis(50);
-        listener = loop {
-            if pool.is_closed() {
-                return;
-            }
-            match connect(&pool).await {
-                Ok(listener) => break listener,
-                Err(error) => {
-                    log::warn!(
-                        "eventstream: the bus listener cannot connect ({error}); retrying in {pause:?}"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        metrics.bus_reconnected();
-        log::info!("eventstream: the bus listener is connected again; catching up");
-        // Listening again: what was committed meanwhile is in storage, and
-        // kicks sent meanwhile are found by asking the authorizer again.
-        let _ = heard.send(Heard::CatchUp).await;
-    }
+/// How the bus is doing, for the health check.
+#[derive(Debug)]
+pub(crate) struct BusState {
+    /// `"postgres"` or `"redis"`.
+    pub(crate) kind: &'static str,
+    connected: AtomicBool,
+    /// When the last notice from another instance arrived (ms since the
+    /// epoch; 0: none yet).
+    last_notice_ms: AtomicI64,
+    hand_off: mpsc::Sender<Heard>,
 }
 
-/// Hands notices over until the connection is lost.
-async fn receive(
-    listener: &mut PgListener,
-    origin: u64,
-    heard: &mpsc::Sender<Heard>,
-    missed: &AtomicBool,
-    metrics: &Metrics,
-) {
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(notification)) => {
-                let notice = match Notice::decode(notification.payload()) {
-                    Ok(notice) if notice.origin == origin => continue,
-                    Ok(notice) => notice,
-                    Err(error) => {
-                        log::warn!(
-                            "eventstream: ignoring a notification on {NOTIFY_CHANNEL:?} that is not a notice ({error})"
-                        );
-                        continue;
-                    }
-                };
-                metrics.bus_received();
-                if heard.try_send(Heard::Notice(notice)).is_err() {
-                    // The receiver is behind: it will compare with
-                    // storage instead.
-                    missed.store(true, Ordering::Release);
-                }
-            }
-            Ok(None) => {
-                log::warn!("eventstream: the bus listener lost its connection");
-                break;
-            }
-            Err(error) => {
-                log::warn!("eventstream: the bus listener failed: {error}");
-                break;
-            }
+/// A point-in-time view of [`BusState`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BusHealth {
+    pub(crate) kind: &'static str,
+    pub(crate) connected: bool,
+    /// Milliseconds since the last notice from another instance.
+    pub(crate) last_notice_age_ms: Option<i64>,
+    /// Notices received and not yet handled.
+    pub(crate) lag: usize,
+}
+
+impl BusState {
+    pub(crate) fn new(kind: &'static str, hand_off: mpsc::Sender<Heard>) -> BusState {
+        BusState {
+            kind,
+            connected: AtomicBool::new(false),
+            last_notice_ms: AtomicI64::new(0),
+            hand_off,
+        }
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Release);
+    }
+
+    pub(crate) fn health(&self) -> BusHealth {
+        let last = self.last_notice_ms.load(Ordering::Acquire);
+        BusHealth {
+            kind: self.kind,
+            connected: self.connected.load(Ordering::Acquire),
+            last_notice_age_ms: (last > 0).then(|| (now_ms() - last).max(0)),
+            lag: self.hand_off.max_capacity() - self.hand_off.capacity(),
         }
     }
 }
 
-/// A connection of its own that listens for notices.
-pub(crate) async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    sqlx::query("SELECT set_config('application_name', $1, false)")
-        .bind(APPLICATION_NAME)
-        .execute(&mut listener)
-        .await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
-    Ok(listener)
+/// One listener's link to the receiver.
+pub(crate) struct HandOff {
+    pub(crate) origin: u64,
+    pub(crate) heard: mpsc::Sender<Heard>,
+    /// Set when a notice did not fit in `heard`.
+    pub(crate) missed: Arc<AtomicBool>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) state: Arc<BusState>,
+}
+
+impl HandOff {
+    /// Hands a received payload over, unless it is this instance's own.
+    pub(crate) fn payload(&self, payload: &str) {
+        let notice = match Notice::decode(payload) {
+            Ok(notice) if notice.origin == self.origin => return,
+            Ok(notice) => notice,
+            Err(error) => {
+                log::warn!(
+                    "eventstream: ignoring a message on {NOTIFY_CHANNEL:?} that is not a notice ({error})"
+                );
+                return;
+            }
+        };
+        self.metrics.bus_received();
+        self.state.last_notice_ms.store(now_ms(), Ordering::Release);
+        if self.heard.try_send(Heard::Notice(notice)).is_err() {
+            // The receiver is behind: it will compare with storage instead.
+            self.missed.store(true, Ordering::Release);
+        }
+    }
+
+    /// The connection is back: count it and ask for a catch-up.
+    pub(crate) async fn reconnected(&self) {
+        self.state.set_connected(true);
+        self.metrics.bus_reconnected();
+        log::info!("eventstream: the bus listener is connected again; catching up");
+        let _ = self.heard.send(Heard::CatchUp).await;
+    }
+}
+
+/// Pauses between reconnect attempts: 50 ms doubling to 5 s.
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff(Duration::from_millis(50))
+    }
+
+    /// Waits the current pause, and doubles the next one.
+    pub(crate) async fn wait(&mut self, what: &str, error: &(dyn std::fmt::Display + Sync)) {
+        log::warn!("eventstream: {what} ({error}); retrying in {:?}", self.0);
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
 }

@@ -1,15 +1,19 @@
-//! The cross-instance bus (`broadcast = "postgres"`): instances sharing one
-//! PostgreSQL event log deliver each other's events live, over
-//! `LISTEN`/`NOTIFY`. It is a layer on the data path, not a second one: an
-//! outlet of the fan-out, and an inlet that feeds the local hub.
+//! The cross-instance bus (`broadcast = "postgres"` or `"redis"`):
+//! instances sharing one event log deliver each other's events live. It is
+//! a layer on the data path, not a second one: an outlet of the fan-out,
+//! and an inlet that feeds the local hub.
 //!
 //! ```text
-//! writer ── one NOTIFY per committed batch, in its transaction ──┐
-//! fan-out ─► sequencer ─► hub (this instance's streams)         │
-//!         └► sender: live-only events, kicks ─► NOTIFY ──────────┤
-//!                                                                ▼
+//! writer ── PostgreSQL: one NOTIFY per committed batch, in its transaction ──┐
+//! fan-out ─► sequencer ─► hub (this instance's streams)                      │
+//!         └► sender: live-only events, kicks (Redis: commits too) ───────────┤
+//!                                                                             ▼
 //! other instance: listener ─► receiver ─ reads the ranges from storage ─► sequencer ─► hub
 //! ```
+//!
+//! Two transports carry the notices: PostgreSQL (`postgres`, the default
+//! choice when the event log is there) and Redis pub/sub (`redis`, cargo
+//! feature `redis`). Only the listener and the sending link differ.
 //!
 //! Events that arrive over the bus go to the hub only, never to the GRIP
 //! proxies: the instance that committed them published them there. An
@@ -20,7 +24,10 @@
 //! delivers what it missed.
 
 mod listener;
+mod postgres;
 mod receiver;
+#[cfg(feature = "redis")]
+mod redis;
 mod sender;
 mod sequencer;
 
@@ -29,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use rocket_db_pools::sqlx::{self, PgPool};
+use rocket_db_pools::sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -38,63 +45,123 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 
+pub(crate) use listener::BusState;
+
 /// Notices waiting for the receiver, at most; past it the listener asks
 /// for a catch-up from storage instead.
 const HAND_OFF_DEPTH: usize = 8192;
+
+/// How notices travel between instances.
+pub(crate) enum Transport {
+    /// `LISTEN`/`NOTIFY` on the event log's database (its pool).
+    Postgres(PgPool),
+    /// Redis pub/sub at this URL.
+    #[cfg(feature = "redis")]
+    Redis(String),
+}
 
 /// A running bus.
 pub(crate) struct Bus {
     /// This instance's id in notices (random per process).
     pub(crate) origin: u64,
+    /// Whether the writer announces commits inside their transaction
+    /// (PostgreSQL); otherwise the sender announces them after commit.
+    pub(crate) writer_announces: bool,
     /// Stands in for the hub in the fan-out.
     pub(crate) sequencer: Arc<dyn Outlet>,
     /// Tells the other instances about live-only events and kicks.
     pub(crate) sender: Arc<dyn Outlet>,
+    /// Connection state, for the health check.
+    pub(crate) state: Arc<BusState>,
     /// The listener, receiver and sender tasks, aborted at shutdown.
     pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 
 impl Bus {
-    /// Starts listening on `pool` (which also holds the event log) and
-    /// feeding `hub`. Returns once the instance listens, so that an
-    /// instance that serves misses nothing another one sends.
+    /// Starts the bus on `transport`, reading events from `storage` and
+    /// feeding `hub`. Over PostgreSQL it returns once the instance listens,
+    /// so that an instance that serves misses nothing another one sends;
+    /// over Redis it starts even while Redis is down (the health check
+    /// says so) and catches up once connected.
     pub(crate) async fn start(
-        pool: PgPool,
+        transport: Transport,
+        storage: Storage,
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
         poll: Duration,
-    ) -> Result<Bus, sqlx::Error> {
-        let listening = listener::connect(&pool).await?;
+    ) -> Result<Bus, String> {
         // Never 0, so it cannot match a notice that lacks one.
         let origin = RandomState::new().hash_one(std::process::id()) | 1;
         let sequencer = Arc::new(sequencer::Sequencer::new(Arc::clone(&hub)));
-        let sender = Arc::new(sender::Sender::new(origin, Arc::clone(&metrics)));
         let (heard, hand_off) = mpsc::channel(HAND_OFF_DEPTH);
         let missed = Arc::new(AtomicBool::new(false));
+        let kind = match transport {
+            Transport::Postgres(_) => "postgres",
+            #[cfg(feature = "redis")]
+            Transport::Redis(_) => "redis",
+        };
+        let state = Arc::new(BusState::new(kind, heard.clone()));
+        let link = listener::HandOff {
+            origin,
+            heard,
+            missed: Arc::clone(&missed),
+            metrics: Arc::clone(&metrics),
+            state: Arc::clone(&state),
+        };
         let receiver = receiver::Receiver {
-            storage: Storage::Postgres(pool.clone()),
+            storage,
             hub,
             sequencer: Arc::clone(&sequencer),
             metrics: Arc::clone(&metrics),
             poll,
-            missed: Arc::clone(&missed),
+            missed,
         };
+        let (listening, sending, writer_announces) = match transport {
+            Transport::Postgres(pool) => {
+                let listener = postgres::connect(&pool)
+                    .await
+                    .map_err(|e| format!("cannot LISTEN: {e}"))?;
+                let listening = tokio::spawn(postgres::listen(listener, pool.clone(), link));
+                (listening, sender::Link::Postgres(pool), true)
+            }
+            #[cfg(feature = "redis")]
+            Transport::Redis(url) => {
+                let server = redis::Server::new(&url)?;
+                // Subscribed before launch when Redis answers; otherwise
+                // the instance starts degraded and catches up later.
+                let subscribed = match server.subscribe().await {
+                    Ok(messages) => Some(messages),
+                    Err(error) => {
+                        log::warn!(
+                            "eventstream: the Redis bus is unreachable at launch ({error}); events of other instances arrive once it connects"
+                        );
+                        None
+                    }
+                };
+                let listening = tokio::spawn(redis::listen(server.clone(), subscribed, link));
+                (
+                    listening,
+                    sender::Link::Redis(Box::new(redis::Publisher::new(server))),
+                    false,
+                )
+            }
+        };
+        let sender = Arc::new(sender::Sender::new(
+            origin,
+            !writer_announces,
+            Arc::clone(&metrics),
+        ));
         let tasks = vec![
-            tokio::spawn(listener::run(
-                listening,
-                pool.clone(),
-                origin,
-                heard,
-                missed,
-                metrics,
-            )),
+            listening,
             tokio::spawn(receiver.run(hand_off)),
-            tokio::spawn(Arc::clone(&sender).run(pool)),
+            tokio::spawn(Arc::clone(&sender).run(sending)),
         ];
         Ok(Bus {
             origin,
+            writer_announces,
             sequencer,
             sender,
+            state,
             tasks,
         })
     }

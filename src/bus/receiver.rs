@@ -141,6 +141,7 @@ impl Receiver {
     async fn deliver(&self, channel: &str, mut after: u64, through: u64, recovered: bool) -> bool {
         while after < through {
             let want = usize::try_from(through - after).map_or(READ_PAGE, |n| n.min(READ_PAGE));
+            self.metrics.bus_filled();
             let page = match self
                 .storage
                 .events_after(channel, after, want, READ_BYTES)

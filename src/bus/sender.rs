@@ -1,29 +1,60 @@
 //! The sending half of the bus: an outlet of the fan-out that tells the
-//! other instances about live-only events and kicks. (Committed events
-//! need nothing here: the writer announced them inside their transaction.)
+//! other instances about live-only events and kicks, and, over Redis (which
+//! cannot take part in the database's transaction), about commits too.
+//! (Over PostgreSQL the writer announces commits inside their transaction.)
 //!
 //! The outlet must not block, so notices queue here and one task sends
-//! them with `pg_notify`. The queue is bounded: a live-only event that
-//! finds it full, or that is too large for a notification, is not relayed
-//! and the other instances are told their streams of that channel missed
-//! one (`stream-reset`); never a silent drop. Kicks are always queued.
+//! them. The queue is bounded: a live-only event that finds it full, or
+//! that is too large for a notice, is not relayed and the other instances
+//! are told their streams of that channel missed one (`stream-reset`);
+//! never a silent drop. Commit announcements that find it full are merged
+//! or, past the bound, left to the other instances' poll. Kicks are always
+//! queued.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use rocket_db_pools::sqlx::{self, PgPool};
 use tokio::sync::Notify;
 
+use super::listener::Backoff;
 use crate::fanout::{Kick, LiveEvent, Outlet};
 use crate::metrics::Metrics;
-use crate::notice::{Body, NOTIFY_CHANNEL, Notice};
+use crate::notice::{Body, Notice, Range};
 
-/// Live-only events queued for other instances, at most.
+/// Live-only events queued for other instances, at most; commit ranges
+/// waiting to be announced, at most.
 const MAX_QUEUED: usize = 4096;
+
+/// Where notices go.
+pub(crate) enum Link {
+    Postgres(rocket_db_pools::sqlx::PgPool),
+    #[cfg(feature = "redis")]
+    Redis(Box<super::redis::Publisher>),
+}
+
+impl Link {
+    async fn send(&mut self, payload: &str) -> Result<(), String> {
+        match self {
+            Link::Postgres(pool) => super::postgres::send(pool, payload).await,
+            #[cfg(feature = "redis")]
+            Link::Redis(publisher) => publisher.send(payload).await,
+        }
+    }
+
+    /// Whether sending can never succeed again (shutting down).
+    fn closed(&self) -> bool {
+        match self {
+            Link::Postgres(pool) => pool.is_closed(),
+            #[cfg(feature = "redis")]
+            Link::Redis(_) => false,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Queue {
+    /// Committed ranges to announce, merged per channel while they wait.
+    committed: Vec<Range>,
     /// Encoded notices, in the order they were given.
     payloads: VecDeque<String>,
     /// Channels with a live-only event that could not be relayed, to be
@@ -35,15 +66,18 @@ struct Queue {
 #[derive(Debug)]
 pub(crate) struct Sender {
     origin: u64,
+    /// Commits are announced here (Redis), not by the writer.
+    announces_commits: bool,
     queue: Mutex<Queue>,
     queued: Notify,
     metrics: Arc<Metrics>,
 }
 
 impl Sender {
-    pub(crate) fn new(origin: u64, metrics: Arc<Metrics>) -> Sender {
+    pub(crate) fn new(origin: u64, announces_commits: bool, metrics: Arc<Metrics>) -> Sender {
         Sender {
             origin,
+            announces_commits,
             queue: Mutex::default(),
             queued: Notify::new(),
             metrics,
@@ -76,45 +110,67 @@ impl Sender {
         self.queued.notify_one();
     }
 
+    /// A committed event to announce: extends the waiting range of its
+    /// channel when it follows it.
+    fn committed(&self, channel: &str, seq: u64) {
+        let mut queue = self.queue();
+        if let Some(range) = queue
+            .committed
+            .iter_mut()
+            .rev()
+            .find(|range| range.channel == channel)
+            && range.last + 1 == seq
+        {
+            range.last = seq;
+            return;
+        }
+        if queue.committed.len() >= MAX_QUEUED {
+            // The other instances' poll finds it (within
+            // broadcast_poll_secs).
+            return;
+        }
+        queue.committed.push(Range {
+            channel: channel.to_owned(),
+            first: seq,
+            last: seq,
+        });
+        drop(queue);
+        self.queued.notify_one();
+    }
+
+    /// What to send next, in order: commit announcements, missed
+    /// channels, then the rest.
+    fn next(&self) -> Vec<String> {
+        let mut queue = self.queue();
+        if !queue.committed.is_empty() {
+            let ranges = std::mem::take(&mut queue.committed);
+            return Notice::committed(self.origin, ranges);
+        }
+        if let Some(channel) = queue.lost.pop_first() {
+            return self.encode(Body::Lost(channel)).into_iter().collect();
+        }
+        queue.payloads.pop_front().into_iter().collect()
+    }
+
     /// Sends queued notices until the task is aborted at shutdown. A notice
-    /// that fails is sent again after a pause (the database restarting),
-    /// in order.
-    pub(crate) async fn run(self: Arc<Self>, pool: PgPool) {
-        let mut pause = Duration::from_millis(100);
+    /// that fails is sent again after a pause (the server restarting), in
+    /// order.
+    pub(crate) async fn run(self: Arc<Self>, mut link: Link) {
         loop {
-            let next = {
-                let mut queue = self.queue();
-                match queue.lost.pop_first() {
-                    Some(channel) => self.encode(Body::Lost(channel)),
-                    None => queue.payloads.pop_front(),
-                }
-            };
-            let Some(payload) = next else {
+            let payloads = self.next();
+            if payloads.is_empty() {
                 self.queued.notified().await;
                 continue;
-            };
-            loop {
-                let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(NOTIFY_CHANNEL)
-                    .bind(&payload)
-                    .execute(&pool)
-                    .await;
-                match sent {
-                    Ok(_) => {
-                        pause = Duration::from_millis(100);
-                        break;
-                    }
-                    Err(error) if pool.is_closed() => {
-                        log::debug!("eventstream: bus sender stops: {error}");
+            }
+            for payload in payloads {
+                let mut backoff = Backoff::new();
+                while let Err(error) = link.send(&payload).await {
+                    if link.closed() {
                         return;
                     }
-                    Err(error) => {
-                        log::warn!(
-                            "eventstream: notifying the other instances failed ({error}); retrying in {pause:?}"
-                        );
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                    }
+                    backoff
+                        .wait("notifying the other instances failed", &error)
+                        .await;
                 }
             }
         }
@@ -123,8 +179,10 @@ impl Sender {
 
 impl Outlet for Sender {
     fn event(&self, event: &Arc<LiveEvent>) {
-        // Committed events were announced by their transaction.
-        if event.seq.is_some() {
+        if let Some(seq) = event.seq {
+            if self.announces_commits {
+                self.committed(&event.channel, seq);
+            }
             return;
         }
         let body = Body::Live {

@@ -82,6 +82,11 @@ pub enum Broadcast {
     /// `LISTEN`/`NOTIFY`: every committed batch, live-only event and kick
     /// reaches the streams of every instance. Needs PostgreSQL storage.
     Postgres,
+    /// Instances tell each other over Redis pub/sub (`redis_url`), after
+    /// each commit; the event log must still be shared (PostgreSQL, or one
+    /// SQLite file on one host with `broadcast_shared_sqlite`). Needs the
+    /// crate's `redis` feature.
+    Redis,
 }
 
 /// Which cross-origin callers may read streams and use the publish API.
@@ -239,6 +244,21 @@ pub struct Config {
     /// channels its streams listen to with the event log, so that an event
     /// whose notification was lost reaches them at most this late.
     pub broadcast_poll_secs: u64,
+    /// With `broadcast = "redis"`: the Redis server, e.g.
+    /// `redis://:password@host:6379/0` (default `redis://127.0.0.1:6379`).
+    /// django-eventstream's `EVENTSTREAM_REDIS` table (`host`, `port`,
+    /// `db`, `password`) is accepted instead.
+    pub redis_url: Option<Secret>,
+    /// With `broadcast = "redis"` and SQLite storage: every instance opens
+    /// the same SQLite file on one host (the library cannot tell two paths
+    /// to one file from two files, so it must be told).
+    pub broadcast_shared_sqlite: bool,
+    /// Where the health check answers (e.g. `/healthz`); off when unset.
+    /// Must not fall under `mount`.
+    pub health_path: Option<String>,
+    /// Where Prometheus scrapes the counters (e.g. `/metrics`); off when
+    /// unset. Must not fall under `mount`.
+    pub metrics_path: Option<String>,
     /// GRIP proxies (Pushpin, Fastly Fanout) that hold connections and
     /// receive every published event.
     pub grip_proxies: Vec<GripProxyConfig>,
@@ -289,6 +309,10 @@ impl Default for Config {
             database: "eventstream".into(),
             broadcast: Broadcast::Local,
             broadcast_poll_secs: 5,
+            redis_url: None,
+            broadcast_shared_sqlite: false,
+            health_path: None,
+            metrics_path: None,
             grip_proxies: Vec::new(),
             grip_url: None,
             link_key: None,
@@ -349,6 +373,62 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A non-negative whole number, however TOML or an environment variable
+/// typed it.
+fn whole(value: &Value) -> Option<u64> {
+    let number = value.to_num_lossy()?;
+    number
+        .to_u128()
+        .or_else(|| number.to_i128().and_then(|n| u128::try_from(n).ok()))
+        .and_then(|n| u64::try_from(n).ok())
+}
+
+/// django-eventstream's `EVENTSTREAM_REDIS = {host, port, db, password}` as
+/// a `redis_url`.
+fn redis_url_from_table(key: &str, value: &Value) -> Result<Value, ConfigError> {
+    let Value::Dict(_, table) = value else {
+        return Err(ConfigError::other(
+            key,
+            "must be a table like { host = \"127.0.0.1\", port = 6379, db = 0, password = \"...\" }",
+        ));
+    };
+    let mut host = "127.0.0.1".to_owned();
+    let mut port = 6379_u64;
+    let mut db = 0_u64;
+    let mut password = None;
+    for (field, value) in table {
+        let wrong =
+            |what: &str| ConfigError::other(format!("{key}.{field}"), format!("must be {what}"));
+        match (field.to_ascii_lowercase().as_str(), value) {
+            ("host", Value::String(_, text)) => host = text.clone(),
+            ("port", value) => port = whole(value).ok_or_else(|| wrong("a port number"))?,
+            ("db", value) => db = whole(value).ok_or_else(|| wrong("a database number"))?,
+            ("password", Value::String(_, text)) => password = Some(text.clone()),
+            ("host" | "password", _) => return Err(wrong("a string")),
+            _ => {
+                return Err(ConfigError::other(
+                    format!("{key}.{field}"),
+                    "unknown field; expected host, port, db or password",
+                ));
+            }
+        }
+    }
+    let auth = password.map_or(String::new(), |password| {
+        let encoded: String = password
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!(":{encoded}@")
+    });
+    Ok(Value::from(format!("redis://{auth}{host}:{port}/{db}")))
+}
+
 impl Config {
     /// Reads and validates the configuration from Rocket's figment.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
@@ -369,10 +449,16 @@ impl Config {
         }
         for (key, value) in &profile {
             let lower = key.to_ascii_lowercase();
-            let Some((_, canonical)) = ALIASES.iter().find(|(alias, _)| *alias == lower) else {
-                continue;
+            let (canonical, value) = if lower == "eventstream_redis" {
+                ("redis_url", redis_url_from_table(key, value)?)
+            } else {
+                let Some((_, canonical)) = ALIASES.iter().find(|(alias, _)| *alias == lower) else {
+                    continue;
+                };
+                (*canonical, value.clone())
             };
-            match merged.get(*canonical) {
+            let value = &value;
+            match merged.get(canonical) {
                 Some((other, existing)) if !same_value(existing, value) => {
                     return Err(ConfigError::new(
                         canonical,
@@ -381,7 +467,7 @@ impl Config {
                 }
                 Some(_) => {}
                 None => {
-                    merged.insert((*canonical).into(), (key.clone(), value.clone()));
+                    merged.insert(canonical.into(), (key.clone(), value.clone()));
                 }
             }
         }
@@ -552,6 +638,57 @@ impl Config {
         if self.database.trim().is_empty() {
             return bad("database", "must name a database under [databases]");
         }
+        if self.broadcast == Broadcast::Redis && !cfg!(feature = "redis") {
+            return bad(
+                "broadcast",
+                "\"redis\" needs eventstream-rocket's `redis` cargo feature, which this build lacks: \
+                 add features = [\"redis\"] to its dependency, or use broadcast = \"postgres\"",
+            );
+        }
+        if let Some(url) = &self.redis_url
+            && !url.expose().starts_with("redis://")
+            && !url.expose().starts_with("rediss://")
+        {
+            return bad(
+                "redis_url",
+                format!(
+                    "{} must start with redis:// or rediss://",
+                    redact_url(url.expose())
+                ),
+            );
+        }
+        for (key, path) in [
+            ("health_path", &self.health_path),
+            ("metrics_path", &self.metrics_path),
+        ] {
+            let Some(path) = path else { continue };
+            let malformed = rocket::http::uri::Origin::parse(path)
+                .map_or(true, |origin| origin.query().is_some());
+            if !path.starts_with('/') || path.len() < 2 || path.contains(['<', '>']) || malformed {
+                return bad(
+                    key,
+                    format!(
+                        "{path:?} must be a path like \"/{}\"",
+                        &key[..key.len() - 5]
+                    ),
+                );
+            }
+            let under_mount = self.mount == "/"
+                || path == &self.mount
+                || path.starts_with(&format!("{}/", self.mount));
+            if under_mount {
+                return bad(
+                    key,
+                    format!(
+                        "{path:?} falls under mount {:?}, where it would hide a channel of that name; use a path outside it",
+                        self.mount
+                    ),
+                );
+            }
+        }
+        if self.health_path.is_some() && self.health_path == self.metrics_path {
+            return bad("metrics_path", "must differ from health_path");
+        }
         self.validate_grip()
     }
 
@@ -636,6 +773,46 @@ mod tests {
 
     fn load(toml: &str) -> Result<Config, String> {
         Config::from_figment(&Figment::from(Toml::string(toml))).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn eventstream_redis_is_read_as_a_redis_url() {
+        let config = load(
+            "EVENTSTREAM_REDIS = { host = 'cache.internal', port = 6380, db = 2, password = 'p@ss word' }\n\
+             [eventstream]\nbroadcast = 'postgres'\n",
+        )
+        .expect("valid");
+        let url = config.redis_url.clone().expect("set");
+        assert_eq!(url.expose(), "redis://:p%40ss%20word@cache.internal:6380/2");
+        assert_eq!(format!("{config:?}").matches("p%40ss").count(), 0);
+        let error = load("EVENTSTREAM_REDIS = { hots = 'x' }\n").expect_err("unknown field");
+        assert!(error.contains("EVENTSTREAM_REDIS.hots"), "{error}");
+        let error = load(
+            "EVENTSTREAM_REDIS = { host = 'a' }\n[eventstream]\nredis_url = 'redis://b:6379'\n",
+        )
+        .expect_err("two values");
+        assert!(error.contains("eventstream.redis_url"), "{error}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "redis"))]
+    fn redis_needs_its_cargo_feature() {
+        let error = load("[eventstream]\nbroadcast = 'redis'\n").expect_err("no feature");
+        assert!(
+            error.starts_with("eventstream.broadcast:") && error.contains("`redis` cargo feature"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn operator_paths_stay_outside_the_mount() {
+        let error = load("[eventstream]\nmetrics_path = '/events/metrics'\n").expect_err("under");
+        assert!(error.starts_with("eventstream.metrics_path:"), "{error}");
+        let error = load("[eventstream]\nhealth_path = 'healthz'\n").expect_err("relative");
+        assert!(error.starts_with("eventstream.health_path:"), "{error}");
+        let config = load("[eventstream]\nhealth_path = '/healthz'\nmetrics_path = '/metrics'\n")
+            .expect("valid");
+        assert_eq!(config.health_path.as_deref(), Some("/healthz"));
     }
 
     #[test]

@@ -70,6 +70,20 @@ struct Lane {
     queue: mpsc::Sender<Queued>,
     overflowed: Arc<Mutex<BTreeSet<String>>>,
     pending: Arc<Pending>,
+    /// The proxy, for the health check, and its last publish failure.
+    label: String,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+/// How publishing to one proxy is going, for the health check.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyStatus {
+    /// The control URI, without credentials.
+    pub(crate) proxy: String,
+    /// Items waiting to be published.
+    pub(crate) queued: usize,
+    /// Why the last publish request failed, unless one succeeded since.
+    pub(crate) last_error: Option<String>,
 }
 
 /// The sending side: cheap to clone, never blocks.
@@ -104,17 +118,22 @@ impl Publisher {
                 let overflowed = Arc::new(Mutex::new(BTreeSet::new()));
                 let pending = Arc::new(Pending::default());
                 let target = Target::new(proxy, client.clone());
+                let label = target.label.clone();
+                let last_error = Arc::new(Mutex::new(None));
                 tokio::spawn(run(
                     target,
                     items,
                     Arc::clone(&overflowed),
                     Arc::clone(&pending),
+                    Arc::clone(&last_error),
                     Arc::clone(&metrics),
                 ));
                 Lane {
                     queue,
                     overflowed,
                     pending,
+                    label,
+                    last_error,
                 }
             })
             .collect();
@@ -126,6 +145,22 @@ impl Publisher {
         self.lanes
             .iter()
             .map(|lane| Arc::clone(&lane.pending))
+            .collect()
+    }
+
+    /// How publishing to each proxy is going.
+    pub(crate) fn status(&self) -> Vec<ProxyStatus> {
+        self.lanes
+            .iter()
+            .map(|lane| ProxyStatus {
+                proxy: lane.label.clone(),
+                queued: lane.queue.max_capacity() - lane.queue.capacity(),
+                last_error: lane
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            })
             .collect()
     }
 
@@ -400,8 +435,12 @@ async fn run(
     mut items: mpsc::Receiver<Queued>,
     overflowed: Arc<Mutex<BTreeSet<String>>>,
     pending: Arc<Pending>,
+    last_error: Arc<Mutex<Option<String>>>,
     metrics: Arc<Metrics>,
 ) {
+    let failed = |why: Option<String>| {
+        *last_error.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    };
     // Clients may have missed events committed before a crash (or while the
     // proxy was unreachable): make every one of them ask the app. Pushpin
     // has `/recover`; proxies without it answer 404, which is fine. At start
@@ -469,10 +508,12 @@ async fn run(
                     Ok(()) => {
                         metrics.grip_publish_request();
                         metrics.grip_published(indexes.len() as u64);
+                        failed(None);
                         settle();
                         break;
                     }
                     Err(why) if attempt + 1 < ATTEMPTS => {
+                        failed(Some(why.to_string()));
                         metrics.grip_retry();
                         log::warn!(
                             "eventstream: publish to {} failed ({why}); retrying",
@@ -482,6 +523,7 @@ async fn run(
                         attempt += 1;
                     }
                     Err(why) => {
+                        failed(Some(why.to_string()));
                         metrics.grip_failed(indexes.len() as u64);
                         log::error!(
                             "eventstream: giving up on {} items for {} ({why}); their channels will be hinted",

@@ -8,8 +8,10 @@
 //! OPTIONS <mount>, <mount>/<channel>    CORS preflight
 //! ```
 //!
-//! The publish API has its own file, [`publish_api`].
+//! The publish API has its own file, [`publish_api`]; the health check and
+//! the Prometheus scrape, mounted at their own paths, are in [`operator`].
 
+pub(crate) mod operator;
 mod publish_api;
 
 use rocket::http::Status;

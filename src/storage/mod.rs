@@ -542,6 +542,21 @@ impl Storage {
         })
     }
 
+    /// Whether the database answers a trivial query, for the health check.
+    pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
+        dispatch!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await.map(drop)
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub(crate) fn backend(&self) -> &'static str {
+        match self {
+            Storage::Sqlite(_) => "sqlite",
+            Storage::Postgres(_) => "postgres",
+        }
+    }
+
     /// Closes the pool (on Rocket shutdown, when the stage opened it).
     pub(crate) async fn close(&self) {
         dispatch!(self, pool => pool.close().await)

@@ -11,6 +11,8 @@ mod harness;
 mod instance;
 mod logs;
 mod pushpin;
+#[cfg(feature = "redis")]
+mod redis;
 mod relay;
 mod sse;
 
@@ -32,6 +34,8 @@ pub use logs::{LogMark, capture_logs};
 pub use sse::Sse;
 
 pub use pushpin::Pushpin;
+#[cfg(feature = "redis")]
+pub use redis::RedisServer;
 pub use relay::Relay;
 
 /// Which event-log backend a test runs against, and how clients reach it.

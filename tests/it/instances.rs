@@ -18,9 +18,11 @@ use crate::helpers::{
     AnnUntilRevoked, App, Backend, Cluster, Instance, LaunchError, PUBLISH_KEY, TestDatabase,
     spawn_app, token, try_spawn_app,
 };
+#[cfg(feature = "redis")]
+use crate::helpers::{LogMark, RedisServer};
 
 pub fn tests() -> Vec<Trial> {
-    crate::trials![
+    let mut trials = crate::trials![
         needs_nothing => [broadcast_settings_are_checked_at_launch],
         needs_postgres => [
             events_sent_on_one_instance_reach_streams_on_another,
@@ -28,17 +30,53 @@ pub fn tests() -> Vec<Trial> {
             a_live_event_too_large_to_relay_resets_remote_streams,
             three_instances_lose_nothing_under_faults,
         ],
+    ];
+    trials.extend(redis_trials());
+    trials
+}
+
+#[cfg(feature = "redis")]
+fn redis_trials() -> Vec<Trial> {
+    crate::trials![
+    needs_redis => [
+        events_cross_instances_over_redis,
+        a_kick_crosses_instances_over_redis,
+        three_instances_over_redis_lose_nothing_under_faults,
+        a_redis_password_never_reaches_logs,
+    ],
     ]
 }
 
-const BUS: [(&str, &str); 1] = [("eventstream.broadcast", "postgres")];
+#[cfg(not(feature = "redis"))]
+fn redis_trials() -> Vec<Trial> {
+    Vec::new()
+}
 
-/// An instance on `database` with the bus on; the poll is an hour away,
-/// so whatever arrives came through notifications.
-fn on_bus(database: &str) -> App {
-    App::sharing_database(database)
-        .with(BUS[0].0, BUS[0].1)
-        .with("eventstream.broadcast_poll_secs", 3600)
+/// The settings of a bus.
+type BusSettings = Vec<(&'static str, Value)>;
+
+fn postgres_bus() -> BusSettings {
+    vec![("eventstream.broadcast", "postgres".into())]
+}
+
+#[cfg(feature = "redis")]
+fn redis_bus(server: &RedisServer) -> BusSettings {
+    vec![
+        ("eventstream.broadcast", "redis".into()),
+        ("eventstream.redis_url", server.url().into()),
+    ]
+}
+
+/// An instance on `database` with `bus` on; the poll is an hour away, so
+/// whatever arrives came through notifications.
+fn on_bus(database: &str, bus: &BusSettings) -> App {
+    let mut app = App::sharing_database(database).with("eventstream.broadcast_poll_secs", 3600);
+    for (key, value) in bus {
+        let value: rocket::figment::value::Value =
+            serde_json::from_value(value.clone()).expect("a setting");
+        app = app.with(key, value);
+    }
+    app
 }
 
 async fn launch_error(app: App) -> LaunchError {
@@ -54,10 +92,16 @@ async fn launch_error(app: App) -> LaunchError {
 async fn broadcast_settings_are_checked_at_launch() {
     let sqlite = || App::on(Backend::Sqlite);
     for (app, key, mentions) in [
+        // Without the feature it names the feature; with it, SQLite needs
+        // broadcast_shared_sqlite.
         (
             sqlite().with("eventstream.broadcast", "redis"),
             "eventstream.broadcast",
-            &["`local`", "`postgres`"][..],
+            if cfg!(feature = "redis") {
+                &["broadcast_shared_sqlite"][..]
+            } else {
+                &["`redis` cargo feature"][..]
+            },
         ),
         (
             sqlite().with("eventstream.broadcast", "postgres"),
@@ -68,6 +112,25 @@ async fn broadcast_settings_are_checked_at_launch() {
             sqlite().with("eventstream.broadcast_poll_secs", 0),
             "eventstream.broadcast_poll_secs",
             &["between 1 and 3600"][..],
+        ),
+        (
+            sqlite().with("eventstream.broadcast", "sometimes"),
+            "eventstream.broadcast",
+            &["`local`", "`postgres`", "`redis`"][..],
+        ),
+        (
+            sqlite()
+                .with("eventstream.broadcast", "redis")
+                .with("eventstream.redis_url", "http://127.0.0.1:6379"),
+            "eventstream.redis_url",
+            &["redis://"][..],
+        ),
+        (
+            sqlite()
+                .with("eventstream.health_path", "/events/health")
+                .with("eventstream.mount", "/events"),
+            "eventstream.health_path",
+            &["falls under mount"][..],
         ),
     ] {
         let error = launch_error(app).await;
@@ -95,9 +158,20 @@ async fn messages(stream: &mut crate::helpers::Sse, count: usize) -> Vec<(String
 }
 
 async fn events_sent_on_one_instance_reach_streams_on_another() {
+    delivery(&postgres_bus()).await;
+}
+
+#[cfg(feature = "redis")]
+async fn events_cross_instances_over_redis() {
+    let mut server = RedisServer::start().await;
+    delivery(&redis_bus(&server)).await;
+    server.stop().await;
+}
+
+async fn delivery(bus: &BusSettings) {
     let database = TestDatabase::create(Backend::Postgres).await;
-    let a = spawn_app(on_bus(&database.url)).await;
-    let b = spawn_app(on_bus(&database.url)).await;
+    let a = spawn_app(on_bus(&database.url, bus)).await;
+    let b = spawn_app(on_bus(&database.url, bus)).await;
     let mut on_a = Vec::new();
     for _ in 0..20 {
         let mut stream = a.stream("/events/?channel=feed", &[]).await;
@@ -153,11 +227,22 @@ async fn events_sent_on_one_instance_reach_streams_on_another() {
 }
 
 async fn a_kick_on_one_instance_ends_the_stream_on_another() {
+    kick_across(&postgres_bus()).await;
+}
+
+#[cfg(feature = "redis")]
+async fn a_kick_crosses_instances_over_redis() {
+    let mut server = RedisServer::start().await;
+    kick_across(&redis_bus(&server)).await;
+    server.stop().await;
+}
+
+async fn kick_across(bus: &BusSettings) {
     let database = TestDatabase::create(Backend::Postgres).await;
     let (stage, revoked) = AnnUntilRevoked::stage();
-    let a = spawn_app(on_bus(&database.url).stage(stage)).await;
+    let a = spawn_app(on_bus(&database.url, bus).stage(stage)).await;
     let (stage_b, _) = AnnUntilRevoked::stage();
-    let b = spawn_app(on_bus(&database.url).stage(stage_b)).await;
+    let b = spawn_app(on_bus(&database.url, bus).stage(stage_b)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let bob = format!("Bearer {}", token("bob", 60));
     let mut ann_on_b = b
@@ -201,8 +286,8 @@ async fn a_kick_on_one_instance_ends_the_stream_on_another() {
 
 async fn a_live_event_too_large_to_relay_resets_remote_streams() {
     let database = TestDatabase::create(Backend::Postgres).await;
-    let a = spawn_app(on_bus(&database.url)).await;
-    let b = spawn_app(on_bus(&database.url)).await;
+    let a = spawn_app(on_bus(&database.url, &postgres_bus())).await;
+    let b = spawn_app(on_bus(&database.url, &postgres_bus())).await;
     let mut on_a = a.stream("/events/?channel=live-big", &[]).await;
     let mut on_b = b.stream("/events/?channel=live-big", &[]).await;
     on_a.next_event().await;
@@ -372,14 +457,117 @@ async fn wait_until_published(published: &(AtomicU64, Notify), count: u64) {
         .unwrap_or_else(|_| panic!("{count} events were not published within 60 s"));
 }
 
+/// The servers the fault test cuts and restarts: a private PostgreSQL
+/// cluster (event log and bus), or a private Redis (the bus; the event log
+/// is a database on the shared PostgreSQL, which is not restarted).
+enum Faults {
+    Postgres(Cluster),
+    #[cfg(feature = "redis")]
+    Redis(RedisServer, TestDatabase),
+}
+
+impl Faults {
+    fn database_url(&self) -> String {
+        match self {
+            Faults::Postgres(cluster) => cluster.url("events"),
+            #[cfg(feature = "redis")]
+            Faults::Redis(_, database) => database.url.clone(),
+        }
+    }
+
+    fn settings(&self) -> Vec<(&'static str, Value)> {
+        let mut settings = vec![("eventstream.broadcast_poll_secs", Value::from(1))];
+        match self {
+            Faults::Postgres(_) => settings.push(("eventstream.broadcast", "postgres".into())),
+            #[cfg(feature = "redis")]
+            Faults::Redis(server, _) => {
+                settings.push(("eventstream.broadcast", "redis".into()));
+                settings.push(("eventstream.redis_url", server.url().into()));
+            }
+        }
+        settings
+    }
+
+    /// Ends bus listener connections behind the instances' backs.
+    async fn cut_listeners(&self) {
+        match self {
+            Faults::Postgres(cluster) => {
+                let admin = sqlx::PgPool::connect(&cluster.url("postgres"))
+                    .await
+                    .expect("the private cluster answers");
+                // One instance's listener.
+                let terminated: Vec<bool> = sqlx::query_scalar(
+                    "SELECT pg_terminate_backend(pid) FROM \
+                     (SELECT pid FROM pg_stat_activity WHERE application_name = 'eventstream bus' LIMIT 1) AS one",
+                )
+                .fetch_all(&admin)
+                .await
+                .expect("terminate a listener");
+                assert_eq!(
+                    terminated,
+                    [true],
+                    "a listener connection was found and ended"
+                );
+                admin.close().await;
+            }
+            #[cfg(feature = "redis")]
+            Faults::Redis(server, _) => {
+                // Every instance's subscription.
+                let reply = server
+                    .command("CLIENT KILL TYPE pubsub")
+                    .await
+                    .expect("Redis answers");
+                assert!(
+                    reply.starts_with(':') && !reply.starts_with(":0"),
+                    "subscriber connections were found and ended: {reply:?}"
+                );
+            }
+        }
+    }
+
+    /// The server the bus runs on crashes and comes back.
+    async fn restart(&mut self) {
+        match self {
+            Faults::Postgres(cluster) => {
+                cluster.crash();
+                cluster.start();
+            }
+            #[cfg(feature = "redis")]
+            Faults::Redis(server, _) => server.restart().await,
+        }
+    }
+
+    async fn remove(self) {
+        match self {
+            Faults::Postgres(cluster) => drop(cluster),
+            #[cfg(feature = "redis")]
+            Faults::Redis(mut server, database) => {
+                server.stop().await;
+                database.remove().await;
+            }
+        }
+    }
+}
+
 async fn three_instances_lose_nothing_under_faults() {
     let cluster = Cluster::create("es_bus", &[]);
     cluster.create_database("events").await;
-    let url = cluster.url("events");
-    let settings = [
-        (BUS[0].0, Value::from(BUS[0].1)),
-        ("eventstream.broadcast_poll_secs", Value::from(1)),
-    ];
+    under_faults(Faults::Postgres(cluster)).await;
+}
+
+#[cfg(feature = "redis")]
+async fn three_instances_over_redis_lose_nothing_under_faults() {
+    let server = RedisServer::start().await;
+    let database = TestDatabase::create(Backend::Postgres).await;
+    under_faults(Faults::Redis(server, database)).await;
+}
+
+/// Three instances, subscribers resuming on another instance than the one
+/// they left, publishers on all three; mid-run the listeners are cut, an
+/// instance is killed and started again, and the bus's server restarts.
+async fn under_faults(mut faults: Faults) {
+    let url = faults.database_url();
+    let settings = faults.settings();
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(Some(Instance::start(&url, &settings).await));
@@ -407,24 +595,9 @@ async fn three_instances_lose_nothing_under_faults() {
         })
         .collect();
 
-    let admin = sqlx::PgPool::connect(&cluster.url("postgres"))
-        .await
-        .expect("the private cluster answers");
     wait_until_published(&published, 60).await;
-    // 1. One instance's listener connection is terminated.
-    let terminated: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM \
-         (SELECT pid FROM pg_stat_activity WHERE application_name = 'eventstream bus' LIMIT 1) AS one",
-    )
-    .fetch_all(&admin)
-    .await
-    .expect("terminate a listener");
-    assert_eq!(
-        terminated,
-        [true],
-        "a listener connection was found and ended"
-    );
-    admin.close().await;
+    // 1. Listener connections are ended.
+    faults.cut_listeners().await;
 
     wait_until_published(&published, 120).await;
     // 2. An instance is killed and started again.
@@ -434,9 +607,9 @@ async fn three_instances_lose_nothing_under_faults() {
     instances[2] = Some(again);
 
     wait_until_published(&published, 180).await;
-    // 3. PostgreSQL crashes and comes back.
-    cluster.crash();
-    cluster.start();
+    // 3. The bus's server (PostgreSQL: also the event log) crashes and
+    // comes back.
+    faults.restart().await;
 
     wait_until_published(&published, 240).await;
     stop.store(true, Ordering::SeqCst);
@@ -483,4 +656,45 @@ async fn three_instances_lose_nothing_under_faults() {
         }
     }
     drop(instances);
+    faults.remove().await;
+}
+
+/// A Redis password is a secret: what the library logs while Redis refuses
+/// it, or cannot be reached, never shows it.
+#[cfg(feature = "redis")]
+async fn a_redis_password_never_reaches_logs() {
+    let mut server = RedisServer::start().await;
+    server.stop().await; // nothing answers on its port now
+    let password = "s3cret-redis-password-0451";
+    let mark = LogMark::now();
+    let app = spawn_app(
+        App::on(Backend::Postgres)
+            .with("eventstream.broadcast", "redis")
+            .with(
+                "eventstream.redis_url",
+                format!("redis://:{password}@127.0.0.1:{}/0", server.port),
+            )
+            .with("eventstream.health_path", "/healthz"),
+    )
+    .await;
+    let health: Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(!health.to_string().contains(password));
+    let logged = mark.lines_since();
+    assert!(
+        logged.iter().any(|line| line.contains("Redis")),
+        "the unreachable Redis was logged: {logged:?}"
+    );
+    for line in &logged {
+        assert!(!line.contains(password), "the password was logged: {line}");
+    }
+    app.stop().await;
 }

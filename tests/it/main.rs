@@ -24,6 +24,7 @@ mod grip_scale;
 mod hostile;
 mod instances;
 mod limits;
+mod operator;
 mod publish_api;
 mod resume;
 mod rollback;
@@ -49,6 +50,7 @@ fn main() {
         hostile::tests(),
         instances::tests(),
         limits::tests(),
+        operator::tests(),
         publish_api::tests(),
         resume::tests(),
         rollback::tests(),

@@ -19,6 +19,9 @@ use super::database::postgres_admin_url;
 pub enum Service {
     Postgres,
     Pushpin,
+    /// `redis-server` to start private servers with (and PostgreSQL for
+    /// the event log those tests share).
+    Redis,
 }
 
 impl Service {
@@ -27,6 +30,7 @@ impl Service {
         match self {
             Service::Postgres => "start PostgreSQL or point EVENTSTREAM_TEST_POSTGRES at one",
             Service::Pushpin => "apt-get install -y pushpin",
+            Service::Redis => "apt-get install -y redis-server (scripts/services.sh does)",
         }
     }
 }
@@ -55,6 +59,7 @@ impl Backend {
 struct Services {
     postgres: Option<String>,
     pushpin: Option<String>,
+    redis: Option<String>,
 }
 
 static SERVICES: OnceLock<Services> = OnceLock::new();
@@ -64,6 +69,7 @@ impl Services {
         match service {
             Service::Postgres => self.postgres.as_deref(),
             Service::Pushpin => self.pushpin.as_deref(),
+            Service::Redis => self.redis.as_deref().or(self.postgres.as_deref()),
         }
     }
 }
@@ -78,8 +84,9 @@ pub fn probe_services() {
     let services = SERVICES.get_or_init(|| Services {
         postgres: probe_postgres().err(),
         pushpin: probe_pushpin().err(),
+        redis: probe_redis().err(),
     });
-    for service in [Service::Postgres, Service::Pushpin] {
+    for service in [Service::Postgres, Service::Pushpin, Service::Redis] {
         if let Some(why) = services.missing(service) {
             if under_ci() {
                 eprintln!("{why}: its tests fail (CI is set)");
@@ -116,6 +123,14 @@ fn probe_pushpin() -> Result<(), String> {
         .output()
         .map(drop)
         .map_err(|e| format!("Pushpin is not installed (pushpin --version: {e})"))
+}
+
+fn probe_redis() -> Result<(), String> {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(drop)
+        .map_err(|e| format!("Redis is not installed (redis-server --version: {e})"))
 }
 
 /// The runtime a trial runs on, built as `#[tokio::test]` builds it.
@@ -239,6 +254,9 @@ macro_rules! trials {
     };
     (@needs_postgres $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Postgres), MultiThread)
+    };
+    (@needs_redis $trials:ident $test:ident) => {
+        $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Redis), MultiThread)
     };
     (@needs_pushpin $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), MultiThread)

@@ -1,0 +1,207 @@
+//! The Redis transport (`broadcast = "redis"`, cargo feature `redis`):
+//! notices over Redis pub/sub. Redis carries notices only; events stay in
+//! the shared event log, and receivers read announced ranges from there.
+//! Commits are announced by the sender after they commit (Redis cannot take
+//! part in the database's transaction), so a crash between the commit and
+//! the announcement leaves it to the other instances' poll.
+//!
+//! Pub/sub keeps nothing for a subscriber that was away: after a reconnect
+//! the receiver catches up from storage, as with PostgreSQL.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+use redis::aio::MultiplexedConnection;
+
+use super::listener::{Backoff, HandOff};
+use crate::config::redact_url;
+use crate::notice::NOTIFY_CHANNEL;
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The messages of a subscription.
+pub(crate) type Messages = Pin<Box<redis::aio::PubSubStream>>;
+
+/// A Redis server, by URL (which may carry a password: it is never
+/// printed).
+#[derive(Clone)]
+pub(crate) struct Server {
+    client: redis::Client,
+    /// The URL without its password, for messages.
+    shown: String,
+    /// The password, to blank out of error messages.
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// `text` with every occurrence of `password` replaced by `***`.
+fn blank_out(text: String, password: Option<&str>) -> String {
+    match password {
+        Some(password) => text.replace(password, "***"),
+        None => text,
+    }
+}
+
+/// The password of `redis://user:password@host`, if any.
+fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = authority.rsplit_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    (!password.is_empty()).then(|| password.to_owned())
+}
+
+impl Server {
+    /// The server at `url`; `Err` says why the URL is unusable.
+    pub(crate) fn new(url: &str) -> Result<Server, String> {
+        let shown = redact_url(url);
+        let password = password_of(url);
+        let client = redis::Client::open(url)
+            .map_err(|error| blank_out(format!("{shown}: {error}"), password.as_deref()))?;
+        Ok(Server {
+            client,
+            shown,
+            password,
+        })
+    }
+
+    /// A Redis error as text, naming the server without its password (the
+    /// client's messages do not carry the URL, but a password could be
+    /// echoed in an answer: it is blanked out too).
+    fn describe(&self, error: &redis::RedisError) -> String {
+        blank_out(format!("{}: {error}", self.shown), self.password.as_deref())
+    }
+
+    /// A subscription to the notices.
+    pub(crate) async fn subscribe(&self) -> Result<Messages, String> {
+        let attempt = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(NOTIFY_CHANNEL).await?;
+            Ok::<_, redis::RedisError>(Box::pin(pubsub.into_on_message()))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(error)) => Err(self.describe(&error)),
+            Err(_) => Err(format!(
+                "{}: no answer within {CONNECT_TIMEOUT:?}",
+                self.shown
+            )),
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(self.describe(&error)),
+            Err(_) => Err(format!(
+                "{}: no answer within {CONNECT_TIMEOUT:?}",
+                self.shown
+            )),
+        }
+    }
+}
+
+/// Listens until the task is aborted at shutdown, reconnecting with
+/// backoff. `subscribed` is the stage's first attempt: an instance starts
+/// while Redis is down (its health says so) and catches up once connected.
+pub(crate) async fn listen(server: Server, mut subscribed: Option<Messages>, hand_off: HandOff) {
+    loop {
+        let mut messages = match subscribed.take() {
+            Some(messages) => {
+                hand_off.state.set_connected(true);
+                messages
+            }
+            None => {
+                let mut backoff = Backoff::new();
+                let messages = loop {
+                    match server.subscribe().await {
+                        Ok(messages) => break messages,
+                        Err(error) => {
+                            backoff
+                                .wait("the bus listener cannot subscribe", &error)
+                                .await;
+                        }
+                    }
+                };
+                hand_off.reconnected().await;
+                messages
+            }
+        };
+        while let Some(message) = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx)).await {
+            match message.get_payload::<String>() {
+                Ok(payload) => hand_off.payload(&payload),
+                Err(error) => log::warn!(
+                    "eventstream: ignoring a Redis message that is not text ({})",
+                    server.describe(&error)
+                ),
+            }
+        }
+        hand_off.state.set_connected(false);
+        log::warn!("eventstream: the bus listener lost its Redis connection");
+    }
+}
+
+/// The sending connection, opened on first use and again after a failure.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    server: Server,
+    connection: Option<MultiplexedConnection>,
+}
+
+impl Publisher {
+    pub(crate) fn new(server: Server) -> Publisher {
+        Publisher {
+            server,
+            connection: None,
+        }
+    }
+
+    /// Publishes one notice.
+    pub(crate) async fn send(&mut self, payload: &str) -> Result<(), String> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(self.server.connection().await?),
+        };
+        let sent = redis::cmd("PUBLISH")
+            .arg(NOTIFY_CHANNEL)
+            .arg(payload)
+            .query_async::<i64>(connection)
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.connection = None;
+                Err(self.server.describe(&error))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_found_and_never_shown() {
+        assert_eq!(
+            password_of("redis://:hunter22@h:1/0").as_deref(),
+            Some("hunter22")
+        );
+        assert_eq!(password_of("redis://u:p@h").as_deref(), Some("p"));
+        assert_eq!(password_of("redis://h:6379"), None);
+        let server = Server::new("redis://:hunter22@127.0.0.1:1/0").expect("a valid URL");
+        assert!(!format!("{server:?}").contains("hunter22"));
+    }
+}

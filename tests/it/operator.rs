@@ -1,0 +1,232 @@
+//! What operators read: the health check (`health_path`) in each of its
+//! states, and the Prometheus scrape (`metrics_path`), parsed by a
+//! Prometheus text parser.
+
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+
+#[cfg(feature = "redis")]
+use crate::helpers::RedisServer;
+use crate::helpers::{App, Backend, Cluster, TestApp, spawn_app};
+
+pub fn tests() -> Vec<Trial> {
+    let mut trials = crate::trials![
+        needs_nothing => [
+            a_scrape_parses_as_prometheus_text,
+            health_is_ok_when_storage_answers,
+            a_failing_grip_proxy_degrades_health,
+        ],
+        needs_postgres => [health_is_unavailable_while_storage_is_down],
+    ];
+    trials.extend(redis_trials());
+    trials
+}
+
+#[cfg(feature = "redis")]
+fn redis_trials() -> Vec<Trial> {
+    crate::trials![
+    needs_redis => [health_is_degraded_while_the_bus_is_down],
+    ]
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_trials() -> Vec<Trial> {
+    Vec::new()
+}
+
+/// The health check's status code and body.
+async fn health(app: &TestApp) -> (u16, Value) {
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("health answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// Asks the health check until `done` holds; panics with the last answer
+/// after `within`. (Health is computed when asked: there is nothing to
+/// wait on but the answer.)
+async fn health_until(
+    app: &TestApp,
+    what: &str,
+    within: Duration,
+    done: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut ticks = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        ticks.tick().await;
+        let (status, body) = health(app).await;
+        if done(status, &body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}; last answer {status} {body}"
+        );
+    }
+}
+
+fn with_health(app: App) -> App {
+    app.with("eventstream.health_path", "/healthz")
+}
+
+async fn health_is_ok_when_storage_answers() {
+    let app = spawn_app(with_health(App::on(Backend::Sqlite))).await;
+    let (status, body) = health(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["storage"]["ok"], true);
+    assert_eq!(body["storage"]["backend"], "sqlite");
+    assert_eq!(body["bus"], Value::Null, "no bus configured");
+    assert_eq!(body["reasons"], json!([]));
+    app.stop().await;
+}
+
+async fn a_failing_grip_proxy_degrades_health() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let app = spawn_app(with_health(
+        App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{port}")),
+    ))
+    .await;
+    app.send_event("news", json!("x")).await;
+    let body = health_until(
+        &app,
+        "degraded by the proxy",
+        Duration::from_secs(10),
+        |status, body| status == 200 && body["status"] == "degraded",
+    )
+    .await;
+    let proxy = &body["grip"][0];
+    assert!(proxy["last_error"].is_string(), "{body}");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .is_some_and(|reason| reason.contains("publishing to")),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+async fn health_is_unavailable_while_storage_is_down() {
+    let cluster = Cluster::create("es_health", &[]);
+    cluster.create_database("events").await;
+    let app = spawn_app(with_health(App::sharing_database(&cluster.url("events")))).await;
+    assert_eq!(health(&app).await.0, 200);
+    cluster.crash();
+    let (status, body) = health(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["storage"]["ok"], false);
+    assert!(body["storage"]["error"].is_string(), "{body}");
+    cluster.start();
+    health_until(&app, "ok again", Duration::from_secs(20), |status, body| {
+        status == 200 && body["status"] == "ok"
+    })
+    .await;
+    app.stop().await;
+}
+
+#[cfg(feature = "redis")]
+async fn health_is_degraded_while_the_bus_is_down() {
+    let mut server = RedisServer::start().await;
+    let app = spawn_app(with_health(
+        App::on(Backend::Postgres)
+            .with("eventstream.broadcast", "redis")
+            .with("eventstream.redis_url", server.url()),
+    ))
+    .await;
+    let (status, body) = health(&app).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+    assert_eq!(body["bus"]["kind"], "redis");
+    assert_eq!(body["bus"]["connected"], true);
+    server.stop().await;
+    let body = health_until(
+        &app,
+        "degraded by the bus",
+        Duration::from_secs(10),
+        |status, body| status == 200 && body["status"] == "degraded",
+    )
+    .await;
+    assert_eq!(body["bus"]["connected"], false, "{body}");
+    assert_eq!(
+        body["storage"]["ok"], true,
+        "streams still work from storage"
+    );
+    server.restart().await;
+    health_until(&app, "ok again", Duration::from_secs(20), |status, body| {
+        status == 200 && body["status"] == "ok"
+    })
+    .await;
+    assert!(app.events.metrics().bus_reconnects >= 1);
+    app.stop().await;
+}
+
+async fn a_scrape_parses_as_prometheus_text() {
+    let app =
+        spawn_app(App::on(Backend::Sqlite).with("eventstream.metrics_path", "/metrics")).await;
+    let mut first = app.stream("/events/?channel=news", &[]).await;
+    let mut second = app.stream("/events/?channel=news", &[]).await;
+    first.next_event().await;
+    second.next_event().await;
+    for n in 0..5 {
+        app.send_event("news", json!(n)).await;
+    }
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("a scrape");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.expect("text");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"));
+    let value = |name: &str| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|sample| sample.metric == name)
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        match &sample.value {
+            prometheus_parse::Value::Counter(value)
+            | prometheus_parse::Value::Gauge(value)
+            | prometheus_parse::Value::Untyped(value) => *value,
+            other => panic!("{name} is {other:?}"),
+        }
+    };
+    assert_eq!(value("eventstream_events_sent_total"), 5.0);
+    assert_eq!(value("eventstream_subscribers"), 2.0);
+    assert_eq!(value("eventstream_streams_opened_total"), 2.0);
+    let publish = scrape
+        .samples
+        .iter()
+        .find(|sample| sample.metric == "eventstream_publish_seconds")
+        .unwrap_or_else(|| panic!("no publish histogram in:\n{text}"));
+    let prometheus_parse::Value::Histogram(buckets) = &publish.value else {
+        panic!("publish_seconds is {:?}", publish.value);
+    };
+    let total = buckets.last().map_or(0.0, |bucket| bucket.count);
+    assert_eq!(total, 5.0, "every send observed once: {buckets:?}");
+    assert!(!text.contains("channel="), "no per-channel labels: {text}");
+    app.stop().await;
+}
