@@ -47,6 +47,9 @@
 //! durability = "process"                 # or "power"
 //! publish_key = "..."                    # enables POST /events/<channel>
 //! jwt_secret = "..."                     # enables ?token= / Authorization: Bearer
+//! broadcast = "local"                    # or "postgres", "redis": several instances
+//! health_path = "/healthz"               # ok / degraded / unavailable
+//! metrics_path = "/metrics"              # Prometheus
 //! ```
 //!
 //! See [`Config`] for every key, and `PROTOCOL.md` for the wire contract.

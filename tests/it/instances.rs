@@ -40,6 +40,7 @@ fn redis_trials() -> Vec<Trial> {
     crate::trials![
     needs_redis => [
         events_cross_instances_over_redis,
+        instances_on_one_sqlite_file_share_events_over_redis,
         a_kick_crosses_instances_over_redis,
         three_instances_over_redis_lose_nothing_under_faults,
         a_redis_password_never_reaches_logs,
@@ -158,18 +159,30 @@ async fn messages(stream: &mut crate::helpers::Sse, count: usize) -> Vec<(String
 }
 
 async fn events_sent_on_one_instance_reach_streams_on_another() {
-    delivery(&postgres_bus()).await;
+    delivery(Backend::Postgres, &postgres_bus()).await;
 }
 
 #[cfg(feature = "redis")]
 async fn events_cross_instances_over_redis() {
     let mut server = RedisServer::start().await;
-    delivery(&redis_bus(&server)).await;
+    delivery(Backend::Postgres, &redis_bus(&server)).await;
     server.stop().await;
 }
 
-async fn delivery(bus: &BusSettings) {
-    let database = TestDatabase::create(Backend::Postgres).await;
+/// Two instances on one SQLite file on one host, which the setting says.
+#[cfg(feature = "redis")]
+async fn instances_on_one_sqlite_file_share_events_over_redis() {
+    let mut server = RedisServer::start().await;
+    let mut bus = redis_bus(&server);
+    bus.push(("eventstream.broadcast_shared_sqlite", true.into()));
+    delivery(Backend::Sqlite, &bus).await;
+    server.stop().await;
+}
+
+/// Subscribers on A, events sent on B (and one on A), over `bus`, with the
+/// event log on `storage`.
+async fn delivery(storage: Backend, bus: &BusSettings) {
+    let database = TestDatabase::create(storage).await;
     let a = spawn_app(on_bus(&database.url, bus)).await;
     let b = spawn_app(on_bus(&database.url, bus)).await;
     let mut on_a = Vec::new();
