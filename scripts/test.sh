@@ -39,7 +39,7 @@ run() {
 # 1. The workspace (also builds the example server the JS tests use), with
 # the Redis bus compiled in; and the library's unit tests without it (the
 # refusal of broadcast = "redis" in a build that lacks the feature).
-run cargo test --workspace --locked --features eventstream-rocket/redis
+run cargo test --workspace --locked --features eventstream-rocket/redis,eventstream-rocket/internals
 run cargo test -p eventstream-rocket --lib --locked
 
 # 2. A generated demo app, outside the checkout, sharing the target dir.

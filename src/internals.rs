@@ -71,3 +71,92 @@ impl HubBench {
         delivered
     }
 }
+
+/// The bodies of the fuzz targets (`fuzz/`), also run as property tests on
+/// stable (`tests/properties.rs`). Each takes arbitrary input and panics
+/// only when an invariant breaks; a panic is a bug.
+pub mod fuzz {
+    use crate::channel;
+    use crate::config::{Config, GripProxyConfig};
+    use crate::event_id::{EventId, IdVector};
+    use crate::frame::{self, Frame};
+    use crate::grip::instruct::parse_grip_last;
+    use crate::grip::signature::Verifier;
+    use crate::query;
+
+    /// `Last-Event-ID` / id vectors: a parsed vector prints to text that
+    /// parses back to the same vector.
+    pub fn id_vector(text: &str) {
+        if let Ok(ids) = IdVector::parse(text) {
+            let printed = ids.to_string();
+            let again = IdVector::parse(&printed)
+                .unwrap_or_else(|e| panic!("{printed:?} (from {text:?}) does not parse: {e}"));
+            assert_eq!(again, ids, "{text:?} printed as {printed:?}");
+        }
+    }
+
+    /// Channel names and the values requests carry: validation never
+    /// panics; a valid name survives quoting (as in ids and GRIP channel
+    /// names) and an event id built from it parses back to it.
+    pub fn channel_and_query(text: &str) {
+        let _ = query::bearer(text);
+        let _ = query::rightmost_address(text);
+        let _ = parse_grip_last(std::iter::once(text));
+        let _ = channel::unquote(text);
+        if channel::validate(text).is_ok() {
+            let quoted = channel::quote(text);
+            assert_eq!(channel::unquote(&quoted).as_deref(), Some(text));
+            assert!(!quoted.contains([',', ':', ' ']), "{quoted:?}");
+            let id = EventId::new(text, 7).to_string();
+            let parsed = IdVector::parse(&id).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+            assert_eq!(parsed.get(text), Some(7), "{id:?}");
+        }
+        let names: Vec<String> = text.split('&').map(str::to_owned).collect();
+        let _ = channel::validate_list(names, 10);
+    }
+
+    /// The frame of an event as the library encodes it (`None` when the
+    /// event type is refused, as `send_event` refuses it).
+    pub fn event_frame(event_type: &str, data: &str, channel: &str, seq: u64) -> Option<Vec<u8>> {
+        frame::validate_event_type(event_type).ok()?;
+        let id = EventId::new(channel, seq).to_string();
+        Some(Frame::encode(event_type, data, Some(&id)).with_id.to_vec())
+    }
+
+    /// What an `EventSource` must receive for `event_frame`: the event type,
+    /// the data with each CR, LF or CRLF as one LF, and the id without CR,
+    /// LF and NUL.
+    pub fn expected_event(event_type: &str, data: &str, channel: &str, seq: u64) -> [String; 3] {
+        let data = data.replace("\r\n", "\n").replace('\r', "\n");
+        let id: String = EventId::new(channel, seq)
+            .to_string()
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+            .collect();
+        [event_type.to_owned(), data, id]
+    }
+
+    /// `Grip-Sig` values: never a panic, and nothing forged verifies.
+    pub fn grip_sig(token: &str) {
+        let proxy = GripProxyConfig {
+            control_uri: "http://127.0.0.1:5561".into(),
+            verify_iss: Some("pushpin".into()),
+            verify_key: Some("fuzz-verify-key-0123456789".into()),
+            ..GripProxyConfig::default()
+        };
+        let verifier = Verifier::new(&[proxy]).expect("a valid proxy");
+        assert_eq!(verifier.proxy(Some(token)), None, "{token:?} verified");
+    }
+
+    /// Configuration from arbitrary TOML: a clear error or a valid
+    /// configuration, never a panic.
+    pub fn config(toml: &str) {
+        use rocket::figment::{Figment, providers::Format, providers::Toml};
+        let figment = Figment::from(Toml::string(toml));
+        if let Ok(mut config) = Config::from_figment(&figment) {
+            config
+                .validate()
+                .expect("a loaded configuration stays valid");
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub(crate) fn client_address(
 }
 
 /// The last comma-separated entry of a forwarding header, as an address.
-fn rightmost_address(value: &str) -> Option<IpAddr> {
+pub(crate) fn rightmost_address(value: &str) -> Option<IpAddr> {
     value.rsplit(',').next()?.trim().parse().ok()
 }
 

@@ -62,24 +62,7 @@ impl GripRequest {
                 .map(|value| (*value).to_owned())
         };
         let is_next = query("link").as_deref() == Some("next");
-        let mut last = IdVector::new();
-        for value in request.headers().get("Grip-Last") {
-            for entry in value.split(',') {
-                let mut parts = entry.split(';').map(str::trim);
-                let Some(name) = parts.next().and_then(|name| name.strip_prefix("events-")) else {
-                    continue;
-                };
-                let Some(channel) = channel::unquote(name) else {
-                    continue;
-                };
-                let seq = parts
-                    .find_map(|part| part.strip_prefix("last-id="))
-                    .and_then(|id| id.parse().ok());
-                if let Some(seq) = seq {
-                    last.set(channel, seq);
-                }
-            }
-        }
+        let last = parse_grip_last(request.headers().get("Grip-Last"));
         Some(GripRequest {
             proxy,
             link_token: if is_next { query("es-meta") } else { None },
@@ -92,6 +75,31 @@ impl GripRequest {
         self.link_token = Some(token.to_owned());
         self
     }
+}
+
+/// The positions `Grip-Last` header values give (`events-<quoted channel>;
+/// last-id=<seq>`, comma-separated); entries for other channels or
+/// unreadable ones are skipped.
+pub(crate) fn parse_grip_last<'a>(values: impl Iterator<Item = &'a str>) -> IdVector {
+    let mut last = IdVector::new();
+    for value in values {
+        for entry in value.split(',') {
+            let mut parts = entry.split(';').map(str::trim);
+            let Some(name) = parts.next().and_then(|name| name.strip_prefix("events-")) else {
+                continue;
+            };
+            let Some(channel) = channel::unquote(name) else {
+                continue;
+            };
+            let seq = parts
+                .find_map(|part| part.strip_prefix("last-id="))
+                .and_then(|id| id.parse().ok());
+            if let Some(seq) = seq {
+                last.set(channel, seq);
+            }
+        }
+    }
+    last
 }
 
 /// Where a next link continues from, per channel: the link's own positions

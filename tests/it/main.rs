@@ -28,6 +28,7 @@ mod operator;
 mod publish_api;
 mod resume;
 mod rollback;
+mod soak;
 mod storage;
 
 fn main() {
@@ -54,6 +55,7 @@ fn main() {
         publish_api::tests(),
         resume::tests(),
         rollback::tests(),
+        soak::tests(),
         storage::tests(),
     ]
     .into_iter()

@@ -64,6 +64,11 @@ impl Cluster {
         self.ctl(&["start"]);
     }
 
+    /// An orderly restart (fast shutdown: connections are ended).
+    pub fn restart(&self) {
+        self.ctl(&["restart", "-m", "fast"]);
+    }
+
     /// What a crash looks like: no checkpoint, no flush, connections cut.
     pub fn crash(&self) {
         self.ctl(&["stop", "-m", "immediate"]);

@@ -50,6 +50,11 @@ impl Instance {
         Instance { child, url }
     }
 
+    /// The process id, for its memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL: no shutdown, connections cut.
     pub async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL");

@@ -1,0 +1,8 @@
+#![no_main]
+//! Fuzz target: `eventstream_rocket::internals::fuzz::id_vector` on arbitrary UTF-8.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    eventstream_rocket::internals::fuzz::id_vector(text);
+});
