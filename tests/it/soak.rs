@@ -1,7 +1,8 @@
 //! The soak: everything failing while events flow, then an exact account.
 //!
 //! Three app instances (child processes) share an event log on a private
-//! PostgreSQL cluster and a bus (PostgreSQL, or a private Redis);
+//! PostgreSQL cluster and a bus (PostgreSQL, or a private Redis), or one
+//! instance serves its clients through a private Pushpin (GRIP);
 //! subscribers resume with `Last-Event-ID` on another instance than the one
 //! they left, one subscriber stops reading for a while, publishers send
 //! through every instance. Each minute (the short profile runs one, in
@@ -11,7 +12,7 @@
 //! 1. an instance is killed with SIGKILL and started again;
 //! 2. the instances' database connections are terminated;
 //! 3. the bus is cut (PostgreSQL: the listeners terminated; Redis: the
-//!    server restarted empty);
+//!    server restarted empty; GRIP: Pushpin restarted);
 //! 4. PostgreSQL restarts (fast shutdown);
 //! 5. another instance is killed and started again;
 //! 6. PostgreSQL crashes (immediate stop) and comes back.
@@ -36,10 +37,13 @@ use tokio::sync::watch;
 
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
-use crate::helpers::{Cluster, Instance, PUBLISH_KEY, Sse};
+use crate::helpers::{Cluster, Instance, LINK_KEY, PUBLISH_KEY, PUSHPIN_SIG_KEY, Pushpin, Sse};
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![needs_postgres => [soak_on_the_postgres_bus]];
+    let mut trials = crate::trials![
+        needs_postgres => [soak_on_the_postgres_bus],
+        needs_pushpin => [soak_through_pushpin],
+    ];
     trials.extend(redis_trials());
     trials
 }
@@ -69,10 +73,25 @@ fn duration() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// How the instances reach each other's clients.
 enum Bus {
+    /// Three instances, `broadcast = "postgres"`.
     Postgres,
+    /// Three instances, `broadcast = "redis"` on a private Redis.
     #[cfg(feature = "redis")]
     Redis(RedisServer),
+    /// One instance behind a private Pushpin on `port` (GRIP): clients
+    /// connect to Pushpin, publishers to the instance.
+    Grip { pushpin: Pushpin, port: u16 },
+}
+
+impl Bus {
+    fn instances(&self) -> usize {
+        match self {
+            Bus::Grip { .. } => 1,
+            _ => 3,
+        }
+    }
 }
 
 async fn soak_on_the_postgres_bus() {
@@ -84,12 +103,27 @@ async fn soak_on_the_redis_bus() {
     soak(Bus::Redis(RedisServer::start().await)).await;
 }
 
+async fn soak_through_pushpin() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    soak(Bus::Grip {
+        pushpin: Pushpin::reserve(),
+        port,
+    })
+    .await;
+}
+
 /// The instances, by slot, and what each one's settings are.
 struct Fleet {
     url: String,
     bus: Bus,
     instances: Vec<Option<Instance>>,
-    slots: Arc<Mutex<Vec<String>>>,
+    /// Where subscribers connect, by slot (Pushpin for every slot with GRIP).
+    streams: Arc<Mutex<Vec<String>>>,
+    /// Where publishers send, by slot.
+    publish: Arc<Mutex<Vec<String>>>,
     peak_kib: u64,
 }
 
@@ -109,13 +143,39 @@ impl Fleet {
                 settings.push(("eventstream.broadcast", "redis".into()));
                 settings.push(("eventstream.redis_url", server.url().into()));
             }
+            Bus::Grip { pushpin, port } => {
+                // The port Pushpin routes to, the same after a restart.
+                settings.push(("port", Value::from(*port)));
+                settings.push((
+                    "eventstream.grip_proxies",
+                    json!([{
+                        "control_uri": pushpin.control,
+                        "verify_iss": "pushpin",
+                        "verify_key": PUSHPIN_SIG_KEY,
+                    }]),
+                ));
+                settings.push(("eventstream.link_key", LINK_KEY.into()));
+            }
         }
         settings
     }
 
     async fn start(&mut self, slot: usize) {
         let instance = Instance::start(&self.url, &self.settings(slot)).await;
-        self.slots.lock().expect("slots")[slot] = instance.url.clone();
+        let streams = match &mut self.bus {
+            Bus::Grip { pushpin, port } => {
+                if pushpin.origin_port().is_none() {
+                    pushpin.start(*port);
+                }
+                pushpin.http.clone()
+            }
+            _ => instance.url.clone(),
+        };
+        let count = self.bus.instances();
+        for index in (0..3).filter(|index| index % count == slot) {
+            self.streams.lock().expect("slots")[index] = streams.clone();
+            self.publish.lock().expect("slots")[index] = instance.url.clone();
+        }
         self.instances[slot] = Some(instance);
     }
 
@@ -363,14 +423,16 @@ async fn soak(bus: Bus) {
     let run_for = duration();
     let cluster = Cluster::create("es_soak", &[]);
     cluster.create_database("events").await;
+    let count = bus.instances();
     let mut fleet = Fleet {
         url: cluster.url("events"),
         bus,
-        instances: vec![None, None, None],
-        slots: Arc::new(Mutex::new(vec![String::new(); 3])),
+        instances: (0..count).map(|_| None).collect(),
+        streams: Arc::new(Mutex::new(vec![String::new(); 3])),
+        publish: Arc::new(Mutex::new(vec![String::new(); 3])),
         peak_kib: 0,
     };
-    for slot in 0..3 {
+    for slot in 0..count {
         fleet.start(slot).await;
     }
     let (set_target, target) = watch::channel(None);
@@ -380,7 +442,7 @@ async fn soak(bus: Bus) {
             let stall = (index == 0).then(|| Arc::clone(&stall));
             tokio::spawn(subscribe(
                 index,
-                Arc::clone(&fleet.slots),
+                Arc::clone(&fleet.streams),
                 target.clone(),
                 stall,
             ))
@@ -392,7 +454,7 @@ async fn soak(bus: Bus) {
         .map(|index| {
             tokio::spawn(publish(
                 index,
-                Arc::clone(&fleet.slots),
+                Arc::clone(&fleet.publish),
                 Arc::clone(&stop),
                 Arc::clone(&sent),
             ))
@@ -407,7 +469,7 @@ async fn soak(bus: Bus) {
             tokio::time::sleep(step).await;
             fleet.measure();
             match fault {
-                1 => fleet.kill_and_restart((minute as usize) % 3).await,
+                1 => fleet.kill_and_restart((minute as usize) % count).await,
                 2 => {
                     let ended = terminate(&cluster, false).await;
                     faults.push(format!("{ended} database connections terminated"));
@@ -420,13 +482,16 @@ async fn soak(bus: Bus) {
                     }
                     #[cfg(feature = "redis")]
                     Bus::Redis(server) => server.restart().await,
+                    // Blocking: the harness waits until Pushpin holds
+                    // streams again.
+                    Bus::Grip { pushpin, .. } => tokio::task::block_in_place(|| pushpin.restart()),
                 },
                 4 => {
                     cluster.restart();
                     // The stalled subscriber reads again.
                     stall.notify_one();
                 }
-                5 => fleet.kill_and_restart((minute as usize + 1) % 3).await,
+                5 => fleet.kill_and_restart((minute as usize + 1) % count).await,
                 _ => {
                     cluster.crash();
                     cluster.start();
@@ -537,7 +602,13 @@ async fn soak(bus: Bus) {
     fleet.measure();
     let report = json!({
         "seconds": run_for.as_secs(),
-        "instances": 3,
+        "instances": count,
+        "via": match &fleet.bus {
+            Bus::Postgres => "postgres bus",
+            #[cfg(feature = "redis")]
+            Bus::Redis(_) => "redis bus",
+            Bus::Grip { .. } => "pushpin",
+        },
         "subscribers": SUBSCRIBERS,
         "publishers": PUBLISHERS,
         "faults": faults.len(),

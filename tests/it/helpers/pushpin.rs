@@ -112,6 +112,22 @@ impl Pushpin {
         }
     }
 
+    /// Stops Pushpin (its clients' connections end) and starts it again in
+    /// front of the same app port: a proxy restart.
+    pub fn restart(&mut self) {
+        self.stop();
+        let origin = self.origin_port.expect("started before");
+        self.start(origin);
+    }
+
+    fn stop(&self) {
+        let _ = std::process::Command::new("bash")
+            .arg(HARNESS)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+
     /// The status code of a GET through Pushpin (reading only the head).
     fn status_of(&self, path: &str) -> Option<u16> {
         use std::io::{Read, Write};
@@ -130,11 +146,7 @@ impl Pushpin {
 
 impl Drop for Pushpin {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(HARNESS)
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
+        self.stop();
         // For a look at what Pushpin did: its logs survive the test.
         if let Some(keep) = std::env::var_os("EVENTSTREAM_KEEP_PUSHPIN_LOGS") {
             let to = std::path::Path::new(&keep).join(format!("pushpin-{}", self.http_port));
