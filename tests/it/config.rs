@@ -3,7 +3,7 @@
 
 use libtest_mimic::Trial;
 
-use crate::helpers::{App, Backend, LaunchError, LogMark, spawn_app, try_spawn_app};
+use crate::helpers::{App, Backend, LogMark, launch_error, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -13,16 +13,6 @@ pub fn tests() -> Vec<Trial> {
             secrets_never_reach_logs_or_error_bodies,
         ],
     ]
-}
-
-async fn launch_error(app: App) -> LaunchError {
-    match try_spawn_app(app).await {
-        Ok(app) => {
-            app.stop().await;
-            panic!("launch should have been aborted");
-        }
-        Err(error) => error,
-    }
 }
 
 async fn bad_settings_abort_launch() {

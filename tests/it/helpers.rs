@@ -288,6 +288,18 @@ impl std::fmt::Display for LaunchError {
     }
 }
 
+/// Tries to start `app` and returns why launch was aborted; panics if it
+/// launched.
+pub async fn launch_error(app: App) -> LaunchError {
+    match try_spawn_app(app).await {
+        Ok(app) => {
+            app.stop().await;
+            panic!("launch should have been aborted");
+        }
+        Err(error) => error,
+    }
+}
+
 /// Starts `app`; returns once it accepts connections (through Pushpin too).
 pub async fn spawn_app(app: App) -> TestApp {
     try_spawn_app(app)

@@ -15,8 +15,8 @@ use sqlx::Row;
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, Cluster, Instance, LaunchError, PUBLISH_KEY, TestDatabase,
-    spawn_app, token, try_spawn_app,
+    AnnUntilRevoked, App, Backend, Cluster, Instance, PUBLISH_KEY, TestDatabase, launch_error,
+    spawn_app, token,
 };
 #[cfg(feature = "redis")]
 use crate::helpers::{LogMark, RedisServer};
@@ -78,16 +78,6 @@ fn on_bus(database: &str, bus: &BusSettings) -> App {
         app = app.with(key, value);
     }
     app
-}
-
-async fn launch_error(app: App) -> LaunchError {
-    match try_spawn_app(app).await {
-        Ok(app) => {
-            app.stop().await;
-            panic!("launch should have been aborted");
-        }
-        Err(error) => error,
-    }
 }
 
 async fn broadcast_settings_are_checked_at_launch() {
