@@ -1,0 +1,539 @@
+//! A client for eventstream-rocket streams (and any server that speaks
+//! its contract, PROTOCOL.md), for services, CLIs and desktop programs:
+//! it resumes exactly, across reconnects and restarts.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use eventstream_client::{Client, FileCursor, Item};
+//! use futures_util::StreamExt;
+//!
+//! let client = Client::builder("http://127.0.0.1:8000/events/").channel("news").cursor(FileCursor::new("news.cursor")).build();
+//! let mut events = client.subscribe::<serde_json::Value>()?;
+//! while let Some(item) = events.next().await {
+//!     if let Item::Event(event) = &item { println!("{:?} {}", event.seq, event.data); }
+//!     events.ack(&item)?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - **Exact resume.** The client keeps, per channel, the id of the last
+//!   event it yielded, and reconnects (jittered backoff, honouring the
+//!   server's `retry:`) with them as `Last-Event-ID`. An event whose id is
+//!   not above that position is a repeat and is dropped. Ids may skip
+//!   (events excluded for this user still move the position).
+//! - **Across restarts.** A [`CursorStore`] keeps the positions the
+//!   consumer acknowledged ([`Subscription::ack`]): [`FileCursor`] writes
+//!   them atomically, so a restarted process resumes after the last
+//!   acknowledged event: at least once into the consumer, exactly once with
+//!   its acknowledgements.
+//! - **Explicit outcomes.** `stream-reset` and `stream-error` are items of
+//!   their own; data that does not decode as `T` is an
+//!   [`Item::Undecodable`] carrying the raw text, never a dropped event.
+//! - **A watchdog.** A stream silent for longer than the heartbeat (three
+//!   of the server's 20-second keep-alives by default) is reconnected.
+
+mod cursor;
+mod item;
+mod position;
+mod sse;
+
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+pub use cursor::{CursorStore, FileCursor, MemoryCursor};
+pub use item::{Event, Item, Reset, StreamError};
+pub use position::Positions;
+
+use sse::{Frame, Parsed, Parser};
+
+/// Where and how to connect. Start with [`Client::builder`].
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    channels: Vec<String>,
+    token: Option<String>,
+    token_in_query: bool,
+    cursor: Arc<dyn CursorStore>,
+    heartbeat: Duration,
+    min_delay: Duration,
+    max_delay: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    client: Client,
+}
+
+impl Client {
+    /// A client of the stream endpoint at `url` (e.g.
+    /// `http://127.0.0.1:8000/events/`).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            client: Client {
+                http: reqwest::Client::new(),
+                url: url.into(),
+                channels: Vec::new(),
+                token: None,
+                token_in_query: false,
+                cursor: Arc::new(MemoryCursor::default()),
+                heartbeat: Duration::from_secs(60),
+                min_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// Starts a subscription from the cursor's positions, decoding event
+    /// data as `T` (use `serde_json::Value` for anything).
+    pub fn subscribe<T: DeserializeOwned + Send + 'static>(
+        &self,
+    ) -> std::io::Result<Subscription<T>> {
+        let acked = self.cursor.load()?;
+        let state = Arc::new(Mutex::new(State {
+            received: acked.clone(),
+            acked,
+        }));
+        let items = Box::pin(run::<T>(self.clone(), Arc::clone(&state)));
+        Ok(Subscription {
+            items,
+            state,
+            cursor: Arc::clone(&self.cursor),
+        })
+    }
+}
+
+impl ClientBuilder {
+    /// Adds a channel to listen to.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.client.channels.push(channel.into());
+        self
+    }
+
+    /// Sends `token` as `Authorization: Bearer <token>`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.client.token = Some(token.into());
+        self
+    }
+
+    /// Sends the token as `?token=` instead of a header (for proxies that
+    /// strip `Authorization`).
+    pub fn token_in_query(mut self, in_query: bool) -> Self {
+        self.client.token_in_query = in_query;
+        self
+    }
+
+    /// Keeps acknowledged positions in `cursor` (default: in memory).
+    pub fn cursor(mut self, cursor: impl CursorStore) -> Self {
+        self.client.cursor = Arc::new(cursor);
+        self
+    }
+
+    /// Reconnects when nothing (not even a keep-alive) arrived for this
+    /// long. Default 60 s: three of the server's default keep-alives.
+    pub fn heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.client.heartbeat = heartbeat;
+        self
+    }
+
+    /// The reconnect delay: starts at `min`, doubles up to `max`, jittered;
+    /// a server's `retry:` replaces it.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.client.min_delay = min;
+        self.client.max_delay = max.max(min);
+        self
+    }
+
+    /// Uses this HTTP client (timeouts, TLS roots, a proxy).
+    pub fn http(mut self, http: reqwest::Client) -> Self {
+        self.client.http = http;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        self.client
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    /// Where the stream resumes after a reconnect: the last event yielded.
+    received: Positions,
+    /// What the consumer acknowledged (what the cursor holds).
+    acked: Positions,
+}
+
+/// A running subscription: a [`Stream`] of [`Item`]s, and where the
+/// consumer acknowledges them.
+pub struct Subscription<T> {
+    items: Pin<Box<dyn Stream<Item = Item<T>> + Send>>,
+    state: Arc<Mutex<State>>,
+    cursor: Arc<dyn CursorStore>,
+}
+
+impl<T> std::fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T> Subscription<T> {
+    /// Acknowledges `item`: its position (an event's, or a reset's) is
+    /// saved in the cursor, and a restarted process resumes after it.
+    /// Items without a position (live-only events, errors) need none.
+    pub fn ack(&self, item: &Item<T>) -> std::io::Result<()> {
+        let mut state = lock(&self.state);
+        let moved = match item {
+            Item::Event(Event {
+                channel: Some(channel),
+                seq: Some(seq),
+                ..
+            })
+            | Item::Undecodable {
+                event:
+                    Event {
+                        channel: Some(channel),
+                        seq: Some(seq),
+                        ..
+                    },
+                ..
+            } => state.acked.advance(channel, *seq),
+            Item::Reset(reset) => {
+                for (channel, seq) in reset.positions.iter() {
+                    state.acked.set(channel, seq);
+                }
+                true
+            }
+            _ => false,
+        };
+        if moved {
+            self.cursor.save(&state.acked)?;
+        }
+        Ok(())
+    }
+
+    /// The positions the stream resumes from after a reconnect.
+    pub fn positions(&self) -> Positions {
+        lock(&self.state).received.clone()
+    }
+}
+
+impl<T> Stream for Subscription<T> {
+    type Item = Item<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
+        self.items.as_mut().poll_next(cx)
+    }
+}
+
+/// A delay between `delay / 2` and `delay`.
+fn jittered(delay: Duration) -> Duration {
+    let random = RandomState::new().hash_one(std::time::SystemTime::now()) % 1000;
+    delay / 2 + delay.mul_f64(random as f64 / 2000.0)
+}
+
+/// What one frame means for the stream.
+enum Outcome<T> {
+    Yield(Item<T>),
+    Skip,
+    End(Item<T>),
+}
+
+fn handle<T: DeserializeOwned>(
+    frame: Frame,
+    channels: &[String],
+    state: &Mutex<State>,
+) -> Outcome<T> {
+    let mut state = lock(state);
+    let positions = frame.id.as_deref().and_then(Positions::parse);
+    match frame.event.as_str() {
+        "keep-alive" => Outcome::Skip,
+        "stream-open" => {
+            for (channel, seq) in positions.iter().flat_map(Positions::iter) {
+                if state.received.get(channel).is_none() {
+                    state.received.set(channel, seq);
+                }
+            }
+            Outcome::Skip
+        }
+        "stream-reset" => {
+            let positions = positions.unwrap_or_default();
+            for (channel, seq) in positions.iter() {
+                state.received.set(channel, seq);
+            }
+            let channels = serde_json::from_str::<serde_json::Value>(&frame.data)
+                .ok()
+                .and_then(|data| serde_json::from_value(data["channels"].clone()).ok())
+                .unwrap_or_default();
+            Outcome::Yield(Item::Reset(Reset {
+                channels,
+                positions,
+            }))
+        }
+        "stream-error" => {
+            let error = serde_json::from_str(&frame.data).unwrap_or_else(|_| StreamError {
+                condition: "internal-error".into(),
+                text: frame.data.clone(),
+                channels: None,
+            });
+            Outcome::End(Item::Error(error))
+        }
+        _ => {
+            let (channel, seq) = match positions {
+                None => ((channels.len() == 1).then(|| channels[0].clone()), None),
+                Some(positions) => {
+                    // The entry that moved is the event's channel; one at
+                    // or below its position is a repeat. A vector equal to
+                    // the positions is a live-only event's.
+                    let mut advanced = None;
+                    let mut behind = false;
+                    for (channel, seq) in positions.iter() {
+                        match state.received.get(channel) {
+                            Some(position) if seq < position => behind = true,
+                            Some(position) if seq == position => {}
+                            _ => advanced = advanced.or(Some((channel.to_owned(), seq))),
+                        }
+                    }
+                    let single = positions.iter().count() == 1;
+                    match advanced {
+                        Some((channel, seq)) if !behind => {
+                            state.received.advance(&channel, seq);
+                            (Some(channel), Some(seq))
+                        }
+                        _ if behind || single => return Outcome::Skip,
+                        _ => (None, None),
+                    }
+                }
+            };
+            let event = Event {
+                channel,
+                seq,
+                event_type: frame.event,
+                data: (),
+            };
+            Outcome::Yield(match serde_json::from_str::<T>(&frame.data) {
+                Ok(data) => Item::Event(Event {
+                    channel: event.channel,
+                    seq: event.seq,
+                    event_type: event.event_type,
+                    data,
+                }),
+                Err(error) => Item::Undecodable {
+                    event: Event {
+                        channel: event.channel,
+                        seq: event.seq,
+                        event_type: event.event_type,
+                        data: frame.data,
+                    },
+                    error: error.to_string(),
+                },
+            })
+        }
+    }
+}
+
+fn run<T: DeserializeOwned + Send + 'static>(
+    client: Client,
+    state: Arc<Mutex<State>>,
+) -> impl Stream<Item = Item<T>> + Send {
+    async_stream::stream! {
+        let mut delay = client.min_delay;
+        loop {
+            let last = lock(&state).received.to_string();
+            let mut request = client
+                .http
+                .get(&client.url)
+                .header("Accept", "text/event-stream")
+                .query(&client.channels.iter().map(|c| ("channel", c.as_str())).collect::<Vec<_>>());
+            if !last.is_empty() {
+                request = request.header("Last-Event-ID", &last);
+            }
+            match (&client.token, client.token_in_query) {
+                (Some(token), true) => request = request.query(&[("token", token.as_str())]),
+                (Some(token), false) => request = request.bearer_auth(token),
+                (None, _) => {}
+            }
+            let response = match tokio::time::timeout(client.heartbeat, request.send()).await {
+                Ok(Ok(response)) => response,
+                _ => {
+                    tokio::time::sleep(jittered(delay)).await;
+                    delay = (delay * 2).min(client.max_delay);
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+                let text = response.text().await.unwrap_or_default();
+                yield Item::Error(StreamError {
+                    condition: format!("http-{}", status.as_u16()),
+                    text,
+                    channels: None,
+                });
+                return;
+            }
+            if status.is_success() {
+                let mut body = response.bytes_stream();
+                let mut parser = Parser::default();
+                let mut framed = false;
+                loop {
+                    let chunk = match tokio::time::timeout(client.heartbeat, body.next()).await {
+                        Ok(Some(Ok(chunk))) => chunk,
+                        // Ended, failed, or silent past the heartbeat.
+                        _ => break,
+                    };
+                    for parsed in parser.feed(&chunk) {
+                        match parsed {
+                            Parsed::Retry(ms) => delay = Duration::from_millis(ms),
+                            Parsed::Frame(frame) => {
+                                if !framed {
+                                    framed = true;
+                                    delay = delay.min(client.min_delay.max(delay));
+                                }
+                                match handle::<T>(frame, &client.channels, &state) {
+                                    Outcome::Skip => {}
+                                    Outcome::Yield(item) => yield item,
+                                    Outcome::End(item) => {
+                                        yield item;
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                if framed {
+                    // It was working: come back soon, at the server's
+                    // pace if it said one.
+                    tokio::time::sleep(jittered(delay)).await;
+                    continue;
+                }
+            }
+            tokio::time::sleep(jittered(delay)).await;
+            delay = (delay * 2).min(client.max_delay);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(event: &str, id: Option<&str>, data: &str) -> Frame {
+        Frame {
+            event: event.into(),
+            data: data.into(),
+            id: id.map(Into::into),
+        }
+    }
+
+    fn state() -> Mutex<State> {
+        Mutex::new(State {
+            received: Positions::new(),
+            acked: Positions::new(),
+        })
+    }
+
+    fn seqs(
+        outcomes: Vec<Outcome<serde_json::Value>>,
+    ) -> Vec<Option<(Option<String>, Option<u64>)>> {
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Yield(Item::Event(event)) => Some((event.channel, event.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeats_are_dropped_and_skips_are_not_errors() {
+        let channels = ["a".to_owned()];
+        let state = state();
+        let outcomes = vec![
+            handle(frame("stream-open", Some("a:2"), ""), &channels, &state),
+            handle(frame("message", Some("a:3"), "1"), &channels, &state),
+            handle(frame("message", Some("a:3"), "1"), &channels, &state),
+            handle(frame("message", Some("a:2"), "1"), &channels, &state),
+            handle(frame("message", Some("a:7"), "1"), &channels, &state),
+        ];
+        let a = Some("a".to_owned());
+        assert_eq!(
+            seqs(outcomes),
+            [
+                None,
+                Some((a.clone(), Some(3))),
+                None,
+                None,
+                Some((a, Some(7)))
+            ]
+        );
+    }
+
+    #[test]
+    fn in_a_vector_the_entry_that_moved_names_the_channel() {
+        let channels = ["a".to_owned(), "b".to_owned()];
+        let state = state();
+        let outcomes = vec![
+            handle(frame("stream-open", Some("a:1,b:5"), ""), &channels, &state),
+            handle(frame("message", Some("a:1,b:6"), "1"), &channels, &state),
+            handle(frame("message", Some("a:2,b:6"), "1"), &channels, &state),
+            // A live-only event repeats the vector.
+            handle(frame("message", Some("a:2,b:6"), "1"), &channels, &state),
+            // A repeat of b:6 after a:3 went by.
+            handle(frame("message", Some("a:3,b:6"), "1"), &channels, &state),
+            handle(frame("message", Some("a:2,b:6"), "1"), &channels, &state),
+        ];
+        assert_eq!(
+            seqs(outcomes),
+            [
+                None,
+                Some((Some("b".into()), Some(6))),
+                Some((Some("a".into()), Some(2))),
+                Some((None, None)),
+                Some((Some("a".into()), Some(3))),
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn undecodable_data_is_an_item_and_errors_end_the_stream() {
+        let channels = ["a".to_owned()];
+        let state = state();
+        match handle::<u32>(frame("message", Some("a:1"), "not json"), &channels, &state) {
+            Outcome::Yield(Item::Undecodable { event, .. }) => assert_eq!(event.data, "not json"),
+            _ => panic!("an undecodable item"),
+        }
+        let error = r#"{"condition":"forbidden","text":"no","channels":["a"]}"#;
+        match handle::<u32>(
+            frame("stream-error", Some("error"), error),
+            &channels,
+            &state,
+        ) {
+            Outcome::End(Item::Error(error)) => assert_eq!(error.condition, "forbidden"),
+            _ => panic!("a stream error"),
+        }
+    }
+}
