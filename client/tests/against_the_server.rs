@@ -405,7 +405,15 @@ async fn a_skipped_users_stream_resumes_past_the_skip() {
     drop(items);
     server.publish("room", json!({ "n": 4 }), &["ann"]).await;
     server.publish("room", json!({ "n": 5 }), &[]).await;
-    let mut items = ann().subscribe::<Value>().expect("the cursor");
+    // This time with the token in the query, as `EventSource` must send it.
+    let mut items = Client::builder(server.url())
+        .channel("room")
+        .token(token("ann"))
+        .token_in_query(true)
+        .cursor(FileCursor::new(&cursor_path))
+        .build()
+        .subscribe::<Value>()
+        .expect("the cursor");
     assert_eq!(take_events(&mut items, 1).await, [(5, 5)]);
     server.kill().await;
 }
