@@ -14,7 +14,7 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..');
-export const STATIC_DIR = path.join(REPO, 'template', 'static');
+export const STATIC_DIR = path.join(REPO, 'static');
 export const FIXTURES = path.join(here, 'fixtures');
 export const ARTIFACTS = path.join(REPO, 'target', 'js-artifacts');
 
@@ -164,7 +164,7 @@ const CONTENT_TYPES = { '.js': 'text/javascript; charset=utf-8', '.html': 'text/
  * Serves the test page and the shipped scripts:
  *   /page.html                    the harness page (fixtures/page.html)
  *   /harness.js                   its script (fixtures/harness.js)
- *   /static/<file>.js             the real files of template/static
+ *   /static/<file>.js             the shipped files of static/ (the top level)
  * `extra(req, res)` may answer other paths (return true when it did).
  */
 export async function startStaticServer(extra) {

@@ -1,4 +1,4 @@
-// The EventSource polyfill (template/static/eventsource.min.js) in Chromium:
+// The EventSource polyfill (static/eventsource.min.js) in Chromium:
 // against the example server, and against hand-made streams from Node.
 
 import assert from 'node:assert/strict';

@@ -23,6 +23,7 @@ mod grip;
 mod grip_scale;
 mod hostile;
 mod instances;
+mod layout;
 mod limits;
 mod operator;
 mod publish_api;
@@ -50,6 +51,7 @@ fn main() {
         grip_scale::tests(),
         hostile::tests(),
         instances::tests(),
+        layout::tests(),
         limits::tests(),
         operator::tests(),
         publish_api::tests(),
