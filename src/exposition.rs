@@ -143,12 +143,12 @@ pub(crate) fn render(snapshot: &MetricsSnapshot, metrics: &Metrics) -> String {
     registry.register(
         "commit_batch_events",
         "Events per committed batch",
-        metrics.commit_batches.clone(),
+        metrics.commit_batches.0.clone(),
     );
     registry.register(
         "publish_seconds",
         "Time from send_event to its commit being answered",
-        metrics.publish_seconds.clone(),
+        metrics.publish_seconds.0.clone(),
     );
     let mut text = String::new();
     // Writing into a String cannot fail.

@@ -8,13 +8,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// Live counters, updated with relaxed atomics on the hot path, and the
 /// two distributions the Prometheus endpoint exports.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    /// Events per committed batch (1 to `commit_batch`).
-    pub(crate) commit_batches: Histogram,
-    /// Seconds from `send_event` handing an event to the writer to its
-    /// commit being answered.
-    pub(crate) publish_seconds: Histogram,
+    pub(crate) commit_batches: CommitBatches,
+    pub(crate) publish_seconds: PublishSeconds,
     kicks: AtomicU64,
     bus_fills: AtomicU64,
     live_subscribers: AtomicU64,
@@ -38,35 +35,25 @@ pub(crate) struct Metrics {
     bus_unrelayed: AtomicU64,
 }
 
-impl Default for Metrics {
+/// Events per committed batch (1 to `commit_batch`): buckets 1, 2, 4 …
+/// 4096.
+#[derive(Debug)]
+pub(crate) struct CommitBatches(pub(crate) Histogram);
+
+impl Default for CommitBatches {
     fn default() -> Self {
-        Metrics {
-            // 1, 2, 4 … 4096 events.
-            commit_batches: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
-            // 0.25 ms … about 4 s.
-            publish_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
-            kicks: AtomicU64::new(0),
-            bus_fills: AtomicU64::new(0),
-            live_subscribers: AtomicU64::new(0),
-            streams_opened: AtomicU64::new(0),
-            streams_deferred: AtomicU64::new(0),
-            largest_chunk_bytes: AtomicU64::new(0),
-            events_sent: AtomicU64::new(0),
-            replay_fallbacks: AtomicU64::new(0),
-            resets: AtomicU64::new(0),
-            grip_published: AtomicU64::new(0),
-            grip_retries: AtomicU64::new(0),
-            grip_failed: AtomicU64::new(0),
-            grip_publish_requests: AtomicU64::new(0),
-            grip_opened: AtomicU64::new(0),
-            grip_next_links: AtomicU64::new(0),
-            grip_catch_ups: AtomicU64::new(0),
-            bus_received: AtomicU64::new(0),
-            bus_delivered: AtomicU64::new(0),
-            bus_recovered: AtomicU64::new(0),
-            bus_reconnects: AtomicU64::new(0),
-            bus_unrelayed: AtomicU64::new(0),
-        }
+        CommitBatches(Histogram::new(exponential_buckets(1.0, 2.0, 13)))
+    }
+}
+
+/// Seconds from `send_event` handing an event to the writer to its commit
+/// being answered: buckets 0.25 ms … about 4 s.
+#[derive(Debug)]
+pub(crate) struct PublishSeconds(pub(crate) Histogram);
+
+impl Default for PublishSeconds {
+    fn default() -> Self {
+        PublishSeconds(Histogram::new(exponential_buckets(0.000_25, 2.0, 15)))
     }
 }
 
@@ -229,12 +216,12 @@ impl Metrics {
 
     /// A committed batch of `events`.
     pub(crate) fn committed(&self, events: usize) {
-        self.commit_batches.observe(events as f64);
+        self.commit_batches.0.observe(events as f64);
     }
 
     /// A send answered after `took`.
     pub(crate) fn published(&self, took: Duration) {
-        self.publish_seconds.observe(took.as_secs_f64());
+        self.publish_seconds.0.observe(took.as_secs_f64());
     }
 
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {

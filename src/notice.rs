@@ -19,6 +19,10 @@ use crate::error::StreamError;
 /// The `LISTEN`/`NOTIFY` channel every instance uses.
 pub(crate) const NOTIFY_CHANNEL: &str = "eventstream";
 
+/// Sends one notice (`$2`) on a channel (`$1`): the writer inside a
+/// batch's transaction, the bus's sender on its own.
+pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
+
 /// Largest payload sent, in bytes; PostgreSQL's limit is 8,000.
 pub(crate) const MAX_NOTICE_BYTES: usize = 7_900;
 

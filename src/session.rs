@@ -88,10 +88,9 @@ impl From<LimitReached> for Refusal {
 pub(crate) struct Session {
     context: Arc<Context>,
     registration: Registration,
-    /// Who the stream is for, to ask the authorizer again when kicks may
-    /// have been missed.
+    /// Who the stream is for: whose skip lists apply, and whom to ask the
+    /// authorizer about again when kicks may have been missed.
     user: Option<User>,
-    user_id: Option<String>,
     /// Per channel index: whether it is persisted.
     reliable: Vec<bool>,
     /// The last event written, per persistent channel.
@@ -165,11 +164,10 @@ impl Plan {
         // registration was kicked while this stream was not listening:
         // ask again now that any later kick reaches it.
         authorizer::authorize(context.authorizer.as_ref(), user.as_ref(), &channels).await?;
-        let user_id = user.as_ref().map(|user| user.id.clone());
         let reader = Reader {
             storage: &context.storage,
             metrics: &context.metrics,
-            user_id: user_id.as_deref(),
+            user_id: user.as_ref().map(|user| user.id.as_str()),
             single: channels.len() == 1,
         };
         let start = reader.start(&channels, &reliable, &requested).await?;
@@ -179,7 +177,6 @@ impl Plan {
         let session = Session {
             registration,
             user,
-            user_id,
             reliable,
             positions: start.positions,
             behind: start.behind,
@@ -208,7 +205,8 @@ impl Session {
     }
 
     fn skipped(&self, event: &LiveEvent) -> bool {
-        replay::is_skipped(self.user_id.as_deref(), &event.skip_users)
+        let user_id = self.user.as_ref().map(|user| user.id.as_str());
+        replay::is_skipped(user_id, &event.skip_users)
     }
 
     /// The id line this stream's frames carry.
@@ -379,7 +377,7 @@ impl Session {
         let reader = Reader {
             storage: &self.context.storage,
             metrics: &self.context.metrics,
-            user_id: self.user_id.as_deref(),
+            user_id: self.user.as_ref().map(|user| user.id.as_str()),
             single: !self.is_multi(),
         };
         let limit = self.page_limit;

@@ -6,7 +6,7 @@ use rocket_db_pools::sqlx::postgres::PgListener;
 use rocket_db_pools::sqlx::{self, PgPool};
 
 use super::listener::{Backoff, HandOff};
-use crate::notice::NOTIFY_CHANNEL;
+use crate::notice::{NOTIFY_CHANNEL, NOTIFY_SQL};
 
 /// The `application_name` of listener connections, so an operator (or a
 /// test) can find them in `pg_stat_activity`.
@@ -63,7 +63,7 @@ pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: Han
 
 /// Sends one notice.
 pub(crate) async fn send(pool: &PgPool, payload: &str) -> Result<(), String> {
-    sqlx::query("SELECT pg_notify($1, $2)")
+    sqlx::query(NOTIFY_SQL)
         .bind(NOTIFY_CHANNEL)
         .bind(payload)
         .execute(pool)

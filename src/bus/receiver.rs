@@ -173,7 +173,7 @@ impl Receiver {
             // An empty page: the rest is gone (trimmed); the streams
             // learn it from storage.
             let reached = match events.last().and_then(|event| event.seq) {
-                Some(seq) if seq < through && !events.is_empty() => seq,
+                Some(seq) if seq < through => seq,
                 _ => through,
             };
             let published = self.sequencer.remote(channel, &events, reached);

@@ -81,29 +81,26 @@ impl Server {
 
     /// A subscription to the notices.
     pub(crate) async fn subscribe(&self) -> Result<Messages, String> {
-        let attempt = async {
+        self.within_timeout(async {
             let mut pubsub = self.client.get_async_pubsub().await?;
             pubsub.subscribe(NOTIFY_CHANNEL).await?;
-            Ok::<_, redis::RedisError>(Box::pin(pubsub.into_on_message()))
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(error)) => Err(self.describe(&error)),
-            Err(_) => Err(format!(
-                "{}: no answer within {CONNECT_TIMEOUT:?}",
-                self.shown
-            )),
-        }
+            Ok(Box::pin(pubsub.into_on_message()))
+        })
+        .await
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, String> {
-        match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => Ok(connection),
+        self.within_timeout(self.client.get_multiplexed_async_connection())
+            .await
+    }
+
+    /// `attempt`, given [`CONNECT_TIMEOUT`], its error described.
+    async fn within_timeout<T>(
+        &self,
+        attempt: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(self.describe(&error)),
             Err(_) => Err(format!(
                 "{}: no answer within {CONNECT_TIMEOUT:?}",

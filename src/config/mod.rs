@@ -23,6 +23,7 @@ mod secret;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rocket::figment::value::{Dict, Value};
 use rocket::figment::{Figment, providers::Serialized};
 use serde::Deserialize;
@@ -237,10 +238,10 @@ pub struct Config {
     pub commit_batch: usize,
     /// Name of the database under `[databases]` that holds the event log.
     pub database: String,
-    /// How live events reach other instances: `local` (one instance) or
-    /// `postgres` (instances sharing a PostgreSQL event log).
+    /// How live events reach other instances: `local` (one instance),
+    /// `postgres` (instances sharing a PostgreSQL event log) or `redis`.
     pub broadcast: Broadcast,
-    /// With `broadcast = "postgres"`: how often each instance compares the
+    /// With a bus (`postgres` or `redis`): how often each instance compares the
     /// channels its streams listen to with the event log, so that an event
     /// whose notification was lost reaches them at most this late.
     pub broadcast_poll_secs: u64,
@@ -413,18 +414,14 @@ fn redis_url_from_table(key: &str, value: &Value) -> Result<Value, ConfigError> 
             }
         }
     }
+    // Everything but RFC 3986's unreserved characters is escaped.
+    const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
     let auth = password.map_or(String::new(), |password| {
-        let encoded: String = password
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        format!(":{encoded}@")
+        format!(":{}@", utf8_percent_encode(&password, USERINFO))
     });
     Ok(Value::from(format!("redis://{auth}{host}:{port}/{db}")))
 }

@@ -438,7 +438,8 @@ async fn run(
     last_error: Arc<Mutex<Option<String>>>,
     metrics: Arc<Metrics>,
 ) {
-    let failed = |why: Option<String>| {
+    // What the health check shows: the last failure, cleared by a success.
+    let record_outcome = |why: Option<String>| {
         *last_error.lock().unwrap_or_else(PoisonError::into_inner) = why;
     };
     // Clients may have missed events committed before a crash (or while the
@@ -508,12 +509,12 @@ async fn run(
                     Ok(()) => {
                         metrics.grip_publish_request();
                         metrics.grip_published(indexes.len() as u64);
-                        failed(None);
+                        record_outcome(None);
                         settle();
                         break;
                     }
                     Err(why) if attempt + 1 < ATTEMPTS => {
-                        failed(Some(why.to_string()));
+                        record_outcome(Some(why.to_string()));
                         metrics.grip_retry();
                         log::warn!(
                             "eventstream: publish to {} failed ({why}); retrying",
@@ -523,7 +524,7 @@ async fn run(
                         attempt += 1;
                     }
                     Err(why) => {
-                        failed(Some(why.to_string()));
+                        record_outcome(Some(why.to_string()));
                         metrics.grip_failed(indexes.len() as u64);
                         log::error!(
                             "eventstream: giving up on {} items for {} ({why}); their channels will be hinted",

@@ -346,7 +346,7 @@ impl Storage {
                 // One statement per payload; a batch needs one unless it
                 // touched hundreds of channels.
                 for payload in Notice::committed(origin, ranges(&counts, &last_ids)) {
-                    sqlx::query("SELECT pg_notify($1, $2)")
+                    sqlx::query(notice::NOTIFY_SQL)
                         .bind(notice::NOTIFY_CHANNEL)
                         .bind(payload)
                         .execute(&mut *tx)
@@ -563,7 +563,6 @@ impl Storage {
     }
 }
 
-/// Hands out each channel's reserved ids to its events in send order.
 /// The id range each channel of a batch received: its counter went up by
 /// `counts[channel]` to `last_ids[channel]`.
 fn ranges(counts: &BTreeMap<&str, i64>, last_ids: &BTreeMap<String, u64>) -> Vec<Range> {
@@ -580,6 +579,7 @@ fn ranges(counts: &BTreeMap<&str, i64>, last_ids: &BTreeMap<String, u64>) -> Vec
         .collect()
 }
 
+/// Hands out each channel's reserved ids to its events in send order.
 fn assign_ids(
     events: &[&NewEvent],
     counts: &BTreeMap<&str, i64>,
