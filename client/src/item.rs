@@ -18,6 +18,18 @@ pub struct Event<T> {
     pub data: T,
 }
 
+impl<T> Event<T> {
+    /// The same event with other data.
+    pub(crate) fn with_data<U>(self, data: U) -> Event<U> {
+        Event {
+            channel: self.channel,
+            seq: self.seq,
+            event_type: self.event_type,
+            data,
+        }
+    }
+}
+
 /// The reasons a `stream-error` gives (PROTOCOL.md §4.6).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StreamError {

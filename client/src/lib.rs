@@ -248,6 +248,48 @@ impl<T> Stream for Subscription<T> {
     }
 }
 
+/// When to reconnect. The base is `min_delay`, or the server's `retry:`
+/// once it sent one; each failed attempt doubles the delay up to
+/// `max_delay` (or the base, if larger), and a connection that delivered a
+/// frame starts it over at the base.
+#[derive(Debug)]
+struct Pacing {
+    base: Duration,
+    max: Duration,
+    delay: Duration,
+}
+
+impl Pacing {
+    fn new(min: Duration, max: Duration) -> Pacing {
+        Pacing {
+            base: min,
+            max,
+            delay: min,
+        }
+    }
+
+    /// The server's `retry:`.
+    fn retry(&mut self, delay: Duration) {
+        self.base = delay;
+        self.delay = delay;
+    }
+
+    /// A connection delivered: the next pause is the base one.
+    fn delivered(&mut self) {
+        self.delay = self.base;
+    }
+
+    /// The pause before the next attempt; `failed`: this one got nothing,
+    /// so the one after waits longer.
+    fn pause(&mut self, failed: bool) -> Duration {
+        let pause = jittered(self.delay);
+        if failed {
+            self.delay = (self.delay * 2).min(self.max.max(self.base));
+        }
+        pause
+    }
+}
+
 /// A delay between `delay / 2` and `delay`.
 fn jittered(delay: Duration) -> Duration {
     let random = RandomState::new().hash_one(std::time::SystemTime::now()) % 1000;
@@ -331,22 +373,12 @@ fn handle<T: DeserializeOwned>(
                 channel,
                 seq,
                 event_type: frame.event,
-                data: (),
+                data: frame.data,
             };
-            Outcome::Yield(match serde_json::from_str::<T>(&frame.data) {
-                Ok(data) => Item::Event(Event {
-                    channel: event.channel,
-                    seq: event.seq,
-                    event_type: event.event_type,
-                    data,
-                }),
+            Outcome::Yield(match serde_json::from_str::<T>(&event.data) {
+                Ok(data) => Item::Event(event.with_data(data)),
                 Err(error) => Item::Undecodable {
-                    event: Event {
-                        channel: event.channel,
-                        seq: event.seq,
-                        event_type: event.event_type,
-                        data: frame.data,
-                    },
+                    event,
                     error: error.to_string(),
                 },
             })
@@ -359,7 +391,7 @@ fn run<T: DeserializeOwned + Send + 'static>(
     state: Arc<Mutex<State>>,
 ) -> impl Stream<Item = Item<T>> + Send {
     async_stream::stream! {
-        let mut delay = client.min_delay;
+        let mut pacing = Pacing::new(client.min_delay, client.max_delay);
         loop {
             let last = lock(&state).received.to_string();
             let mut request = client
@@ -378,8 +410,7 @@ fn run<T: DeserializeOwned + Send + 'static>(
             let response = match tokio::time::timeout(client.heartbeat, request.send()).await {
                 Ok(Ok(response)) => response,
                 _ => {
-                    tokio::time::sleep(jittered(delay)).await;
-                    delay = (delay * 2).min(client.max_delay);
+                    tokio::time::sleep(pacing.pause(true)).await;
                     continue;
                 }
             };
@@ -405,11 +436,11 @@ fn run<T: DeserializeOwned + Send + 'static>(
                     };
                     for parsed in parser.feed(&chunk) {
                         match parsed {
-                            Parsed::Retry(ms) => delay = Duration::from_millis(ms),
+                            Parsed::Retry(ms) => pacing.retry(Duration::from_millis(ms)),
                             Parsed::Frame(frame) => {
                                 if !framed {
                                     framed = true;
-                                    delay = delay.min(client.min_delay.max(delay));
+                                    pacing.delivered();
                                 }
                                 match handle::<T>(frame, &client.channels, &state) {
                                     Outcome::Skip => {}
@@ -424,14 +455,12 @@ fn run<T: DeserializeOwned + Send + 'static>(
                     }
                 }
                 if framed {
-                    // It was working: come back soon, at the server's
-                    // pace if it said one.
-                    tokio::time::sleep(jittered(delay)).await;
+                    // It was working: come back at the base pace.
+                    tokio::time::sleep(pacing.pause(false)).await;
                     continue;
                 }
             }
-            tokio::time::sleep(jittered(delay)).await;
-            delay = (delay * 2).min(client.max_delay);
+            tokio::time::sleep(pacing.pause(true)).await;
         }
     }
 }
@@ -465,6 +494,31 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn backoff_grows_on_failures_and_starts_over_after_a_delivery() {
+        let ms = Duration::from_millis;
+        let mut pacing = Pacing::new(ms(100), ms(400));
+        // Jittered into [delay/2, delay].
+        let within = |pause: Duration, delay: Duration| pause >= delay / 2 && pause <= delay;
+        assert!(within(pacing.pause(true), ms(100)));
+        assert!(within(pacing.pause(true), ms(200)));
+        assert!(within(pacing.pause(true), ms(400)));
+        assert!(within(pacing.pause(true), ms(400)), "capped");
+        pacing.delivered();
+        assert!(
+            within(pacing.pause(false), ms(100)),
+            "a working connection starts over"
+        );
+        pacing.retry(ms(1000));
+        assert!(
+            within(pacing.pause(true), ms(1000)),
+            "the server's retry: is the base"
+        );
+        assert!(within(pacing.pause(true), ms(1000)), "never below it");
+        pacing.delivered();
+        assert!(within(pacing.pause(false), ms(1000)));
     }
 
     #[test]
