@@ -35,6 +35,22 @@ pub enum Error {
     NoJwtSecret,
     /// A token could not be signed.
     Token(String),
+    /// The calling task holds an open [`EventTx`](crate::EventTx): sending
+    /// outside it, or opening another, would wait for that transaction
+    /// forever. Send through the transaction, or commit it first.
+    TransactionOpen,
+    /// [`Events::begin`](crate::Events::begin) was asked for one database
+    /// type but the event log is on the other.
+    WrongBackend {
+        /// The event log's backend: `"sqlite"` or `"postgres"`.
+        event_log: &'static str,
+    },
+    /// A transaction tried to send more events than one transaction may
+    /// hold for fan-out.
+    TransactionFull {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -54,6 +70,15 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("the event stage has shut down"),
             Error::NoJwtSecret => f.write_str("no eventstream.jwt_secret is configured"),
             Error::Token(why) => write!(f, "cannot sign a token: {why}"),
+            Error::TransactionOpen => f.write_str(
+                "this task holds an open EventTx: send through it (tx.send_event) or commit it first",
+            ),
+            Error::WrongBackend { event_log } => {
+                write!(f, "the event log is on {event_log}: begin a transaction of that type")
+            }
+            Error::TransactionFull { max } => {
+                write!(f, "one transaction sends at most {max} events: commit and begin another")
+            }
         }
     }
 }

@@ -122,18 +122,7 @@ impl Events {
         data: &T,
         options: SendOptions,
     ) -> Result<Option<EventId>, Error> {
-        let data = if options.pre_encoded {
-            match serde_json::to_value(data).map_err(Error::Encode)? {
-                serde_json::Value::String(text) => text,
-                _ => {
-                    return Err(Error::Encode(serde::ser::Error::custom(
-                        "pre_encoded data must be a string",
-                    )));
-                }
-            }
-        } else {
-            serde_json::to_string(data).map_err(Error::Encode)?
-        };
+        let data = encode_data(data, options.pre_encoded)?;
         self.send_encoded(channel, event_type, data, options.skip_user_ids)
             .await
     }
@@ -145,32 +134,18 @@ impl Events {
         data: String,
         skip_user_ids: Vec<String>,
     ) -> Result<Option<EventId>, Error> {
-        channel::validate(channel).map_err(Error::InvalidChannel)?;
-        frame::validate_event_type(event_type).map_err(Error::InvalidEventType)?;
-        let max = self.context.config.max_event_bytes;
-        if data.len() > max {
-            return Err(Error::EventTooLarge {
-                size: data.len(),
-                max,
-            });
-        }
-        let body = frame::encode_body(event_type, &data);
-        if !self.context.authorizer.is_channel_reliable(channel) {
+        let outgoing = Outgoing::checked(&self.context, channel, event_type, data, skip_user_ids)?;
+        let Some(event) = outgoing.stored else {
             // Nothing to store: straight to the same fan-out step that
             // committed events take.
-            let live = LiveEvent::new(channel.to_owned(), None, body, skip_user_ids);
-            self.context.fanout.event(&Arc::new(live));
+            self.context.fanout.event(&Arc::new(outgoing.live));
             return Ok(None);
-        }
-        let event = NewEvent {
-            channel: channel.to_owned(),
-            event_type: event_type.to_owned(),
-            data,
-            skip_users: skip_user_ids,
-            // Numbered by the writer.
-            token: AppendToken::default(),
         };
-        let seq = self.context.writer.append(event, body).await?;
+        let seq = self
+            .context
+            .writer
+            .append(event, outgoing.live.frame.body.clone())
+            .await?;
         Ok(Some(EventId::new(channel, seq)))
     }
 
@@ -273,6 +248,69 @@ impl Events {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.context.config
+    }
+}
+
+/// `data` as the event's data: serialized to JSON, or (pre-encoded) the
+/// string it holds.
+pub(crate) fn encode_data<T: Serialize + ?Sized>(
+    data: &T,
+    pre_encoded: bool,
+) -> Result<String, Error> {
+    if !pre_encoded {
+        return serde_json::to_string(data).map_err(Error::Encode);
+    }
+    match serde_json::to_value(data).map_err(Error::Encode)? {
+        serde_json::Value::String(text) => Ok(text),
+        _ => Err(Error::Encode(serde::ser::Error::custom(
+            "pre_encoded data must be a string",
+        ))),
+    }
+}
+
+/// An event checked and encoded once, on its way to the writer or to a
+/// transaction.
+pub(crate) struct Outgoing {
+    /// The event as subscribers get it (its id is set after the commit).
+    pub(crate) live: LiveEvent,
+    /// The row to store; `None` on a non-persistent channel.
+    pub(crate) stored: Option<NewEvent>,
+}
+
+impl Outgoing {
+    /// Checks the channel, the type and the size, and encodes the frame.
+    pub(crate) fn checked(
+        context: &Context,
+        channel: &str,
+        event_type: &str,
+        data: String,
+        skip_user_ids: Vec<String>,
+    ) -> Result<Outgoing, Error> {
+        channel::validate(channel).map_err(Error::InvalidChannel)?;
+        frame::validate_event_type(event_type).map_err(Error::InvalidEventType)?;
+        let max = context.config.max_event_bytes;
+        if data.len() > max {
+            return Err(Error::EventTooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        let body = frame::encode_body(event_type, &data);
+        let stored = context
+            .authorizer
+            .is_channel_reliable(channel)
+            .then(|| NewEvent {
+                channel: channel.to_owned(),
+                event_type: event_type.to_owned(),
+                data,
+                skip_users: skip_user_ids.clone(),
+                // Numbered by whoever appends it.
+                token: AppendToken::default(),
+            });
+        Ok(Outgoing {
+            live: LiveEvent::new(channel.to_owned(), None, body, skip_user_ids),
+            stored,
+        })
     }
 }
 

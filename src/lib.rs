@@ -100,10 +100,12 @@ mod storage;
 // Delivery.
 mod fanout;
 mod hub;
+mod write_gate;
 mod writer;
 // The handle.
 mod context;
 mod events;
+mod transaction;
 // Streams.
 mod replay;
 mod response;
@@ -138,6 +140,7 @@ pub use response::EventStream;
 pub use stage::{DEFAULT_DATABASE_URL, EventLog, Stage};
 pub use storage::Event;
 pub use storage::migrations::MIGRATION_VERSION_BASE;
+pub use transaction::{Backend, EventTx, MAX_TRANSACTION_EVENTS};
 
 /// The `rocket` this crate was built against.
 pub use rocket;

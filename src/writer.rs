@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
 use crate::metrics::Metrics;
 use crate::storage::{AppendError, AppendToken, NewEvent, Storage, now_ms};
+use crate::write_gate::WriteGate;
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
 const QUEUE_DEPTH: usize = 16 * 1024;
@@ -50,6 +51,9 @@ struct Append {
 pub(crate) struct Writer {
     queue: mpsc::Sender<Append>,
     metrics: Arc<Metrics>,
+    /// Shared with the application's transactions.
+    gate: Arc<WriteGate>,
+    announce_as: Option<u64>,
 }
 
 impl std::fmt::Debug for Append {
@@ -72,6 +76,9 @@ struct Store {
     /// With `broadcast = "postgres"`: this instance's id, and each batch
     /// notifies the other instances inside its transaction.
     announce_as: Option<u64>,
+    /// On SQLite, each batch waits for its turn behind applications'
+    /// transactions instead of running into their write lock.
+    gate: Option<Arc<WriteGate>>,
     /// The next append number. Handed out here, in the writer task, in the
     /// order events are committed: a stream compares tokens to tell a
     /// repeat from an event appended after the log went back in time.
@@ -91,6 +98,8 @@ impl Writer {
         metrics: Arc<Metrics>,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
+        let gate = Arc::new(WriteGate::default());
+        let sqlite = matches!(storage, Storage::Sqlite(_));
         // Non-negative, so it reads the same in every SQL client.
         let id = (RandomState::new().hash_one(std::time::SystemTime::now()) >> 1) as i64;
         let store = Store {
@@ -100,15 +109,36 @@ impl Writer {
             durability,
             writer: id,
             announce_as,
+            gate: sqlite.then(|| Arc::clone(&gate)),
             next_append: 1,
         };
         tokio::spawn(run(requests, store, commit_batch));
-        Writer { queue, metrics }
+        Writer {
+            queue,
+            metrics,
+            gate,
+            announce_as,
+        }
+    }
+
+    /// Who may write the event log now; shared with
+    /// [`EventTx`](crate::EventTx).
+    pub(crate) fn gate(&self) -> &Arc<WriteGate> {
+        &self.gate
+    }
+
+    /// This instance's id when committed batches are announced inside
+    /// their transaction (the PostgreSQL bus).
+    pub(crate) fn announce_as(&self) -> Option<u64> {
+        self.announce_as
     }
 
     /// Appends one event (whose `event:`/`data:` lines are already encoded
     /// in `body`) and waits until it is committed and published.
+    /// Fails at once when the calling task holds an open
+    /// [`EventTx`](crate::EventTx), which the append would wait for.
     pub(crate) async fn append(&self, event: NewEvent, body: Bytes) -> Result<u64, Error> {
+        self.gate.check_not_holding()?;
         let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -125,6 +155,12 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
     while requests.recv_many(&mut batch, commit_batch).await > 0 {
         let mut appends = std::mem::take(&mut batch);
+        // Held through delivery, so a transaction's events and the batch's
+        // reach the fan-out in commit order.
+        let _turn = match &store.gate {
+            Some(gate) => Some(gate.writer_turn().await),
+            None => None,
+        };
         for append in &mut appends {
             append.event.token = AppendToken {
                 writer: store.writer,

@@ -130,7 +130,7 @@ pub(crate) fn now_ms() -> i64 {
 /// error response: a constraint, a conflict, busy) means it did not, except
 /// SQLite's I/O errors, after which it may have; no answer at all (the
 /// connection dropped) means it may have.
-fn commit_outcome_unknown(error: &sqlx::Error) -> bool {
+pub(crate) fn commit_outcome_unknown(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(database) => {
             let sqlite = database
@@ -148,22 +148,22 @@ fn commit_outcome_unknown(error: &sqlx::Error) -> bool {
 }
 
 /// A token from its two columns (absent on rows older than tokens).
-fn token(writer: Option<i64>, seq: Option<i64>) -> Option<AppendToken> {
+pub(crate) fn token(writer: Option<i64>, seq: Option<i64>) -> Option<AppendToken> {
     Some(AppendToken {
         writer: writer?,
         seq: seq?,
     })
 }
 
-fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn to_u64(value: i64) -> u64 {
+pub(crate) fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn skip_users_column(skip_users: &[String]) -> Option<String> {
+pub(crate) fn skip_users_column(skip_users: &[String]) -> Option<String> {
     if skip_users.is_empty() {
         None
     } else {
@@ -282,6 +282,8 @@ macro_rules! read_states {
         states
     }};
 }
+
+pub(crate) mod in_transaction;
 
 const SELECT_EVENTS: &str = "SELECT channel, id, event_type, data, skip_users, created_ms, \
      writer_id, append_seq FROM eventstream_events";
@@ -580,7 +582,7 @@ fn ranges(counts: &BTreeMap<&str, i64>, last_ids: &BTreeMap<String, u64>) -> Vec
 }
 
 /// Hands out each channel's reserved ids to its events in send order.
-fn assign_ids(
+pub(crate) fn assign_ids(
     events: &[&NewEvent],
     counts: &BTreeMap<&str, i64>,
     last_ids: &BTreeMap<String, u64>,

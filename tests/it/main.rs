@@ -31,6 +31,7 @@ mod resume;
 mod rollback;
 mod soak;
 mod storage;
+mod transaction;
 
 fn main() {
     // First: launch-failure tests read what the library logs, and Rocket
@@ -59,6 +60,7 @@ fn main() {
         rollback::tests(),
         soak::tests(),
         storage::tests(),
+        transaction::tests(),
     ]
     .into_iter()
     .flatten()

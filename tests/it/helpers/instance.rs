@@ -50,6 +50,37 @@ impl Instance {
         Instance { child, url }
     }
 
+    /// Starts an instance that sends one event (`"crashed"` on `channel`)
+    /// in a transaction and dies between its COMMIT and the fan-out (the
+    /// `internals` feature's fault point); returns how it exited.
+    pub async fn commit_then_crash(
+        database_url: &str,
+        settings: &[(&str, Value)],
+        channel: &str,
+    ) -> std::process::ExitStatus {
+        let settings: Map<String, Value> = settings
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        let spec = serde_json::json!({
+            "database": database_url,
+            "settings": settings,
+            "commit_then_crash": channel,
+        });
+        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+            .env(VARIABLE, spec.to_string())
+            .env("EVENTSTREAM_FAULT_CRASH_AFTER_COMMIT", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the instance starts");
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("the instance ends within 60 s")
+            .expect("its exit status")
+    }
+
     /// The process id, for its memory.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -83,6 +114,9 @@ pub fn serve_if_asked() {
     runtime.block_on(async move {
         match try_spawn_app(app).await {
             Ok(running) => {
+                if let Some(channel) = spec["commit_then_crash"].as_str() {
+                    commit_then_crash(&running, channel).await;
+                }
                 println!("ready {}", running.origin);
                 std::future::pending::<()>().await;
             }
@@ -92,4 +126,21 @@ pub fn serve_if_asked() {
             }
         }
     });
+}
+
+/// Sends one event in a transaction and commits; the fault point set in the
+/// environment ends the process after the COMMIT.
+async fn commit_then_crash(app: &super::TestApp, channel: &str) {
+    let data = serde_json::json!("crashed");
+    let committed = if app.database_url().starts_with("sqlite:") {
+        let mut tx = app.events.begin::<sqlx::Sqlite>().await.expect("begin");
+        tx.send_event(channel, "note", &data).await.expect("send");
+        tx.commit().await
+    } else {
+        let mut tx = app.events.begin::<sqlx::Postgres>().await.expect("begin");
+        tx.send_event(channel, "note", &data).await.expect("send");
+        tx.commit().await
+    };
+    eprintln!("instance: the commit returned ({committed:?}): the fault point did not fire");
+    std::process::exit(0);
 }

@@ -1,0 +1,400 @@
+//! [`EventTx`]: sending events inside the application's own database
+//! transaction, so that a row and the event announcing it commit together
+//! or not at all.
+//!
+//! ```text
+//! events.begin() ── BEGIN on the event-log pool (SQLite: waits for the write turn)
+//!   tx: the app's own queries                (derefs to the sqlx transaction)
+//!   tx.send_event(..) ── counter bump + insert, in the transaction
+//!   tx.commit() ── COMMIT ─► fan-out, in id order ─► subscribers
+//!   (dropped, or an error before COMMIT) ── ROLLBACK, nothing delivered
+//! ```
+//!
+//! The commit runs in a task of its own: once COMMIT is sent, the events
+//! reach the fan-out even if the caller stops waiting for `commit()`.
+//! Events carry an append token of a writer id minted for this
+//! transaction, so a COMMIT whose answer is lost is settled by asking the
+//! database which of them it holds.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use rocket_db_pools::sqlx::{self, Postgres, Sqlite, Transaction};
+use serde::Serialize;
+
+use crate::channel;
+use crate::context::Context;
+use crate::error::Error;
+use crate::event_id::EventId;
+use crate::events::{Events, Outgoing, SendOptions, encode_data};
+use crate::fanout::LiveEvent;
+use crate::notice::Range;
+use crate::storage::{self, AppendToken, Storage, in_transaction, now_ms};
+use crate::write_gate::Held;
+
+/// Events one transaction may send. They are kept in memory until the
+/// commit hands them to the fan-out.
+pub const MAX_TRANSACTION_EVENTS: usize = 10_000;
+
+/// A database the event log can live in: `sqlx::Sqlite` or
+/// `sqlx::Postgres` (from `rocket_db_pools::sqlx`). Sealed.
+pub trait Backend: sqlx::Database + sealed::Backend {}
+
+impl Backend for Sqlite {}
+impl Backend for Postgres {}
+
+mod sealed {
+    use rocket_db_pools::sqlx::{PgConnection, Pool, SqliteConnection, Transaction};
+
+    use crate::storage::Storage;
+
+    /// A transaction's connection, by backend.
+    pub enum Connection<'a> {
+        Sqlite(&'a mut SqliteConnection),
+        Postgres(&'a mut PgConnection),
+    }
+
+    /// What the crate needs of each backend. Not implementable outside.
+    pub trait Backend: rocket_db_pools::sqlx::Database {
+        /// The event log's pool when it is of this backend.
+        #[allow(private_interfaces, reason = "sealed: only this crate calls it")]
+        fn pool(storage: &Storage) -> Option<&Pool<Self>>;
+
+        /// The transaction's connection, tagged with its backend.
+        fn connection<'a>(tx: &'a mut Transaction<'static, Self>) -> Connection<'a>;
+    }
+
+    impl Backend for rocket_db_pools::sqlx::Sqlite {
+        #[allow(private_interfaces, reason = "sealed: only this crate calls it")]
+        fn pool(storage: &Storage) -> Option<&Pool<Self>> {
+            match storage {
+                Storage::Sqlite(pool) => Some(pool),
+                Storage::Postgres(_) => None,
+            }
+        }
+
+        fn connection<'a>(tx: &'a mut Transaction<'static, Self>) -> Connection<'a> {
+            Connection::Sqlite(tx)
+        }
+    }
+
+    impl Backend for rocket_db_pools::sqlx::Postgres {
+        #[allow(private_interfaces, reason = "sealed: only this crate calls it")]
+        fn pool(storage: &Storage) -> Option<&Pool<Self>> {
+            match storage {
+                Storage::Postgres(pool) => Some(pool),
+                Storage::Sqlite(_) => None,
+            }
+        }
+
+        fn connection<'a>(tx: &'a mut Transaction<'static, Self>) -> Connection<'a> {
+            Connection::Postgres(tx)
+        }
+    }
+}
+
+use sealed::Connection;
+
+impl Events {
+    /// Opens a transaction on the event log's database, for the
+    /// application's own queries and for events that must commit with
+    /// them. `DB` is the event log's backend (`sqlx::Sqlite` or
+    /// `sqlx::Postgres`); the other one is refused.
+    ///
+    /// ```no_run
+    /// # use eventstream_rocket::Events;
+    /// use rocket_db_pools::sqlx;
+    /// # async fn post(events: &Events) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = events.begin::<sqlx::Sqlite>().await?;
+    /// sqlx::query("INSERT INTO messages (room, text) VALUES ($1, $2)")
+    ///     .bind("lobby")
+    ///     .bind("hello")
+    ///     .execute(&mut **tx)
+    ///     .await?;
+    /// tx.send_event("lobby", "message", &serde_json::json!({ "text": "hello" })).await?;
+    /// tx.commit().await?; // the row and the event, together; then subscribers get it
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// While it is open, the transaction holds locks:
+    ///
+    /// - **SQLite**: the database's write lock, from `begin` to the end.
+    ///   Sends from other tasks wait for it (they do not fail), so keep
+    ///   transactions short.
+    /// - **PostgreSQL**: the counter row of each channel it sent to, from
+    ///   its first send on that channel to the end. Sends to other channels
+    ///   go on; a send to a locked channel waits, and the writer's batch it
+    ///   is in (other sends queued with it) waits with it.
+    ///
+    /// The task that holds the transaction must not wait for those locks
+    /// itself: [`Events::send_event`] (on a persistent channel) or a second
+    /// `begin` from the same task fails with [`Error::TransactionOpen`].
+    pub async fn begin<DB: Backend>(&self) -> Result<EventTx<DB>, Error> {
+        let context = Arc::clone(self.context());
+        let Some(pool) = DB::pool(&context.storage) else {
+            return Err(Error::WrongBackend {
+                event_log: context.storage.backend(),
+            });
+        };
+        let sqlite = matches!(context.storage, Storage::Sqlite(_));
+        let held = context.writer.gate().hold(sqlite).await?;
+        let mut tx = pool.begin().await?;
+        if let Connection::Sqlite(connection) = DB::connection(&mut tx) {
+            in_transaction::sqlite::lock_writes(connection).await?;
+        }
+        Ok(EventTx {
+            tx: Some(tx),
+            context,
+            held,
+            writer: (RandomState::new().hash_one(std::time::SystemTime::now()) >> 1) as i64,
+            sent: Vec::new(),
+        })
+    }
+}
+
+/// An open transaction on the event log's database: the application's own
+/// queries (it derefs to the sqlx [`Transaction`]) and events sent with
+/// [`send_event`](EventTx::send_event), committed together by
+/// [`commit`](EventTx::commit). Dropping it rolls back and delivers
+/// nothing. Opened by [`Events::begin`].
+pub struct EventTx<DB: Backend> {
+    /// `None` once committed.
+    tx: Option<Transaction<'static, DB>>,
+    context: Arc<Context>,
+    held: Held,
+    /// The writer half of this transaction's append tokens.
+    writer: i64,
+    /// Events sent so far, in send order, with their ids and tokens.
+    sent: Vec<LiveEvent>,
+}
+
+impl<DB: Backend> std::fmt::Debug for EventTx<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventTx")
+            .field("events", &self.sent.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Backend> Deref for EventTx<DB> {
+    type Target = Transaction<'static, DB>;
+
+    fn deref(&self) -> &Self::Target {
+        // Present until `commit` consumes the value.
+        self.tx
+            .as_ref()
+            .expect("an EventTx holds its transaction until commit")
+    }
+}
+
+impl<DB: Backend> DerefMut for EventTx<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.tx
+            .as_mut()
+            .expect("an EventTx holds its transaction until commit")
+    }
+}
+
+impl<DB: Backend> EventTx<DB> {
+    /// Sends `data` (serialized to JSON) as an event of `event_type` on
+    /// `channel`, inside the transaction: it gets its id now (gap-free,
+    /// from the same counters as every other send) and reaches subscribers
+    /// only after [`commit`](EventTx::commit). Returns the id, or `None` on
+    /// a non-persistent channel (delivered live after the commit).
+    pub async fn send_event<T: Serialize + ?Sized>(
+        &mut self,
+        channel: &str,
+        event_type: &str,
+        data: &T,
+    ) -> Result<Option<EventId>, Error> {
+        self.send_event_with(channel, event_type, data, SendOptions::default())
+            .await
+    }
+
+    /// [`send_event`](EventTx::send_event) with options: users to skip,
+    /// pre-encoded data.
+    pub async fn send_event_with<T: Serialize + ?Sized>(
+        &mut self,
+        channel: &str,
+        event_type: &str,
+        data: &T,
+        options: SendOptions,
+    ) -> Result<Option<EventId>, Error> {
+        if self.sent.len() >= MAX_TRANSACTION_EVENTS {
+            return Err(Error::TransactionFull {
+                max: MAX_TRANSACTION_EVENTS,
+            });
+        }
+        let data = encode_data(data, options.pre_encoded)?;
+        let outgoing = Outgoing::checked(
+            &self.context,
+            channel,
+            event_type,
+            data,
+            options.skip_user_ids,
+        )?;
+        let Some(mut event) = outgoing.stored else {
+            self.sent.push(outgoing.live);
+            return Ok(None);
+        };
+        let token = AppendToken {
+            writer: self.writer,
+            seq: self.sent.len() as i64 + 1,
+        };
+        event.token = token;
+        let events = [&event];
+        let ids = match DB::connection(&mut **self) {
+            Connection::Sqlite(connection) => {
+                in_transaction::sqlite::append(connection, &events, now_ms()).await?
+            }
+            Connection::Postgres(connection) => {
+                in_transaction::postgres::append(connection, &events, now_ms()).await?
+            }
+        };
+        let seq = ids[0];
+        self.sent.push(LiveEvent {
+            token: Some(token),
+            ..LiveEvent::new(
+                event.channel,
+                Some(seq),
+                outgoing.live.frame.body,
+                event.skip_users,
+            )
+        });
+        Ok(Some(EventId::new(channel, seq)))
+    }
+
+    /// The id of `channel`'s newest event as this transaction sees it, its
+    /// own sends included (0 for a channel never sent to). Rows the
+    /// application reads in the same transaction and this position are one
+    /// consistent picture: a page that renders them and then listens from
+    /// here misses nothing and repeats nothing.
+    pub async fn position(&mut self, channel: &str) -> Result<u64, Error> {
+        channel::validate(channel).map_err(Error::InvalidChannel)?;
+        Ok(match DB::connection(&mut **self) {
+            Connection::Sqlite(connection) => {
+                in_transaction::sqlite::position(connection, channel).await?
+            }
+            Connection::Postgres(connection) => {
+                in_transaction::postgres::position(connection, channel).await?
+            }
+        })
+    }
+
+    /// Commits the application's changes and the events together, then
+    /// hands the events to subscribers in id order. Returns the events'
+    /// ids (`None` for non-persistent channels), in send order.
+    ///
+    /// Once COMMIT has been sent, the events are delivered even if this
+    /// future is dropped. When COMMIT's answer is lost, the database is
+    /// asked which events it holds; if it cannot be asked, the result is
+    /// [`Error::Indeterminate`] (the application's rows share the events'
+    /// fate: read them to find out).
+    pub async fn commit(mut self) -> Result<Vec<Option<EventId>>, Error> {
+        let mut tx = self.tx.take().expect("commit runs once");
+        let sent = std::mem::take(&mut self.sent);
+        if let Some(origin) = self.context.writer.announce_as()
+            && let Connection::Postgres(connection) = DB::connection(&mut tx)
+        {
+            in_transaction::postgres::announce(connection, origin, ranges(&sent)).await?;
+        }
+        // The task that opened the transaction may send again once the
+        // commit is on its way; the SQLite write turn goes with the commit
+        // and is given back after the events are handed on, so the writer's
+        // later events cannot overtake them.
+        self.held.release_task();
+        let turn = self.held.take_turn();
+        let context = Arc::clone(&self.context);
+        let writer = self.writer;
+        let committing = tokio::spawn(async move {
+            let outcome = settle(tx.commit().await, &context.storage, writer, &sent).await;
+            let ids = sent
+                .iter()
+                .map(|event| {
+                    event
+                        .seq
+                        .map(|seq| EventId::new(event.channel.as_str(), seq))
+                })
+                .collect();
+            if outcome.is_ok() {
+                crash_if_asked();
+                context.metrics.committed(sent.len());
+                for event in sent {
+                    context.fanout.event(&Arc::new(event));
+                }
+            }
+            drop(turn);
+            outcome.map(|()| ids)
+        });
+        committing.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// Whether the commit took: its own answer, or (when that was lost) the
+/// database's record of this transaction's append tokens.
+async fn settle(
+    committed: Result<(), sqlx::Error>,
+    storage: &Storage,
+    writer: i64,
+    sent: &[LiveEvent],
+) -> Result<(), Error> {
+    let error = match committed {
+        Ok(()) => return Ok(()),
+        Err(error) if !storage::commit_outcome_unknown(&error) => {
+            return Err(Error::Storage(error));
+        }
+        Err(error) => error,
+    };
+    let seqs: Vec<i64> = sent
+        .iter()
+        .filter_map(|event| event.token)
+        .map(|token| token.seq)
+        .collect();
+    if seqs.is_empty() {
+        log::error!(
+            "eventstream: a transaction's COMMIT got no answer ({error}); it sent no stored event"
+        );
+        return Err(Error::Indeterminate);
+    }
+    match storage.find_appended(writer, &seqs).await {
+        Ok(found) if found.len() == seqs.len() => Ok(()),
+        Ok(found) if found.is_empty() => Err(Error::Storage(error)),
+        Ok(_) | Err(_) => {
+            log::error!(
+                "eventstream: a transaction's COMMIT got no answer ({error}); its outcome is unknown"
+            );
+            Err(Error::Indeterminate)
+        }
+    }
+}
+
+/// The id range each channel received in the transaction.
+fn ranges(sent: &[LiveEvent]) -> Vec<Range> {
+    let mut ranges: BTreeMap<&str, Range> = BTreeMap::new();
+    for (channel, seq) in sent
+        .iter()
+        .filter_map(|event| Some((event.channel.as_str(), event.seq?)))
+    {
+        ranges
+            .entry(channel)
+            .and_modify(|range| range.last = seq)
+            .or_insert_with(|| Range {
+                channel: channel.to_owned(),
+                first: seq,
+                last: seq,
+            });
+    }
+    ranges.into_values().collect()
+}
+
+/// A fault point for the crash tests (builds with the `internals` feature
+/// only): the process dies here, after COMMIT and before the fan-out, when
+/// `EVENTSTREAM_FAULT_CRASH_AFTER_COMMIT` is set.
+fn crash_if_asked() {
+    #[cfg(feature = "internals")]
+    if std::env::var_os("EVENTSTREAM_FAULT_CRASH_AFTER_COMMIT").is_some() {
+        std::process::abort();
+    }
+}
