@@ -108,6 +108,34 @@ after(async () => {
   if (dataDir) removeDir(dataDir);
 });
 
+test('a clean load has no console error, a favicon, and says what is private and that sign-in is a demo', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error}`));
+  page.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`${response.status()} ${response.url()}`);
+  });
+  await page.goto(app.origin + '/');
+  await page.waitForSelector('#status[data-state="live"]');
+  const icon = await page.$eval('link[rel="icon"]', (link) => link.href);
+  const fetched = await page.evaluate(async (href) => {
+    const response = await fetch(href);
+    return [response.status, response.headers.get('content-type')];
+  }, icon);
+  assert.equal(fetched[0], 200, `the favicon at ${icon}`);
+  assert.match(fetched[1], /^image\/svg\+xml/);
+  const about = await page.textContent('#about');
+  assert.match(about, /_staff/);
+  assert.match(about, /private/);
+  assert.match(about, /demo/);
+  assert.deepEqual(problems, [], 'a clean load');
+  await context.close();
+});
+
 test('messages from another tab and from the publish API appear within a second', async () => {
   const page = await browser.newPage();
   await page.goto(app.origin + '/');

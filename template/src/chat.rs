@@ -1,5 +1,7 @@
 //! Posting messages: each one is stored in the app's `messages` table and
-//! sent as an event, from an ordinary handler, with `&State<Events>`.
+//! sent as an event in the same transaction (`Events::begin`): the row and
+//! the event commit together or not at all, and subscribers get the event
+//! only once both are stored.
 
 use eventstream_rocket::Events;
 use rocket::State;
@@ -10,7 +12,7 @@ use rocket_db_pools::sqlx::{self, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Visitor;
-use crate::db::Db;
+use crate::db::Backend;
 use crate::error::ApiError;
 
 /// The rooms the demo page offers; `_staff` is private.
@@ -50,7 +52,6 @@ async fn post(
     room: &str,
     message: Json<NewMessage>,
     visitor: Visitor,
-    db: &Db,
     events: &State<Events>,
 ) -> Result<(Status, Json<Posted>), ApiError> {
     if !ROOMS.contains(&room) {
@@ -71,12 +72,16 @@ async fn post(
         },
     };
     let failed = |e: sqlx::Error| ApiError::internal("the message could not be stored", e);
+    let not_sent = |e: eventstream_rocket::Error| {
+        ApiError::internal("the message could not be stored", e)
+    };
+    let mut tx = events.begin::<Backend>().await.map_err(not_sent)?;
     let id: i64 =
         sqlx::query("INSERT INTO messages (room, author, text) VALUES ($1, $2, $3) RETURNING id")
             .bind(room)
             .bind(&author)
             .bind(text)
-            .fetch_one(&**db)
+            .fetch_one(&mut **tx)
             .await
             .map_err(failed)?
             .try_get("id")
@@ -87,19 +92,22 @@ async fn post(
         author,
         text: text.to_owned(),
     };
-    // The message row and the event are two commits: if sending fails, the
-    // row stays without an event id and the client is told.
-    let event_id = events
+    let sent = tx
         .send_event(room, "message", &message)
         .await
-        .map_err(|e| ApiError::internal("the message was stored but not sent", e))?
-        .map(|id| id.to_string());
-    sqlx::query("UPDATE messages SET event_id = $1 WHERE id = $2")
+        .map_err(not_sent)?;
+    let event_id = sent.as_ref().map(ToString::to_string);
+    // Its place in the stream: history is read from this table up to the
+    // stream position (pages.rs).
+    sqlx::query("UPDATE messages SET event_id = $1, event_seq = $2 WHERE id = $3")
         .bind(&event_id)
+        .bind(sent.and_then(|id| i64::try_from(id.seq()).ok()))
         .bind(id)
-        .execute(&**db)
+        .execute(&mut **tx)
         .await
         .map_err(failed)?;
+    // One commit for both; an error above dropped `tx`, which rolls back.
+    tx.commit().await.map_err(not_sent)?;
     Ok((Status::Created, Json(Posted { message, event_id })))
 }
 

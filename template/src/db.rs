@@ -15,6 +15,14 @@ pub struct Db(sqlx::PgPool);
 pub struct Db(sqlx::SqlitePool);
 {%- endif %}
 
+/// The database type, for `Events::begin::<Backend>()`: a transaction on
+/// this database that also carries events.
+{%- if database == "postgres" %}
+pub type Backend = sqlx::Postgres;
+{%- else %}
+pub type Backend = sqlx::Sqlite;
+{%- endif %}
+
 /// Runs the migrations in `migrations/` at launch.
 async fn run_migrations(rocket: Rocket<Build>) -> fairing::Result {
     let Some(db) = Db::fetch(&rocket) else {

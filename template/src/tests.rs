@@ -245,6 +245,85 @@ async fn history_and_stream_join_without_gap() {
     client.rocket().shutdown().notify();
 }
 
+#[rocket::async_test]
+async fn history_survives_the_event_log_being_trimmed() {
+    use rocket_db_pools::{Database, sqlx};
+
+    let database = TestDatabase::new("retention");
+    // Retention keeps one event per room and runs every second.
+    let figment = rocket::Config::figment()
+        .merge(("databases.eventstream.url", database.url.as_str()))
+        .merge(("eventstream.retention_count", 1))
+        .merge(("eventstream.trim_interval_secs", 1))
+        .merge(("log_level", "off"));
+    let client = Client::tracked(super::app(figment))
+        .await
+        .expect("the app launches");
+    let tag = std::process::id();
+    let texts: Vec<String> = (1..=3).map(|n| format!("kept {n} ({tag})")).collect();
+    for text in &texts {
+        let posted = client
+            .post(uri!(crate::chat::post(room = "random")))
+            .json(&serde_json::json!({ "author": "a", "text": text }))
+            .dispatch()
+            .await;
+        assert_eq!(posted.status(), Status::Created);
+    }
+    // Wait for a retention pass to trim the room's event log.
+    let db = crate::db::Db::fetch(client.rocket()).expect("the pool");
+    timeout(Duration::from_secs(10), async {
+        loop {
+            let stored: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM eventstream_events WHERE channel = 'random'")
+                    .fetch_one(&**db)
+                    .await
+                    .expect("count");
+            if stored <= 1 {
+                break;
+            }
+            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("retention trims the event log within 10 s");
+
+    let history: serde_json::Value = client
+        .get(uri!(crate::pages::room_history(room = "random")))
+        .dispatch()
+        .await
+        .into_json()
+        .await
+        .expect("history");
+    let shown: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .filter(|text| text.ends_with(&format!("({tag})")))
+        .collect();
+    assert_eq!(shown, texts, "the room still shows its history, in order");
+
+    // And the stream joins it exactly: the next event is the next message.
+    let last_event_id = history["last_event_id"].as_str().expect("an id").to_owned();
+    let stream = client
+        .get("/events/random")
+        .header(Header::new("Last-Event-ID", last_event_id))
+        .dispatch()
+        .await;
+    let mut lines = BufReader::new(stream).lines();
+    line_where(&mut lines, |line| line == "event: stream-open").await;
+    let next = format!("after the trim ({tag})");
+    let posted = client
+        .post(uri!(crate::chat::post(room = "random")))
+        .json(&serde_json::json!({ "author": "a", "text": next }))
+        .dispatch()
+        .await;
+    assert_eq!(posted.status(), Status::Created);
+    let data = line_where(&mut lines, |line| line.starts_with("data: {")).await;
+    assert!(data.contains(&next), "the first event after the history is the next message: {data}");
+    client.rocket().shutdown().notify();
+}
+
 /// The release profile on `database`, without the development secrets.
 fn release(database: &TestDatabase) -> rocket::figment::Figment {
     rocket::Config::figment()

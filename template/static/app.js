@@ -83,7 +83,9 @@
   function listen(room, lastEventId) {
     if (demo.source) demo.source.close();
     let url = '/events/' + encodeURIComponent(room);
-    const options = { lastEventId: lastEventId, max_retry_time: 3000 };
+    // sharedKey: the tabs of this app share one connection per room (the
+    // browser allows about six per origin); tabs of different users do not.
+    const options = { lastEventId: lastEventId, max_retry_time: 3000, sharedKey: 'chat user:' + (demo.user || '') };
     if (demo.token && polyfilled) {
       options.headers = authHeaders();
     } else if (demo.token) {

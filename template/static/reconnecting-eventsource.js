@@ -11,6 +11,7 @@
  *     lastEventId: 'lobby:41',   // where to start (optional)
  *     eventSourceClass: EventSource, // e.g. EventSourcePolyfill
  *     headers: {...},            // passed on, for EventSourcePolyfill
+ *     sharedKey: 'user:ann',     // opt in to one connection for all tabs
  *   });
  *   es.addEventListener('message', function (e) { ... e.lastEventId, e.data ... });
  *
@@ -42,6 +43,30 @@
  *                         "closed"       close() was called
  *                         "error"        a stream-error arrived; closed
  *   state                 the current state, as above.
+ *
+ * Shared mode (opt in with `sharedKey`, a string):
+ *   Browsers allow about 6 HTTP/1.1 connections per origin, so a seventh
+ *   tab of an app would stall. With `sharedKey`, the tabs of one origin
+ *   whose url (without its `lastEventId` and `token` parameters) and
+ *   `sharedKey` match share one connection and one cursor. Put what tells
+ *   users apart (their id) in `sharedKey`: tabs of different users must not
+ *   share a stream.
+ *   - One tab, the leader, chosen with the Web Locks API, holds the
+ *     EventSource and forwards every event over a BroadcastChannel; the
+ *     others (followers) dispatch what it forwards, as if it were theirs,
+ *     and mirror its state. `es.role` says which: "leader", "follower", or
+ *     "alone" (not sharing).
+ *   - Every tab keeps its own cursor (the newest id it dispatched). A tab
+ *     that joins asks the leader for what it forwarded since that cursor
+ *     (the leader keeps its last 1,000 events); events at or before a
+ *     tab's cursor are not dispatched to it again.
+ *   - When the leader's tab closes, its lock is released and another tab
+ *     takes over and resumes from its own cursor: nothing is lost or
+ *     repeated.
+ *   - Where navigator.locks or BroadcastChannel is missing (insecure
+ *     origins, old browsers), or the leader does not answer a joining tab
+ *     within 5 s, or cannot serve its cursor, the tab connects on its own,
+ *     as without `sharedKey`.
  *
  * How it works:
  *   - The id of every event the EventSource delivers is kept, including
@@ -81,7 +106,11 @@
     // Types always listened to, so that their ids are kept.
     var TRACKED_TYPES = ['message', 'stream-open', 'stream-reset', 'stream-error', 'keep-alive'];
     // Our own options; everything else goes to the EventSource constructor.
-    var OWN_OPTIONS = ['max_retry_time', 'lastEventId', 'eventSourceClass'];
+    var OWN_OPTIONS = ['max_retry_time', 'lastEventId', 'eventSourceClass', 'sharedKey'];
+    // Shared mode: events a leader keeps for tabs that join, and how long a
+    // joining tab waits for the leader's answer.
+    var SHARED_BACKLOG = 1000;
+    var SHARED_WELCOME_TIMEOUT = 5000;
 
     function EventSourceNotAvailableError(message) {
       var error = new Error(message || 'EventSource not available: use a polyfill or pass eventSourceClass.');
@@ -183,7 +212,12 @@
         },
       });
 
-      this._connect();
+      this.role = 'alone';
+      if (typeof config.sharedKey === 'string' && canShare()) {
+        this._.shared = new SharedTab(this, sharedName(this.url, config.sharedKey));
+      } else {
+        this._connect();
+      }
       // Report "connecting" once the caller has had the chance to set
       // onstatechange (right after this constructor's caller finishes).
       var self = this;
@@ -240,6 +274,7 @@
       if (this.state === state) return;
       this.state = state;
       this._.reported = true;
+      if (this._.shared) this._.shared.leaderState(state);
       call(this.onstatechange, this, state);
     };
 
@@ -259,6 +294,10 @@
     proto._stop = function () {
       var inner = this._;
       this.readyState = CLOSED;
+      if (inner.shared) {
+        inner.shared.stop();
+        inner.shared = null;
+      }
       if (inner.timer !== null) {
         clearTimeout(inner.timer);
         inner.timer = null;
@@ -364,7 +403,9 @@
 
     // Every event of the stream: keep its id, then hand it on.
     proto._onEvent = function (type, event) {
+      var previous = this._.lastEventId;
       this._trackId(event);
+      if (this._.shared) this._.shared.forward(type, event, previous);
       if (type === 'stream-error') {
         this._stop();
         this._setState('error');
@@ -385,6 +426,309 @@
       // As with EventTarget, the listeners still see this event when the
       // handler has just called close().
       this._dispatch(type, event);
+    };
+
+    // ---- shared mode -------------------------------------------------------
+
+    function canShare() {
+      var nav = global.navigator;
+      return (
+        !!nav &&
+        !!nav.locks &&
+        typeof nav.locks.request === 'function' &&
+        typeof global.BroadcastChannel === 'function' &&
+        typeof global.AbortController === 'function'
+      );
+    }
+
+    // The name tabs share: the key and the absolute url without the
+    // parameters that differ between tabs of one stream.
+    function sharedName(url, key) {
+      var base = global.location && global.location.href;
+      var normalized = url;
+      try {
+        var parsed = new URL(url, base);
+        parsed.searchParams.delete('lastEventId');
+        parsed.searchParams.delete('token');
+        parsed.hash = '';
+        normalized = parsed.href;
+      } catch (error) {
+        // not a URL the browser parses: share by the string itself
+      }
+      return 'eventstream-rocket ' + JSON.stringify([key, normalized]);
+    }
+
+    // An id as eventstream-rocket writes it, `channel:seq` or a vector
+    // `a:1,b:2`, as {channel: seq}; null when it is not one.
+    function parseIds(id) {
+      if (typeof id !== 'string' || id === '') return null;
+      var ids = {};
+      var parts = id.split(',');
+      for (var i = 0; i < parts.length; i++) {
+        var at = parts[i].lastIndexOf(':');
+        if (at <= 0) return null;
+        var seq = parts[i].slice(at + 1);
+        if (!/^[0-9]+$/.test(seq)) return null;
+        ids[parts[i].slice(0, at)] = Number(seq);
+      }
+      return ids;
+    }
+
+    // Whether an event that moved the stream from `previous` to `id` is new
+    // to a tab whose cursor is `cursor`: one of the channels it advanced is
+    // past the cursor. Ids that cannot be compared count as new.
+    function isNewTo(cursor, previous, id) {
+      if (!cursor || !id || id === previous) return true;
+      var at = parseIds(cursor);
+      var after = parseIds(id);
+      if (!at || !after) return id !== cursor;
+      var before = parseIds(previous) || {};
+      var advanced = false;
+      for (var channel in after) {
+        if (!Object.prototype.hasOwnProperty.call(after, channel)) continue;
+        if (before[channel] === after[channel]) continue;
+        advanced = true;
+        if (!(channel in at) || after[channel] > at[channel]) return true;
+      }
+      return !advanced;
+    }
+
+    // Whether `id` is behind `cursor` on some channel (a leader that
+    // connected from an older position than this tab's).
+    function isBehind(cursor, id) {
+      var at = parseIds(cursor);
+      var ids = parseIds(id);
+      if (!at || !ids) return false;
+      for (var channel in ids) {
+        if (Object.prototype.hasOwnProperty.call(ids, channel) && channel in at && ids[channel] < at[channel]) {
+          return true;
+        }
+      }
+      return false;
+    }
+
+    // Whether the backlog covers a tab at `cursor`
+    // while the leader is at `current`: every channel on which the tab is
+    // behind has its next event in the backlog.
+    function backlogCovers(backlog, cursor, current) {
+      if (!cursor || cursor === current) return true;
+      var at = parseIds(cursor);
+      var now = parseIds(current);
+      if (!at || !now) {
+        for (var k = 0; k < backlog.length; k++) if (backlog[k].previous === cursor) return true;
+        return false;
+      }
+      for (var channel in now) {
+        if (!Object.prototype.hasOwnProperty.call(now, channel)) continue;
+        var mine = channel in at ? at[channel] : 0;
+        if (mine >= now[channel]) continue;
+        var found = false;
+        for (var i = 0; i < backlog.length && !found; i++) {
+          var before = parseIds(backlog[i].previous) || {};
+          var after = parseIds(backlog[i].id) || {};
+          var from = channel in before ? before[channel] : 0;
+          found = from <= mine && after[channel] > mine;
+        }
+        if (!found) return false;
+      }
+      return true;
+    }
+
+    function tabId() {
+      return Math.random().toString(36).slice(2) + Date.now().toString(36);
+    }
+
+    // One source's part in a group of tabs: waits for the group's lock (then
+    // leads), and meanwhile follows what the leader forwards.
+    function SharedTab(source, name) {
+      var self = this;
+      this.source = source;
+      this.id = tabId();
+      this.channel = new global.BroadcastChannel(name);
+      this.abort = new global.AbortController();
+      this.release = null; // ends the lock's hold, when leading
+      this.backlog = []; // leader: the last events forwarded
+      this.welcomed = false; // follower: the leader answered our hello
+      this.welcomeTimer = null;
+      this.stopped = false;
+      source.role = 'follower';
+      this.channel.onmessage = function (message) {
+        if (!self.stopped) self.receive(message.data || {});
+      };
+      global.navigator.locks
+        .request(name, { signal: this.abort.signal }, function () {
+          if (self.stopped) return undefined;
+          return new Promise(function (resolve) {
+            self.release = resolve;
+            self.lead();
+          });
+        })
+        .catch(function () {
+          // aborted by stop(): nothing to do
+        });
+      this.hello();
+    }
+
+    SharedTab.prototype.post = function (message) {
+      try {
+        this.channel.postMessage(message);
+      } catch (error) {
+        reportError(error);
+      }
+    };
+
+    SharedTab.prototype.hello = function () {
+      var self = this;
+      this.post({ kind: 'hello', from: this.id, cursor: this.source._.lastEventId });
+      if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
+      this.welcomeTimer = setTimeout(function () {
+        self.welcomeTimer = null;
+        if (!self.welcomed && !self.stopped && self.source.role === 'follower') self.goAlone();
+      }, SHARED_WELCOME_TIMEOUT);
+    };
+
+    // This tab got the lock: it connects, from its own cursor.
+    SharedTab.prototype.lead = function () {
+      if (this.welcomeTimer !== null) {
+        clearTimeout(this.welcomeTimer);
+        this.welcomeTimer = null;
+      }
+      this.welcomed = true;
+      this.source.role = 'leader';
+      this.post({ kind: 'leader', from: this.id });
+      if (this.source.readyState === OPEN) this.source.readyState = CONNECTING;
+      this.source._connect();
+    };
+
+    // The leader does not answer, or cannot serve our cursor: connect alone.
+    SharedTab.prototype.goAlone = function () {
+      var source = this.source;
+      this.stop();
+      source._.shared = null;
+      source.role = 'alone';
+      if (source.readyState !== CLOSED) source._connect();
+    };
+
+    SharedTab.prototype.stop = function () {
+      if (this.stopped) return;
+      this.stopped = true;
+      if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
+      this.welcomeTimer = null;
+      this.abort.abort();
+      if (this.release) this.release();
+      this.release = null;
+      this.channel.onmessage = null;
+      try {
+        this.channel.close();
+      } catch (error) {
+        reportError(error);
+      }
+    };
+
+    // Leader: hands every event of its stream to the other tabs.
+    SharedTab.prototype.forward = function (type, event, previous) {
+      if (this.source.role !== 'leader' || this.stopped) return;
+      var entry = { type: type, data: event.data, id: this.source._.lastEventId, previous: previous };
+      this.backlog.push(entry);
+      if (this.backlog.length > SHARED_BACKLOG) this.backlog.shift();
+      this.post({ kind: 'event', from: this.id, event: entry });
+    };
+
+    // Leader: tells the followers its state.
+    SharedTab.prototype.leaderState = function (state) {
+      if (this.source.role !== 'leader' || this.stopped) return;
+      this.post({ kind: 'state', from: this.id, state: state });
+    };
+
+    SharedTab.prototype.receive = function (message) {
+      var source = this.source;
+      if (source.role === 'leader') {
+        if (message.kind === 'hello') this.welcome(message);
+        return;
+      }
+      if (source.role !== 'follower') return;
+      if (message.kind === 'leader' && !this.welcomed) {
+        this.hello();
+      } else if (message.kind === 'welcome' && message.to === this.id && !this.welcomed) {
+        if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
+        this.welcomeTimer = null;
+        if (!message.covered) {
+          this.goAlone();
+          return;
+        }
+        this.welcomed = true;
+        this.followState(message.state);
+        for (var i = 0; i < message.events.length && source._.shared === this; i++) {
+          this.deliver(message.events[i]);
+        }
+      } else if (message.kind === 'event' && this.welcomed) {
+        this.deliver(message.event);
+      } else if (message.kind === 'state' && this.welcomed) {
+        this.followState(message.state);
+      }
+    };
+
+    // Leader: answers a joining tab with what it missed, when it can.
+    SharedTab.prototype.welcome = function (hello) {
+      var current = this.source._.lastEventId;
+      var covered = backlogCovers(this.backlog, hello.cursor, current);
+      var events = [];
+      if (covered && hello.cursor) {
+        for (var i = 0; i < this.backlog.length; i++) {
+          var entry = this.backlog[i];
+          if (isNewTo(hello.cursor, entry.previous, entry.id)) events.push(entry);
+        }
+      }
+      this.post({
+        kind: 'welcome',
+        from: this.id,
+        to: hello.from,
+        covered: covered,
+        events: events,
+        state: this.source.state,
+      });
+    };
+
+    // Follower: dispatches a forwarded event unless this tab has it already.
+    // The protocol's own events always reach it; stream-open and keep-alive
+    // from a leader behind this tab do not move its cursor back.
+    SharedTab.prototype.deliver = function (entry) {
+      var source = this.source;
+      var cursor = source._.lastEventId;
+      var control = entry.type !== 'message' && TRACKED_TYPES.indexOf(entry.type) !== -1;
+      if (!control && !isNewTo(cursor, entry.previous, entry.id)) return;
+      var keepCursor = (entry.type === 'stream-open' || entry.type === 'keep-alive') && isBehind(cursor, entry.id);
+      var event;
+      try {
+        event = new global.MessageEvent(entry.type, { data: entry.data, lastEventId: entry.id || '' });
+      } catch (error) {
+        event = { type: entry.type, data: entry.data, lastEventId: entry.id || '' };
+      }
+      if (keepCursor) source._dispatch(entry.type, event);
+      else source._onEvent(entry.type, event);
+    };
+
+    // Follower: mirrors the leader's connection.
+    SharedTab.prototype.followState = function (state) {
+      var source = this.source;
+      if (source.readyState === CLOSED) return;
+      if (state === 'live' && source.readyState !== OPEN) {
+        source._.everOpened = true;
+        source.readyState = OPEN;
+        source._setState('live');
+        call(source.onopen, source, { type: 'open' });
+        if (source.readyState === OPEN) source._dispatch('open', { type: 'open' });
+      } else if (state === 'reconnecting' || state === 'connecting') {
+        var wasOpen = source.readyState === OPEN;
+        source.readyState = CONNECTING;
+        if (wasOpen) {
+          call(source.onerror, source, { type: 'error' });
+          if (source.readyState === CLOSED) return;
+          source._dispatch('error', { type: 'error' });
+          if (source.readyState === CLOSED) return;
+        }
+        source._setState(state === 'connecting' ? 'connecting' : 'reconnecting');
+      }
     };
 
     return {

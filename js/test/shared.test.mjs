@@ -1,0 +1,210 @@
+// ReconnectingEventSource's shared mode in Chromium: the tabs of one browser
+// context share one connection (Web Locks elect the leader, BroadcastChannel
+// carries its events), against the project's example server.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  cleanupAfter,
+  launchBrowser,
+  publish,
+  removeDir,
+  screenshotPath,
+  startServer,
+  startStaticServer,
+} from './helpers.mjs';
+
+let browser;
+let statics;
+
+before(async () => {
+  browser = await launchBrowser();
+  statics = await startStaticServer();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (statics) await statics.close();
+});
+
+const CHANNEL = 'room-s';
+
+/**
+ * A server and `count` tabs of one browser context (one origin: they share
+ * locks and broadcast channels). `noLocks` removes navigator.locks, as on
+ * an insecure origin. Every GET of the stream, from any tab, is recorded.
+ */
+async function setup(t, count, { noLocks = false } = {}) {
+  const defer = cleanupAfter(t);
+  const server = await startServer();
+  defer(() => removeDir(server.dir));
+  defer(() => server.stop());
+  const context = await browser.newContext();
+  defer(() => context.close());
+  if (noLocks) {
+    await context.addInitScript(() => {
+      Object.defineProperty(Navigator.prototype, 'locks', { configurable: true, get: () => undefined });
+    });
+  }
+  const streams = [];
+  context.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.pathname.startsWith('/events') && request.method() === 'GET') streams.push(request.url());
+  });
+  const pageErrors = [];
+  const tabs = [];
+  for (let i = 0; i < count; i++) tabs.push(await newTab(context, pageErrors));
+  const url = `${server.origin}/events/?channel=${CHANNEL}`;
+  return { server, context, tabs, streams, pageErrors, url };
+}
+
+async function newTab(context, pageErrors) {
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(String(error)));
+  await page.goto(`${statics.origin}/page.html`);
+  await page.waitForFunction(() => window.harnessReady === true);
+  return page;
+}
+
+/** Opens a shared source named `s` in `page`. */
+function open(page, url, options = {}) {
+  return page.evaluate(([u, o]) => window.openRES('s', u, { sharedKey: 'user:ann', ...o }), [url, options]);
+}
+
+const role = (page) => page.evaluate(() => window.records.s.es.role);
+const ids = (page) =>
+  page.evaluate(() => window.records.s.rec.events.filter((e) => e.type === 'message').map((e) => e.lastEventId));
+
+function expectedIds(from, to) {
+  const list = [];
+  for (let n = from; n <= to; n++) list.push(`${CHANNEL}:${n}`);
+  return list;
+}
+
+async function waitForIds(page, count, timeout = 15000) {
+  try {
+    await page.waitForFunction(
+      (n) => window.records.s.rec.events.filter((e) => e.type === 'message').length >= n,
+      count,
+      { timeout, polling: 20 }
+    );
+  } catch (error) {
+    error.message += `\n  ids so far: ${JSON.stringify(await ids(page))}`;
+    throw error;
+  }
+}
+
+async function waitForRole(page, wanted) {
+  await page.waitForFunction((r) => window.records.s && window.records.s.es.role === r, wanted, { polling: 20 });
+}
+
+/** The leader's stream is subscribed (its `stream-open` arrived). */
+async function waitForStreamOpen(page) {
+  await page.waitForFunction(() => window.records.s.rec.streamOpens >= 1, null, { polling: 20 });
+}
+
+async function publishRange(origin, from, to) {
+  for (let n = from; n <= to; n++) {
+    assert.equal(await publish(origin, CHANNEL, { n }), `${CHANNEL}:${n}`);
+  }
+}
+
+describe('ReconnectingEventSource, shared mode', () => {
+  test('three tabs share one connection and each gets every event once, in order', async (t) => {
+    const { server, tabs, streams, pageErrors, url } = await setup(t, 3);
+    await open(tabs[0], url);
+    await waitForRole(tabs[0], 'leader');
+    await waitForStreamOpen(tabs[0]);
+    for (const tab of tabs.slice(1)) {
+      await open(tab, url);
+      await tab.waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+    }
+    assert.deepEqual(await Promise.all(tabs.map(role)), ['leader', 'follower', 'follower']);
+
+    await publishRange(server.origin, 1, 20);
+    for (const tab of tabs) {
+      await waitForIds(tab, 20);
+      assert.deepEqual(await ids(tab), expectedIds(1, 20));
+    }
+    assert.equal(streams.length, 1, `one stream for three tabs: ${JSON.stringify(streams)}`);
+    // Followers mirror the state and readyState of the shared connection.
+    for (const tab of tabs) {
+      assert.deepEqual(
+        await tab.evaluate(() => [window.records.s.es.state, window.records.s.es.readyState, window.records.s.rec.opens]),
+        ['live', 1, 1]
+      );
+    }
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test("the leader's tab closes mid-stream: another takes over, nothing lost or repeated", async (t) => {
+    const { server, tabs, streams, pageErrors, url } = await setup(t, 3);
+    for (const tab of tabs) await open(tab, url);
+    await waitForRole(tabs[0], 'leader');
+    await waitForStreamOpen(tabs[0]);
+    for (const tab of tabs) await tab.waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+
+    // Events keep flowing while the leader's tab goes away.
+    const total = 120;
+    const publishing = publishRange(server.origin, 1, total);
+    await waitForIds(tabs[1], 40);
+    await tabs[0].close();
+    await publishing;
+
+    const remaining = tabs.slice(1);
+    for (const tab of remaining) {
+      await waitForIds(tab, total);
+      assert.deepEqual(await ids(tab), expectedIds(1, total), 'every event once, in order');
+    }
+    const roles = (await Promise.all(remaining.map(role))).sort();
+    assert.deepEqual(roles, ['follower', 'leader']);
+    assert.equal(streams.length, 2, `the old leader's stream, then the new one's: ${JSON.stringify(streams)}`);
+    // The new leader resumed from the shared cursor.
+    assert.match(streams[1], /lastEventId=room-s%3A\d+/);
+    await remaining[0].screenshot({ path: screenshotPath('shared-after-handover.png') });
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('a tab joining behind the leader gets what it missed once; one ahead skips what it has', async (t) => {
+    const { server, tabs, streams, url } = await setup(t, 3);
+    await open(tabs[0], url);
+    await waitForRole(tabs[0], 'leader');
+    await waitForStreamOpen(tabs[0]);
+    await publishRange(server.origin, 1, 5);
+    await waitForIds(tabs[0], 5);
+
+    // Rendered its history up to 2: the leader hands it 3..5.
+    await open(tabs[1], url, { lastEventId: `${CHANNEL}:2` });
+    await waitForIds(tabs[1], 3);
+    // Rendered up to 7, which the leader has not seen yet: 6 and 7 are not
+    // shown to it again.
+    await publishRange(server.origin, 6, 6);
+    await waitForIds(tabs[0], 6);
+    await open(tabs[2], url, { lastEventId: `${CHANNEL}:7` });
+    await tabs[2].waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+    await publishRange(server.origin, 7, 8);
+
+    await waitForIds(tabs[0], 8);
+    await waitForIds(tabs[1], 6);
+    await waitForIds(tabs[2], 1);
+    assert.deepEqual(await ids(tabs[0]), expectedIds(1, 8));
+    assert.deepEqual(await ids(tabs[1]), expectedIds(3, 8));
+    assert.deepEqual(await ids(tabs[2]), expectedIds(8, 8));
+    assert.equal(streams.length, 1);
+  });
+
+  test('without navigator.locks each tab connects on its own, as without sharedKey', async (t) => {
+    const { server, tabs, streams, url } = await setup(t, 2, { noLocks: true });
+    for (const tab of tabs) {
+      await open(tab, url);
+      await waitForStreamOpen(tab);
+    }
+    assert.deepEqual(await Promise.all(tabs.map(role)), ['alone', 'alone']);
+    await publishRange(server.origin, 1, 3);
+    for (const tab of tabs) {
+      await waitForIds(tab, 3);
+      assert.deepEqual(await ids(tab), expectedIds(1, 3));
+    }
+    assert.equal(streams.length, 2);
+  });
+});
