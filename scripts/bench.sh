@@ -7,6 +7,9 @@
 #                               # no thresholds (what .ci/run runs)
 #   EVENTSTREAM_BENCH_SECTION=broadcast scripts/bench.sh
 #                               # one section: core, publish, broadcast, grip, controls
+#   scripts/bench.sh --compare  # side by side with django-eventstream (needs
+#                               # PyPI): writes the table and chart into
+#                               # BENCHMARKS.md; not part of .ci/run
 #
 # Before/after comparisons run the same script and load generator against
 # another build of the example server (e.g. one built from an older commit
@@ -21,8 +24,11 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 quick=false
+compare=false
 [ "${1:-}" = "--quick" ] && quick=true
+[ "${1:-}" = "--compare" ] && compare=true
 section="${EVENTSTREAM_BENCH_SECTION:-all}"
+$compare && section=compare
 want() { [ "$section" = all ] || [ "$section" = "$1" ]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 
@@ -97,6 +103,66 @@ run() {
     echo "::: bench $*" >&2
     "$bench" "$@" --publish-key "$key" --out "$results"
 }
+
+# Side by side with django-eventstream 5.3.4 (bench/django: its README's
+# setup, SQLite storage, uvicorn), the same load generator against both in
+# one run, each server at its own best: django-eventstream answers 500
+# under concurrent publishers on SQLite ("database is locked"), so it gets
+# one publish request at a time and 100 subscribers (its fan-out falls off
+# past that); ours gets 64 in flight and 1,000 subscribers. Latency and idle
+# memory use the same load for both. Three rounds, interleaved; the report
+# takes the medians.
+if $compare; then
+    command -v python3 >/dev/null || { echo "bench: --compare needs python3" >&2; exit 1; }
+    python3 -m venv "$work/venv"
+    "$work/venv/bin/pip" install -q -r bench/django/requirements.txt
+    django_db="$work/django.sqlite3"
+    django_env=(env BENCH_DJANGO_DB="$django_db" BENCH_PUBLISH_KEY="$key" PYTHONPATH="$repo/bench/django"
+        DJANGO_SETTINGS_MODULE=benchsite.settings)
+    "${django_env[@]}" "$work/venv/bin/django-admin" migrate -v 0
+    compared="$out/compare.jsonl"
+    start_django() {
+        port=$(free_port)
+        (cd bench/django && exec "${django_env[@]}" "$work/venv/bin/uvicorn" benchsite.asgi:application \
+            --host 127.0.0.1 --port "$port" --log-level warning) > "$work/django.log" 2>&1 &
+        pid=$!; pids+=("$pid")
+        wait_port "$port" "$work/django.log"
+    }
+    on() { "$bench" "$@" --publish-key "$key" --out "$compared"; }
+    for round in 1 2 3; do
+        echo "::: compare, round $round" >&2
+        start_server "compare-$round" "sqlite://$work/compare-$round.db" process "keepalive_secs=20"
+        url="http://127.0.0.1:$port"
+        on fanout --url "$url" --channel fan --subscribers 1000 --events 2000 --in-flight 64 --label eventstream-rocket
+        on latency --url "$url" --channel lat --subscribers 100 --rate 20 --seconds 10 --label eventstream-rocket
+        on memory --url "$url" --channel idle --subscribers 1000 --server-pid "$pid" --label eventstream-rocket
+        kill "$pid"
+        start_django
+        url="http://127.0.0.1:$port"
+        peer() { on "$1" --url "$url" --stream-path "/events/?channel=$2" --publish-url "$url/publish/$2" "${@:3}" --label django-eventstream; }
+        peer fanout "fan$round" --subscribers 100 --events 500 --in-flight 1
+        peer latency "lat$round" --subscribers 100 --rate 20 --seconds 10
+        peer memory "idle$round" --subscribers 1000 --server-pid "$pid"
+        kill "$pid"
+    done
+    "$bench" compare --input "$compared" --out-dir "$charts" --markdown "$out/compare.md" --chart-link docs/bench/compare.png
+    # The table replaces what stands between the markers in BENCHMARKS.md.
+    python3 - "$out/compare.md" BENCHMARKS.md <<'PY'
+import sys, datetime
+table = open(sys.argv[1]).read()
+path = sys.argv[2]
+text = open(path).read()
+start, end = "<!-- compare:start -->", "<!-- compare:end -->"
+if start not in text or end not in text:
+    sys.exit(f"{path}: the markers {start} / {end} are missing")
+head, rest = text.split(start, 1)
+_, tail = rest.split(end, 1)
+stamp = f"\nMeasured {datetime.date.today()} by `scripts/bench.sh --compare` (release build, this 2-core machine, SQLite, `process` durability; medians of three interleaved rounds).\n\n"
+open(path, "w").write(head + start + stamp + table + end + tail)
+PY
+    echo "bench: side by side in BENCHMARKS.md, results in $compared"
+    exit 0
+fi
 
 if $quick; then
     S=40; E=100; SEC=2; STORM=200; MEM=200; PUB_SEC=2

@@ -61,10 +61,12 @@
 //! enforces it in CI).
 //!
 //! ```text
-//! Events::send_event ─► writer: group commit (counter row + insert, one transaction)
-//!                         └─► fan-out ─┬─► hub ─► each stream's bounded inbox ─► session ─► response body
-//!                                      ├─► GRIP publisher ─► proxies (an outlet, like the hub)
-//!                                      └─► bus ─► NOTIFY ─► other instances ─► their hubs
+//! Events::send_event ─► writer: group commit (counter row + insert, one transaction) ─┐
+//! EventTx::commit ─► the app's own transaction, counter rows bumped inside it ────────┤
+//!                                                                                     ▼
+//! fan-out ─┬─► hub ─► each stream's bounded inbox ─► session ─► response body
+//!          ├─► GRIP publisher ─► proxies (an outlet, like the hub)
+//!          └─► bus ─► NOTIFY ─► other instances ─► their hubs
 //! a stream that overflowed or sees an id gap ─► replay from storage ─► session
 //! ```
 //!
@@ -72,8 +74,8 @@
 //! |---|---|---|
 //! | leaves | `channel`, `error`, `event_id`, `frame`, `notice`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
 //! | storage | `storage` (with `retention`) | the event log in SQL |
-//! | delivery | `fanout`, `hub`, `writer` | where committed events go; the streams of this process; group commit |
-//! | handle | `context`, `events` | what the stage built; the public [`Events`] |
+//! | delivery | `fanout`, `hub`, `write_gate`, `writer` | where committed events go; the streams of this process; who may write now (SQLite's one lock); group commit |
+//! | handle | `context`, `events`, `transaction` | what the stage built; the public [`Events`]; [`EventTx`], sending inside the app's transaction |
 //! | streams | `replay`, `session`, `response` | catching up from storage; one live stream; the responder |
 //! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
 //! | bus | `bus` | other instances (`broadcast = "postgres"` or `"redis"`): the sender outlet, the listeners, the sequencer in front of the hub |

@@ -14,7 +14,7 @@ use crate::Options;
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 560;
 
-fn register_font() -> Result<(), String> {
+pub(crate) fn register_font() -> Result<(), String> {
     plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
         .map_err(|_| "cannot load the embedded font".to_owned())
 }

@@ -10,6 +10,7 @@
 //! Every run is bounded in connections and time and stops by itself.
 
 mod chart;
+mod compare;
 mod publish;
 mod scenario;
 mod sse;
@@ -70,6 +71,7 @@ scenarios:
   storm    --clients N --missed N                        reconnect storm with Last-Event-ID
   memory   --subscribers N --server-pid PID              server RSS per idle stream
   chart    --input results.jsonl --out-dir DIR           PNG charts from sweep results
+  compare  --input compare.jsonl --out-dir DIR --markdown FILE   side-by-side table and chart
 common: --wave N (connects at a time, 256) --channel C (bench) --publish-key K --publish-base URL --publish-url URL --stream-path P
         --label TEXT (stored with the result) --out FILE (append the JSON result)";
 
@@ -91,6 +93,7 @@ async fn main() -> ExitCode {
             "storm" => scenario::storm(&options).await,
             "memory" => scenario::memory(&options).await,
             "chart" => chart::render(&options),
+            "compare" => compare::render(&options),
             other => Err(format!("unknown scenario {other:?}\n{USAGE}")),
         },
     };

@@ -1,0 +1,258 @@
+//! The side-by-side report of `scripts/bench.sh --compare`: the same
+//! scenarios run against eventstream-rocket and django-eventstream in one
+//! run, as a Markdown table of figures and ratios and a chart of the
+//! ratios (how many times better ours is: higher throughput, lower latency
+//! and memory all count above 1).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde_json::Value;
+
+use crate::Options;
+
+const OURS: &str = "eventstream-rocket";
+const PEER: &str = "django-eventstream";
+
+/// The median of the results of `server` for `scenario`, by `value`, with
+/// the result it came from.
+fn median<'a>(
+    results: &'a [Value],
+    server: &str,
+    scenario: &str,
+    value: impl Fn(&Value) -> Option<f64>,
+) -> Option<(f64, &'a Value)> {
+    let mut found: Vec<(f64, &Value)> = results
+        .iter()
+        .filter(|result| result["scenario"] == scenario && result["label"] == server)
+        .filter_map(|result| Some((value(result)?, result)))
+        .collect();
+    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    found.get(found.len() / 2).copied()
+}
+
+/// One compared figure.
+struct Row {
+    what: String,
+    ours: f64,
+    peer: f64,
+    unit: &'static str,
+    /// Higher is better (throughput) or lower is better (latency, memory).
+    higher_is_better: bool,
+}
+
+impl Row {
+    /// How many times better ours is.
+    fn ratio(&self) -> f64 {
+        if self.higher_is_better {
+            self.ours / self.peer.max(f64::MIN_POSITIVE)
+        } else {
+            self.peer / self.ours.max(f64::MIN_POSITIVE)
+        }
+    }
+}
+
+fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
+    let missing = |what: &str| format!("compare: no {what} result for both servers");
+    let mut rows = Vec::new();
+    let frames = |result: &Value| result["frames_per_sec"].as_f64();
+    let (ours, ours_run) =
+        median(results, OURS, "fanout", frames).ok_or_else(|| missing("fanout"))?;
+    let (peer, peer_run) =
+        median(results, PEER, "fanout", frames).ok_or_else(|| missing("fanout"))?;
+    rows.push(Row {
+        what: format!(
+            "fan-out, frames/s ({} subscribers; peer: {}, its best)",
+            ours_run["subscribers"], peer_run["subscribers"]
+        ),
+        ours,
+        peer,
+        unit: "",
+        higher_is_better: true,
+    });
+    for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
+        let latency = |result: &Value| result["latency"][key].as_f64();
+        let (ours, run) =
+            median(results, OURS, "latency", latency).ok_or_else(|| missing("latency"))?;
+        let (peer, _) =
+            median(results, PEER, "latency", latency).ok_or_else(|| missing("latency"))?;
+        rows.push(Row {
+            what: format!(
+                "latency {name}, {} subscribers × {} events/s",
+                run["subscribers"], run["rate"]
+            ),
+            ours,
+            peer,
+            unit: " ms",
+            higher_is_better: false,
+        });
+    }
+    let memory = |result: &Value| result["server_bytes_per_connection"].as_f64();
+    let (ours, run) = median(results, OURS, "memory", memory).ok_or_else(|| missing("memory"))?;
+    let (peer, _) = median(results, PEER, "memory", memory).ok_or_else(|| missing("memory"))?;
+    rows.push(Row {
+        what: format!(
+            "idle memory per connection ({} connections, server RSS)",
+            run["subscribers"]
+        ),
+        ours: ours / 1024.0,
+        peer: peer / 1024.0,
+        unit: " KB",
+        higher_is_better: false,
+    });
+    Ok(rows)
+}
+
+fn figure(value: f64, unit: &str) -> String {
+    if value >= 100.0 {
+        format!("{}{unit}", thousands(value.round() as u64))
+    } else {
+        format!("{value:.1}{unit}")
+    }
+}
+
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn markdown(rows: &[Row], chart: &str) -> String {
+    let mut text = String::from(
+        "| | eventstream-rocket | django-eventstream | ours, times better |\n|---|---|---|---|\n",
+    );
+    for row in rows {
+        text.push_str(&format!(
+            "| {} | {} | {} | {:.1}× |\n",
+            row.what,
+            figure(row.ours, row.unit),
+            figure(row.peer, row.unit),
+            row.ratio()
+        ));
+    }
+    text.push_str(&format!("\n![ratios]({chart})\n"));
+    text
+}
+
+fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let top = rows.iter().map(Row::ratio).fold(2.0, f64::max) * 2.0;
+    let names = ["fan-out", "latency p50", "latency p99", "idle memory"];
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "eventstream-rocket vs django-eventstream: times better",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..rows.len() as f64, (0.5..top).log_scale())
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rows.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let index = x.floor() as usize;
+            if (x - index as f64 - 0.5).abs() < 0.01 {
+                names.get(index).copied().unwrap_or("").to_owned()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("times better (log)")
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(index, row)| {
+            let x = index as f64;
+            Rectangle::new(
+                [(x + 0.2, 0.5), (x + 0.8, row.ratio())],
+                BLUE.mix(0.7).filled(),
+            )
+        }))
+        .map_err(|e| fail(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(index, row)| {
+            Text::new(
+                format!("{:.1}×", row.ratio()),
+                (index as f64 + 0.35, row.ratio() * 1.15),
+                ("sans-serif", 16),
+            )
+        }))
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))
+}
+
+/// `compare --input compare.jsonl --out-dir DIR --markdown FILE`: writes
+/// `DIR/compare.png` and the table (linking the chart as `--chart-link`).
+pub(crate) fn render(options: &Options) -> Result<String, String> {
+    let input = options.text("input", "target/bench/compare.jsonl");
+    let out_dir = options.text("out-dir", "target/bench");
+    let markdown_path = options.text("markdown", "target/bench/compare.md");
+    let link = options.text("chart-link", "docs/bench/compare.png");
+    let text = std::fs::read_to_string(&input).map_err(|e| format!("{input}: {e}"))?;
+    let results: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let rows = rows(&results)?;
+    crate::chart::register_font()?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{out_dir}: {e}"))?;
+    let chart = Path::new(&out_dir).join("compare.png");
+    draw(&chart, &rows)?;
+    std::fs::write(&markdown_path, markdown(&rows, &link))
+        .map_err(|e| format!("{markdown_path}: {e}"))?;
+    Ok(serde_json::json!({
+        "scenario": "compare",
+        "chart": chart,
+        "markdown": markdown_path,
+        "ratios": rows.iter().map(|row| (row.what.clone(), row.ratio())).collect::<Vec<_>>(),
+    })
+    .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_count_lower_latency_and_higher_throughput_as_better() {
+        let line = |json: &str| serde_json::from_str::<Value>(json).expect("json");
+        let results = [
+            line(
+                r#"{"scenario":"fanout","label":"eventstream-rocket","subscribers":1000,"frames_per_sec":800000}"#,
+            ),
+            line(
+                r#"{"scenario":"fanout","label":"django-eventstream","subscribers":100,"frames_per_sec":8000}"#,
+            ),
+            line(
+                r#"{"scenario":"latency","label":"eventstream-rocket","subscribers":100,"rate":20,"latency":{"p50_ms":2.0,"p99_ms":4.0}}"#,
+            ),
+            line(
+                r#"{"scenario":"latency","label":"django-eventstream","subscribers":100,"rate":20,"latency":{"p50_ms":10.0,"p99_ms":20.0}}"#,
+            ),
+            line(
+                r#"{"scenario":"memory","label":"eventstream-rocket","subscribers":1000,"server_bytes_per_connection":40960}"#,
+            ),
+            line(
+                r#"{"scenario":"memory","label":"django-eventstream","subscribers":1000,"server_bytes_per_connection":204800}"#,
+            ),
+        ];
+        let rows = rows(&results).expect("rows");
+        let ratios: Vec<f64> = rows.iter().map(Row::ratio).collect();
+        assert_eq!(ratios, [100.0, 5.0, 5.0, 5.0]);
+        let table = markdown(&rows, "c.png");
+        assert!(table.contains("| 800,000 | 8,000 | 100.0× |"), "{table}");
+        assert!(table.contains("| 40.0 KB | 200 KB | 5.0× |"), "{table}");
+    }
+}
