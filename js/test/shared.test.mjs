@@ -12,6 +12,7 @@ import {
   screenshotPath,
   startServer,
   startStaticServer,
+  waitUntil,
 } from './helpers.mjs';
 
 let browser;
@@ -139,19 +140,29 @@ describe('ReconnectingEventSource, shared mode', () => {
 
   test("the leader's tab closes mid-stream: another takes over, nothing lost or repeated", async (t) => {
     const { server, tabs, streams, pageErrors, url } = await setup(t, 3);
+    // Opened together: whichever tab's lock request reaches the browser
+    // first leads.
     for (const tab of tabs) await open(tab, url);
-    await waitForRole(tabs[0], 'leader');
-    await waitForStreamOpen(tabs[0]);
+    let leader;
+    await waitUntil(
+      async () => {
+        const roles = await Promise.all(tabs.map(role));
+        leader = tabs[roles.indexOf('leader')];
+        return roles.filter((r) => r === 'leader').length === 1 && roles.filter((r) => r === 'follower').length === 2;
+      },
+      { timeout: 10000, what: 'one leader and two followers' }
+    );
+    await waitForStreamOpen(leader);
     for (const tab of tabs) await tab.waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+    const remaining = tabs.filter((tab) => tab !== leader);
 
     // Events keep flowing while the leader's tab goes away.
     const total = 120;
     const publishing = publishRange(server.origin, 1, total);
-    await waitForIds(tabs[1], 40);
-    await tabs[0].close();
+    await waitForIds(remaining[0], 40);
+    await leader.close();
     await publishing;
 
-    const remaining = tabs.slice(1);
     for (const tab of remaining) {
       await waitForIds(tab, total);
       assert.deepEqual(await ids(tab), expectedIds(1, total), 'every event once, in order');

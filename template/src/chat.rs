@@ -72,9 +72,8 @@ async fn post(
         },
     };
     let failed = |e: sqlx::Error| ApiError::internal("the message could not be stored", e);
-    let not_sent = |e: eventstream_rocket::Error| {
-        ApiError::internal("the message could not be stored", e)
-    };
+    let not_sent =
+        |e: eventstream_rocket::Error| ApiError::internal("the message could not be stored", e);
     let mut tx = events.begin::<Backend>().await.map_err(not_sent)?;
     let id: i64 =
         sqlx::query("INSERT INTO messages (room, author, text) VALUES ($1, $2, $3) RETURNING id")

@@ -273,11 +273,12 @@ async fn history_survives_the_event_log_being_trimmed() {
     let db = crate::db::Db::fetch(client.rocket()).expect("the pool");
     timeout(Duration::from_secs(10), async {
         loop {
-            let stored: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM eventstream_events WHERE channel = 'random'")
-                    .fetch_one(&**db)
-                    .await
-                    .expect("count");
+            let stored: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM eventstream_events WHERE channel = 'random'",
+            )
+            .fetch_one(&**db)
+            .await
+            .expect("count");
             if stored <= 1 {
                 break;
             }
@@ -320,7 +321,10 @@ async fn history_survives_the_event_log_being_trimmed() {
         .await;
     assert_eq!(posted.status(), Status::Created);
     let data = line_where(&mut lines, |line| line.starts_with("data: {")).await;
-    assert!(data.contains(&next), "the first event after the history is the next message: {data}");
+    assert!(
+        data.contains(&next),
+        "the first event after the history is the next message: {data}"
+    );
     client.rocket().shutdown().notify();
 }
 
