@@ -6,7 +6,7 @@
 #   scripts/bench.sh --quick    # a smoke run: dev build, tiny counts, seconds,
 #                               # no thresholds (what .ci/run runs)
 #   EVENTSTREAM_BENCH_SECTION=broadcast scripts/bench.sh
-#                               # one section: core, publish, broadcast, grip, controls
+#                               # one section: core, publish, broadcast, grip, controls, memory
 #   scripts/bench.sh --compare  # side by side with django-eventstream (needs
 #                               # PyPI): writes the table and chart into
 #                               # BENCHMARKS.md; not part of .ci/run
@@ -109,8 +109,8 @@ run() {
 # one run, each server at its own best: django-eventstream answers 500
 # under concurrent publishers on SQLite ("database is locked"), so it gets
 # one publish request at a time and 100 subscribers (its fan-out falls off
-# past that); ours gets 64 in flight and 1,000 subscribers. Latency and idle
-# memory use the same load for both. Three rounds, interleaved; the report
+# past that); ours gets 64 in flight and 1,000 subscribers. Latency (one
+# publish request at a time for both) and idle memory use the same load. Three rounds, interleaved; the report
 # takes the medians.
 if $compare; then
     command -v python3 >/dev/null || { echo "bench: --compare needs python3" >&2; exit 1; }
@@ -134,14 +134,14 @@ if $compare; then
         start_server "compare-$round" "sqlite://$work/compare-$round.db" process "keepalive_secs=20"
         url="http://127.0.0.1:$port"
         on fanout --url "$url" --channel fan --subscribers 1000 --events 2000 --in-flight 64 --label eventstream-rocket
-        on latency --url "$url" --channel lat --subscribers 100 --rate 20 --seconds 10 --label eventstream-rocket
+        on latency --url "$url" --channel lat --subscribers 100 --rate 20 --seconds 10 --in-flight 1 --label eventstream-rocket
         on memory --url "$url" --channel idle --subscribers 1000 --server-pid "$pid" --label eventstream-rocket
         kill "$pid"
         start_django
         url="http://127.0.0.1:$port"
         peer() { on "$1" --url "$url" --stream-path "/events/?channel=$2" --publish-url "$url/publish/$2" "${@:3}" --label django-eventstream; }
         peer fanout "fan$round" --subscribers 100 --events 500 --in-flight 1
-        peer latency "lat$round" --subscribers 100 --rate 20 --seconds 10
+        peer latency "lat$round" --subscribers 100 --rate 20 --seconds 10 --in-flight 1
         peer memory "idle$round" --subscribers 1000 --server-pid "$pid"
         kill "$pid"
     done
@@ -351,6 +351,29 @@ if want controls && ! $quick; then
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
     kill "$pid"
 fi
+# Idle memory per connection, measured the same way (server RSS before and
+# after $MEM idle streams) for the two controls and for ours at each
+# chunk_size, with the fan-out each chunk_size gives: the table chunk_size's
+# default is picked from.
+if want memory && ! $quick; then
+    port=$(free_port)
+    "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+    run memory --url "http://127.0.0.1:$port" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "control: raw tokio writer"
+    kill "$pid"
+    port=$(free_port)
+    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+    run memory --url "http://127.0.0.1:$port" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "control: minimal Rocket ByteStream"
+    kill "$pid"
+    for chunk in 1024 2048 4096 8192; do
+        start_server "chunk-$chunk" "sqlite://$work/chunk-$chunk.db" process "chunk_size=$chunk"
+        run memory --url "http://127.0.0.1:$port" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "chunk_size $chunk"
+        run fanout --url "http://127.0.0.1:$port" --channel fan --subscribers "$S" --events "$E" --in-flight 64 --label "chunk_size $chunk"
+        kill "$pid"
+    done
+fi
+
 if [ "$section" = all ] && ! $quick; then
     "$bench" chart --input "$results" --out-dir "$charts"
 fi

@@ -185,7 +185,7 @@ fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
         .draw_series(rows.iter().enumerate().map(|(index, row)| {
             Text::new(
                 format!("{:.1}×", row.ratio()),
-                (index as f64 + 0.35, row.ratio() * 1.15),
+                (index as f64 + 0.38, row.ratio() * 1.45),
                 ("sans-serif", 16),
             )
         }))

@@ -406,7 +406,9 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
 /// `seconds`; reports publish-to-parse latency percentiles. With
 /// `--warmup S`, the rate runs S seconds longer first, unmeasured (behind
 /// Pushpin, a channel's first subscription makes every stream on it
-/// refresh its next link about a second later).
+/// refresh its next link about a second later). With `--in-flight N`, at
+/// most N publish requests are outstanding (a tick waits for one to end):
+/// for servers that refuse concurrent publishers.
 pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let target = target(options)?;
     let subscribers = options.number("subscribers", 100)?;
@@ -425,12 +427,29 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         started + Duration::from_secs(warmup + seconds + 30),
         Some(reconnect(&target)),
     );
+    let in_flight = options.number("in-flight", u64::from(u32::MAX))?.max(1);
+    let permits = Arc::new(Semaphore::new(
+        usize::try_from(in_flight)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS),
+    ));
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    // A tick delayed by a full in-flight window is not made up for in a
+    // burst: the rate stays the rate.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sends = Vec::with_capacity(events as usize);
     for index in 0..events {
         ticker.tick().await;
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let publisher = target.publisher.clone();
-        sends.push(tokio::spawn(async move { publisher.publish(index).await }));
+        sends.push(tokio::spawn(async move {
+            let sent = publisher.publish(index).await;
+            drop(permit);
+            sent
+        }));
     }
     for send in sends {
         send.await.map_err(|e| e.to_string())??;
@@ -442,6 +461,7 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "rate": rate,
         "seconds": seconds,
         "warmup_seconds": warmup,
+        "in_flight": (in_flight < u64::from(u32::MAX)).then_some(in_flight),
         "frames_per_sec": (subscribers * rate),
         "connect_retries": connect_retries,
     })))

@@ -33,4 +33,10 @@ EVENTSTREAM_ALLOW_ORIGINS = ["*"]
 # The key the load generator sends as `Authorization: Bearer`.
 BENCH_PUBLISH_KEY = os.environ.get("BENCH_PUBLISH_KEY", "")
 
-LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
+# Errors (a refused publish) go to the server's log.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
