@@ -98,15 +98,21 @@ fn draw(path: &Path, title: &str, y_label: &str, series: &Series) -> Result<(), 
     root.present().map_err(|e| fail(&e))
 }
 
+/// The results in `path`, one JSON object per line (lines that are not
+/// one are skipped).
+pub(crate) fn read_results(path: &str) -> Result<Vec<Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
 /// `chart --input results.jsonl --out-dir DIR`
 pub(crate) fn render(options: &Options) -> Result<String, String> {
     let input = options.text("input", "target/bench/results.jsonl");
     let out_dir = options.text("out-dir", "target/bench");
-    let text = std::fs::read_to_string(&input).map_err(|e| format!("{input}: {e}"))?;
-    let results: Vec<Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
+    let results = read_results(&input)?;
     register_font()?;
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{out_dir}: {e}"))?;
     let dir = Path::new(&out_dir);

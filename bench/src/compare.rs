@@ -200,11 +200,7 @@ pub(crate) fn render(options: &Options) -> Result<String, String> {
     let out_dir = options.text("out-dir", "target/bench");
     let markdown_path = options.text("markdown", "target/bench/compare.md");
     let link = options.text("chart-link", "docs/bench/compare.png");
-    let text = std::fs::read_to_string(&input).map_err(|e| format!("{input}: {e}"))?;
-    let results: Vec<Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
+    let results = crate::chart::read_results(&input)?;
     let rows = rows(&results)?;
     crate::chart::register_font()?;
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{out_dir}: {e}"))?;
