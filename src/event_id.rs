@@ -11,7 +11,6 @@
 //! that the same position always produces the same id; parsing accepts any
 //! order.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::channel;
@@ -55,8 +54,12 @@ impl fmt::Display for EventId {
 ///
 /// Its [`Display`](fmt::Display) form is the value of an `id:` line and of
 /// `Last-Event-ID`, e.g. `a:3,b:7`.
+// A vector sorted by channel rather than a map: streams name at most
+// `channel_limit` channels (10 by default), mostly one, and every live
+// stream keeps one of these; a B-tree node is about 400 bytes even for one
+// entry, a vector of one is 32.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IdVector(BTreeMap<String, u64>);
+pub struct IdVector(Vec<(String, u64)>);
 
 impl IdVector {
     /// An empty vector.
@@ -66,12 +69,40 @@ impl IdVector {
 
     /// The position recorded for `channel`, if any.
     pub fn get(&self, channel: &str) -> Option<u64> {
-        self.0.get(channel).copied()
+        self.find(channel).ok().map(|index| self.0[index].1)
     }
 
     /// Records `seq` as the position in `channel`.
     pub fn set(&mut self, channel: impl Into<String>, seq: u64) {
-        self.0.insert(channel.into(), seq);
+        let channel = channel.into();
+        match self.find(&channel) {
+            Ok(index) => self.0[index].1 = seq,
+            Err(index) => self.insert(index, channel, seq),
+        }
+    }
+
+    /// Moves `channel`'s position to `seq`, without allocating when the
+    /// channel is already in the vector (every event of a live stream).
+    pub(crate) fn advance(&mut self, channel: &str, seq: u64) {
+        match self.find(channel) {
+            Ok(index) => self.0[index].1 = seq,
+            Err(index) => self.insert(index, channel.to_owned(), seq),
+        }
+    }
+
+    /// Adds a channel; the first one gets room for itself only (most
+    /// streams have one channel), not the vector's default of four.
+    fn insert(&mut self, index: usize, channel: String, seq: u64) {
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(1);
+        }
+        self.0.insert(index, (channel, seq));
+    }
+
+    /// Where `channel` is, or where it would go.
+    fn find(&self, channel: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|(name, _)| name.as_str().cmp(channel))
     }
 
     /// True when no channel has a position.
@@ -103,9 +134,13 @@ impl IdVector {
             let seq: u64 = seq
                 .parse()
                 .map_err(|_| IdParseError::TooLarge(entry.to_owned()))?;
-            if vector.0.insert(channel, seq).is_some() {
-                return Err(IdParseError::Repeated(quoted.to_owned()));
-            }
+            vector.0.push((channel, seq));
+        }
+        // Sorted once (a long hostile vector must not cost a quadratic
+        // number of inserts), then checked for a channel given twice.
+        vector.0.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(pair) = vector.0.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(IdParseError::Repeated(channel::quote(&pair[0].0)));
         }
         Ok(vector)
     }
@@ -233,6 +268,26 @@ mod tests {
         let text = vector.to_string();
         assert_eq!(text, "a%3A1%2Cx%20y:3,b:7,caf%C3%A9:0");
         assert_eq!(IdVector::parse(&text), Ok(vector));
+    }
+
+    #[test]
+    fn positions_stay_sorted_whichever_way_they_are_set() {
+        let mut ids = IdVector::new();
+        ids.set("m", 1);
+        ids.advance("b", 2);
+        ids.set("z", 3);
+        ids.advance("m", 9);
+        ids.set("b", 4);
+        assert_eq!(ids.to_string(), "b:4,m:9,z:3");
+        assert_eq!((ids.get("m"), ids.get("q")), (Some(9), None));
+        let many: Vec<String> = (0..2000).rev().map(|n| format!("c{n}:{n}")).collect();
+        let parsed = IdVector::parse(&many.join(",")).expect("2,000 channels");
+        assert_eq!(parsed.iter().count(), 2000);
+        assert_eq!(parsed.get("c1999"), Some(1999));
+        assert_eq!(
+            IdVector::parse("a:1,b:2,a:3"),
+            Err(IdParseError::Repeated("a".into()))
+        );
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl Reader<'_> {
                     seq: event.id.seq(),
                     token,
                 });
-                positions.set(channel, event.id.seq());
+                positions.advance(channel, event.id.seq());
                 if is_skipped(self.user_id, &event.skip_users) {
                     continue;
                 }

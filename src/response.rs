@@ -26,13 +26,10 @@ pub struct EventStream {
     answer: Answer,
 }
 
-// Built once per request and moved straight into the body: boxing the
-// session would only add an allocation per stream.
-#[allow(clippy::large_enum_variant)]
 enum Answer {
     /// A live stream served by this process, already registered with the
     /// hub and positioned: everything sent after the response head arrives.
-    Direct(Bytes, Option<Session>),
+    Direct(Bytes, Option<Box<Session>>),
     /// A complete body and extra headers (GRIP instructions for a proxy).
     Finite {
         headers: Vec<(&'static str, String)>,
@@ -57,7 +54,7 @@ impl EventStream {
             Answer::AfterError
         } else {
             let (first, session) = plan.open().await;
-            Answer::Direct(first, session)
+            Answer::Direct(first, session.map(Box::new))
         };
         EventStream { context, answer }
     }
@@ -83,9 +80,13 @@ impl EventStream {
 }
 
 /// The body: the opening chunk, then whatever the session produces.
+///
+/// The session is boxed: `unfold` keeps both its state and the future that
+/// waits for the next chunk, and each would otherwise hold a whole session
+/// inline, for as long as the stream is open (most of them idle).
 enum Body {
-    Opening(Bytes, Option<Session>),
-    Running(Session),
+    Opening(Bytes, Option<Box<Session>>),
+    Running(Box<Session>),
     Done,
 }
 

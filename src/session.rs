@@ -301,7 +301,7 @@ impl Session {
             if next && !self.skipped(event) {
                 let shared = event.frame.with_id.clone();
                 if let Some(seq) = event.seq {
-                    self.positions.set(event.channel.clone(), seq);
+                    self.positions.advance(&event.channel, seq);
                     self.marks[0] = event.token.map(|token| Mark { seq, token });
                 }
                 inbox.clear();
@@ -335,7 +335,7 @@ impl Session {
                     // a failover to a replica that was behind): this id was
                     // already given to another event. Say so, and go on
                     // from here.
-                    self.positions.set(event.channel.clone(), seq - 1);
+                    self.positions.advance(&event.channel, seq - 1);
                     self.context.metrics.reset();
                     frame::stream_reset(out, std::slice::from_ref(&event.channel), &self.positions);
                 }
@@ -343,7 +343,7 @@ impl Session {
                     self.fall_back(delivery.channel);
                     continue;
                 }
-                self.positions.set(event.channel.clone(), seq);
+                self.positions.advance(&event.channel, seq);
                 // Written live: a later event with an older token is a
                 // repeat; one with a newer token at or below the position
                 // was appended after the log went back in time.
