@@ -37,7 +37,7 @@ pid=$(pgrep -n -f "^$server" || true)
 kill -TERM "$pid"
 wait
 heaptrack_print -f "$work"/heap.*zst --print-peaks 0 --print-allocators 0 --print-temporary 0 \
-    --print-leaks 0 --print-histogram 0 --flamegraph-cost-type peak -F "$work/stacks" >/dev/null
+    --print-leaks 0 --flamegraph-cost-type peak -F "$work/stacks" >/dev/null
 python3 - "$work/stacks" "$n" <<'PY'
 import collections, re, sys
 path, n = sys.argv[1], int(sys.argv[2])
