@@ -14,6 +14,9 @@ use crate::Options;
 const OURS: &str = "eventstream-rocket";
 const PEER: &str = "django-eventstream";
 
+/// A median and the result it came from.
+type Median<'a> = (f64, &'a Value);
+
 /// The median of the results of `server` for `scenario`, by `value`, with
 /// the result it came from.
 fn median<'a>(
@@ -21,7 +24,7 @@ fn median<'a>(
     server: &str,
     scenario: &str,
     value: impl Fn(&Value) -> Option<f64>,
-) -> Option<(f64, &'a Value)> {
+) -> Option<Median<'a>> {
     let mut found: Vec<(f64, &Value)> = results
         .iter()
         .filter(|result| result["scenario"] == scenario && result["label"] == server)
@@ -52,14 +55,23 @@ impl Row {
     }
 }
 
+/// The medians of one scenario for both servers: ours, then the peer's.
+fn both<'a>(
+    results: &'a [Value],
+    scenario: &str,
+    value: impl Fn(&Value) -> Option<f64>,
+) -> Result<(Median<'a>, Median<'a>), String> {
+    let missing = || format!("compare: no {scenario} result for both servers");
+    let ours = median(results, OURS, scenario, &value).ok_or_else(missing)?;
+    let peer = median(results, PEER, scenario, &value).ok_or_else(missing)?;
+    Ok((ours, peer))
+}
+
 fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
-    let missing = |what: &str| format!("compare: no {what} result for both servers");
     let mut rows = Vec::new();
-    let frames = |result: &Value| result["frames_per_sec"].as_f64();
-    let (ours, ours_run) =
-        median(results, OURS, "fanout", frames).ok_or_else(|| missing("fanout"))?;
-    let (peer, peer_run) =
-        median(results, PEER, "fanout", frames).ok_or_else(|| missing("fanout"))?;
+    let ((ours, ours_run), (peer, peer_run)) = both(results, "fanout", |result| {
+        result["frames_per_sec"].as_f64()
+    })?;
     rows.push(Row {
         what: format!(
             "fan-out, frames/s ({} subscribers; peer: {}, its best)",
@@ -71,11 +83,8 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
         higher_is_better: true,
     });
     for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
-        let latency = |result: &Value| result["latency"][key].as_f64();
-        let (ours, run) =
-            median(results, OURS, "latency", latency).ok_or_else(|| missing("latency"))?;
-        let (peer, _) =
-            median(results, PEER, "latency", latency).ok_or_else(|| missing("latency"))?;
+        let ((ours, run), (peer, _)) =
+            both(results, "latency", |result| result["latency"][key].as_f64())?;
         rows.push(Row {
             what: format!(
                 "latency {name}, {} subscribers × {} events/s",
@@ -87,9 +96,9 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
             higher_is_better: false,
         });
     }
-    let memory = |result: &Value| result["server_bytes_per_connection"].as_f64();
-    let (ours, run) = median(results, OURS, "memory", memory).ok_or_else(|| missing("memory"))?;
-    let (peer, _) = median(results, PEER, "memory", memory).ok_or_else(|| missing("memory"))?;
+    let ((ours, run), (peer, _)) = both(results, "memory", |result| {
+        result["server_bytes_per_connection"].as_f64()
+    })?;
     rows.push(Row {
         what: format!(
             "idle memory per connection ({} connections, server RSS)",

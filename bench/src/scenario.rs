@@ -346,26 +346,41 @@ fn latency_json(latency: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
+/// Starts publishing event `index` once one of `permits` is free; the
+/// permit is held until the request ends.
+async fn publish_when_permitted(
+    permits: &Arc<Semaphore>,
+    publisher: &Publisher,
+    index: u64,
+) -> Result<JoinHandle<Result<(), String>>, String> {
+    let permit = Arc::clone(permits)
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
+    let publisher = publisher.clone();
+    Ok(tokio::spawn(async move {
+        let result = publisher.publish(index).await;
+        drop(permit);
+        result
+    }))
+}
+
+/// Waits for every publish request and fails with the first failure.
+async fn all_published(tasks: Vec<JoinHandle<Result<(), String>>>) -> Result<(), String> {
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
 /// Publishes `count` events as fast as `in_flight` concurrent requests allow.
 async fn publish_burst(publisher: &Publisher, count: u64, in_flight: u64) -> Result<(), String> {
     let permits = Arc::new(Semaphore::new(in_flight as usize));
     let mut tasks = Vec::with_capacity(count as usize);
     for index in 0..count {
-        let permit = Arc::clone(&permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let publisher = publisher.clone();
-        tasks.push(tokio::spawn(async move {
-            let result = publisher.publish(index).await;
-            drop(permit);
-            result
-        }));
+        tasks.push(publish_when_permitted(&permits, publisher, index).await?);
     }
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(())
+    all_published(tasks).await
 }
 
 /// Fan-out: `subscribers` on one channel, `events` published as fast as
@@ -427,12 +442,18 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         started + Duration::from_secs(warmup + seconds + 30),
         Some(reconnect(&target)),
     );
-    let in_flight = options.number("in-flight", u64::from(u32::MAX))?.max(1);
-    let permits = Arc::new(Semaphore::new(
-        usize::try_from(in_flight)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS),
-    ));
+    let in_flight = match options.maybe("in-flight") {
+        Some(_) => Some(options.number("in-flight", 1)?.max(1)),
+        None => None,
+    };
+    let permits = Arc::new(Semaphore::new(in_flight.map_or(
+        Semaphore::MAX_PERMITS,
+        |n| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS)
+        },
+    )));
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
     // A tick delayed by a full in-flight window is not made up for in a
     // burst: the rate stays the rate.
@@ -440,20 +461,9 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let mut sends = Vec::with_capacity(events as usize);
     for index in 0..events {
         ticker.tick().await;
-        let permit = Arc::clone(&permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let publisher = target.publisher.clone();
-        sends.push(tokio::spawn(async move {
-            let sent = publisher.publish(index).await;
-            drop(permit);
-            sent
-        }));
+        sends.push(publish_when_permitted(&permits, &target.publisher, index).await?);
     }
-    for send in sends {
-        send.await.map_err(|e| e.to_string())??;
-    }
+    all_published(sends).await?;
     let summary = summarize(readers).await?;
     Ok(summary.added_to(serde_json::json!({
         "scenario": "latency",
@@ -461,7 +471,7 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "rate": rate,
         "seconds": seconds,
         "warmup_seconds": warmup,
-        "in_flight": (in_flight < u64::from(u32::MAX)).then_some(in_flight),
+        "in_flight": in_flight,
         "frames_per_sec": (subscribers * rate),
         "connect_retries": connect_retries,
     })))
