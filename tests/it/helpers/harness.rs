@@ -6,7 +6,7 @@
 //! set, as `scripts/test.sh` does): there it fails and says the service is
 //! required, so a broken CI machine never passes by skipping.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
@@ -141,7 +141,16 @@ pub enum Flavor {
     /// `flavor = "current_thread"`: for tests that need spawned tasks to
     /// wait while the test body runs.
     CurrentThread,
+    /// Like `MultiThread`, but with no other trial running meanwhile: for
+    /// the tests that load the machine on their own (a thousand streams
+    /// through Pushpin), whose waits would otherwise measure the other
+    /// trials' load (and slow them down in turn).
+    Alone,
 }
+
+/// Held for reading by every trial and for writing by an [`Flavor::Alone`]
+/// one. (A writer that waits keeps new readers out, so it gets its turn.)
+static TURNS: RwLock<()> = RwLock::new(());
 
 /// `<area>::<test>` from the area module's `module_path!()` (`it::<area>`).
 pub fn trial_name(module_path: &str, test: &str) -> String {
@@ -209,8 +218,19 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()>,
 {
+    // A trial that panicked poisons nothing the others need.
+    let (_shared, _alone) = match flavor {
+        Flavor::Alone => (
+            None,
+            Some(TURNS.write().unwrap_or_else(PoisonError::into_inner)),
+        ),
+        _ => (
+            Some(TURNS.read().unwrap_or_else(PoisonError::into_inner)),
+            None,
+        ),
+    };
     let runtime = match flavor {
-        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread()
+        Flavor::MultiThread | Flavor::Alone => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build(),
@@ -234,6 +254,7 @@ where
 ///         current_thread => [a_timing_test],    // the same, on a current-thread runtime
 ///         needs_postgres => [a_fault_test],     // async fn() on PostgreSQL only
 ///         needs_pushpin => [a_grip_test],       // async fn() that starts a Pushpin
+///         alone_with_pushpin => [a_scale_test], // the same, with no other trial running
 ///         on_both_backends => [a_storage_test], // async fn(Backend): ::sqlite, ::postgres
 ///         on_every_path => [a_contract_test],   // ... and ::through_pushpin
 ///     ]
@@ -260,6 +281,9 @@ macro_rules! trials {
     };
     (@needs_pushpin $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), MultiThread)
+    };
+    (@alone_with_pushpin $trials:ident $test:ident) => {
+        $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), Alone)
     };
     (@one $trials:ident $test:ident, $needs:expr, $flavor:ident) => {
         $trials.extend([$crate::helpers::trial(
