@@ -7,13 +7,15 @@
 //!
 //! ```text
 //! cargo run --release -p eventstream-bench --example control_grip -- \
-//!     127.0.0.1:9100 http://127.0.0.1:5561/publish/ [plain|filters]
+//!     127.0.0.1:9100 http://127.0.0.1:5561/publish/ [plain|sequenced|filters]
 //! ```
 //!
 //! `plain` subscribes without `prev-id` or content filters; `filters`
-//! subscribes the way eventstream-rocket does (`prev-id`, `build-id`,
-//! `skip-users`, the per-user channel), so the difference between the two
-//! is what those cost Pushpin.
+//! subscribes the way eventstream-rocket did for every stream until
+//! 2026-12 (`prev-id`, `build-id`, `skip-users`, the per-user channel);
+//! `sequenced` the way it does for a single-channel stream since (`prev-id`
+//! and the per-user channel, the id written in the item). The differences
+//! are what those cost Pushpin.
 
 #[path = "common/request.rs"]
 mod request;
@@ -25,10 +27,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Sequenced,
+    Filters,
+}
+
 struct State {
     items: mpsc::UnboundedSender<String>,
     seq: AtomicU64,
-    filters: bool,
+    mode: Mode,
 }
 
 fn hold(channel: &str, last: Option<u64>, state: &State) -> String {
@@ -37,15 +46,18 @@ fn hold(channel: &str, last: Option<u64>, state: &State) -> String {
     } else {
         "event: stream-open\ndata:\n\n"
     };
-    let grip = if state.filters {
-        let position = last.unwrap_or_else(|| state.seq.load(Ordering::SeqCst));
-        format!(
+    let position = last.unwrap_or_else(|| state.seq.load(Ordering::SeqCst));
+    let grip = match state.mode {
+        Mode::Filters => format!(
             "Grip-Channel: events-{channel}; prev-id={position}; filter=build-id; filter=skip-users, user-anonymous; filter=require-sub\r\n\
              Grip-Set-Meta: id_format=\"{channel}:%(events-{channel})s\", user=\"anonymous\"\r\n\
              Grip-Link: </events/{channel}?link=next>; rel=next; timeout=120\r\n"
-        )
-    } else {
-        format!("Grip-Channel: events-{channel}\r\n")
+        ),
+        Mode::Sequenced => format!(
+            "Grip-Channel: events-{channel}; prev-id={position}, user-anonymous; filter=require-sub\r\n\
+             Grip-Link: </events/{channel}?link=next>; rel=next; timeout=120\r\n"
+        ),
+        Mode::Plain => format!("Grip-Channel: events-{channel}\r\n"),
     };
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nGrip-Hold: stream\r\n{grip}Content-Length: {}\r\n\r\n{body}",
@@ -76,11 +88,17 @@ async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result
         }
         let data = request.data();
         let seq = state.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let item = if state.filters {
+        let item = if state.mode == Mode::Filters {
             let content = format!("id: %I\nevent: message\ndata: {data}\n\n");
             serde_json::json!({
                 "channel": format!("events-{channel}"), "id": seq.to_string(), "prev-id": (seq - 1).to_string(),
                 "formats": {"http-stream": {"content": content, "content-filters": ["build-id"]}},
+            })
+        } else if state.mode == Mode::Sequenced {
+            let content = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
+            serde_json::json!({
+                "channel": format!("events-{channel}"), "id": seq.to_string(), "prev-id": (seq - 1).to_string(),
+                "formats": {"http-stream": {"content": content}},
             })
         } else {
             let content = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
@@ -124,14 +142,22 @@ async fn main() -> std::io::Result<()> {
     let publish_url = args
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:5561/publish/".into());
-    let filters = args.next().as_deref() == Some("filters");
+    let mode = match args.next().as_deref() {
+        None | Some("plain") => Mode::Plain,
+        Some("sequenced") => Mode::Sequenced,
+        Some("filters") => Mode::Filters,
+        Some(other) => {
+            eprintln!("control_grip: the mode is plain, sequenced or filters, not {other:?}");
+            std::process::exit(2);
+        }
+    };
     let listener = TcpListener::bind(&address).await?;
     let (items, queued) = mpsc::unbounded_channel();
     tokio::spawn(publish(publish_url, queued));
     let state = Arc::new(State {
         items,
         seq: AtomicU64::new(0),
-        filters,
+        mode,
     });
     loop {
         let (socket, _) = listener.accept().await?;

@@ -18,16 +18,21 @@ const PEER: &str = "django-eventstream";
 type Median<'a> = (f64, &'a Value);
 
 /// The median of the results of `server` for `scenario`, by `value`, with
-/// the result it came from.
+/// the result it came from; `via` names the proxy of runs through one
+/// (`--via`), `None` for direct runs.
 fn median<'a>(
     results: &'a [Value],
     server: &str,
-    scenario: &str,
+    (scenario, via): (&str, Option<&str>),
     value: impl Fn(&Value) -> Option<f64>,
 ) -> Option<Median<'a>> {
     let mut found: Vec<(f64, &Value)> = results
         .iter()
-        .filter(|result| result["scenario"] == scenario && result["label"] == server)
+        .filter(|result| {
+            result["scenario"] == scenario
+                && result["label"] == server
+                && result["via"].as_str() == via
+        })
         .filter_map(|result| Some((value(result)?, result)))
         .collect();
     found.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -61,10 +66,20 @@ fn both<'a>(
     scenario: &str,
     value: impl Fn(&Value) -> Option<f64>,
 ) -> Result<(Median<'a>, Median<'a>), String> {
-    let missing = || format!("compare: no {scenario} result for both servers");
-    let ours = median(results, OURS, scenario, &value).ok_or_else(missing)?;
-    let peer = median(results, PEER, scenario, &value).ok_or_else(missing)?;
-    Ok((ours, peer))
+    both_via(results, (scenario, None), value)
+        .ok_or_else(|| format!("compare: no {scenario} result for both servers"))
+}
+
+/// [`both`], for runs direct or through a proxy; `None` when a server has
+/// no such run.
+fn both_via<'a>(
+    results: &'a [Value],
+    runs: (&str, Option<&str>),
+    value: impl Fn(&Value) -> Option<f64>,
+) -> Option<(Median<'a>, Median<'a>)> {
+    let ours = median(results, OURS, runs, &value)?;
+    let peer = median(results, PEER, runs, &value)?;
+    Some((ours, peer))
 }
 
 fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
@@ -109,6 +124,24 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
         unit: " KB",
         higher_is_better: false,
     });
+    // Both behind the same Pushpin, when the run had one.
+    for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
+        let latency = |result: &Value| result["latency"][key].as_f64();
+        if let Some(((ours, run), (peer, _))) =
+            both_via(results, ("latency", Some("pushpin")), latency)
+        {
+            rows.push(Row {
+                what: format!(
+                    "through Pushpin: latency {name}, {} subscribers × {} events/s",
+                    run["subscribers"], run["rate"]
+                ),
+                ours,
+                peer,
+                unit: " ms",
+                higher_is_better: false,
+            });
+        }
+    }
     Ok(rows)
 }
 
@@ -154,7 +187,14 @@ fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
     let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let top = rows.iter().map(Row::ratio).fold(2.0, f64::max) * 2.0;
-    let names = ["fan-out", "latency p50", "latency p99", "idle memory"];
+    let names = [
+        "fan-out",
+        "latency p50",
+        "latency p99",
+        "idle memory",
+        "Pushpin p50",
+        "Pushpin p99",
+    ];
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "eventstream-rocket vs django-eventstream: times better",
@@ -259,5 +299,46 @@ mod tests {
         let table = markdown(&rows, "c.png");
         assert!(table.contains("| 800,000 | 8,000 | 100.0× |"), "{table}");
         assert!(table.contains("| 40.0 KB | 200 KB | 5.0× |"), "{table}");
+    }
+
+    #[test]
+    fn runs_through_a_proxy_are_compared_apart_from_direct_ones() {
+        let line = |json: &str| serde_json::from_str::<Value>(json).expect("json");
+        let mut results: Vec<Value> = [
+            r#"{"scenario":"fanout","label":"eventstream-rocket","subscribers":1000,"frames_per_sec":800000}"#,
+            r#"{"scenario":"fanout","label":"django-eventstream","subscribers":100,"frames_per_sec":8000}"#,
+            r#"{"scenario":"latency","label":"eventstream-rocket","subscribers":100,"rate":20,"latency":{"p50_ms":2.0,"p99_ms":4.0}}"#,
+            r#"{"scenario":"latency","label":"django-eventstream","subscribers":100,"rate":20,"latency":{"p50_ms":10.0,"p99_ms":20.0}}"#,
+            r#"{"scenario":"memory","label":"eventstream-rocket","subscribers":1000,"server_bytes_per_connection":40960}"#,
+            r#"{"scenario":"memory","label":"django-eventstream","subscribers":1000,"server_bytes_per_connection":204800}"#,
+        ]
+        .into_iter()
+        .map(line)
+        .collect();
+        assert_eq!(
+            rows(&results).expect("rows").len(),
+            4,
+            "no proxy rows without proxy runs"
+        );
+        results.extend([
+            line(
+                r#"{"via":"pushpin","label":"eventstream-rocket","scenario":"latency","subscribers":1000,"rate":50,"latency":{"p50_ms":50.0,"p99_ms":100.0}}"#,
+            ),
+            line(
+                r#"{"via":"pushpin","label":"django-eventstream","scenario":"latency","subscribers":1000,"rate":50,"latency":{"p50_ms":60.0,"p99_ms":150.0}}"#,
+            ),
+        ]);
+        let rows = rows(&results).expect("rows");
+        let ratios: Vec<f64> = rows.iter().map(Row::ratio).collect();
+        assert_eq!(
+            ratios,
+            [100.0, 5.0, 5.0, 5.0, 1.2, 1.5],
+            "direct rows unchanged"
+        );
+        assert!(
+            rows[5]
+                .what
+                .starts_with("through Pushpin: latency p99, 1000 subscribers")
+        );
     }
 }

@@ -73,7 +73,8 @@ scenarios:
   chart    --input results.jsonl --out-dir DIR           PNG charts from sweep results
   compare  --input compare.jsonl --out-dir DIR --markdown FILE   side-by-side table and chart
 common: --wave N (connects at a time, 256) --channel C (bench) --publish-key K --publish-base URL --publish-url URL --stream-path P
-        --label TEXT (stored with the result) --out FILE (append the JSON result)";
+        --label TEXT (stored with the result) --via PROXY (the same, for runs through a proxy)
+        --out FILE (append the JSON result)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -100,14 +101,17 @@ async fn main() -> ExitCode {
     let options = Options::parse(rest).ok();
     match result {
         Ok(report) => {
-            let report = match options.as_ref().and_then(|options| options.maybe("label")) {
-                Some(label) => report.replacen(
-                    '{',
-                    &format!("{{\"label\":{},", serde_json::Value::from(label)),
-                    1,
-                ),
-                None => report,
-            };
+            // `--label` and `--via` are stored with the result as given.
+            let mut report = report;
+            for name in ["via", "label"] {
+                if let Some(value) = options.as_ref().and_then(|options| options.maybe(name)) {
+                    report = report.replacen(
+                        '{',
+                        &format!("{{\"{name}\":{},", serde_json::Value::from(value)),
+                        1,
+                    );
+                }
+            }
             println!("{report}");
             if let Some(out) = options.as_ref().and_then(|options| options.maybe("out")) {
                 use std::io::Write;

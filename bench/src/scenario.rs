@@ -177,13 +177,9 @@ fn histogram() -> Histogram<u64> {
 /// time. A proxy that answers 502 or 503 to a burst of connects (Pushpin
 /// does, before it is ready and under bursts) is retried with backoff, as
 /// a reconnecting client would; the retries are counted.
-async fn subscribe_all(
-    target: &Target,
-    count: u64,
-    wave: u64,
-) -> Result<(Vec<Subscriber>, u64), String> {
-    let (subscribers, _, retries) = subscribe_all_at(target, count, wave).await?;
-    Ok((subscribers, retries))
+async fn subscribe_all(target: &Target, count: u64, wave: u64) -> Result<Vec<Subscriber>, String> {
+    let (subscribers, _, _) = subscribe_all_at(target, count, wave).await?;
+    Ok(subscribers)
 }
 
 /// [`subscribe_all`], also returning the position each `stream-open` named.
@@ -202,41 +198,7 @@ async fn subscribe_all_at(
     while remaining > 0 {
         let wave = remaining.min(wave.max(1));
         let connects: Vec<_> = (0..wave)
-            .map(|_| {
-                let addr = target.addr;
-                let path = target.stream_path.clone();
-                tokio::spawn(async move {
-                    let mut retries = 0;
-                    loop {
-                        let error = match Subscriber::connect(addr, &path, None).await {
-                            Ok(mut subscriber) => {
-                                // Padding (a comment block) may come first.
-                                let mut first =
-                                    subscriber.next_frame().await.map_err(|e| e.to_string())?;
-                                if first.is_some_and(|frame| frame.kind == Kind::Other) {
-                                    first =
-                                        subscriber.next_frame().await.map_err(|e| e.to_string())?;
-                                }
-                                match first {
-                                    Some(frame) if frame.kind == Kind::Open => {
-                                        return Ok((subscriber, frame.seq.unwrap_or(0), retries));
-                                    }
-                                    other => {
-                                        return Err(format!("expected stream-open, got {other:?}"));
-                                    }
-                                }
-                            }
-                            Err(error) => error.to_string(),
-                        };
-                        let retryable = error.contains(" 502 ") || error.contains(" 503 ");
-                        if !retryable || retries == 8 {
-                            return Err(error);
-                        }
-                        tokio::time::sleep(Duration::from_millis(50 << retries.min(5))).await;
-                        retries += 1;
-                    }
-                })
-            })
+            .map(|_| tokio::spawn(open_one(target.addr, target.stream_path.clone())))
             .collect();
         for connect in connects {
             let (subscriber, start, tries) = connect.await.map_err(|e| e.to_string())??;
@@ -247,6 +209,48 @@ async fn subscribe_all_at(
         remaining -= wave;
     }
     Ok((subscribers, starts, retries))
+}
+
+/// How long a new stream may take to send its `stream-open`.
+const OPEN_WITHIN: Duration = Duration::from_secs(10);
+const NO_OPEN: &str = "no stream-open within 10 s";
+
+/// Opens one stream and reads it up to its `stream-open`; returns it, the
+/// position the `stream-open` names and how many 502/503 answers were
+/// retried first.
+async fn open_one(addr: SocketAddr, path: String) -> Result<(Subscriber, u64, u64), String> {
+    let mut retries = 0;
+    loop {
+        let error = match Subscriber::connect(addr, &path, None).await {
+            Ok(mut subscriber) => {
+                let opening = async {
+                    // Padding (a comment block) may come first.
+                    let mut first = subscriber.next_frame().await?;
+                    if first.is_some_and(|frame| frame.kind == Kind::Other) {
+                        first = subscriber.next_frame().await?;
+                    }
+                    Ok::<_, std::io::Error>(first)
+                };
+                match tokio::time::timeout(OPEN_WITHIN, opening).await {
+                    Ok(Ok(Some(frame))) if frame.kind == Kind::Open => {
+                        return Ok((subscriber, frame.seq.unwrap_or(0), retries));
+                    }
+                    Ok(Ok(other)) => return Err(format!("expected stream-open, got {other:?}")),
+                    Ok(Err(error)) => return Err(error.to_string()),
+                    // Pushpin 1.36 now and then leaves a connection it
+                    // cancelled during a connect burst open and silent.
+                    Err(_) => NO_OPEN.to_owned(),
+                }
+            }
+            Err(error) => error.to_string(),
+        };
+        let retryable = error.contains(" 502 ") || error.contains(" 503 ") || error == NO_OPEN;
+        if !retryable || retries == 8 {
+            return Err(error);
+        }
+        tokio::time::sleep(Duration::from_millis(50 << retries.min(5))).await;
+        retries += 1;
+    }
 }
 
 /// Where a reader reconnects when its stream ends, as EventSource does
@@ -275,7 +279,7 @@ const RECONNECTS: u64 = 5;
 /// `measured_from` (the ones before warm the path up), and reconnecting
 /// streams that end early when told how.
 fn read_all(
-    subscribers: Vec<Subscriber>,
+    subscribers: Vec<(Subscriber, u64)>,
     expected: u64,
     measured_from: u64,
     deadline: Instant,
@@ -283,7 +287,7 @@ fn read_all(
 ) -> Vec<JoinHandle<Tally>> {
     subscribers
         .into_iter()
-        .map(|mut subscriber| {
+        .map(|(mut subscriber, start)| {
             let reconnect = reconnect.clone();
             tokio::spawn(async move {
                 let mut tally = Tally::new();
@@ -292,9 +296,12 @@ fn read_all(
                     let frame = match timeout_at(deadline, subscriber.next_frame()).await {
                         Ok(Ok(Some(frame))) => frame,
                         Ok(Ok(None)) | Ok(Err(_)) => {
-                            let (Some(to), Some(last)) = (&reconnect, seen.highest) else {
+                            // From the last id seen, which before any event
+                            // is the `stream-open`'s, as EventSource does.
+                            let Some(to) = &reconnect else {
                                 break;
                             };
+                            let last = seen.highest.unwrap_or(start);
                             if tally.reconnects == RECONNECTS {
                                 break;
                             }
@@ -318,9 +325,17 @@ fn read_all(
 }
 
 async fn summarize(readers: Vec<JoinHandle<Tally>>) -> Result<Tally, String> {
-    let mut summary = Tally::new();
+    let mut tallies = Vec::with_capacity(readers.len());
     for reader in readers {
-        let tally = reader.await.map_err(|e| e.to_string())?;
+        tallies.push(reader.await.map_err(|e| e.to_string())?);
+    }
+    total(tallies)
+}
+
+/// The readers' tallies added up.
+fn total(tallies: Vec<Tally>) -> Result<Tally, String> {
+    let mut summary = Tally::new();
+    for tally in tallies {
         summary.received += tally.received;
         summary.lost += tally.lost;
         summary.duplicated += tally.duplicated;
@@ -392,10 +407,10 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
     let in_flight = options.number("in-flight", 64)?.max(1);
     let limit = Duration::from_secs(options.number("seconds", 60)?);
     let wave = options.number("wave", 256)?;
-    let (streams, connect_retries) = subscribe_all(&target, subscribers, wave).await?;
+    let (streams, starts, connect_retries) = subscribe_all_at(&target, subscribers, wave).await?;
     let started = Instant::now();
     let readers = read_all(
-        streams,
+        streams.into_iter().zip(starts).collect(),
         events,
         0,
         started + limit,
@@ -433,10 +448,10 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let measured_from = rate * warmup;
     let events = rate * (warmup + seconds);
     let wave = options.number("wave", 256)?;
-    let (streams, connect_retries) = subscribe_all(&target, subscribers, wave).await?;
+    let (streams, starts, connect_retries) = subscribe_all_at(&target, subscribers, wave).await?;
     let started = Instant::now();
     let readers = read_all(
-        streams,
+        streams.into_iter().zip(starts).collect(),
         events,
         measured_from,
         started + Duration::from_secs(warmup + seconds + 30),
@@ -523,22 +538,57 @@ pub(crate) async fn join(options: &Options) -> Result<String, String> {
         })
     };
     warm.notified().await;
+    if subscribers > MAX_SUBSCRIBERS {
+        return Err(format!("at most {MAX_SUBSCRIBERS} subscribers per process"));
+    }
     let started = Instant::now();
-    let (streams, starts, connect_retries) = subscribe_all_at(&target, subscribers, wave).await?;
+    let (last_tx, last_rx) = tokio::sync::watch::channel(None);
+    // Each joiner is read from the moment its stream opened, so an event's
+    // latency is when it reached the joiner, not when this process got
+    // round to reading it after the last wave.
+    let mut readers = Vec::with_capacity(subscribers as usize);
+    let mut connect_retries = 0;
+    let mut remaining = subscribers;
+    while remaining > 0 {
+        let wave = remaining.min(wave.max(1));
+        let opening: Vec<_> = (0..wave)
+            .map(|_| {
+                let (opened_tx, opened) = tokio::sync::oneshot::channel();
+                let (addr, path, last) = (target.addr, target.stream_path.clone(), last_rx.clone());
+                let reader = tokio::spawn(async move {
+                    let (subscriber, start, retries) = open_one(addr, path).await?;
+                    let _ = opened_tx.send(retries);
+                    Ok::<Tally, String>(read_until_last(subscriber, start, last).await)
+                });
+                (opened, reader)
+            })
+            .collect();
+        for (opened, reader) in opening {
+            match opened.await {
+                Ok(retries) => connect_retries += retries,
+                // It ended before its stream opened: say why.
+                Err(_) => {
+                    return Err(match reader.await {
+                        Ok(Err(why)) => why,
+                        Ok(Ok(_)) => "a joiner ended before its stream opened".into(),
+                        Err(panicked) => panicked.to_string(),
+                    });
+                }
+            }
+            readers.push(reader);
+        }
+        remaining -= wave;
+    }
     let joined_in = started.elapsed();
     joined.notify_one();
-    let (last_tx, last_rx) = tokio::sync::watch::channel(None);
-    let readers: Vec<_> = streams
-        .into_iter()
-        .zip(starts)
-        .map(|(subscriber, start)| {
-            tokio::spawn(read_until_last(subscriber, start, last_rx.clone()))
-        })
-        .collect();
     // Ids are 1-based: the channel is fresh, so `sent` is the last id.
     let sent = publisher.await.map_err(|e| e.to_string())??;
     last_tx.send_replace(Some(sent));
-    let summary = summarize(readers).await?;
+    let mut tallies = Vec::with_capacity(readers.len());
+    for reader in readers {
+        tallies.push(reader.await.map_err(|e| e.to_string())??);
+    }
+    let summary = total(tallies)?;
     Ok(summary.added_to(serde_json::json!({
         "scenario": "join",
         "subscribers": subscribers,
@@ -812,7 +862,7 @@ pub(crate) async fn memory(options: &Options) -> Result<String, String> {
     }
     let rss_before = vm_rss_kib(pid)?;
     let kernel_before = kernel_slab_kib();
-    let (streams, _) = subscribe_all(&target, subscribers, 256).await?;
+    let streams = subscribe_all(&target, subscribers, 256).await?;
     // Let the server settle (allocations of the first writes) before reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = vm_rss_kib(pid)?;

@@ -33,6 +33,12 @@ EVENTSTREAM_ALLOW_ORIGINS = ["*"]
 # The key the load generator sends as `Authorization: Bearer`.
 BENCH_PUBLISH_KEY = os.environ.get("BENCH_PUBLISH_KEY", "")
 
+# Behind Pushpin (the GRIP benchmarks): django-eventstream's own GRIP
+# support, through django-grip's middleware, publishing to this URL.
+if os.environ.get("BENCH_GRIP_URL"):
+    GRIP_URL = os.environ["BENCH_GRIP_URL"]
+    MIDDLEWARE = ["django_grip.GripMiddleware"]
+
 # Errors (a refused publish) go to the server's log.
 LOGGING = {
     "version": 1,
