@@ -104,6 +104,38 @@ run() {
     "$bench" "$@" --publish-key "$key" --out "$results"
 }
 
+# pick_pushpin_ports: sets $http_port, $offset and $control (Pushpin binds
+# its client port and four control ports, 5560..5563 + offset).
+pick_pushpin_ports() {
+    while :; do
+        http_port=$(free_port)
+        offset=$(( $(free_port) - 5560 ))
+        local busy=false
+        for p in 5560 5561 5562 5563; do
+            (exec 3<>"/dev/tcp/127.0.0.1/$((p + offset))") 2>/dev/null && busy=true
+        done
+        $busy || break
+    done
+    control="http://127.0.0.1:$((5561 + offset))"
+}
+
+# start_pushpin ORIGIN_PORT [STREAM_PATH]: Pushpin on the picked ports, in
+# front of it; returns once a stream (STREAM_PATH, /events/ready by
+# default) is held.
+start_pushpin() {
+    rm -rf "$work/pushpin"
+    PUSHPIN_MESSAGE_RATE=0 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 PUSHPIN_LOG_LEVEL=1 \
+        bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$1" >/dev/null
+    # Pushpin answers before it can hold streams ("Accept service unavailable").
+    for _ in $(seq 1 100); do
+        code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$http_port${2:-/events/ready}" || true)
+        [ "$code" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "bench: Pushpin never held a stream" >&2
+    return 1
+}
+
 # Side by side with django-eventstream 5.3.4 (bench/django: its README's
 # setup, SQLite storage, uvicorn), the same load generator against both in
 # one run, each server at its own best: django-eventstream answers 500
@@ -144,6 +176,30 @@ if $compare; then
         peer latency "lat$round" --subscribers 100 --rate 20 --seconds 10 --in-flight 1
         peer memory "idle$round" --subscribers 1000 --server-pid "$pid"
         kill "$pid"
+        # Both behind the same Pushpin (as the README configures it), the
+        # same load: 1,000 subscribers, 50 events/s, one publish request at
+        # a time, after 2 s of warm-up (a channel's first subscription makes
+        # every stream on it refresh once, a second later).
+        if command -v pushpin >/dev/null 2>&1; then
+            grip_load=(latency --subscribers 1000 --rate 50 --warmup 2 --seconds 4 --in-flight 1 --wave 64 --via pushpin)
+            pick_pushpin_ports
+            start_server "compare-grip-$round" "sqlite://$work/compare-grip-$round.db" process \
+                "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
+            start_pushpin "$port"
+            on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --channel "grip$round" \
+                --publish-base "http://127.0.0.1:$port/events" --label eventstream-rocket
+            bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
+            kill "$pid"
+            pick_pushpin_ports
+            django_env+=(BENCH_GRIP_URL="$control?iss=pushpin&key=changeme")
+            start_django
+            start_pushpin "$port" "/events/?channel=ready"
+            on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --stream-path "/events/?channel=grip$round" \
+                --publish-url "http://127.0.0.1:$port/publish/grip$round" --label django-eventstream
+            bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
+            kill "$pid"
+            unset 'django_env[-1]'
+        fi
     done
     "$bench" compare --input "$compared" --out-dir "$charts" --markdown "$out/compare.md" --chart-link docs/bench/compare.png
     # The table replaces what stands between the markers in BENCHMARKS.md.
@@ -157,7 +213,7 @@ if start not in text or end not in text:
     sys.exit(f"{path}: the markers {start} / {end} are missing")
 head, rest = text.split(start, 1)
 _, tail = rest.split(end, 1)
-stamp = f"\nMeasured {datetime.date.today()} by `scripts/bench.sh --compare` (release build, this 2-core machine, SQLite, `process` durability; medians of three interleaved rounds).\n\n"
+stamp = f"\nMeasured {datetime.date.today()} by `scripts/bench.sh --compare` (release build, this 2-core machine, SQLite, `process` durability; medians of three interleaved rounds; the Pushpin rows with Pushpin 1.36 configured as the README says).\n\n"
 open(path, "w").write(head + start + stamp + table + end + tail)
 PY
     echo "bench: side by side in BENCHMARKS.md, results in $compared"
@@ -271,36 +327,6 @@ fi
 # 25 ms apart), room for 10,000 clients. The same loads then run against a
 # control origin (bench/examples/control_grip: holds at once, publishes in
 # batches, no storage), which shows what Pushpin itself does here.
-# pick_pushpin_ports: sets $http_port, $offset and $control (Pushpin binds
-# its client port and four control ports, 5560..5563 + offset).
-pick_pushpin_ports() {
-    while :; do
-        http_port=$(free_port)
-        offset=$(( $(free_port) - 5560 ))
-        local busy=false
-        for p in 5560 5561 5562 5563; do
-            (exec 3<>"/dev/tcp/127.0.0.1/$((p + offset))") 2>/dev/null && busy=true
-        done
-        $busy || break
-    done
-    control="http://127.0.0.1:$((5561 + offset))"
-}
-
-# start_pushpin ORIGIN_PORT: Pushpin on the picked ports, in front of it.
-start_pushpin() {
-    rm -rf "$work/pushpin"
-    PUSHPIN_MESSAGE_RATE=0 PUSHPIN_MESSAGE_HWM=1000000 PUSHPIN_MAXCONN=20000 PUSHPIN_LOG_LEVEL=1 \
-        bash tests/support/pushpin-harness.sh start "$work/pushpin" "$http_port" "$offset" "127.0.0.1:$1" >/dev/null
-    # Pushpin answers before it can hold streams ("Accept service unavailable").
-    for _ in $(seq 1 100); do
-        code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$http_port/events/ready" || true)
-        [ "$code" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "bench: Pushpin never held a stream" >&2
-    return 1
-}
-
 # grip_runs LABEL ORIGIN_PORT: the GRIP loads through the started Pushpin.
 grip_runs() {
     local via=(--url "http://127.0.0.1:$http_port" --publish-base "http://127.0.0.1:$2/events" --wave 64)
@@ -309,7 +335,10 @@ grip_runs() {
     else
         run latency "${via[@]}" --channel g100 --subscribers 100 --rate 50 --seconds 4 --label "$1"
         run latency "${via[@]}" --channel g1000 --subscribers 1000 --rate 50 --seconds 4 --label "$1"
-        run latency "${via[@]}" --channel g1000r --subscribers 1000 --rate 200 --seconds 4 --label "$1"
+        # The same after 2 s of events: the refresh a channel's first
+        # subscription causes (every stream on it, a second later) is over.
+        run latency "${via[@]}" --channel g1000w --subscribers 1000 --rate 50 --warmup 2 --seconds 4 --label "$1"
+        run latency "${via[@]}" --channel g1000r --subscribers 1000 --rate 200 --warmup 2 --seconds 4 --label "$1"
         run fanout "${via[@]}" --channel gfan --subscribers 1000 --events 400 --in-flight 4 --seconds 60 --label "$1"
         run join "${via[@]}" --channel gjoin --subscribers 1000 --rate 50 --warmup 2 --seconds 4 --label "$1"
         run latency "${via[@]}" --channel g10000 --subscribers 10000 --rate 1 --seconds 10 --label "$1"

@@ -32,7 +32,13 @@ impl Publisher {
     /// Publishes event number `index`; the body is
     /// `{"data":{"t":<send time ns>,"i":<index>}}`.
     pub(crate) async fn publish(&self, index: u64) -> Result<(), String> {
-        let body = format!(r#"{{"data":{{"t":{},"i":{index}}}}}"#, now_ns());
+        self.publish_stamped(index, now_ns()).await
+    }
+
+    /// Publishes event number `index` stamped with `at_ns`, the moment the
+    /// event was due (latency is counted from there).
+    pub(crate) async fn publish_stamped(&self, index: u64, at_ns: u64) -> Result<(), String> {
+        let body = format!(r#"{{"data":{{"t":{at_ns},"i":{index}}}}}"#);
         let mut request = self
             .client
             .post(&self.url)

@@ -367,6 +367,7 @@ async fn publish_when_permitted(
     permits: &Arc<Semaphore>,
     publisher: &Publisher,
     index: u64,
+    due_ns: Option<u64>,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let permit = Arc::clone(permits)
         .acquire_owned()
@@ -374,7 +375,10 @@ async fn publish_when_permitted(
         .map_err(|e| e.to_string())?;
     let publisher = publisher.clone();
     Ok(tokio::spawn(async move {
-        let result = publisher.publish(index).await;
+        let result = match due_ns {
+            Some(due_ns) => publisher.publish_stamped(index, due_ns).await,
+            None => publisher.publish(index).await,
+        };
         drop(permit);
         result
     }))
@@ -393,7 +397,7 @@ async fn publish_burst(publisher: &Publisher, count: u64, in_flight: u64) -> Res
     let permits = Arc::new(Semaphore::new(in_flight as usize));
     let mut tasks = Vec::with_capacity(count as usize);
     for index in 0..count {
-        tasks.push(publish_when_permitted(&permits, publisher, index).await?);
+        tasks.push(publish_when_permitted(&permits, publisher, index, None).await?);
     }
     all_published(tasks).await
 }
@@ -433,12 +437,14 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
 }
 
 /// Latency: `subscribers` on one channel, `rate` events per second for
-/// `seconds`; reports publish-to-parse latency percentiles. With
+/// `seconds`; reports due-to-parse latency percentiles (from the moment
+/// each event was due on the schedule). With
 /// `--warmup S`, the rate runs S seconds longer first, unmeasured (behind
 /// Pushpin, a channel's first subscription makes every stream on it
 /// refresh its next link about a second later). With `--in-flight N`, at
-/// most N publish requests are outstanding (a tick waits for one to end):
-/// for servers that refuse concurrent publishers.
+/// most N publish requests are outstanding (a tick waits for one to end,
+/// and the wait counts as latency): for servers that refuse concurrent
+/// publishers.
 pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let target = target(options)?;
     let subscribers = options.number("subscribers", 100)?;
@@ -469,14 +475,20 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
                 .min(Semaphore::MAX_PERMITS)
         },
     )));
-    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
-    // A tick delayed by a full in-flight window is not made up for in a
-    // burst: the rate stays the rate.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Events are due on a fixed schedule and stamped with the moment they
+    // were due, not the moment a request could be sent: a server whose
+    // publish requests take longer than the period (with an in-flight cap)
+    // shows it as latency, instead of slowing the load down and leaving
+    // the wait out (coordinated omission). A late sender catches up.
+    let period_ns = 1_000_000_000 / rate;
+    let mut ticker = tokio::time::interval(Duration::from_nanos(period_ns));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let first_due = now_ns();
     let mut sends = Vec::with_capacity(events as usize);
     for index in 0..events {
         ticker.tick().await;
-        sends.push(publish_when_permitted(&permits, &target.publisher, index).await?);
+        let due = first_due + index * period_ns;
+        sends.push(publish_when_permitted(&permits, &target.publisher, index, Some(due)).await?);
     }
     all_published(sends).await?;
     let summary = summarize(readers).await?;
