@@ -10,6 +10,14 @@
 #   scripts/bench.sh --compare  # side by side with django-eventstream (needs
 #                               # PyPI): writes the table and chart into
 #                               # BENCHMARKS.md; not part of .ci/run
+#   scripts/bench.sh --regress BEFORE_SERVER
+#                               # no-regression check: fan-out, replay, storm
+#                               # and durable publish (SQLite and PostgreSQL,
+#                               # power) against a server built from an older
+#                               # commit and this checkout's, three interleaved
+#                               # rounds; prints the medians and whether any
+#                               # is a regression (>10 % worse and outside the
+#                               # before-runs' range)
 #
 # Before/after comparisons run the same script and load generator against
 # another build of the example server (e.g. one built from an older commit
@@ -25,10 +33,16 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 quick=false
 compare=false
+regress_from=""
 [ "${1:-}" = "--quick" ] && quick=true
 [ "${1:-}" = "--compare" ] && compare=true
+if [ "${1:-}" = "--regress" ]; then
+    regress_from=${2:?--regress needs the before server binary}
+    [ -x "$regress_from" ] || { echo "bench: $regress_from is not an executable" >&2; exit 1; }
+fi
 section="${EVENTSTREAM_BENCH_SECTION:-all}"
 $compare && section=compare
+[ -n "$regress_from" ] && section=regress
 want() { [ "$section" = all ] || [ "$section" = "$1" ]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 
@@ -218,6 +232,67 @@ open(path, "w").write(head + start + stamp + table + end + tail)
 PY
     echo "bench: side by side in BENCHMARKS.md, results in $compared"
     exit 0
+fi
+
+# No regression: the same loads against the before server and this
+# checkout's, interleaved, three rounds (issue 16, target 4).
+if [ -n "$regress_from" ]; then
+    regressed="$out/regress.jsonl"
+    this_server=$server_bin
+    for round in 1 2 3; do
+        for who in before after; do
+            echo "::: regress, round $round, $who" >&2
+            if [ "$who" = before ]; then server_bin=$regress_from; else server_bin=$this_server; fi
+            start_server "$who-$round" "sqlite://$work/$who-$round.db" process "keepalive_secs=20"
+            url="http://127.0.0.1:$port"
+            "$bench" fanout --url "$url" --channel fan --subscribers 1000 --events 2000 --in-flight 64 --label "$who" --publish-key "$key" --out "$regressed" >/dev/null
+            "$bench" replay --url "$url" --channel replay --events 1000 --runs 50 --label "$who" --publish-key "$key" --out "$regressed" >/dev/null
+            "$bench" storm --url "$url" --channel storm --clients 10000 --missed 10 --label "$who" --publish-key "$key" --out "$regressed" >/dev/null
+            kill "$pid"
+            start_server "$who-$round-power" "sqlite://$work/$who-$round-power.db" power
+            "$bench" publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds 10 --label "$who sqlite-power" --publish-key "$key" --out "$regressed" >/dev/null
+            kill "$pid"
+            psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS eventstream_regress WITH (FORCE)" >/dev/null 2>&1
+            psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE eventstream_regress" >/dev/null
+            start_server "$who-$round-pg" "postgres://postgres@127.0.0.1:5432/eventstream_regress" power
+            "$bench" publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds 10 --label "$who postgres-power" --publish-key "$key" --out "$regressed" >/dev/null
+            kill "$pid"
+        done
+    done
+    python3 - "$regressed" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    who, *store = r["label"].split()
+    scenario = r["scenario"]
+    if scenario == "fanout":
+        what, value, higher = "fan-out, 1,000 subscribers (frames/s)", r["frames_per_sec"], True
+    elif scenario == "replay":
+        what, value, higher = "replay of 1,000 missed events, p50 (ms)", r["replay"]["p50_ms"], False
+    elif scenario == "storm":
+        what, value, higher = "10,000 clients resuming (s until all)", r["all_resumed_seconds"], False
+    else:
+        what, value, higher = f"durable publish, {store[0]} (events/s)", r["events_per_sec"], True
+    runs.setdefault((what, higher), {}).setdefault(who, []).append((value, r.get("lost", 0)))
+print("| | before (3 runs) | after (3 runs) | change of medians | regression |")
+print("|---|---|---|---|---|")
+failed = False
+for (what, higher), by in runs.items():
+    before = [v for v, _ in by["before"]]
+    after = [v for v, _ in by["after"]]
+    mb, ma = statistics.median(before), statistics.median(after)
+    change = (ma - mb) / mb * 100
+    worse = -change if higher else change
+    outside = ma < min(before) if higher else ma > max(before)
+    regression = worse > 10 and outside
+    lost = sum(l for _, l in by["before"] + by["after"])
+    failed |= regression or lost > 0
+    fmt = lambda xs: ", ".join(f"{x:,.0f}" if x >= 100 else f"{x:.2f}" for x in xs)
+    print(f"| {what} | {fmt(before)} | {fmt(after)} | {change:+.1f} % | {'**yes**' if regression else 'no'}{f', {lost} lost' if lost else ''} |")
+sys.exit(1 if failed else 0)
+PY
+    exit $?
 fi
 
 if $quick; then
