@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -69,6 +70,9 @@ struct Tally {
     reconnects: u64,
     last_at: Option<Instant>,
     latency_us: Histogram<u64>,
+    /// `(index, parsed at, ns)` of each measured event, kept only when the
+    /// run splits its latency (`--split`).
+    arrivals: Option<Vec<(u64, u64)>>,
 }
 
 impl Tally {
@@ -82,6 +86,15 @@ impl Tally {
             reconnects: 0,
             last_at: None,
             latency_us: histogram(),
+            arrivals: None,
+        }
+    }
+
+    /// A tally that also keeps when each measured event was parsed.
+    fn keeping_arrivals() -> Tally {
+        Tally {
+            arrivals: Some(Vec::new()),
+            ..Tally::new()
         }
     }
 
@@ -117,6 +130,9 @@ impl Tally {
             let _ = self
                 .latency_us
                 .record((now.saturating_sub(sent) / 1000).max(1));
+        }
+        if let (Some(arrivals), Some(index)) = (&mut self.arrivals, frame.index) {
+            arrivals.push((index, now));
         }
     }
 
@@ -284,13 +300,18 @@ fn read_all(
     measured_from: u64,
     deadline: Instant,
     reconnect: Option<Reconnect>,
+    keep_arrivals: bool,
 ) -> Vec<JoinHandle<Tally>> {
     subscribers
         .into_iter()
         .map(|(mut subscriber, start)| {
             let reconnect = reconnect.clone();
             tokio::spawn(async move {
-                let mut tally = Tally::new();
+                let mut tally = if keep_arrivals {
+                    Tally::keeping_arrivals()
+                } else {
+                    Tally::new()
+                };
                 let mut seen = Seen::default();
                 while tally.received < expected {
                     let frame = match timeout_at(deadline, subscriber.next_frame()).await {
@@ -347,6 +368,12 @@ fn total(tallies: Vec<Tally>) -> Result<Tally, String> {
             .latency_us
             .add(&tally.latency_us)
             .map_err(|e| e.to_string())?;
+        if let Some(arrivals) = tally.arrivals {
+            summary
+                .arrivals
+                .get_or_insert_with(Vec::new)
+                .extend(arrivals);
+        }
     }
     Ok(summary)
 }
@@ -368,17 +395,25 @@ async fn publish_when_permitted(
     publisher: &Publisher,
     index: u64,
     due_ns: Option<u64>,
+    acks: Option<&Arc<[AtomicU64]>>,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let permit = Arc::clone(permits)
         .acquire_owned()
         .await
         .map_err(|e| e.to_string())?;
     let publisher = publisher.clone();
+    let acks = acks.map(Arc::clone);
     Ok(tokio::spawn(async move {
         let result = match due_ns {
             Some(due_ns) => publisher.publish_stamped(index, due_ns).await,
             None => publisher.publish(index).await,
         };
+        // When the server answered: it has committed the event.
+        if let (Some(acks), Ok(())) = (&acks, &result)
+            && let Some(ack) = usize::try_from(index).ok().and_then(|i| acks.get(i))
+        {
+            ack.store(now_ns(), Ordering::Relaxed);
+        }
         drop(permit);
         result
     }))
@@ -397,7 +432,7 @@ async fn publish_burst(publisher: &Publisher, count: u64, in_flight: u64) -> Res
     let permits = Arc::new(Semaphore::new(in_flight as usize));
     let mut tasks = Vec::with_capacity(count as usize);
     for index in 0..count {
-        tasks.push(publish_when_permitted(&permits, publisher, index, None).await?);
+        tasks.push(publish_when_permitted(&permits, publisher, index, None, None).await?);
     }
     all_published(tasks).await
 }
@@ -419,6 +454,7 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
         0,
         started + limit,
         Some(reconnect(&target)),
+        false,
     );
     publish_burst(&target.publisher, events, in_flight).await?;
     let published_in = started.elapsed();
@@ -444,7 +480,9 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
 /// refresh its next link about a second later). With `--in-flight N`, at
 /// most N publish requests are outstanding (a tick waits for one to end,
 /// and the wait counts as latency): for servers that refuse concurrent
-/// publishers.
+/// publishers. With `--split 1`, also when the server answered each
+/// publish request, and the latency split there (see
+/// [`split_at_the_answer`]).
 pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let target = target(options)?;
     let subscribers = options.number("subscribers", 100)?;
@@ -454,6 +492,7 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let measured_from = rate * warmup;
     let events = rate * (warmup + seconds);
     let wave = options.number("wave", 256)?;
+    let split = options.number("split", 0)? != 0;
     let (streams, starts, connect_retries) = subscribe_all_at(&target, subscribers, wave).await?;
     let started = Instant::now();
     let readers = read_all(
@@ -462,7 +501,11 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         measured_from,
         started + Duration::from_secs(warmup + seconds + 30),
         Some(reconnect(&target)),
+        split,
     );
+    // With `--split 1`: when the server answered each publish request.
+    let acks: Option<Arc<[AtomicU64]>> =
+        split.then(|| (0..events).map(|_| AtomicU64::new(0)).collect());
     let in_flight = match options.maybe("in-flight") {
         Some(_) => Some(options.number("in-flight", 1)?.max(1)),
         None => None,
@@ -488,11 +531,22 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     for index in 0..events {
         ticker.tick().await;
         let due = first_due + index * period_ns;
-        sends.push(publish_when_permitted(&permits, &target.publisher, index, Some(due)).await?);
+        sends.push(
+            publish_when_permitted(&permits, &target.publisher, index, Some(due), acks.as_ref())
+                .await?,
+        );
     }
     all_published(sends).await?;
-    let summary = summarize(readers).await?;
-    Ok(summary.added_to(serde_json::json!({
+    let mut summary = summarize(readers).await?;
+    let split = acks.map(|acks| {
+        split_at_the_answer(
+            &acks,
+            summary.arrivals.take().unwrap_or_default(),
+            |index| first_due + index * period_ns,
+            measured_from,
+        )
+    });
+    let mut report = serde_json::json!({
         "scenario": "latency",
         "subscribers": subscribers,
         "rate": rate,
@@ -501,7 +555,51 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "in_flight": in_flight,
         "frames_per_sec": (subscribers * rate),
         "connect_retries": connect_retries,
-    })))
+    });
+    if let Some(split) = split {
+        report["split"] = split;
+    }
+    Ok(summary.added_to(report))
+}
+
+/// The latency split at the moment the server answered the publish
+/// request (it answers once the event is committed): due → answered is the
+/// publishing side (the request, the writer's queue, the commit), answered
+/// → parsed the delivering side (fan-out, the stream's wake-up, Rocket, the
+/// socket, the client's parse). Both from this process's clock, so only
+/// valid with the server on this machine. An event parsed before its
+/// answer arrived counts as 1 µs on the delivering side, and is counted.
+fn split_at_the_answer(
+    acks: &[AtomicU64],
+    arrivals: Vec<(u64, u64)>,
+    due: impl Fn(u64) -> u64,
+    measured_from: u64,
+) -> serde_json::Value {
+    let (mut publishing, mut delivering) = (histogram(), histogram());
+    let acked = |index: u64| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| acks.get(i))
+            .map(|ack| ack.load(Ordering::Relaxed))
+            .filter(|ack| *ack > 0)
+    };
+    for index in measured_from..acks.len() as u64 {
+        if let Some(ack) = acked(index) {
+            let _ = publishing.record((ack.saturating_sub(due(index)) / 1000).max(1));
+        }
+    }
+    let mut parsed_first = 0_u64;
+    for (index, parsed) in arrivals {
+        if let Some(ack) = acked(index) {
+            parsed_first += u64::from(parsed < ack);
+            let _ = delivering.record((parsed.saturating_sub(ack) / 1000).max(1));
+        }
+    }
+    serde_json::json!({
+        "due_to_answered": latency_json(&publishing),
+        "answered_to_parsed": latency_json(&delivering),
+        "parsed_before_answered": parsed_first,
+    })
 }
 
 /// Join storm: events flow on one channel at `rate` per second; after
@@ -895,6 +993,41 @@ pub(crate) async fn memory(options: &Options) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_splits_where_the_server_answered() {
+        const MS: u64 = 1_000_000;
+        // Event 0: due at 0, answered at 10 ms, parsed at 12 ms. Event 1:
+        // never answered. Event 2: due at 20 ms, answered at 30 ms, parsed
+        // at 29 ms, before its answer arrived.
+        let acks: Arc<[AtomicU64]> = [10 * MS, 0, 30 * MS]
+            .into_iter()
+            .map(AtomicU64::new)
+            .collect();
+        let arrivals = vec![(0, 12 * MS), (1, 15 * MS), (2, 29 * MS)];
+        let split = split_at_the_answer(&acks, arrivals, |index| index * 10 * MS, 0);
+        let ms = |part: &str, key: &str| split[part][key].as_f64().expect("a figure");
+        assert!(
+            (ms("due_to_answered", "p50_ms") - 10.0).abs() < 0.1,
+            "{split}"
+        );
+        assert!(
+            (ms("due_to_answered", "max_ms") - 10.0).abs() < 0.1,
+            "{split}"
+        );
+        assert!(
+            (ms("answered_to_parsed", "max_ms") - 2.0).abs() < 0.01,
+            "{split}"
+        );
+        assert!(ms("answered_to_parsed", "p50_ms") < 0.01, "{split}");
+        assert_eq!(split["parsed_before_answered"], 1);
+        // Events before the measured ones leave the publishing side.
+        let later = split_at_the_answer(&acks, Vec::new(), |index| index * 10 * MS, 1);
+        assert_eq!(
+            later["due_to_answered"]["max_ms"],
+            later["due_to_answered"]["p50_ms"]
+        );
+    }
 
     #[test]
     fn arrivals_are_told_apart() {
