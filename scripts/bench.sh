@@ -118,6 +118,15 @@ run() {
     "$bench" "$@" --publish-key "$key" --out "$results"
 }
 
+postgres_up() {
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1
+}
+# fresh_database NAME: an empty PostgreSQL database.
+fresh_database() {
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE $1" >/dev/null
+}
+
 # pick_pushpin_ports: sets $http_port, $offset and $control (Pushpin binds
 # its client port and four control ports, 5560..5563 + offset).
 pick_pushpin_ports() {
@@ -167,9 +176,11 @@ if $compare; then
         DJANGO_SETTINGS_MODULE=benchsite.settings)
     "${django_env[@]}" "$work/venv/bin/django-admin" migrate -v 0
     compared="$out/compare.jsonl"
+    # start_django [NAME=VALUE...]: django-eventstream under uvicorn, with
+    # these settings in its environment too.
     start_django() {
         port=$(free_port)
-        (cd bench/django && exec "${django_env[@]}" "$work/venv/bin/uvicorn" benchsite.asgi:application \
+        (cd bench/django && exec "${django_env[@]}" "$@" "$work/venv/bin/uvicorn" benchsite.asgi:application \
             --host 127.0.0.1 --port "$port" --log-level warning) > "$work/django.log" 2>&1 &
         pid=$!; pids+=("$pid")
         wait_port "$port" "$work/django.log"
@@ -205,14 +216,12 @@ if $compare; then
             bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
             kill "$pid"
             pick_pushpin_ports
-            django_env+=(BENCH_GRIP_URL="$control?iss=pushpin&key=changeme")
-            start_django
+            start_django BENCH_GRIP_URL="$control?iss=pushpin&key=changeme"
             start_pushpin "$port" "/events/?channel=ready"
             on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --stream-path "/events/?channel=grip$round" \
                 --publish-url "http://127.0.0.1:$port/publish/grip$round" --label django-eventstream
             bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
             kill "$pid"
-            unset 'django_env[-1]'
         fi
     done
     "$bench" compare --input "$compared" --out-dir "$charts" --markdown "$out/compare.md" --chart-link docs/bench/compare.png
@@ -238,6 +247,7 @@ fi
 # checkout's, interleaved, three rounds (issue 16, target 4).
 if [ -n "$regress_from" ]; then
     regressed="$out/regress.jsonl"
+    measure() { "$bench" "$@" --publish-key "$key" --out "$regressed" >/dev/null; }
     this_server=$server_bin
     for round in 1 2 3; do
         for who in before after; do
@@ -245,17 +255,16 @@ if [ -n "$regress_from" ]; then
             if [ "$who" = before ]; then server_bin=$regress_from; else server_bin=$this_server; fi
             start_server "$who-$round" "sqlite://$work/$who-$round.db" process "keepalive_secs=20"
             url="http://127.0.0.1:$port"
-            "$bench" fanout --url "$url" --channel fan --subscribers 1000 --events 2000 --in-flight 64 --label "$who" --publish-key "$key" --out "$regressed" >/dev/null
-            "$bench" replay --url "$url" --channel replay --events 1000 --runs 50 --label "$who" --publish-key "$key" --out "$regressed" >/dev/null
-            "$bench" storm --url "$url" --channel storm --clients 10000 --missed 10 --label "$who" --publish-key "$key" --out "$regressed" >/dev/null
+            measure fanout --url "$url" --channel fan --subscribers 1000 --events 2000 --in-flight 64 --label "$who"
+            measure replay --url "$url" --channel replay --events 1000 --runs 50 --label "$who"
+            measure storm --url "$url" --channel storm --clients 10000 --missed 10 --label "$who"
             kill "$pid"
             start_server "$who-$round-power" "sqlite://$work/$who-$round-power.db" power
-            "$bench" publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds 10 --label "$who sqlite-power" --publish-key "$key" --out "$regressed" >/dev/null
+            measure publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds 10 --label "$who sqlite-power"
             kill "$pid"
-            psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS eventstream_regress WITH (FORCE)" >/dev/null 2>&1
-            psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE eventstream_regress" >/dev/null
+            fresh_database eventstream_regress
             start_server "$who-$round-pg" "postgres://postgres@127.0.0.1:5432/eventstream_regress" power
-            "$bench" publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds 10 --label "$who postgres-power" --publish-key "$key" --out "$regressed" >/dev/null
+            measure publish --url "http://127.0.0.1:$port" --publishers 8 --in-flight 32 --channels 1000 --seconds 10 --label "$who postgres-power"
             kill "$pid"
         done
     done
@@ -321,15 +330,6 @@ run storm --url "$url" --channel storm --clients "$STORM" --missed 10 --label "s
 run memory --url "$url" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "sqlite, process, chunk_size 8192"
 kill "$pid"
 fi
-
-postgres_up() {
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1
-}
-# fresh_database NAME: an empty PostgreSQL database.
-fresh_database() {
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE $1" >/dev/null
-}
 
 # Durable publishing under power-loss durability: SQLite, then PostgreSQL.
 if want publish; then

@@ -11,11 +11,11 @@
 //! ```
 //!
 //! `plain` subscribes without `prev-id` or content filters; `filters`
-//! subscribes the way eventstream-rocket did for every stream until
-//! 2026-12 (`prev-id`, `build-id`, `skip-users`, the per-user channel);
-//! `sequenced` the way it does for a single-channel stream since (`prev-id`
-//! and the per-user channel, the id written in the item). The differences
-//! are what those cost Pushpin.
+//! subscribes the way eventstream-rocket does (`prev-id`, `build-id`,
+//! `skip-users`, the per-user channel); `sequenced` keeps `prev-id` and the
+//! per-user channel but writes the id in the item, with no content filter
+//! (what a single-channel stream could do without `build-id`). The
+//! differences are what those cost Pushpin.
 
 #[path = "common/request.rs"]
 mod request;
@@ -88,25 +88,25 @@ async fn connection(mut socket: TcpStream, state: Arc<State>) -> std::io::Result
         }
         let data = request.data();
         let seq = state.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let item = if state.mode == Mode::Filters {
-            let content = format!("id: %I\nevent: message\ndata: {data}\n\n");
-            serde_json::json!({
-                "channel": format!("events-{channel}"), "id": seq.to_string(), "prev-id": (seq - 1).to_string(),
-                "formats": {"http-stream": {"content": content, "content-filters": ["build-id"]}},
-            })
-        } else if state.mode == Mode::Sequenced {
-            let content = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
-            serde_json::json!({
-                "channel": format!("events-{channel}"), "id": seq.to_string(), "prev-id": (seq - 1).to_string(),
-                "formats": {"http-stream": {"content": content}},
-            })
+        // `build-id` writes each subscriber's id itself; otherwise the item
+        // carries it.
+        let id = if state.mode == Mode::Filters {
+            "%I".to_owned()
         } else {
-            let content = format!("id: {channel}:{seq}\nevent: message\ndata: {data}\n\n");
-            serde_json::json!({
-                "channel": format!("events-{channel}"),
-                "formats": {"http-stream": {"content": content}},
-            })
+            format!("{channel}:{seq}")
         };
+        let content = format!("id: {id}\nevent: message\ndata: {data}\n\n");
+        let mut item = serde_json::json!({
+            "channel": format!("events-{channel}"),
+            "formats": {"http-stream": {"content": content}},
+        });
+        if state.mode != Mode::Plain {
+            item["id"] = seq.to_string().into();
+            item["prev-id"] = (seq - 1).to_string().into();
+        }
+        if state.mode == Mode::Filters {
+            item["formats"]["http-stream"]["content-filters"] = serde_json::json!(["build-id"]);
+        }
         let _ = state.items.send(item.to_string());
         socket
             .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")

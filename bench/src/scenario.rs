@@ -204,27 +204,72 @@ async fn subscribe_all_at(
     count: u64,
     wave: u64,
 ) -> Result<(Vec<Subscriber>, Vec<u64>, u64), String> {
+    let (opened, retries) = open_in_waves(target, count, wave, |subscriber, start| async move {
+        (subscriber, start)
+    })
+    .await?;
+    let mut subscribers = Vec::with_capacity(opened.len());
+    let mut starts = Vec::with_capacity(opened.len());
+    for task in opened {
+        let (subscriber, start) = task.await.map_err(|e| e.to_string())??;
+        subscribers.push(subscriber);
+        starts.push(start);
+    }
+    Ok((subscribers, starts, retries))
+}
+
+/// Opens `count` streams, `wave` at a time (the next wave once this one's
+/// streams are open), and goes on with `then` on each stream, in its own
+/// task, the moment its `stream-open` arrived; returns those tasks and the
+/// 502/503 answers retried.
+async fn open_in_waves<T, F, Fut>(
+    target: &Target,
+    count: u64,
+    wave: u64,
+    then: F,
+) -> Result<(Vec<JoinHandle<Result<T, String>>>, u64), String>
+where
+    F: Fn(Subscriber, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     if count > MAX_SUBSCRIBERS {
         return Err(format!("at most {MAX_SUBSCRIBERS} subscribers per process"));
     }
-    let mut subscribers = Vec::with_capacity(count as usize);
-    let mut starts = Vec::with_capacity(count as usize);
+    let mut tasks = Vec::with_capacity(count as usize);
     let mut retries = 0;
     let mut remaining = count;
     while remaining > 0 {
         let wave = remaining.min(wave.max(1));
-        let connects: Vec<_> = (0..wave)
-            .map(|_| tokio::spawn(open_one(target.addr, target.stream_path.clone())))
+        let opening: Vec<_> = (0..wave)
+            .map(|_| {
+                let (opened_tx, opened) = tokio::sync::oneshot::channel();
+                let (addr, path, then) = (target.addr, target.stream_path.clone(), then.clone());
+                let task = tokio::spawn(async move {
+                    let (subscriber, start, retries) = open_one(addr, path).await?;
+                    let _ = opened_tx.send(retries);
+                    Ok(then(subscriber, start).await)
+                });
+                (opened, task)
+            })
             .collect();
-        for connect in connects {
-            let (subscriber, start, tries) = connect.await.map_err(|e| e.to_string())??;
-            subscribers.push(subscriber);
-            starts.push(start);
-            retries += tries;
+        for (opened, task) in opening {
+            match opened.await {
+                Ok(tries) => retries += tries,
+                // It ended before its stream opened: say why.
+                Err(_) => {
+                    return Err(match task.await {
+                        Ok(Err(why)) => why,
+                        Ok(Ok(_)) => "a stream ended before it opened".into(),
+                        Err(panicked) => panicked.to_string(),
+                    });
+                }
+            }
+            tasks.push(task);
         }
         remaining -= wave;
     }
-    Ok((subscribers, starts, retries))
+    Ok((tasks, retries))
 }
 
 /// How long a new stream may take to send its `stream-open`.
@@ -253,8 +298,7 @@ async fn open_one(addr: SocketAddr, path: String) -> Result<(Subscriber, u64, u6
                     }
                     Ok(Ok(other)) => return Err(format!("expected stream-open, got {other:?}")),
                     Ok(Err(error)) => return Err(error.to_string()),
-                    // Pushpin 1.36 now and then leaves a connection it
-                    // cancelled during a connect burst open and silent.
+                    // Retried rather than waited for forever.
                     Err(_) => NO_OPEN.to_owned(),
                 }
             }
@@ -648,47 +692,16 @@ pub(crate) async fn join(options: &Options) -> Result<String, String> {
         })
     };
     warm.notified().await;
-    if subscribers > MAX_SUBSCRIBERS {
-        return Err(format!("at most {MAX_SUBSCRIBERS} subscribers per process"));
-    }
     let started = Instant::now();
     let (last_tx, last_rx) = tokio::sync::watch::channel(None);
     // Each joiner is read from the moment its stream opened, so an event's
     // latency is when it reached the joiner, not when this process got
     // round to reading it after the last wave.
-    let mut readers = Vec::with_capacity(subscribers as usize);
-    let mut connect_retries = 0;
-    let mut remaining = subscribers;
-    while remaining > 0 {
-        let wave = remaining.min(wave.max(1));
-        let opening: Vec<_> = (0..wave)
-            .map(|_| {
-                let (opened_tx, opened) = tokio::sync::oneshot::channel();
-                let (addr, path, last) = (target.addr, target.stream_path.clone(), last_rx.clone());
-                let reader = tokio::spawn(async move {
-                    let (subscriber, start, retries) = open_one(addr, path).await?;
-                    let _ = opened_tx.send(retries);
-                    Ok::<Tally, String>(read_until_last(subscriber, start, last).await)
-                });
-                (opened, reader)
-            })
-            .collect();
-        for (opened, reader) in opening {
-            match opened.await {
-                Ok(retries) => connect_retries += retries,
-                // It ended before its stream opened: say why.
-                Err(_) => {
-                    return Err(match reader.await {
-                        Ok(Err(why)) => why,
-                        Ok(Ok(_)) => "a joiner ended before its stream opened".into(),
-                        Err(panicked) => panicked.to_string(),
-                    });
-                }
-            }
-            readers.push(reader);
-        }
-        remaining -= wave;
-    }
+    let (readers, connect_retries) =
+        open_in_waves(&target, subscribers, wave, move |subscriber, start| {
+            read_until_last(subscriber, start, last_rx.clone())
+        })
+        .await?;
     let joined_in = started.elapsed();
     joined.notify_one();
     // Ids are 1-based: the channel is fresh, so `sent` is the last id.
