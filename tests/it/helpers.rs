@@ -499,6 +499,21 @@ impl TestApp {
         }
     }
 
+    /// Behind Pushpin, waits until the proxy has accepted `items` items:
+    /// a stream opened then finds nothing still on its way to the proxy
+    /// (which it would get live, after the backlog of its other channels).
+    /// Without a proxy, returns at once.
+    pub async fn wait_until_the_proxy_has(&self, items: u64) {
+        if self.pushpin.is_some() {
+            self.wait_for_metrics(
+                "the proxy never accepted every item",
+                Duration::from_secs(10),
+                |metrics| metrics.grip_published >= items,
+            )
+            .await;
+        }
+    }
+
     /// Shuts the app down; its streams end.
     async fn shut_down(&mut self) {
         self.shutdown.clone().notify();

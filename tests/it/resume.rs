@@ -98,6 +98,9 @@ async fn one_id_vector_resumes_every_channel(backend: Backend) {
         app.send_event("a", json!(n)).await;
         app.send_event("b", json!(n)).await;
     }
+    // The order below is the backlog's: through Pushpin, an event still on
+    // its way to the proxy would come live, after the other channel's.
+    app.wait_until_the_proxy_has(6).await;
     // `other:9` names a channel not requested: ignored.
     let mut stream = app
         .stream(
