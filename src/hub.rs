@@ -10,10 +10,11 @@
 //! subscriber therefore stays bounded and no event is ever dropped silently.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 use crate::error::StreamError;
 use crate::fanout::{Kick, LiveEvent, Outlet};
@@ -45,6 +46,21 @@ struct Inbox {
     kicked: Option<StreamError>,
     /// Kicks may have been missed: ask the authorizer again.
     recheck: bool,
+    /// The stream's task, waiting for any of the above. Kept under the
+    /// same lock as what it waits for, so a delivery cannot slip between
+    /// the stream's last look and its going to sleep.
+    waiter: Option<Waker>,
+}
+
+impl Inbox {
+    fn has_mail(&self) -> bool {
+        !self.queue.is_empty() || self.overflowed != 0 || self.kicked.is_some() || self.recheck
+    }
+
+    /// The waiting task, to wake once the lock is released.
+    fn wake(&mut self) -> Option<Waker> {
+        self.waiter.take()
+    }
 }
 
 /// How much one inbox may hold before its stream catches up from storage.
@@ -64,7 +80,6 @@ pub(crate) struct Subscriber {
     channels: Vec<String>,
     limits: InboxLimits,
     inbox: Mutex<Inbox>,
-    wake: Notify,
 }
 
 impl Subscriber {
@@ -73,7 +88,7 @@ impl Subscriber {
     }
 
     fn deliver(&self, channel: usize, event: &Arc<LiveEvent>) {
-        {
+        let waiter = {
             let mut inbox = self.inbox();
             let size = event.frame.with_id.len();
             let fits = inbox.queue.len() < self.limits.entries
@@ -87,8 +102,19 @@ impl Subscriber {
             } else {
                 inbox.overflowed |= 1 << channel;
             }
-        }
-        self.wake.notify_one();
+            inbox.wake()
+        };
+        wake(waiter);
+    }
+
+    /// Changes the inbox with `change` and wakes the stream.
+    fn tell(&self, change: impl FnOnce(&mut Inbox)) {
+        let waiter = {
+            let mut inbox = self.inbox();
+            change(&mut inbox);
+            inbox.wake()
+        };
+        wake(waiter);
     }
 
     /// Moves everything queued into `into` (which keeps its capacity for the
@@ -114,14 +140,41 @@ impl Subscriber {
         std::mem::take(&mut self.inbox().recheck)
     }
 
-    /// Resolves once something was delivered since the last `take`.
-    pub(crate) async fn woken(&self) {
-        self.wake.notified().await;
+    /// Resolves once the inbox holds anything: events, flags, a kick or a
+    /// recheck.
+    pub(crate) fn woken(&self) -> Woken<'_> {
+        Woken(self)
     }
 
     /// The channels this stream listens to, in subscription order.
     pub(crate) fn channels(&self) -> &[String] {
         &self.channels
+    }
+}
+
+fn wake(waiter: Option<Waker>) {
+    if let Some(waiter) = waiter {
+        waiter.wake();
+    }
+}
+
+/// The future of [`Subscriber::woken`].
+#[derive(Debug)]
+pub(crate) struct Woken<'a>(&'a Subscriber);
+
+impl Future for Woken<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inbox = self.0.inbox();
+        if inbox.has_mail() {
+            return Poll::Ready(());
+        }
+        match &mut inbox.waiter {
+            Some(waiter) if waiter.will_wake(cx.waker()) => {}
+            waiter => *waiter = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
@@ -182,7 +235,6 @@ impl Hub {
             channels,
             limits,
             inbox: Mutex::new(Inbox::default()),
-            wake: Notify::new(),
         });
         {
             let mut map = self
@@ -250,8 +302,7 @@ impl Hub {
         let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(listeners) = map.get(channel) {
             for (subscriber, index) in listeners.values() {
-                subscriber.inbox().overflowed |= 1 << index;
-                subscriber.wake.notify_one();
+                subscriber.tell(|inbox| inbox.overflowed |= 1 << index);
             }
         }
     }
@@ -263,8 +314,7 @@ impl Hub {
         let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
         for listeners in map.values() {
             for (subscriber, _) in listeners.values() {
-                subscriber.inbox().recheck = true;
-                subscriber.wake.notify_one();
+                subscriber.tell(|inbox| inbox.recheck = true);
             }
         }
     }
@@ -293,8 +343,7 @@ impl Hub {
         if let Some(listeners) = map.get(channel) {
             for (subscriber, _) in listeners.values() {
                 if subscriber.user_id.as_deref() == user_id {
-                    subscriber.inbox().kicked = Some(error.clone());
-                    subscriber.wake.notify_one();
+                    subscriber.tell(|inbox| inbox.kicked = Some(error.clone()));
                     kicked += 1;
                 }
             }
@@ -394,6 +443,48 @@ mod tests {
         assert_eq!(sub.take(&mut queue).overflowed, 0b10);
         drop(sub);
         assert!(hub.listened_channels().is_empty());
+    }
+
+    /// Counts its wake-ups.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_stream_sleeps_only_on_an_empty_inbox_and_anything_wakes_it() {
+        let hub = Arc::new(Hub::new(Arc::default()));
+        let sub = hub.subscribe(Some("u".into()), vec!["a".into()], entries(4));
+        let counter = Arc::new(Counter(Default::default()));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        let woken = |sub: &Registration, cx: &mut Context<'_>| {
+            let mut future = sub.woken();
+            Pin::new(&mut future).poll(cx).is_ready()
+        };
+        let mut queue = VecDeque::new();
+        let mut rounds = 0;
+        let tells: [&dyn Fn(); 4] = [
+            &|| hub.publish(&event("a", 1)),
+            &|| hub.missed("a"),
+            &|| hub.recheck_all(),
+            &|| {
+                hub.kick(Some("u"), "a", &StreamError::forbidden(vec!["a".into()]));
+            },
+        ];
+        for tell in tells {
+            assert!(!woken(&sub, &mut cx), "nothing to take yet");
+            tell();
+            rounds += 1;
+            assert_eq!(counter.0.load(Ordering::Relaxed), rounds, "woken once");
+            assert!(woken(&sub, &mut cx), "mail waits to be taken");
+            sub.take(&mut queue);
+            queue.clear();
+            sub.take_recheck();
+        }
     }
 
     #[test]

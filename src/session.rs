@@ -224,12 +224,15 @@ impl Session {
             if self.finished {
                 return None;
             }
+            // Boxed here and below: this future lives as long as the stream
+            // (see `response`), and the authorizer's and the replay's
+            // futures would otherwise make it several times larger.
             if self.registration.take_recheck()
-                && let Err(error) = authorizer::authorize(
+                && let Err(error) = Box::pin(authorizer::authorize(
                     self.context.authorizer.as_ref(),
                     self.user.as_ref(),
                     self.registration.channels(),
-                )
+                ))
                 .await
             {
                 self.finished = true;
@@ -243,7 +246,7 @@ impl Session {
                     self.finished = true;
                     return Some(frame::stream_error(&error));
                 }
-                self.catch_up(&mut out).await;
+                Box::pin(self.catch_up(&mut out)).await;
             } else if let Some(shared) = self.drain_inbox(&mut out) {
                 self.last_output = Instant::now();
                 return Some(shared);
