@@ -34,7 +34,7 @@ use crate::config::Durability;
 use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
 use crate::metrics::Metrics;
-use crate::storage::{AppendError, AppendToken, NewEvent, Storage, now_ms};
+use crate::storage::{AppendError, AppendToken, KeptConnection, NewEvent, Storage, now_ms};
 use crate::write_gate::WriteGate;
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
@@ -83,6 +83,8 @@ struct Store {
     /// order events are committed: a stream compares tokens to tell a
     /// repeat from an event appended after the log went back in time.
     next_append: i64,
+    /// The SQLite connection kept between batches.
+    kept: KeptConnection,
 }
 
 impl Writer {
@@ -111,6 +113,7 @@ impl Writer {
             announce_as,
             gate: sqlite.then(|| Arc::clone(&gate)),
             next_append: 1,
+            kept: KeptConnection::default(),
         };
         tokio::spawn(run(requests, store, commit_batch));
         Writer {
@@ -181,10 +184,16 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
 }
 
 impl Store {
-    async fn append(&self, appends: &[Append]) -> Result<Vec<u64>, AppendError> {
+    async fn append(&mut self, appends: &[Append]) -> Result<Vec<u64>, AppendError> {
         let events: Vec<&NewEvent> = appends.iter().map(|append| &append.event).collect();
         self.storage
-            .append_batch(&events, self.durability, now_ms(), self.announce_as)
+            .append_batch(
+                &mut self.kept,
+                &events,
+                self.durability,
+                now_ms(),
+                self.announce_as,
+            )
             .await
     }
 
@@ -206,7 +215,7 @@ impl Store {
 
     /// After `failure` of a batch: delivers what was stored, retries the
     /// rest one by one, and answers every sender with what happened.
-    async fn settle(&self, appends: Vec<Append>, failure: AppendError) {
+    async fn settle(&mut self, appends: Vec<Append>, failure: AppendError) {
         // Failed before COMMIT, or refused by it: nothing was stored.
         let found = if failure.maybe_committed {
             self.stored(&appends).await
@@ -247,7 +256,7 @@ impl Store {
     }
 
     /// One more attempt at a single event.
-    async fn retry(&self, append: Append) {
+    async fn retry(&mut self, append: Append) {
         let appends = [append];
         let failure = match self.append(&appends).await {
             Ok(ids) => {

@@ -11,6 +11,7 @@ pub(crate) mod retention;
 
 use std::collections::BTreeMap;
 
+use rocket_db_pools::sqlx::pool::PoolConnection;
 use rocket_db_pools::sqlx::{self, PgPool, QueryBuilder, Row, SqlitePool};
 
 use crate::config::Durability;
@@ -32,6 +33,144 @@ macro_rules! dispatch {
             Storage::Postgres($pool) => $body,
         }
     };
+}
+
+/// The writer's SQLite connection, kept from one batch to the next.
+///
+/// Taking a connection from the pool costs a round trip to SQLite's worker
+/// thread for the pool's liveness check, and the batch's `PRAGMA
+/// synchronous` another; with a connection of its own the writer pays
+/// neither. Only one writer writes the event log, so the pool gives up one
+/// connection for it; a pool of fewer than [`KEEP_FROM`] connections keeps
+/// all of them for the streams' reads. After any failure the kept
+/// connection is closed, and the next batch starts from the pool.
+/// (PostgreSQL connections go back to the pool after every batch: the
+/// liveness check is what notices a restarted server before a batch fails
+/// on a dead connection.)
+///
+/// In a mutex only so that the writer's state is `Sync`: it is reached
+/// through `&mut`, never locked.
+#[derive(Debug, Default)]
+pub(crate) struct KeptConnection(std::sync::Mutex<Option<PoolConnection<sqlx::Sqlite>>>);
+
+/// The smallest SQLite pool the writer keeps a connection of.
+const KEEP_FROM: u32 = 4;
+
+impl KeptConnection {
+    fn slot(&mut self) -> &mut Option<PoolConnection<sqlx::Sqlite>> {
+        self.0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One batch on SQLite, sent as a single multi-statement query:
+///
+/// ```sql
+/// BEGIN;
+/// INSERT INTO eventstream_channels .. ON CONFLICT .. RETURNING name, last_id;
+/// INSERT INTO eventstream_events (channel, id, ..) VALUES
+///     (?, (SELECT last_id FROM eventstream_channels WHERE name = ?) - ?, ..), ..;
+/// COMMIT
+/// ```
+///
+/// Each statement sent on its own is a round trip to SQLite's worker
+/// thread (a wake-up there and one back); one query for the batch is one
+/// round trip instead of four. Each event's id is read back from the
+/// counter its batch just moved: the newest id of its channel minus the
+/// events of that channel after it in the batch, which is what
+/// [`assign_ids`] computes from the returned counters.
+struct SqliteBatch<'a> {
+    events: &'a [&'a NewEvent],
+    counts: &'a BTreeMap<&'a str, i64>,
+    last_tokens: &'a BTreeMap<&'a str, AppendToken>,
+    now_ms: i64,
+}
+
+impl SqliteBatch<'_> {
+    /// Commits the batch on `kept`'s connection (or a new one from `pool`,
+    /// after `synchronous`); returns each channel's newest id.
+    async fn append(
+        &self,
+        pool: &SqlitePool,
+        kept: &mut KeptConnection,
+        synchronous: Option<&str>,
+    ) -> Result<BTreeMap<String, u64>, AppendError> {
+        let mut conn = match kept.slot().take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = pool.acquire().await?;
+                if let Some(sql) = synchronous {
+                    sqlx::query(sql).execute(&mut *conn).await?;
+                }
+                conn
+            }
+        };
+        let mut query = self.query();
+        match query.build().fetch_all(&mut *conn).await {
+            Ok(rows) => {
+                let mut last_ids = BTreeMap::new();
+                for row in &rows {
+                    last_ids.insert(
+                        row.try_get::<String, _>("name")?,
+                        to_u64(row.try_get("last_id")?),
+                    );
+                }
+                if pool.options().get_max_connections() >= KEEP_FROM {
+                    *kept.slot() = Some(conn);
+                }
+                Ok(last_ids)
+            }
+            Err(error) => {
+                // Any of the statements may have failed, COMMIT included,
+                // and the transaction may still be open: the connection is
+                // closed rather than given back (SQLite rolls back what a
+                // closed connection left open), and whether the batch
+                // committed is judged as for a failed COMMIT.
+                drop(conn.detach());
+                Err(AppendError {
+                    maybe_committed: commit_outcome_unknown(&error),
+                    error,
+                })
+            }
+        }
+    }
+
+    fn query(&self) -> QueryBuilder<'_, sqlx::Sqlite> {
+        let mut query = QueryBuilder::new("BEGIN; ");
+        query.push(UPSERT_COUNTERS);
+        query.push_values(self.counts, |mut row, (channel, count)| {
+            let token = self.last_tokens.get(channel).copied().unwrap_or_default();
+            row.push_bind(*channel)
+                .push_bind(*count)
+                .push_bind(0_i64)
+                .push_bind(token.writer)
+                .push_bind(token.seq);
+        });
+        query.push(UPSERT_COUNTERS_CONFLICT);
+        query.push("; ");
+        query.push(INSERT_EVENTS);
+        let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+        query.push_values(self.events, |mut row, event| {
+            let channel = event.channel.as_str();
+            let position = seen.entry(channel).or_default();
+            *position += 1;
+            let after = self.counts.get(channel).copied().unwrap_or(0) - *position;
+            row.push_bind(channel)
+                .push("(SELECT last_id FROM eventstream_channels WHERE name = ")
+                .push_bind_unseparated(channel)
+                .push_unseparated(") - ")
+                .push_bind_unseparated(after)
+                .push_bind(event.event_type.as_str())
+                .push_bind(event.data.as_str())
+                .push_bind(skip_users_column(&event.skip_users))
+                .push_bind(self.now_ms)
+                .push_bind(event.token.writer)
+                .push_bind(event.token.seq);
+        });
+        query.push("; COMMIT");
+        query
+    }
 }
 
 /// An event waiting to be appended.
@@ -201,11 +340,20 @@ where
 /// Adds each channel's event count to its counter and evaluates to the new
 /// `last_id` of every channel in `$counts`. (A macro rather than a generic
 /// function: it expands against each backend's concrete transaction.)
+/// Moves the counters of a batch's channels (values follow).
+pub(crate) const UPSERT_COUNTERS: &str =
+    "INSERT INTO eventstream_channels (name, last_id, trimmed_through, last_writer, last_append) ";
+pub(crate) const UPSERT_COUNTERS_CONFLICT: &str = " ON CONFLICT (name) DO UPDATE SET \
+     last_id = eventstream_channels.last_id + excluded.last_id, \
+     last_writer = excluded.last_writer, last_append = excluded.last_append \
+     RETURNING name, last_id";
+/// Inserts a batch's events (values follow).
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO eventstream_events \
+     (channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq) ";
+
 macro_rules! bump_counters {
     ($tx:expr, $counts:expr, $last_tokens:expr) => {{
-        let mut upsert = QueryBuilder::new(
-            "INSERT INTO eventstream_channels (name, last_id, trimmed_through, last_writer, last_append) ",
-        );
+        let mut upsert = QueryBuilder::new($crate::storage::UPSERT_COUNTERS);
         upsert.push_values($counts, |mut row, (channel, count)| {
             let token: AppendToken = $last_tokens.get(channel).copied().unwrap_or_default();
             row.push_bind(*channel)
@@ -214,15 +362,14 @@ macro_rules! bump_counters {
                 .push_bind(token.writer)
                 .push_bind(token.seq);
         });
-        upsert.push(
-            " ON CONFLICT (name) DO UPDATE SET last_id = eventstream_channels.last_id + excluded.last_id, \
-             last_writer = excluded.last_writer, last_append = excluded.last_append \
-             RETURNING name, last_id",
-        );
+        upsert.push($crate::storage::UPSERT_COUNTERS_CONFLICT);
         let rows = upsert.build().fetch_all(&mut *$tx).await?;
         let mut last_ids: BTreeMap<String, u64> = BTreeMap::new();
         for row in &rows {
-            last_ids.insert(row.try_get::<String, _>("name")?, to_u64(row.try_get("last_id")?));
+            last_ids.insert(
+                row.try_get::<String, _>("name")?,
+                to_u64(row.try_get("last_id")?),
+            );
         }
         last_ids
     }};
@@ -231,10 +378,7 @@ macro_rules! bump_counters {
 /// Inserts `$events` with the ids `$ids` their counters reserved.
 macro_rules! insert_events {
     ($tx:expr, $events:expr, $ids:expr, $now_ms:expr) => {{
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO eventstream_events \
-             (channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq) ",
-        );
+        let mut insert = QueryBuilder::new($crate::storage::INSERT_EVENTS);
         insert.push_values($events.iter().zip($ids), |mut row, (event, id)| {
             row.push_bind(event.channel.as_str())
                 .push_bind(to_i64(*id))
@@ -299,8 +443,12 @@ impl Storage {
     /// also `NOTIFY`s the other instances of the id range each channel
     /// received ([`Notice::committed`]): PostgreSQL delivers it only if the
     /// batch commits, in commit order.
+    ///
+    /// `kept` is the caller's SQLite connection between batches (see
+    /// [`KeptConnection`]); it is left empty after a failure.
     pub(crate) async fn append_batch(
         &self,
+        kept: &mut KeptConnection,
         events: &[&NewEvent],
         durability: Durability,
         now_ms: i64,
@@ -332,35 +480,44 @@ impl Storage {
                 (None, Some("SET LOCAL synchronous_commit = on"))
             }
         };
-        let last_ids = dispatch!(self, pool => {
-            let mut conn = pool.acquire().await?;
-            if let Some(sql) = before_begin {
-                sqlx::query(sql).execute(&mut *conn).await?;
+        let last_ids = match self {
+            // (`announce_as` is refused with SQLite when the stage ignites.)
+            Storage::Sqlite(pool) => {
+                let batch = SqliteBatch {
+                    events,
+                    counts: &counts,
+                    last_tokens: &last_tokens,
+                    now_ms,
+                };
+                batch.append(pool, kept, before_begin).await?
             }
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            if let Some(sql) = after_begin {
-                sqlx::query(sql).execute(&mut *tx).await?;
-            }
-            let last_ids = bump_counters!(tx, &counts, &last_tokens);
-            let ids = assign_ids(events, &counts, &last_ids);
-            insert_events!(tx, events, &ids, now_ms);
-            if let Some(origin) = announce_as {
-                // One statement per payload; a batch needs one unless it
-                // touched hundreds of channels.
-                for payload in Notice::committed(origin, ranges(&counts, &last_ids)) {
-                    sqlx::query(notice::NOTIFY_SQL)
-                        .bind(notice::NOTIFY_CHANNEL)
-                        .bind(payload)
-                        .execute(&mut *tx)
-                        .await?;
+            Storage::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                if let Some(sql) = after_begin {
+                    sqlx::query(sql).execute(&mut *tx).await?;
                 }
+                let last_ids = bump_counters!(tx, &counts, &last_tokens);
+                let ids = assign_ids(events, &counts, &last_ids);
+                insert_events!(tx, events, &ids, now_ms);
+                if let Some(origin) = announce_as {
+                    // One statement per payload; a batch needs one unless it
+                    // touched hundreds of channels.
+                    for payload in Notice::committed(origin, ranges(&counts, &last_ids)) {
+                        sqlx::query(notice::NOTIFY_SQL)
+                            .bind(notice::NOTIFY_CHANNEL)
+                            .bind(payload)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await.map_err(|error| AppendError {
+                    maybe_committed: commit_outcome_unknown(&error),
+                    error,
+                })?;
+                last_ids
             }
-            tx.commit().await.map_err(|error| AppendError {
-                maybe_committed: commit_outcome_unknown(&error),
-                error,
-            })?;
-            last_ids
-        });
+        };
         Ok(assign_ids(events, &counts, &last_ids))
     }
 

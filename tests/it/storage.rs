@@ -18,7 +18,11 @@ pub fn tests() -> Vec<Trial> {
             an_application_pool_can_hold_the_event_log,
         ],
         on_every_path => [events_from_another_instance_reach_live_streams_through_the_gap_check],
-        needs_nothing => [retention_trims_events_older_than_retention_secs],
+        needs_nothing => [
+            retention_trims_events_older_than_retention_secs,
+            a_one_connection_sqlite_pool_serves_sends_and_replays,
+            a_sqlite_batch_that_fails_part_way_stores_only_its_good_events,
+        ],
     ]
 }
 
@@ -269,5 +273,83 @@ async fn retention_trims_events_older_than_retention_secs() {
         (reset.event(), reset.id.as_deref()),
         ("stream-reset", Some("old:4"))
     );
+    app.stop().await;
+}
+
+/// The writer keeps a SQLite connection between batches only when the pool
+/// can spare one: with a single connection, replays and sends still take
+/// turns on it.
+async fn a_one_connection_sqlite_pool_serves_sends_and_replays() {
+    let app =
+        spawn_app(App::on(Backend::Sqlite).with("databases.eventstream.max_connections", 1)).await;
+    for n in 0..3 {
+        app.send_event("pool", json!(n)).await;
+    }
+    let mut stream = app
+        .stream("/events/?channel=pool", &[("Last-Event-ID", "pool:0")])
+        .await;
+    assert_eq!(stream.next_event().await.event(), "stream-open");
+    for n in 0..3 {
+        assert_eq!(stream.next_event().await.data, n.to_string());
+    }
+    app.send_event("pool", json!(3)).await;
+    let mut again = app
+        .stream("/events/?channel=pool", &[("Last-Event-ID", "pool:3")])
+        .await;
+    assert_eq!(again.next_event().await.event(), "stream-open");
+    assert_eq!(stream.next_event().await.data, "3");
+    assert_eq!(again.next_event().await.data, "3");
+    app.stop().await;
+}
+
+/// On SQLite a batch is one multi-statement query: when a statement in it
+/// fails (here a trigger refuses one event), the transaction it left open
+/// must not commit later nor hold the write lock, and the batch's other
+/// events are stored one by one. Every good send gets a gap-free id, the
+/// refused one an error, and the streams get exactly the stored events.
+async fn a_sqlite_batch_that_fails_part_way_stores_only_its_good_events() {
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let pool = sqlx::SqlitePool::connect(app.database_url())
+        .await
+        .expect("the event log");
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON eventstream_events \
+         WHEN NEW.data LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .execute(&pool)
+    .await
+    .expect("a trigger");
+    pool.close().await;
+    let mut stream = app.stream("/events/?channel=b", &[]).await;
+    assert_eq!(stream.next_event().await.event(), "stream-open");
+    let sends = (0..20).map(|n| {
+        let events = app.events.clone();
+        tokio::spawn(async move {
+            let data = if n == 7 { json!("poison") } else { json!(n) };
+            events.send_event("b", "message", &data).await
+        })
+    });
+    let mut ids = BTreeSet::new();
+    for (n, send) in sends.collect::<Vec<_>>().into_iter().enumerate() {
+        let sent = send.await.expect("the send task");
+        if n == 7 {
+            let error = sent.expect_err("the refused event");
+            assert!(error.to_string().contains("poisoned"), "{error}");
+        } else {
+            let id = sent.expect("a good event").expect("persisted");
+            ids.insert(id.to_string());
+        }
+    }
+    let expected: BTreeSet<String> = (1..=19).map(|n| format!("b:{n}")).collect();
+    assert_eq!(ids, expected, "19 gap-free ids");
+    let mut received = Vec::new();
+    for _ in 0..19 {
+        let frame = stream.next_event().await;
+        assert_ne!(frame.data, "\"poison\"");
+        received.push(frame.id.expect("an id"));
+    }
+    let in_order: Vec<String> = (1..=19).map(|n| format!("b:{n}")).collect();
+    assert_eq!(received, in_order);
+    assert_eq!(app.send_event("b", json!("after")).await, "b:20");
     app.stop().await;
 }
