@@ -134,6 +134,11 @@ impl Events {
         data: String,
         skip_user_ids: Vec<String>,
     ) -> Result<Option<EventId>, Error> {
+        let sent = self
+            .context
+            .config
+            .delivery_timing
+            .then(std::time::Instant::now);
         let outgoing = Outgoing::checked(&self.context, channel, event_type, data, skip_user_ids)?;
         let Some(event) = outgoing.stored else {
             // Nothing to store: straight to the same fan-out step that
@@ -144,7 +149,7 @@ impl Events {
         let seq = self
             .context
             .writer
-            .append(event, outgoing.live.frame.body.clone())
+            .append(event, outgoing.live.frame.body.clone(), sent)
             .await?;
         Ok(Some(EventId::new(channel, seq)))
     }

@@ -1,5 +1,5 @@
 //! The Prometheus endpoint (`metrics_path`): the counters of
-//! [`Events::metrics`](crate::Events::metrics) and two histograms in the
+//! [`Events::metrics`](crate::Events::metrics) and its histograms in the
 //! OpenMetrics text format, encoded by `prometheus-client`.
 //!
 //! Every series is per instance; none has a channel label (channels are
@@ -149,6 +149,11 @@ pub(crate) fn render(snapshot: &MetricsSnapshot, metrics: &Metrics) -> String {
         "publish_seconds",
         "Time from send_event to its commit being answered",
         metrics.publish_seconds.0.clone(),
+    );
+    registry.register(
+        "delivery_stage_seconds",
+        "With delivery_timing on: time per step from send_event to the stream's body",
+        metrics.stage_seconds.0.clone(),
     );
     let mut text = String::new();
     // Writing into a String cannot fail.

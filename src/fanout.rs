@@ -21,6 +21,7 @@ use crate::event_id::EventId;
 use crate::frame::Frame;
 use crate::metrics::Metrics;
 use crate::storage::AppendToken;
+use crate::timing::Stamps;
 
 /// An event on its way to subscribers, encoded once.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub(crate) struct LiveEvent {
     /// The append that stored it (persistent channels): tells a stream
     /// whether it already read this event from storage.
     pub(crate) token: Option<AppendToken>,
+    /// With `delivery_timing`: when it was sent and reached each step.
+    pub(crate) stamps: Option<Stamps>,
 }
 
 impl LiveEvent {
@@ -52,6 +55,7 @@ impl LiveEvent {
             seq,
             skip_users,
             token: None,
+            stamps: None,
         }
     }
 }

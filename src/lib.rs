@@ -97,6 +97,7 @@ mod limits;
 mod metrics;
 mod notice;
 mod query;
+mod timing;
 // The event log.
 mod storage;
 // Delivery.

@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
+use crate::timing::StageSeconds;
+
 /// Live counters, updated with relaxed atomics on the hot path, and the
-/// two distributions the Prometheus endpoint exports.
+/// distributions the Prometheus endpoint exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     pub(crate) commit_batches: CommitBatches,
     pub(crate) publish_seconds: PublishSeconds,
+    /// Filled only with `delivery_timing` on (see `timing`).
+    pub(crate) stage_seconds: StageSeconds,
     kicks: AtomicU64,
     bus_fills: AtomicU64,
     live_subscribers: AtomicU64,

@@ -31,6 +31,7 @@ use crate::hub::{Delivery, InboxLimits, Registration};
 use crate::identity::User;
 use crate::limits::{LimitReached, StreamPermit, jittered_retry_ms};
 use crate::replay::{self, Mark, Reader, Unavailable};
+use crate::timing;
 
 /// What a stream was asked for, checked before anything is written.
 pub(crate) struct Plan {
@@ -114,6 +115,9 @@ pub(crate) struct Session {
     /// Per channel index: the append token of the newest event the last
     /// read of storage saw (`replay::was_read`).
     marks: Vec<Option<Mark>>,
+    /// With `delivery_timing`: when timed events were taken from the inbox
+    /// for the chunk being written.
+    timed_take: Option<std::time::Instant>,
 }
 
 /// The most bytes of stored events one body chunk carries: a replay page
@@ -181,6 +185,7 @@ impl Plan {
             positions: start.positions,
             behind: start.behind,
             marks: start.marks,
+            timed_take: None,
             inbox: VecDeque::new(),
             keepalive,
             last_output: Instant::now(),
@@ -249,11 +254,13 @@ impl Session {
                 Box::pin(self.catch_up(&mut out)).await;
             } else if let Some(shared) = self.drain_inbox(&mut out) {
                 self.last_output = Instant::now();
+                self.handing_over();
                 return Some(shared);
             }
             if !out.is_empty() {
                 self.last_output = Instant::now();
                 self.context.metrics.chunk_written(out.len());
+                self.handing_over();
                 return Some(out.freeze());
             }
             if self.behind != 0 {
@@ -276,6 +283,31 @@ impl Session {
         }
     }
 
+    /// Records `write` for timed events in the chunk about to be returned
+    /// (Rocket copies it into its body buffer in the same poll).
+    fn handing_over(&mut self) {
+        if let Some(taken) = self.timed_take.take() {
+            timing::handed_over(taken, &self.context.metrics.stage_seconds);
+        }
+    }
+
+    /// With `delivery_timing`: records `wake` for the timed events just
+    /// taken from the inbox.
+    fn taken(&mut self, inbox: &VecDeque<Delivery>) {
+        let mut timed = inbox
+            .iter()
+            .filter_map(|delivery| delivery.event.stamps)
+            .peekable();
+        if timed.peek().is_none() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for stamps in timed {
+            stamps.taken_by_stream(now, &self.context.metrics.stage_seconds);
+        }
+        self.timed_take = Some(now);
+    }
+
     /// Writes what the hub queued, in order, skipping what was already
     /// written and sending channels with a gap back to storage.
     ///
@@ -285,6 +317,7 @@ impl Session {
     fn drain_inbox(&mut self, out: &mut BytesMut) -> Option<Bytes> {
         let mut inbox = std::mem::take(&mut self.inbox);
         let mail = self.registration.take(&mut inbox);
+        self.taken(&inbox);
         if let Some(error) = mail.kicked {
             self.inbox = inbox;
             self.inbox.clear();

@@ -26,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +36,7 @@ use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
 use crate::metrics::Metrics;
 use crate::storage::{AppendError, AppendToken, KeptConnection, NewEvent, Storage, now_ms};
+use crate::timing::{self, Stamps};
 use crate::write_gate::WriteGate;
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
@@ -43,8 +45,14 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 struct Append {
     event: NewEvent,
     body: Bytes,
-    reply: oneshot::Sender<Result<u64, Error>>,
+    /// With `delivery_timing`: when it was sent.
+    sent: Option<Instant>,
+    reply: oneshot::Sender<Result<Appended, Error>>,
 }
+
+/// A committed event's id and, with `delivery_timing`, when its fan-out
+/// ended.
+type Appended = (u64, Option<Instant>);
 
 /// The sending side of the writer queue.
 #[derive(Debug, Clone)]
@@ -137,20 +145,34 @@ impl Writer {
     }
 
     /// Appends one event (whose `event:`/`data:` lines are already encoded
-    /// in `body`) and waits until it is committed and published.
+    /// in `body`) and waits until it is committed and published. `sent`:
+    /// when it was sent, to time its way out (`delivery_timing`).
     /// Fails at once when the calling task holds an open
     /// [`EventTx`](crate::EventTx), which the append would wait for.
-    pub(crate) async fn append(&self, event: NewEvent, body: Bytes) -> Result<u64, Error> {
+    pub(crate) async fn append(
+        &self,
+        event: NewEvent,
+        body: Bytes,
+        sent: Option<Instant>,
+    ) -> Result<u64, Error> {
         self.gate.check_not_holding()?;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Append { event, body, reply })
+            .send(Append {
+                event,
+                body,
+                sent,
+                reply,
+            })
             .await
             .map_err(|_| Error::Closed)?;
-        let answered = answer.await.map_err(|_| Error::Closed)?;
+        let (seq, fanned_out) = answer.await.map_err(|_| Error::Closed)??;
         self.metrics.published(started.elapsed());
-        answered
+        if let Some(fanned_out) = fanned_out {
+            timing::answered(fanned_out, &self.metrics.stage_seconds);
+        }
+        Ok(seq)
     }
 }
 
@@ -158,6 +180,8 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
     while requests.recv_many(&mut batch, commit_batch).await > 0 {
         let mut appends = std::mem::take(&mut batch);
+        let timed = appends.iter().any(|append| append.sent.is_some());
+        let taken = timed.then(Instant::now);
         // Held through delivery, so a transaction's events and the batch's
         // reach the fan-out in commit order.
         let _turn = match &store.gate {
@@ -174,8 +198,10 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
         match store.append(&appends).await {
             Ok(ids) => {
                 store.metrics.committed(appends.len());
+                let committed = timed.then(Instant::now);
+                let taken = taken.zip(committed);
                 for (append, seq) in appends.into_iter().zip(ids) {
-                    deliver(append, seq, &store.fanout);
+                    store.deliver(append, seq, taken);
                 }
             }
             Err(failure) => store.settle(appends, failure).await,
@@ -232,7 +258,7 @@ impl Store {
         for append in appends {
             match found.get(&append.event.token.seq) {
                 // The batch is one transaction: all of it made it, in order.
-                Some(seq) => deliver(append, *seq, &self.fanout),
+                Some(seq) => self.deliver(append, *seq, None),
                 None => rest.push(append),
             }
         }
@@ -261,7 +287,7 @@ impl Store {
         let failure = match self.append(&appends).await {
             Ok(ids) => {
                 let [append] = appends;
-                return deliver(append, ids[0], &self.fanout);
+                return self.deliver(append, ids[0], None);
             }
             Err(failure) => failure,
         };
@@ -273,7 +299,7 @@ impl Store {
         {
             // An earlier attempt committed after all (this one then failed
             // on the unique token).
-            Some(seq) => deliver(append, *seq, &self.fanout),
+            Some(seq) => self.deliver(append, *seq, None),
             None if found.is_some() && !failure.maybe_committed => fail(append, &failure),
             None if found.is_some() => {
                 // Not there yet, but its COMMIT got no answer: it may still
@@ -312,16 +338,30 @@ fn clone_error(error: &rocket_db_pools::sqlx::Error) -> rocket_db_pools::sqlx::E
     rocket_db_pools::sqlx::Error::Protocol(error.to_string())
 }
 
-/// Fans a committed event out and answers its sender.
-fn deliver(append: Append, seq: u64, fanout: &Fanout) {
-    let Append { event, body, reply } = append;
-    let live = LiveEvent {
-        token: Some(event.token),
-        ..LiveEvent::new(event.channel, Some(seq), body, event.skip_users)
-    };
-    let live = Arc::new(live);
-    fanout.event(&live);
-    // The sender may have gone away (its request was cancelled); the event
-    // is committed and delivered regardless.
-    let _ = reply.send(Ok(seq));
+impl Store {
+    /// Fans a committed event out and answers its sender. `timed`: when
+    /// its batch was taken and committed, if it is timed (events settled
+    /// after a failure are not).
+    fn deliver(&self, append: Append, seq: u64, timed: Option<(Instant, Instant)>) {
+        let Append {
+            event,
+            body,
+            sent,
+            reply,
+        } = append;
+        let stamps = sent
+            .zip(timed)
+            .map(|(sent, (taken, committed))| Stamps::fanning_out(sent, taken, committed));
+        let live = LiveEvent {
+            token: Some(event.token),
+            stamps,
+            ..LiveEvent::new(event.channel, Some(seq), body, event.skip_users)
+        };
+        let live = Arc::new(live);
+        self.fanout.event(&live);
+        let fanned_out = stamps.map(|stamps| stamps.fanned_out(&self.metrics.stage_seconds));
+        // The sender may have gone away (its request was cancelled); the event
+        // is committed and delivered regardless.
+        let _ = reply.send(Ok((seq, fanned_out)));
+    }
 }

@@ -260,6 +260,11 @@ pub struct Config {
     /// Where Prometheus scrapes the counters (e.g. `/metrics`); off when
     /// unset. Must not fall under `mount`.
     pub metrics_path: Option<String>,
+    /// Record where delivery time goes, step by step, in the
+    /// `eventstream_delivery_stage_seconds` histogram of `metrics_path`.
+    /// Off by default: it costs clock reads per event and a histogram
+    /// update per stream and event.
+    pub delivery_timing: bool,
     /// GRIP proxies (Pushpin, Fastly Fanout) that hold connections and
     /// receive every published event.
     pub grip_proxies: Vec<GripProxyConfig>,
@@ -314,6 +319,7 @@ impl Default for Config {
             broadcast_shared_sqlite: false,
             health_path: None,
             metrics_path: None,
+            delivery_timing: false,
             grip_proxies: Vec::new(),
             grip_url: None,
             link_key: None,

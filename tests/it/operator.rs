@@ -15,6 +15,7 @@ pub fn tests() -> Vec<Trial> {
     let mut trials = crate::trials![
         needs_nothing => [
             a_scrape_parses_as_prometheus_text,
+            delivery_timing_breaks_every_event_down_by_stage,
             health_is_ok_when_storage_answers,
             a_failing_grip_proxy_degrades_health,
         ],
@@ -171,16 +172,8 @@ async fn health_is_degraded_while_the_bus_is_down() {
     app.stop().await;
 }
 
-async fn a_scrape_parses_as_prometheus_text() {
-    let app =
-        spawn_app(App::on(Backend::Sqlite).with("eventstream.metrics_path", "/metrics")).await;
-    let mut first = app.stream("/events/?channel=news", &[]).await;
-    let mut second = app.stream("/events/?channel=news", &[]).await;
-    first.next_event().await;
-    second.next_event().await;
-    for n in 0..5 {
-        app.send_event("news", json!(n)).await;
-    }
+/// The scrape at `/metrics`, parsed, and its text.
+async fn scrape(app: &TestApp) -> (prometheus_parse::Scrape, String) {
     let response = app
         .http
         .get(app.url("/metrics"))
@@ -201,6 +194,20 @@ async fn a_scrape_parses_as_prometheus_text() {
     let text = response.text().await.expect("text");
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
         .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"));
+    (scrape, text)
+}
+
+async fn a_scrape_parses_as_prometheus_text() {
+    let app =
+        spawn_app(App::on(Backend::Sqlite).with("eventstream.metrics_path", "/metrics")).await;
+    let mut first = app.stream("/events/?channel=news", &[]).await;
+    let mut second = app.stream("/events/?channel=news", &[]).await;
+    first.next_event().await;
+    second.next_event().await;
+    for n in 0..5 {
+        app.send_event("news", json!(n)).await;
+    }
+    let (scrape, text) = scrape(&app).await;
     let value = |name: &str| -> f64 {
         let sample = scrape
             .samples
@@ -228,5 +235,60 @@ async fn a_scrape_parses_as_prometheus_text() {
     let total = buckets.last().map_or(0.0, |bucket| bucket.count);
     assert_eq!(total, 5.0, "every send observed once: {buckets:?}");
     assert!(!text.contains("channel="), "no per-channel labels: {text}");
+    assert!(
+        !text.contains("eventstream_delivery_stage_seconds_count"),
+        "no stage timing unless delivery_timing is on: {text}"
+    );
+    app.stop().await;
+}
+
+/// With `delivery_timing`, every persisted event is timed once per step
+/// up to its publish answer, and once per stream that takes it.
+async fn delivery_timing_breaks_every_event_down_by_stage() {
+    let app = spawn_app(
+        App::on(Backend::Sqlite)
+            .with("eventstream.metrics_path", "/metrics")
+            .with("eventstream.delivery_timing", true),
+    )
+    .await;
+    let mut streams = [
+        app.stream("/events/?channel=news", &[]).await,
+        app.stream("/events/?channel=news", &[]).await,
+    ];
+    for stream in &mut streams {
+        assert_eq!(stream.next_event().await.event(), "stream-open");
+    }
+    for n in 0..5 {
+        app.send_event("news", json!(n)).await;
+    }
+    for stream in &mut streams {
+        for n in 0..5 {
+            assert_eq!(stream.next_event().await.data, n.to_string());
+        }
+    }
+    let (scrape, text) = scrape(&app).await;
+    let counted = |stage: &str| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|sample| {
+                sample.metric == "eventstream_delivery_stage_seconds"
+                    && sample.labels.get("stage") == Some(stage)
+            })
+            .unwrap_or_else(|| panic!("no {stage} stage in:\n{text}"));
+        let prometheus_parse::Value::Histogram(buckets) = &sample.value else {
+            panic!("{stage} is {:?}", sample.value);
+        };
+        buckets.last().map_or(0.0, |bucket| bucket.count)
+    };
+    for stage in ["queue", "commit", "hub", "fanout", "answer"] {
+        assert_eq!(counted(stage), 5.0, "{stage}, once per event:\n{text}");
+    }
+    assert_eq!(counted("wake"), 10.0, "once per event and stream:\n{text}");
+    let chunks = counted("write");
+    assert!(
+        (2.0..=10.0).contains(&chunks),
+        "once per chunk, {chunks}:\n{text}"
+    );
     app.stop().await;
 }
