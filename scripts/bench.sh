@@ -6,7 +6,7 @@
 #   scripts/bench.sh --quick    # a smoke run: dev build, tiny counts, seconds,
 #                               # no thresholds (what .ci/run runs)
 #   EVENTSTREAM_BENCH_SECTION=broadcast scripts/bench.sh
-#                               # one section: core, publish, broadcast, grip, controls, memory
+#                               # one section: core, publish, broadcast, grip, controls, floor, memory
 #   scripts/bench.sh --compare  # side by side with django-eventstream (needs
 #                               # PyPI): writes the table and chart into
 #                               # BENCHMARKS.md; not part of .ci/run
@@ -454,6 +454,32 @@ if want controls && ! $quick; then
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: raw tokio writer"
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
     kill "$pid"
+fi
+# The delivery floor (issue 16, target 1): 100 subscribers x 20 events/s
+# published through the HTTP API, split at the publish answer, against ours
+# with delivery_timing on (the server's own breakdown, step by step) and
+# the two controls, interleaved. Events are stamped when their request is
+# sent (--from send), which leaves the load generator's 1 ms timer grain
+# out.
+if want floor && ! $quick; then
+    for round in 1 2 3; do
+        start_server "floor-$round" "sqlite://$work/floor-$round.db" process "metrics_path=\"/metrics\",delivery_timing=true"
+        run latency --url "http://127.0.0.1:$port" --channel floor --subscribers 100 --rate 20 --seconds "$SEC" \
+            --split 1 --from send --stages "http://127.0.0.1:$port/metrics" --label "floor: eventstream-rocket"
+        kill "$pid"
+        port=$(free_port)
+        "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
+        pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+        run latency --url "http://127.0.0.1:$port" --channel c --subscribers 100 --rate 20 --seconds "$SEC" \
+            --split 1 --from send --label "floor: control: raw tokio writer"
+        kill "$pid"
+        port=$(free_port)
+        ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
+        pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+        run latency --url "http://127.0.0.1:$port" --channel c --subscribers 100 --rate 20 --seconds "$SEC" \
+            --split 1 --from send --label "floor: control: minimal Rocket ByteStream"
+        kill "$pid"
+    done
 fi
 # Idle memory per connection, measured the same way (server RSS before and
 # after $MEM idle streams) for the two controls and for ours at each

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::Options;
 use crate::publish::{Publisher, now_ns};
 use crate::sse::{Frame, Kind, Subscriber};
+use crate::stages;
 
 /// Most subscribers one run may open (the open-file limit here is ~20,000).
 const MAX_SUBSCRIBERS: u64 = 19_000;
@@ -433,12 +434,15 @@ fn latency_json(latency: &Histogram<u64>) -> serde_json::Value {
 }
 
 /// Starts publishing event `index` once one of `permits` is free; the
-/// permit is held until the request ends.
+/// permit is held until the request ends. The event is stamped with
+/// `due_ns`, or else with the moment its request is sent; the stamp is
+/// also stored in `stamps[index]`, if given.
 async fn publish_when_permitted(
     permits: &Arc<Semaphore>,
     publisher: &Publisher,
     index: u64,
     due_ns: Option<u64>,
+    stamps: Option<&Arc<[AtomicU64]>>,
     acks: Option<&Arc<[AtomicU64]>>,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let permit = Arc::clone(permits)
@@ -447,11 +451,16 @@ async fn publish_when_permitted(
         .map_err(|e| e.to_string())?;
     let publisher = publisher.clone();
     let acks = acks.map(Arc::clone);
+    let stamps = stamps.map(Arc::clone);
     Ok(tokio::spawn(async move {
-        let result = match due_ns {
-            Some(due_ns) => publisher.publish_stamped(index, due_ns).await,
-            None => publisher.publish(index).await,
-        };
+        let stamp = due_ns.unwrap_or_else(now_ns);
+        if let Some(slot) = stamps
+            .as_ref()
+            .and_then(|stamps| stamps.get(usize::try_from(index).ok()?))
+        {
+            slot.store(stamp, Ordering::Relaxed);
+        }
+        let result = publisher.publish_stamped(index, stamp).await;
         // When the server answered: it has committed the event.
         if let (Some(acks), Ok(())) = (&acks, &result)
             && let Some(ack) = usize::try_from(index).ok().and_then(|i| acks.get(i))
@@ -476,7 +485,7 @@ async fn publish_burst(publisher: &Publisher, count: u64, in_flight: u64) -> Res
     let permits = Arc::new(Semaphore::new(in_flight as usize));
     let mut tasks = Vec::with_capacity(count as usize);
     for index in 0..count {
-        tasks.push(publish_when_permitted(&permits, publisher, index, None, None).await?);
+        tasks.push(publish_when_permitted(&permits, publisher, index, None, None, None).await?);
     }
     all_published(tasks).await
 }
@@ -526,7 +535,11 @@ pub(crate) async fn fanout(options: &Options) -> Result<String, String> {
 /// and the wait counts as latency): for servers that refuse concurrent
 /// publishers. With `--split 1`, also when the server answered each
 /// publish request, and the latency split there (see
-/// [`split_at_the_answer`]).
+/// [`split_at_the_answer`]). With `--stages URL` (eventstream-rocket's
+/// `metrics_path` with `delivery_timing` on), also the server's own
+/// breakdown of the run's events, step by step (see [`stages`]). With
+/// `--from send`, latency counts from the moment each request is sent
+/// rather than from the schedule.
 pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let target = target(options)?;
     let subscribers = options.number("subscribers", 100)?;
@@ -562,6 +575,12 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
                 .min(Semaphore::MAX_PERMITS)
         },
     )));
+    // Before the schedule starts: the scrape takes a while.
+    let stages_url = options.maybe("stages");
+    let stages_before = match &stages_url {
+        Some(url) => Some(stages::scrape(url).await?),
+        None => None,
+    };
     // Events are due on a fixed schedule and stamped with the moment they
     // were due, not the moment a request could be sent: a server whose
     // publish requests take longer than the period (with an in-flight cap)
@@ -570,14 +589,33 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let period_ns = 1_000_000_000 / rate;
     let mut ticker = tokio::time::interval(Duration::from_nanos(period_ns));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    //
+    // With `--from send`, events are stamped when their request is sent
+    // instead: the ticker's own lateness (tokio's timer has a 1 ms grain)
+    // is then left out, which is right only while nothing holds a request
+    // back (no `--in-flight`).
+    let from_send = match options.maybe("from").as_deref() {
+        None | Some("due") => false,
+        Some("send") if in_flight.is_none() => true,
+        Some("send") => return Err("--from send cannot be used with --in-flight".into()),
+        Some(other) => return Err(format!("--from must be due or send, got {other:?}")),
+    };
+    let stamps: Arc<[AtomicU64]> = (0..events).map(|_| AtomicU64::new(0)).collect();
     let first_due = now_ns();
     let mut sends = Vec::with_capacity(events as usize);
     for index in 0..events {
         ticker.tick().await;
-        let due = first_due + index * period_ns;
+        let due = (!from_send).then_some(first_due + index * period_ns);
         sends.push(
-            publish_when_permitted(&permits, &target.publisher, index, Some(due), acks.as_ref())
-                .await?,
+            publish_when_permitted(
+                &permits,
+                &target.publisher,
+                index,
+                due,
+                Some(&stamps),
+                acks.as_ref(),
+            )
+            .await?,
         );
     }
     all_published(sends).await?;
@@ -586,7 +624,7 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         split_at_the_answer(
             &acks,
             summary.arrivals.take().unwrap_or_default(),
-            |index| first_due + index * period_ns,
+            |index| stamps[index as usize].load(Ordering::Relaxed),
             measured_from,
         )
     });
@@ -597,11 +635,15 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "seconds": seconds,
         "warmup_seconds": warmup,
         "in_flight": in_flight,
+        "from": if from_send { "send" } else { "due" },
         "frames_per_sec": (subscribers * rate),
         "connect_retries": connect_retries,
     });
     if let Some(split) = split {
         report["split"] = split;
+    }
+    if let (Some(url), Some(before)) = (&stages_url, stages_before) {
+        report["stages"] = stages::difference(&before, &stages::scrape(url).await?)?;
     }
     Ok(summary.added_to(report))
 }
