@@ -178,7 +178,14 @@ impl Writer {
 
 async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batch: usize) {
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
-    while requests.recv_many(&mut batch, commit_batch).await > 0 {
+    loop {
+        let received = tokio::select! {
+            received = requests.recv_many(&mut batch, commit_batch) => received,
+            () = store.kept.released_on_close() => continue,
+        };
+        if received == 0 {
+            break;
+        }
         let mut appends = std::mem::take(&mut batch);
         let timed = appends.iter().any(|append| append.sent.is_some());
         let taken = timed.then(Instant::now);

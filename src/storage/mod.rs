@@ -10,6 +10,7 @@ pub(crate) mod migrations;
 pub(crate) mod retention;
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 
 use rocket_db_pools::sqlx::pool::PoolConnection;
 use rocket_db_pools::sqlx::{self, PgPool, QueryBuilder, Row, SqlitePool};
@@ -43,24 +44,70 @@ macro_rules! dispatch {
 /// neither. Only one writer writes the event log, so the pool gives up one
 /// connection for it; a pool of fewer than [`KEEP_FROM`] connections keeps
 /// all of them for the streams' reads. After any failure the kept
-/// connection is closed, and the next batch starts from the pool.
+/// connection is closed, and the next batch starts from the pool. When the
+/// pool starts closing (Rocket's shutdown closes it and waits for every
+/// connection to come back) the writer lets the kept one go: see
+/// [`KeptConnection::released_on_close`].
 /// (PostgreSQL connections go back to the pool after every batch: the
 /// liveness check is what notices a restarted server before a batch fails
 /// on a dead connection.)
 ///
 /// In a mutex only so that the writer's state is `Sync`: it is reached
 /// through `&mut`, never locked.
-#[derive(Debug, Default)]
-pub(crate) struct KeptConnection(std::sync::Mutex<Option<PoolConnection<sqlx::Sqlite>>>);
+#[derive(Default)]
+pub(crate) struct KeptConnection(std::sync::Mutex<Kept>);
+
+#[derive(Default)]
+struct Kept {
+    connection: Option<PoolConnection<sqlx::Sqlite>>,
+    /// Resolves when the pool starts closing; made once, with the first
+    /// connection kept.
+    closing: Option<Pin<Box<sqlx::pool::CloseEvent>>>,
+}
+
+impl std::fmt::Debug for KeptConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptConnection").finish_non_exhaustive()
+    }
+}
 
 /// The smallest SQLite pool the writer keeps a connection of.
 const KEEP_FROM: u32 = 4;
 
 impl KeptConnection {
-    fn slot(&mut self) -> &mut Option<PoolConnection<sqlx::Sqlite>> {
+    fn kept(&mut self) -> &mut Kept {
         self.0
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&mut self) -> Option<PoolConnection<sqlx::Sqlite>> {
+        self.kept().connection.take()
+    }
+
+    /// Keeps `connection` for the next batch, unless its pool is too small
+    /// to spare it or is closing.
+    fn keep(&mut self, connection: PoolConnection<sqlx::Sqlite>, pool: &SqlitePool) {
+        if pool.options().get_max_connections() < KEEP_FROM || pool.is_closed() {
+            return;
+        }
+        let kept = self.kept();
+        kept.closing
+            .get_or_insert_with(|| Box::pin(pool.close_event()));
+        kept.connection = Some(connection);
+    }
+
+    /// Resolves once the pool starts closing while a connection is kept,
+    /// having let that connection go back (closing waits for every
+    /// connection, so a writer that kept one would hold Rocket's shutdown
+    /// forever). Pending while nothing is kept.
+    pub(crate) async fn released_on_close(&mut self) {
+        let kept = self.kept();
+        match (&kept.connection, &mut kept.closing) {
+            (Some(_), Some(closing)) => closing.as_mut().await,
+            _ => std::future::pending().await,
+        }
+        self.kept().connection = None;
     }
 }
 
@@ -96,7 +143,7 @@ impl SqliteBatch<'_> {
         kept: &mut KeptConnection,
         synchronous: Option<&str>,
     ) -> Result<BTreeMap<String, u64>, AppendError> {
-        let mut conn = match kept.slot().take() {
+        let mut conn = match kept.take() {
             Some(conn) => conn,
             None => {
                 let mut conn = pool.acquire().await?;
@@ -116,9 +163,7 @@ impl SqliteBatch<'_> {
                         to_u64(row.try_get("last_id")?),
                     );
                 }
-                if pool.options().get_max_connections() >= KEEP_FROM {
-                    *kept.slot() = Some(conn);
-                }
+                kept.keep(conn, pool);
                 Ok(last_ids)
             }
             Err(error) => {
@@ -765,6 +810,32 @@ pub(crate) fn assign_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_kept_connection_is_let_go_when_the_pool_closes() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}/kept.db?mode=rwc", dir.path().display());
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(KEEP_FROM)
+            .connect(&url)
+            .await
+            .expect("a pool");
+        let mut kept = KeptConnection::default();
+        kept.keep(pool.acquire().await.expect("a connection"), &pool);
+        assert!(kept.kept().connection.is_some(), "kept");
+        // Closing waits for every connection: while one is kept, forever.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(200), pool.close()).await;
+        assert!(waiting.is_err(), "closing waits for the kept connection");
+        let released = async {
+            kept.released_on_close().await;
+            pool.close().await;
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), released)
+            .await
+            .expect("closing ends once the writer lets go");
+        assert!(kept.take().is_none());
+    }
 
     #[test]
     fn resume_rule() {

@@ -520,6 +520,18 @@ impl TestApp {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
     }
 
+    /// Stops the server and fails unless Rocket's shutdown (fairings
+    /// included: the database pool waits for every connection to come
+    /// back) ends within `within`.
+    pub async fn stop_within(mut self, within: Duration) {
+        self.shutdown.clone().notify();
+        let ended = tokio::time::timeout(within, &mut self.server).await;
+        assert!(ended.is_ok(), "Rocket did not shut down within {within:?}");
+        if let Some(database) = self.database.take() {
+            database.remove().await;
+        }
+    }
+
     /// Stops Pushpin and the server (streams end) and removes the database.
     pub async fn stop(mut self) {
         drop(self.pushpin.take());

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Trial> {
             retention_trims_events_older_than_retention_secs,
             a_one_connection_sqlite_pool_serves_sends_and_replays,
             a_sqlite_batch_that_fails_part_way_stores_only_its_good_events,
+            shutdown_waits_for_no_connection_the_writer_keeps,
         ],
     ]
 }
@@ -352,4 +353,13 @@ async fn a_sqlite_batch_that_fails_part_way_stores_only_its_good_events() {
     assert_eq!(received, in_order);
     assert_eq!(app.send_event("b", json!("after")).await, "b:20");
     app.stop().await;
+}
+
+/// Rocket's shutdown closes the database pool, which waits for every
+/// connection to come back: the writer must let go of the SQLite
+/// connection it keeps between batches, or shutdown hangs.
+async fn shutdown_waits_for_no_connection_the_writer_keeps() {
+    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    app.send_event("kept", json!(1)).await;
+    app.stop_within(std::time::Duration::from_secs(5)).await;
 }
