@@ -56,11 +56,6 @@ impl Inbox {
     fn has_mail(&self) -> bool {
         !self.queue.is_empty() || self.overflowed != 0 || self.kicked.is_some() || self.recheck
     }
-
-    /// The waiting task, to wake once the lock is released.
-    fn wake(&mut self) -> Option<Waker> {
-        self.waiter.take()
-    }
 }
 
 /// How much one inbox may hold before its stream catches up from storage.
@@ -88,8 +83,7 @@ impl Subscriber {
     }
 
     fn deliver(&self, channel: usize, event: &Arc<LiveEvent>) {
-        let waiter = {
-            let mut inbox = self.inbox();
+        self.tell(|inbox| {
             let size = event.frame.with_id.len();
             let fits = inbox.queue.len() < self.limits.entries
                 && (inbox.queue.is_empty() || inbox.bytes + size <= self.limits.bytes);
@@ -102,19 +96,20 @@ impl Subscriber {
             } else {
                 inbox.overflowed |= 1 << channel;
             }
-            inbox.wake()
-        };
-        wake(waiter);
+        });
     }
 
-    /// Changes the inbox with `change` and wakes the stream.
+    /// Changes the inbox with `change` and wakes the stream, once the lock
+    /// is released.
     fn tell(&self, change: impl FnOnce(&mut Inbox)) {
         let waiter = {
             let mut inbox = self.inbox();
             change(&mut inbox);
-            inbox.wake()
+            inbox.waiter.take()
         };
-        wake(waiter);
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
     }
 
     /// Moves everything queued into `into` (which keeps its capacity for the
@@ -149,12 +144,6 @@ impl Subscriber {
     /// The channels this stream listens to, in subscription order.
     pub(crate) fn channels(&self) -> &[String] {
         &self.channels
-    }
-}
-
-fn wake(waiter: Option<Waker>) {
-    if let Some(waiter) = waiter {
-        waiter.wake();
     }
 }
 

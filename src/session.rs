@@ -292,20 +292,19 @@ impl Session {
     }
 
     /// With `delivery_timing`: records `wake` for the timed events just
-    /// taken from the inbox.
+    /// taken from the inbox. (Without it no event is timed, and the inbox
+    /// is not looked at.)
     fn taken(&mut self, inbox: &VecDeque<Delivery>) {
-        let mut timed = inbox
-            .iter()
-            .filter_map(|delivery| delivery.event.stamps)
-            .peekable();
-        if timed.peek().is_none() {
+        if !self.context.config.delivery_timing {
             return;
         }
         let now = std::time::Instant::now();
-        for stamps in timed {
-            stamps.taken_by_stream(now, &self.context.metrics.stage_seconds);
+        for delivery in inbox {
+            if let Some(stamps) = delivery.event.stamps {
+                stamps.taken_by_stream(now, &self.context.metrics.stage_seconds);
+                self.timed_take = Some(now);
+            }
         }
-        self.timed_take = Some(now);
     }
 
     /// Writes what the hub queued, in order, skipping what was already

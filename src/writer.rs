@@ -230,6 +230,32 @@ impl Store {
             .await
     }
 
+    /// Fans a committed event out and answers its sender. `timed`: when
+    /// its batch was taken and committed, if it is timed (events settled
+    /// after a failure are not).
+    fn deliver(&self, append: Append, seq: u64, timed: Option<(Instant, Instant)>) {
+        let Append {
+            event,
+            body,
+            sent,
+            reply,
+        } = append;
+        let stamps = sent
+            .zip(timed)
+            .map(|(sent, (taken, committed))| Stamps::fanning_out(sent, taken, committed));
+        let live = LiveEvent {
+            token: Some(event.token),
+            stamps,
+            ..LiveEvent::new(event.channel, Some(seq), body, event.skip_users)
+        };
+        let live = Arc::new(live);
+        self.fanout.event(&live);
+        let fanned_out = stamps.map(|stamps| stamps.fanned_out(&self.metrics.stage_seconds));
+        // The sender may have gone away (its request was cancelled); the event
+        // is committed and delivered regardless.
+        let _ = reply.send(Ok((seq, fanned_out)));
+    }
+
     /// Which of `appends` storage holds, by append number; `None` when it
     /// cannot be asked.
     async fn stored(&self, appends: &[Append]) -> Option<BTreeMap<i64, u64>> {
@@ -343,32 +369,4 @@ fn fail(append: Append, failure: &AppendError) {
 /// sqlx errors are not `Clone`; one failure may answer several senders.
 fn clone_error(error: &rocket_db_pools::sqlx::Error) -> rocket_db_pools::sqlx::Error {
     rocket_db_pools::sqlx::Error::Protocol(error.to_string())
-}
-
-impl Store {
-    /// Fans a committed event out and answers its sender. `timed`: when
-    /// its batch was taken and committed, if it is timed (events settled
-    /// after a failure are not).
-    fn deliver(&self, append: Append, seq: u64, timed: Option<(Instant, Instant)>) {
-        let Append {
-            event,
-            body,
-            sent,
-            reply,
-        } = append;
-        let stamps = sent
-            .zip(timed)
-            .map(|(sent, (taken, committed))| Stamps::fanning_out(sent, taken, committed));
-        let live = LiveEvent {
-            token: Some(event.token),
-            stamps,
-            ..LiveEvent::new(event.channel, Some(seq), body, event.skip_users)
-        };
-        let live = Arc::new(live);
-        self.fanout.event(&live);
-        let fanned_out = stamps.map(|stamps| stamps.fanned_out(&self.metrics.stage_seconds));
-        // The sender may have gone away (its request was cancelled); the event
-        // is committed and delivered regardless.
-        let _ = reply.send(Ok((seq, fanned_out)));
-    }
 }

@@ -36,6 +36,89 @@ macro_rules! dispatch {
     };
 }
 
+/// Moves the counters of a batch's channels: the start of the upsert
+/// [`push_counter_upsert!`] writes.
+pub(crate) const UPSERT_COUNTERS: &str =
+    "INSERT INTO eventstream_channels (name, last_id, trimmed_through, last_writer, last_append) ";
+pub(crate) const UPSERT_COUNTERS_CONFLICT: &str = " ON CONFLICT (name) DO UPDATE SET \
+     last_id = eventstream_channels.last_id + excluded.last_id, \
+     last_writer = excluded.last_writer, last_append = excluded.last_append \
+     RETURNING name, last_id";
+/// Inserts a batch's events; each row's columns after `id` are pushed by
+/// [`push_event_columns!`].
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO eventstream_events \
+     (channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq) ";
+
+/// Pushes onto `$query` the upsert that adds each channel's event count
+/// (`$counts`) to its counter and records the token of its last event
+/// (`$last_tokens`); it returns each channel's new `last_id`, read by
+/// [`last_ids_of!`].
+macro_rules! push_counter_upsert {
+    ($query:expr, $counts:expr, $last_tokens:expr) => {{
+        $query.push($crate::storage::UPSERT_COUNTERS);
+        $query.push_values($counts, |mut row, (channel, count)| {
+            let token: AppendToken = $last_tokens.get(channel).copied().unwrap_or_default();
+            row.push_bind(*channel)
+                .push_bind(*count)
+                .push_bind(0_i64)
+                .push_bind(token.writer)
+                .push_bind(token.seq);
+        });
+        $query.push($crate::storage::UPSERT_COUNTERS_CONFLICT);
+    }};
+}
+
+/// Evaluates to the new `last_id` of each channel, from the rows the
+/// counter upsert returned.
+macro_rules! last_ids_of {
+    ($rows:expr) => {{
+        let mut last_ids: BTreeMap<String, u64> = BTreeMap::new();
+        for row in $rows {
+            last_ids.insert(
+                row.try_get::<String, _>("name")?,
+                to_u64(row.try_get("last_id")?),
+            );
+        }
+        last_ids
+    }};
+}
+
+/// Pushes the columns of `$event` that follow `id` in [`INSERT_EVENTS`].
+macro_rules! push_event_columns {
+    ($row:expr, $event:expr, $now_ms:expr) => {{
+        $row.push_bind($event.event_type.as_str())
+            .push_bind($event.data.as_str())
+            .push_bind(skip_users_column(&$event.skip_users))
+            .push_bind($now_ms)
+            .push_bind($event.token.writer)
+            .push_bind($event.token.seq);
+    }};
+}
+
+/// Adds each channel's event count to its counter and evaluates to the new
+/// `last_id` of every channel in `$counts`. (A macro rather than a generic
+/// function: it expands against each backend's concrete transaction.)
+macro_rules! bump_counters {
+    ($tx:expr, $counts:expr, $last_tokens:expr) => {{
+        let mut upsert = QueryBuilder::new("");
+        push_counter_upsert!(upsert, $counts, $last_tokens);
+        let rows = upsert.build().fetch_all(&mut *$tx).await?;
+        last_ids_of!(&rows)
+    }};
+}
+
+/// Inserts `$events` with the ids `$ids` their counters reserved.
+macro_rules! insert_events {
+    ($tx:expr, $events:expr, $ids:expr, $now_ms:expr) => {{
+        let mut insert = QueryBuilder::new($crate::storage::INSERT_EVENTS);
+        insert.push_values($events.iter().zip($ids), |mut row, (event, id)| {
+            row.push_bind(event.channel.as_str()).push_bind(to_i64(*id));
+            push_event_columns!(row, event, $now_ms);
+        });
+        insert.build().execute(&mut *$tx).await?;
+    }};
+}
+
 /// The writer's SQLite connection, kept from one batch to the next.
 ///
 /// Taking a connection from the pool costs a round trip to SQLite's worker
@@ -156,13 +239,7 @@ impl SqliteBatch<'_> {
         let mut query = self.query();
         match query.build().fetch_all(&mut *conn).await {
             Ok(rows) => {
-                let mut last_ids = BTreeMap::new();
-                for row in &rows {
-                    last_ids.insert(
-                        row.try_get::<String, _>("name")?,
-                        to_u64(row.try_get("last_id")?),
-                    );
-                }
+                let last_ids = last_ids_of!(&rows);
                 kept.keep(conn, pool);
                 Ok(last_ids)
             }
@@ -183,16 +260,7 @@ impl SqliteBatch<'_> {
 
     fn query(&self) -> QueryBuilder<'_, sqlx::Sqlite> {
         let mut query = QueryBuilder::new("BEGIN; ");
-        query.push(UPSERT_COUNTERS);
-        query.push_values(self.counts, |mut row, (channel, count)| {
-            let token = self.last_tokens.get(channel).copied().unwrap_or_default();
-            row.push_bind(*channel)
-                .push_bind(*count)
-                .push_bind(0_i64)
-                .push_bind(token.writer)
-                .push_bind(token.seq);
-        });
-        query.push(UPSERT_COUNTERS_CONFLICT);
+        push_counter_upsert!(query, self.counts, self.last_tokens);
         query.push("; ");
         query.push(INSERT_EVENTS);
         let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
@@ -205,13 +273,8 @@ impl SqliteBatch<'_> {
                 .push("(SELECT last_id FROM eventstream_channels WHERE name = ")
                 .push_bind_unseparated(channel)
                 .push_unseparated(") - ")
-                .push_bind_unseparated(after)
-                .push_bind(event.event_type.as_str())
-                .push_bind(event.data.as_str())
-                .push_bind(skip_users_column(&event.skip_users))
-                .push_bind(self.now_ms)
-                .push_bind(event.token.writer)
-                .push_bind(event.token.seq);
+                .push_bind_unseparated(after);
+            push_event_columns!(row, event, self.now_ms);
         });
         query.push("; COMMIT");
         query
@@ -380,62 +443,6 @@ where
         skip_users,
         token: token(row.try_get("writer_id")?, row.try_get("append_seq")?),
     })
-}
-
-/// Adds each channel's event count to its counter and evaluates to the new
-/// `last_id` of every channel in `$counts`. (A macro rather than a generic
-/// function: it expands against each backend's concrete transaction.)
-/// Moves the counters of a batch's channels (values follow).
-pub(crate) const UPSERT_COUNTERS: &str =
-    "INSERT INTO eventstream_channels (name, last_id, trimmed_through, last_writer, last_append) ";
-pub(crate) const UPSERT_COUNTERS_CONFLICT: &str = " ON CONFLICT (name) DO UPDATE SET \
-     last_id = eventstream_channels.last_id + excluded.last_id, \
-     last_writer = excluded.last_writer, last_append = excluded.last_append \
-     RETURNING name, last_id";
-/// Inserts a batch's events (values follow).
-pub(crate) const INSERT_EVENTS: &str = "INSERT INTO eventstream_events \
-     (channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq) ";
-
-macro_rules! bump_counters {
-    ($tx:expr, $counts:expr, $last_tokens:expr) => {{
-        let mut upsert = QueryBuilder::new($crate::storage::UPSERT_COUNTERS);
-        upsert.push_values($counts, |mut row, (channel, count)| {
-            let token: AppendToken = $last_tokens.get(channel).copied().unwrap_or_default();
-            row.push_bind(*channel)
-                .push_bind(*count)
-                .push_bind(0_i64)
-                .push_bind(token.writer)
-                .push_bind(token.seq);
-        });
-        upsert.push($crate::storage::UPSERT_COUNTERS_CONFLICT);
-        let rows = upsert.build().fetch_all(&mut *$tx).await?;
-        let mut last_ids: BTreeMap<String, u64> = BTreeMap::new();
-        for row in &rows {
-            last_ids.insert(
-                row.try_get::<String, _>("name")?,
-                to_u64(row.try_get("last_id")?),
-            );
-        }
-        last_ids
-    }};
-}
-
-/// Inserts `$events` with the ids `$ids` their counters reserved.
-macro_rules! insert_events {
-    ($tx:expr, $events:expr, $ids:expr, $now_ms:expr) => {{
-        let mut insert = QueryBuilder::new($crate::storage::INSERT_EVENTS);
-        insert.push_values($events.iter().zip($ids), |mut row, (event, id)| {
-            row.push_bind(event.channel.as_str())
-                .push_bind(to_i64(*id))
-                .push_bind(event.event_type.as_str())
-                .push_bind(event.data.as_str())
-                .push_bind(skip_users_column(&event.skip_users))
-                .push_bind($now_ms)
-                .push_bind(event.token.writer)
-                .push_bind(event.token.seq);
-        });
-        insert.build().execute(&mut *$tx).await?;
-    }};
 }
 
 /// Evaluates to the counter rows of `$channels` (all zero for channels
