@@ -1,6 +1,7 @@
 //! A ready-to-run event server: the stream at `/events/`, the publish API
 //! beside it, and django-eventstream's README authorizer (channels starting
-//! with `_` need a signed-in user).
+//! with `_` need a signed-in user; those starting with `live-` are not
+//! stored).
 //!
 //! Run with:
 //!
@@ -22,7 +23,9 @@ use eventstream_rocket::{Authorizer, Events, Stage, User};
 use rocket::fairing::AdHoc;
 
 /// Channels whose names start with `_` are private: only signed-in users
-/// (a valid `token`) may read them.
+/// (a valid `token`) may read them. Channels whose names start with
+/// `live-` are live only (typing indicators, presence): not stored, so not
+/// replayed.
 #[derive(Debug, Default)]
 pub struct PrivateChannels;
 
@@ -30,6 +33,10 @@ pub struct PrivateChannels;
 impl Authorizer for PrivateChannels {
     async fn can_read_channel(&self, user: Option<&User>, channel: &str) -> bool {
         !channel.starts_with('_') || user.is_some()
+    }
+
+    fn is_channel_reliable(&self, channel: &str) -> bool {
+        !channel.starts_with("live-")
     }
 }
 

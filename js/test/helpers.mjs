@@ -134,7 +134,10 @@ export async function startServer({ port, dir, keepaliveSecs = KEEPALIVE_SECS } 
   return server;
 }
 
-/** POSTs an event through the publish API; returns the id it answered. */
+/**
+ * POSTs an event through the publish API; returns the id it answered
+ * (null for a live-only channel, which answers 202).
+ */
 export async function publish(origin, channel, data, type) {
   const body = type === undefined ? { data } : { type, data };
   const response = await fetch(`${origin}/events/${encodeURIComponent(channel)}`, {
@@ -143,7 +146,7 @@ export async function publish(origin, channel, data, type) {
     body: JSON.stringify(body),
   });
   const text = await response.text();
-  if (response.status !== 201) {
+  if (response.status !== 201 && response.status !== 202) {
     throw new Error(`publish to ${channel} answered ${response.status}: ${text}`);
   }
   return JSON.parse(text).id;

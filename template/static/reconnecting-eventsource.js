@@ -58,8 +58,10 @@
  *     "alone" (not sharing).
  *   - Every tab keeps its own cursor (the newest id it dispatched). A tab
  *     that joins asks the leader for what it forwarded since that cursor
- *     (the leader keeps its last 1,000 events); events at or before a
- *     tab's cursor are not dispatched to it again.
+ *     (every tab keeps the last 1,000 stored events it saw, so a new leader
+ *     can serve them too); events at or before a tab's cursor are not
+ *     dispatched to it again. A forwarded event that follows one the tab
+ *     has not seen (a gap) is not dispatched: the tab asks again.
  *   - When the leader's tab closes, its lock is released and another tab
  *     takes over and resumes from its own cursor: nothing is lost or
  *     repeated.
@@ -547,7 +549,7 @@
       this.channel = new global.BroadcastChannel(name);
       this.abort = new global.AbortController();
       this.release = null; // ends the lock's hold, when leading
-      this.backlog = []; // leader: the last events forwarded
+      this.backlog = []; // the last stored events seen (see remember)
       this.welcomed = false; // follower: the leader answered our hello
       this.welcomeTimer = null;
       this.stopped = false;
@@ -629,9 +631,25 @@
     SharedTab.prototype.forward = function (type, event, previous) {
       if (this.source.role !== 'leader' || this.stopped) return;
       var entry = { type: type, data: event.data, id: this.source._.lastEventId, previous: previous };
+      this.remember(entry);
+      this.post({ kind: 'event', from: this.id, event: entry });
+    };
+
+    // Every tab keeps the newest entries it saw, in stream order, so that
+    // whichever leads can welcome a joining tab. Entries that moved no
+    // cursor are not kept: no joining tab gets them.
+    SharedTab.prototype.remember = function (entry) {
+      if (entry.id === entry.previous) return;
       this.backlog.push(entry);
       if (this.backlog.length > SHARED_BACKLOG) this.backlog.shift();
-      this.post({ kind: 'event', from: this.id, event: entry });
+    };
+
+    // Follower: asks the leader again, from this tab's cursor (after a
+    // gap). Until it answers, forwarded events are left to its answer.
+    SharedTab.prototype.rejoin = function () {
+      this.welcomed = false;
+      this.backlog = [];
+      this.hello();
     };
 
     // Leader: tells the followers its state.
@@ -658,17 +676,22 @@
         }
         this.welcomed = true;
         this.followState(message.state);
-        for (var i = 0; i < message.events.length && source._.shared === this; i++) {
+        for (var i = 0; i < message.events.length && source._.shared === this && this.welcomed; i++) {
+          this.remember(message.events[i]);
           this.deliver(message.events[i]);
         }
       } else if (message.kind === 'event' && this.welcomed) {
+        this.remember(message.event);
         this.deliver(message.event);
       } else if (message.kind === 'state' && this.welcomed) {
         this.followState(message.state);
       }
     };
 
-    // Leader: answers a joining tab with what it missed, when it can.
+    // Leader: answers a joining tab with what it missed, when it can: the
+    // stored events past its cursor. Entries that moved no cursor (live-only
+    // events, keep-alives, resets of live-only channels) are past news that
+    // a connection of its own would not have replayed either.
     SharedTab.prototype.welcome = function (hello) {
       var current = this.source._.lastEventId;
       var covered = backlogCovers(this.backlog, hello.cursor, current);
@@ -691,10 +714,17 @@
 
     // Follower: dispatches a forwarded event unless this tab has it already.
     // The protocol's own events always reach it; stream-open and keep-alive
-    // from a leader behind this tab do not move its cursor back.
+    // from a leader behind this tab do not move its cursor back. An event
+    // that moves the stream on from past this tab's cursor follows one it
+    // has not seen (a leader's last forward that never arrived, or two
+    // leaders' forwards crossing): it asks again instead of skipping ahead.
     SharedTab.prototype.deliver = function (entry) {
       var source = this.source;
       var cursor = source._.lastEventId;
+      if (entry.id !== entry.previous && isBehind(entry.previous, cursor)) {
+        this.rejoin();
+        return;
+      }
       var control = entry.type !== 'message' && TRACKED_TYPES.indexOf(entry.type) !== -1;
       if (!control && !isNewTo(cursor, entry.previous, entry.id)) return;
       var keepCursor = (entry.type === 'stream-open' || entry.type === 'keep-alive') && isBehind(cursor, entry.id);
