@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventstream_rocket::User;
+use eventstream_rocket::{Events, User};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, Cluster, Instance, PUBLISH_KEY, TestDatabase, launch_error,
-    spawn_app, token,
+    AnnUntilRevoked, App, Backend, Cluster, Instance, PUBLISH_KEY, TestApp, TestDatabase,
+    launch_error, spawn_app, token,
 };
 #[cfg(feature = "redis")]
 use crate::helpers::{LogMark, RedisServer};
@@ -169,8 +169,35 @@ async fn instances_on_one_sqlite_file_share_events_over_redis() {
     server.stop().await;
 }
 
+/// On `app`, two events (`{"n": first}` and the next) sent in one
+/// application transaction and committed, then one sent in a transaction
+/// that is dropped: it must never reach anyone.
+async fn send_in_transactions(app: &TestApp, storage: Backend, first: u64) {
+    async fn send<DB: eventstream_rocket::Backend>(events: &Events, first: u64) {
+        let mut tx = events.begin::<DB>().await.expect("begin");
+        for n in first..first + 2 {
+            tx.send_event("feed", "message", &json!({ "n": n }))
+                .await
+                .expect("send in the transaction");
+        }
+        tx.commit().await.expect("commit");
+        let mut dropped = events.begin::<DB>().await.expect("begin");
+        dropped
+            .send_event("feed", "message", &json!("rolled back"))
+            .await
+            .expect("send in the transaction");
+        drop(dropped);
+    }
+    match storage {
+        Backend::Postgres => send::<sqlx::Postgres>(&app.events, first).await,
+        Backend::Sqlite | Backend::Pushpin => send::<sqlx::Sqlite>(&app.events, first).await,
+    }
+}
+
 /// Subscribers on A, events sent on B (and one on A), over `bus`, with the
-/// event log on `storage`.
+/// event log on `storage`. B also commits two events in an application
+/// transaction: they cross like the writer's (PostgreSQL: the NOTIFY inside
+/// the transaction; Redis: the sender after the commit).
 async fn delivery(storage: Backend, bus: &BusSettings) {
     let database = TestDatabase::create(storage).await;
     let a = spawn_app(on_bus(&database.url, bus)).await;
@@ -199,18 +226,20 @@ async fn delivery(storage: Backend, bus: &BusSettings) {
     for send in sends {
         send.await.expect("sent");
     }
+    // Two more in an application transaction on B, and one rolled back.
+    send_in_transactions(&b, storage, 50).await;
     b.send_event("live-feed", json!("live")).await;
     // One more on A itself: it follows B's events, in order.
-    a.send_event("feed", json!({ "n": 50 })).await;
+    a.send_event("feed", json!({ "n": 52 })).await;
 
-    let expected: Vec<String> = (1..=51).map(|seq| format!("feed:{seq}")).collect();
+    let expected: Vec<String> = (1..=53).map(|seq| format!("feed:{seq}")).collect();
     for stream in on_a.iter_mut().chain([&mut on_b]) {
-        let ids: Vec<String> = messages(stream, 51)
-            .await
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let (ids, data): (Vec<String>, Vec<Value>) = messages(stream, 53).await.into_iter().unzip();
         assert_eq!(ids, expected, "every event once, in id order");
+        assert!(
+            !data.contains(&json!("rolled back")),
+            "a rolled-back event never crosses"
+        );
     }
     let live = live_on_a.next_event().await;
     assert_eq!((live.event(), live.json()), ("message", json!("live")));
