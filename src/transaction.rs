@@ -125,8 +125,13 @@ impl Events {
     ///   transactions short.
     /// - **PostgreSQL**: the counter row of each channel it sent to, from
     ///   its first send on that channel to the end. Sends to other channels
-    ///   go on; a send to a locked channel waits, and the writer's batch it
-    ///   is in (other sends queued with it) waits with it.
+    ///   go on while nobody sends to a locked one. A send to a locked
+    ///   channel waits, and since this process's writer commits one batch
+    ///   at a time, every send queued behind it waits too, whatever its
+    ///   channel, until the transaction ends. Keep transactions that send
+    ///   short. Send to several channels in one order everywhere (sorted,
+    ///   as the writer does): two transactions that lock `a` then `b` and
+    ///   `b` then `a` deadlock, and PostgreSQL aborts one of them.
     ///
     /// The task that holds the transaction must not wait for those locks
     /// itself: [`Events::send_event`] (on a persistent channel) or a second
@@ -267,10 +272,16 @@ impl<DB: Backend> EventTx<DB> {
     }
 
     /// The id of `channel`'s newest event as this transaction sees it, its
-    /// own sends included (0 for a channel never sent to). Rows the
-    /// application reads in the same transaction and this position are one
-    /// consistent picture: a page that renders them and then listens from
-    /// here misses nothing and repeats nothing.
+    /// own sends included (0 for a channel never sent to).
+    ///
+    /// For a history join, read the position first, then the application's
+    /// rows up to it (those whose event id is at or below it): a page that
+    /// renders them and then listens from the position misses nothing and
+    /// repeats nothing. The order matters on PostgreSQL, where the
+    /// transaction is `READ COMMITTED` and each statement sees what was
+    /// committed when it started: rows read first could miss a message
+    /// whose event the position then includes. (On SQLite the transaction
+    /// holds the write lock, so nothing commits in between.)
     pub async fn position(&mut self, channel: &str) -> Result<u64, Error> {
         channel::validate(channel).map_err(Error::InvalidChannel)?;
         Ok(match DB::connection(&mut **self) {
