@@ -29,7 +29,7 @@ LAYERS = [
     "channel", "error", "event_id", "frame", "notice", "timing", "metrics", "config", "query",
     "identity", "authorizer", "cors", "limits",
     "storage",
-    "fanout", "hub", "write_gate", "writer",
+    "fanout", "hub", "write_gate", "held_back", "writer",
     "context", "events", "transaction",
     "replay", "session", "response",
     "grip", "bus",

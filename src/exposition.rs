@@ -44,6 +44,12 @@ pub(crate) fn render(snapshot: &MetricsSnapshot, metrics: &Metrics) -> String {
         "Frame bytes queued in this instance's stream inboxes",
         s.queued_bytes,
     );
+    gauge(
+        &mut registry,
+        "sends_held_back",
+        "Sends waiting for an open application transaction that holds their channel",
+        s.sends_held_back,
+    );
     counter(
         &mut registry,
         "streams_opened",

@@ -37,6 +37,7 @@ pub(crate) struct Metrics {
     bus_recovered: AtomicU64,
     bus_reconnects: AtomicU64,
     bus_unrelayed: AtomicU64,
+    sends_held_back: AtomicU64,
 }
 
 /// Events per committed batch (1 to `commit_batch`): buckets 1, 2, 4 …
@@ -123,6 +124,10 @@ pub struct MetricsSnapshot {
     /// Reads of the event log the bus made to fill announced ranges and
     /// gaps (one per channel and notice, whatever the number of streams).
     pub bus_fills: u64,
+    /// Sends waiting now because an open application transaction
+    /// ([`EventTx`](crate::EventTx)) of this process holds their channel
+    /// (PostgreSQL). Sends to other channels go on meanwhile.
+    pub sends_held_back: u64,
 }
 
 impl Metrics {
@@ -223,6 +228,11 @@ impl Metrics {
         self.commit_batches.0.observe(events as f64);
     }
 
+    /// How many sends the writer keeps aside for transactions now.
+    pub(crate) fn set_sends_held_back(&self, count: usize) {
+        self.sends_held_back.store(count as u64, Relaxed);
+    }
+
     /// A send answered after `took`.
     pub(crate) fn published(&self, took: Duration) {
         self.publish_seconds.0.observe(took.as_secs_f64());
@@ -252,6 +262,7 @@ impl Metrics {
             bus_unrelayed: self.bus_unrelayed.load(Relaxed),
             kicks: self.kicks.load(Relaxed),
             bus_fills: self.bus_fills.load(Relaxed),
+            sends_held_back: self.sends_held_back.load(Relaxed),
         }
     }
 }

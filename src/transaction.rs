@@ -124,11 +124,14 @@ impl Events {
     ///   Sends from other tasks wait for it (they do not fail), so keep
     ///   transactions short.
     /// - **PostgreSQL**: the counter row of each channel it sent to, from
-    ///   its first send on that channel to the end. Sends to other channels
-    ///   go on while nobody sends to a locked one. A send to a locked
-    ///   channel waits, and since this process's writer commits one batch
-    ///   at a time, every send queued behind it waits too, whatever its
-    ///   channel, until the transaction ends. Keep transactions that send
+    ///   its first send on that channel to the end. Sends of this process
+    ///   to those channels wait for the transaction to end (the writer
+    ///   keeps them aside, counted by
+    ///   [`MetricsSnapshot::sends_held_back`](crate::MetricsSnapshot::sends_held_back));
+    ///   sends to other channels go on. Another instance sharing the
+    ///   database does not know the transaction: its writer's batch that
+    ///   touches a locked channel waits on the row, and every send of that
+    ///   instance queued behind it waits too. Keep transactions that send
     ///   short. Send to several channels in one order everywhere (sorted,
     ///   as the writer does): two transactions that lock `a` then `b` and
     ///   `b` then `a` deadlock, and PostgreSQL aborts one of them.
@@ -250,6 +253,12 @@ impl<DB: Backend> EventTx<DB> {
         };
         event.token = token;
         let events = [&event];
+        if let Storage::Postgres(_) = self.context.storage {
+            // Before the counter row is locked: from here the writer keeps
+            // other sends to this channel aside instead of waiting on the
+            // row with every send behind them.
+            self.held.hold_channel(&event.channel);
+        }
         let ids = match DB::connection(&mut **self) {
             Connection::Sqlite(connection) => {
                 in_transaction::sqlite::append(connection, &events, now_ms()).await?
@@ -317,6 +326,9 @@ impl<DB: Backend> EventTx<DB> {
         // later events cannot overtake them.
         self.held.release_task();
         let turn = self.held.take_turn();
+        // Sends to this transaction's channels that the writer kept aside
+        // go once its events are handed on, so they follow them in id order.
+        let channels = self.held.take_channels();
         let context = Arc::clone(&self.context);
         let writer = self.writer;
         let committing = tokio::spawn(async move {
@@ -337,6 +349,7 @@ impl<DB: Backend> EventTx<DB> {
                 }
             }
             drop(turn);
+            drop(channels);
             outcome.map(|()| ids)
         });
         committing.await.map_err(|_| Error::Closed)?

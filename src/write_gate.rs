@@ -8,14 +8,22 @@
 //! the application's transaction in line, then commit. (PostgreSQL locks
 //! only the counter rows a transaction bumped; no gate is needed there.)
 //!
+//! On PostgreSQL a transaction locks the counter row of each channel it
+//! sends to, and the writer's batch that touched such a row would wait,
+//! and every batch behind it, whatever their channels. So a transaction
+//! registers its channels here before locking them, and the writer keeps
+//! the sends to those channels aside until it lets them go (after its
+//! events reached the fan-out, so they also stay in id order).
+//!
 //! A task that holds a transaction and then sends through the writer, or
 //! opens a second transaction, would wait for itself: those calls fail
 //! with [`Error::TransactionOpen`] instead.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 use tokio::task;
 
 use crate::error::Error;
@@ -27,6 +35,30 @@ pub(crate) struct WriteGate {
     lock: Arc<AsyncMutex<()>>,
     /// Open transactions per task.
     holders: Mutex<HashMap<Holder, usize>>,
+    /// Channels whose counter rows open transactions hold (PostgreSQL),
+    /// with how many transactions hold each.
+    channels: Mutex<HashMap<String, usize>>,
+    /// How many channels are held: the writer looks at the map only when
+    /// some are.
+    held_count: AtomicUsize,
+    /// Wakes the writer when a transaction lets its channels go.
+    let_go: Notify,
+}
+
+/// The channels open transactions hold, locked for one look.
+pub(crate) struct HeldChannels<'a>(MutexGuard<'a, HashMap<String, usize>>);
+
+impl HeldChannels<'_> {
+    pub(crate) fn contains(&self, channel: &str) -> bool {
+        self.0.contains_key(channel)
+    }
+}
+
+/// The channels one transaction holds: let go when dropped.
+#[derive(Debug)]
+pub(crate) struct ChannelHolds {
+    gate: Arc<WriteGate>,
+    channels: Vec<String>,
 }
 
 /// Who holds a transaction: a task, or (outside tasks, in `block_on`) the
@@ -54,6 +86,8 @@ pub(crate) struct Held {
     /// The SQLite write turn, kept until the transaction has ended and its
     /// events are handed on.
     turn: Option<OwnedMutexGuard<()>>,
+    /// The channels it locked (PostgreSQL), kept as long as the turn.
+    channels: ChannelHolds,
 }
 
 impl WriteGate {
@@ -93,7 +127,64 @@ impl WriteGate {
             gate: Arc::clone(self),
             task: Some(id),
             turn,
+            channels: ChannelHolds {
+                gate: Arc::clone(self),
+                channels: Vec::new(),
+            },
         })
+    }
+
+    /// Whether any transaction holds a channel now.
+    pub(crate) fn holds_any_channel(&self) -> bool {
+        self.held_count.load(Ordering::Acquire) != 0
+    }
+
+    /// The channels held now.
+    pub(crate) fn held_channels(&self) -> HeldChannels<'_> {
+        HeldChannels(self.channels.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Resolves once a transaction lets channels go after this is called,
+    /// or let them go since the last call (one waiter: the writer).
+    pub(crate) async fn channels_let_go(&self) {
+        self.let_go.notified().await;
+    }
+}
+
+impl ChannelHolds {
+    /// Registers `channel`, once per transaction.
+    fn hold(&mut self, channel: &str) {
+        if self.channels.iter().any(|held| held == channel) {
+            return;
+        }
+        let mut channels = self.gate.held_channels();
+        let count = channels.0.entry(channel.to_owned()).or_default();
+        if *count == 0 {
+            self.gate.held_count.fetch_add(1, Ordering::AcqRel);
+        }
+        *count += 1;
+        self.channels.push(channel.to_owned());
+    }
+}
+
+impl Drop for ChannelHolds {
+    fn drop(&mut self) {
+        if self.channels.is_empty() {
+            return;
+        }
+        {
+            let mut channels = self.gate.held_channels();
+            for channel in self.channels.drain(..) {
+                if let Some(count) = channels.0.get_mut(&channel) {
+                    *count -= 1;
+                    if *count == 0 {
+                        channels.0.remove(&channel);
+                        self.gate.held_count.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+        self.gate.let_go.notify_one();
     }
 }
 
@@ -120,6 +211,22 @@ impl Held {
     /// Keeps the write turn alive elsewhere (the commit task).
     pub(crate) fn take_turn(&mut self) -> Option<OwnedMutexGuard<()>> {
         self.turn.take()
+    }
+
+    /// Registers `channel` as locked by this transaction (PostgreSQL):
+    /// the writer keeps sends to it aside until the transaction ends.
+    /// Call it before the statement that locks the row.
+    pub(crate) fn hold_channel(&mut self, channel: &str) {
+        self.channels.hold(channel);
+    }
+
+    /// Keeps the channel holds alive elsewhere (the commit task).
+    pub(crate) fn take_channels(&mut self) -> ChannelHolds {
+        let empty = ChannelHolds {
+            gate: Arc::clone(&self.gate),
+            channels: Vec::new(),
+        };
+        std::mem::replace(&mut self.channels, empty)
     }
 }
 

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Durability;
 use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
+use crate::held_back::HeldBack;
 use crate::metrics::Metrics;
 use crate::storage::{AppendError, AppendToken, KeptConnection, NewEvent, Storage, now_ms};
 use crate::timing::{self, Stamps};
@@ -41,6 +42,11 @@ use crate::write_gate::WriteGate;
 
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
 const QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Sends kept aside for transactions' channels, at most; beyond it the
+/// writer takes no more until a transaction ends, and senders wait in the
+/// queue.
+const HELD_BACK_DEPTH: usize = QUEUE_DEPTH;
 
 struct Append {
     event: NewEvent,
@@ -86,7 +92,10 @@ struct Store {
     announce_as: Option<u64>,
     /// On SQLite, each batch waits for its turn behind applications'
     /// transactions instead of running into their write lock.
-    gate: Option<Arc<WriteGate>>,
+    turns: Option<Arc<WriteGate>>,
+    /// On PostgreSQL, the channels applications' transactions hold: sends
+    /// to them are kept aside until they end.
+    gate: Arc<WriteGate>,
     /// The next append number. Handed out here, in the writer task, in the
     /// order events are committed: a stream compares tokens to tell a
     /// repeat from an event appended after the log went back in time.
@@ -119,7 +128,8 @@ impl Writer {
             durability,
             writer: id,
             announce_as,
-            gate: sqlite.then(|| Arc::clone(&gate)),
+            turns: sqlite.then(|| Arc::clone(&gate)),
+            gate: Arc::clone(&gate),
             next_append: 1,
             kept: KeptConnection::default(),
         };
@@ -176,22 +186,52 @@ impl Writer {
     }
 }
 
+/// The channel a request appends to (how held-back sends are sorted).
+fn channel_of(append: &Append) -> &str {
+    &append.event.channel
+}
+
 async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batch: usize) {
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
+    let mut held_back: HeldBack<Append> = HeldBack::default();
     loop {
-        let received = tokio::select! {
-            received = requests.recv_many(&mut batch, commit_batch) => received,
-            () = store.kept.released_on_close() => continue,
-        };
-        if received == 0 {
-            break;
+        if !held_back.is_empty() {
+            held_back.let_go(
+                &mut batch,
+                commit_batch,
+                &store.gate.held_channels(),
+                channel_of,
+            );
+            store.metrics.set_sends_held_back(held_back.len());
+        }
+        if batch.is_empty() {
+            let received = tokio::select! {
+                received = requests.recv_many(&mut batch, commit_batch),
+                    if held_back.len() < HELD_BACK_DEPTH => received,
+                () = store.gate.channels_let_go(), if !held_back.is_empty() => continue,
+                () = store.kept.released_on_close() => continue,
+            };
+            if received == 0 {
+                if held_back.is_empty() {
+                    break;
+                }
+                // Closed: no transaction is left to wait for.
+                batch.extend(held_back.drain());
+            }
+        }
+        if !held_back.is_empty() || store.gate.holds_any_channel() {
+            held_back.keep_aside(&mut batch, &store.gate.held_channels(), channel_of);
+            store.metrics.set_sends_held_back(held_back.len());
+            if batch.is_empty() {
+                continue;
+            }
         }
         let mut appends = std::mem::take(&mut batch);
         let timed = appends.iter().any(|append| append.sent.is_some());
         let taken = timed.then(Instant::now);
         // Held through delivery, so a transaction's events and the batch's
         // reach the fan-out in commit order.
-        let _turn = match &store.gate {
+        let _turn = match &store.turns {
             Some(gate) => Some(gate.writer_turn().await),
             None => None,
         };

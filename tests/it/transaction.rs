@@ -21,6 +21,7 @@ pub fn tests() -> Vec<Trial> {
             a_commit_whose_caller_stops_waiting_still_fans_out,
             a_crash_between_commit_and_fan_out_delivers_every_event_once,
         ],
+        needs_postgres => [a_send_waiting_for_a_held_channel_holds_up_no_other_channel],
     ]
 }
 
@@ -286,6 +287,85 @@ async fn a_long_transaction_holds_only_what_it_locked(backend: Backend) {
         .filter(|line| line.contains("one by one") || line.contains("storing an event"))
         .collect();
     assert!(failures.is_empty(), "no batch failed: {failures:?}");
+    app.stop().await;
+}
+
+/// PostgreSQL: a send from another task to a channel an open transaction
+/// holds waits for the transaction's end, and holds up no other channel
+/// meanwhile (the writer keeps it aside instead of blocking on the
+/// counter row). After a commit it follows the transaction's event; after
+/// a rollback it takes the id the rolled-back event had.
+async fn a_send_waiting_for_a_held_channel_holds_up_no_other_channel() {
+    let app = spawn_app(App::on(Backend::Postgres)).await;
+    let mut held = app.stream("/events/held", &[]).await;
+    held.next().await.expect("open");
+    let mut other = app.stream("/events/other", &[]).await;
+    other.next().await.expect("open");
+    let mut next_other = 1;
+
+    for commit in [true, false] {
+        let mut tx = app.events.begin::<sqlx::Postgres>().await.expect("begin");
+        tx.send_event("held", "note", &json!("in the transaction"))
+            .await
+            .expect("send");
+        let events = app.events.clone();
+        let waiting =
+            tokio::spawn(
+                async move { events.send_event("held", "note", &json!("after it")).await },
+            );
+        app.wait_for_metrics(
+            "the send waits for the transaction",
+            Duration::from_secs(10),
+            |metrics| metrics.sends_held_back == 1,
+        )
+        .await;
+        // Other channels go on while it waits (sent from another task:
+        // this one holds the transaction).
+        for _ in 0..5 {
+            let events = app.events.clone();
+            let send =
+                tokio::spawn(
+                    async move { events.send_event("other", "n", &json!(next_other)).await },
+                );
+            let sent = tokio::time::timeout(Duration::from_secs(5), send)
+                .await
+                .expect("not held up by the transaction")
+                .expect("the sending task")
+                .expect("send");
+            assert_eq!(
+                sent.map(|id| id.to_string()),
+                Some(format!("other:{next_other}"))
+            );
+            next_other += 1;
+        }
+        assert!(!waiting.is_finished(), "the held channel's send waited");
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            drop(tx);
+        }
+        let id = waiting.await.expect("the sending task").expect("send");
+        let expected = if commit {
+            let frame = held.next_event().await;
+            assert_eq!(
+                (frame.id.as_deref(), frame.json()),
+                (Some("held:1"), json!("in the transaction"))
+            );
+            "held:2"
+        } else {
+            "held:3"
+        };
+        assert_eq!(id.map(|id| id.to_string()).as_deref(), Some(expected));
+        let frame = held.next_event().await;
+        assert_eq!(
+            (frame.id.as_deref(), frame.json()),
+            (Some(expected), json!("after it"))
+        );
+    }
+    for n in 1..next_other {
+        assert_eq!(other.next_event().await.id, Some(format!("other:{n}")));
+    }
+    assert_eq!(app.events.metrics().sends_held_back, 0);
     app.stop().await;
 }
 
