@@ -13,13 +13,17 @@
 //! and every batch behind it, whatever their channels. So a transaction
 //! registers its channels here before locking them, and the writer keeps
 //! the sends to those channels aside until it lets them go (after its
-//! events reached the fan-out, so they also stay in id order).
+//! events reached the fan-out, so they also stay in id order). Each hold
+//! is numbered: a send kept aside waits for the holds taken before it
+//! arrived, not for later ones, so a channel that transactions hold back
+//! to back cannot starve it (it then waits on the row, in PostgreSQL's
+//! lock queue, as any writer would).
 //!
 //! A task that holds a transaction and then sends through the writer, or
 //! opens a second transaction, would wait for itself: those calls fail
 //! with [`Error::TransactionOpen`] instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -35,9 +39,8 @@ pub(crate) struct WriteGate {
     lock: Arc<AsyncMutex<()>>,
     /// Open transactions per task.
     holders: Mutex<HashMap<Holder, usize>>,
-    /// Channels whose counter rows open transactions hold (PostgreSQL),
-    /// with how many transactions hold each.
-    channels: Mutex<HashMap<String, usize>>,
+    /// Channels whose counter rows open transactions hold (PostgreSQL).
+    channels: Mutex<Holds>,
     /// How many channels are held: the writer looks at the map only when
     /// some are.
     held_count: AtomicUsize,
@@ -45,20 +48,47 @@ pub(crate) struct WriteGate {
     let_go: Notify,
 }
 
+/// The holds on channels, numbered in the order they were taken.
+#[derive(Debug, Default)]
+struct Holds {
+    /// Per held channel, the numbers of the holds on it.
+    by_channel: HashMap<String, BTreeSet<u64>>,
+    /// The number of the newest hold.
+    newest: u64,
+}
+
 /// The channels open transactions hold, locked for one look.
-pub(crate) struct HeldChannels<'a>(MutexGuard<'a, HashMap<String, usize>>);
+pub(crate) struct HeldChannels<'a>(MutexGuard<'a, Holds>);
 
 impl HeldChannels<'_> {
+    /// Whether a transaction holds `channel` now.
     pub(crate) fn contains(&self, channel: &str) -> bool {
-        self.0.contains_key(channel)
+        self.0.by_channel.contains_key(channel)
+    }
+
+    /// What a send kept aside now waits for: the holds numbered up to
+    /// this one.
+    pub(crate) fn ticket(&self) -> u64 {
+        self.0.newest
+    }
+
+    /// Whether `channel` still has a hold that a send with `ticket` waits
+    /// for.
+    pub(crate) fn holds_up(&self, channel: &str, ticket: u64) -> bool {
+        self.0
+            .by_channel
+            .get(channel)
+            .and_then(BTreeSet::first)
+            .is_some_and(|first| *first <= ticket)
     }
 }
 
-/// The channels one transaction holds: let go when dropped.
+/// The channels one transaction holds, with its hold's number on each:
+/// let go when dropped.
 #[derive(Debug)]
 pub(crate) struct ChannelHolds {
     gate: Arc<WriteGate>,
-    channels: Vec<String>,
+    channels: HashMap<String, u64>,
 }
 
 /// Who holds a transaction: a task, or (outside tasks, in `block_on`) the
@@ -129,7 +159,7 @@ impl WriteGate {
             turn,
             channels: ChannelHolds {
                 gate: Arc::clone(self),
-                channels: Vec::new(),
+                channels: HashMap::new(),
             },
         })
     }
@@ -154,16 +184,19 @@ impl WriteGate {
 impl ChannelHolds {
     /// Registers `channel`, once per transaction.
     fn hold(&mut self, channel: &str) {
-        if self.channels.iter().any(|held| held == channel) {
+        if self.channels.contains_key(channel) {
             return;
         }
-        let mut channels = self.gate.held_channels();
-        let count = channels.0.entry(channel.to_owned()).or_default();
-        if *count == 0 {
+        let mut held = self.gate.held_channels();
+        let holds = &mut held.0;
+        holds.newest += 1;
+        let number = holds.newest;
+        let on_channel = holds.by_channel.entry(channel.to_owned()).or_default();
+        if on_channel.is_empty() {
             self.gate.held_count.fetch_add(1, Ordering::AcqRel);
         }
-        *count += 1;
-        self.channels.push(channel.to_owned());
+        on_channel.insert(number);
+        self.channels.insert(channel.to_owned(), number);
     }
 }
 
@@ -173,12 +206,12 @@ impl Drop for ChannelHolds {
             return;
         }
         {
-            let mut channels = self.gate.held_channels();
-            for channel in self.channels.drain(..) {
-                if let Some(count) = channels.0.get_mut(&channel) {
-                    *count -= 1;
-                    if *count == 0 {
-                        channels.0.remove(&channel);
+            let mut held = self.gate.held_channels();
+            for (channel, number) in self.channels.drain() {
+                if let Some(on_channel) = held.0.by_channel.get_mut(&channel) {
+                    on_channel.remove(&number);
+                    if on_channel.is_empty() {
+                        held.0.by_channel.remove(&channel);
                         self.gate.held_count.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
@@ -224,7 +257,7 @@ impl Held {
     pub(crate) fn take_channels(&mut self) -> ChannelHolds {
         let empty = ChannelHolds {
             gate: Arc::clone(&self.gate),
-            channels: Vec::new(),
+            channels: HashMap::new(),
         };
         std::mem::replace(&mut self.channels, empty)
     }

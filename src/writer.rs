@@ -194,9 +194,12 @@ fn channel_of(append: &Append) -> &str {
 async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batch: usize) {
     let mut batch: Vec<Append> = Vec::with_capacity(commit_batch);
     let mut held_back: HeldBack<Append> = HeldBack::default();
+    // Whether kept-aside sends may go now: a transaction let its channels
+    // go, or the last batch of them stopped at `commit_batch`.
+    let mut may_let_go = false;
     loop {
-        if !held_back.is_empty() {
-            held_back.let_go(
+        if may_let_go {
+            may_let_go = held_back.let_go(
                 &mut batch,
                 commit_batch,
                 &store.gate.held_channels(),
@@ -206,24 +209,30 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
         }
         if batch.is_empty() {
             let received = tokio::select! {
+                biased;
+                () = store.gate.channels_let_go(), if !held_back.is_empty() => {
+                    may_let_go = true;
+                    continue;
+                }
+                () = store.kept.released_on_close() => continue,
                 received = requests.recv_many(&mut batch, commit_batch),
                     if held_back.len() < HELD_BACK_DEPTH => received,
-                () = store.gate.channels_let_go(), if !held_back.is_empty() => continue,
-                () = store.kept.released_on_close() => continue,
             };
             if received == 0 {
                 if held_back.is_empty() {
                     break;
                 }
-                // Closed: no transaction is left to wait for.
-                batch.extend(held_back.drain());
-            }
-        }
-        if !held_back.is_empty() || store.gate.holds_any_channel() {
-            held_back.keep_aside(&mut batch, &store.gate.held_channels(), channel_of);
-            store.metrics.set_sends_held_back(held_back.len());
-            if batch.is_empty() {
-                continue;
+                // Closed: no transaction is left (each keeps the queue
+                // open), so what was kept aside goes.
+                held_back.take_front(&mut batch, commit_batch, channel_of);
+                store.metrics.set_sends_held_back(held_back.len());
+            } else if !held_back.is_empty() || store.gate.holds_any_channel() {
+                // Only sends just taken: those let go above already waited.
+                held_back.keep_aside(&mut batch, &store.gate.held_channels(), channel_of);
+                store.metrics.set_sends_held_back(held_back.len());
+                if batch.is_empty() {
+                    continue;
+                }
             }
         }
         let mut appends = std::mem::take(&mut batch);

@@ -290,13 +290,14 @@ async fn a_long_transaction_holds_only_what_it_locked(backend: Backend) {
     app.stop().await;
 }
 
-/// PostgreSQL: a send from another task to a channel an open transaction
-/// holds waits for the transaction's end, and holds up no other channel
-/// meanwhile (the writer keeps it aside instead of blocking on the
-/// counter row). After a commit it follows the transaction's event; after
-/// a rollback it takes the id the rolled-back event had.
+/// PostgreSQL: sends from other tasks to a channel an open transaction
+/// holds wait for the transaction's end, and hold up no other channel
+/// meanwhile (the writer keeps them aside instead of blocking on the
+/// counter row). After a commit they follow the transaction's event, in
+/// order; after a rollback the first takes the id the rolled-back event
+/// had. One event per batch: more sends wait than one batch lets go.
 async fn a_send_waiting_for_a_held_channel_holds_up_no_other_channel() {
-    let app = spawn_app(App::on(Backend::Postgres)).await;
+    let app = spawn_app(App::on(Backend::Postgres).with("eventstream.commit_batch", 1)).await;
     let mut held = app.stream("/events/held", &[]).await;
     held.next().await.expect("open");
     let mut other = app.stream("/events/other", &[]).await;
@@ -308,17 +309,19 @@ async fn a_send_waiting_for_a_held_channel_holds_up_no_other_channel() {
         tx.send_event("held", "note", &json!("in the transaction"))
             .await
             .expect("send");
-        let events = app.events.clone();
-        let waiting =
-            tokio::spawn(
-                async move { events.send_event("held", "note", &json!("after it")).await },
-            );
-        app.wait_for_metrics(
-            "the send waits for the transaction",
-            Duration::from_secs(10),
-            |metrics| metrics.sends_held_back == 1,
-        )
-        .await;
+        let mut waiting = Vec::new();
+        for n in 1..=2 {
+            let events = app.events.clone();
+            waiting.push(tokio::spawn(async move {
+                events.send_event("held", "note", &json!(n)).await
+            }));
+            app.wait_for_metrics(
+                "the send waits for the transaction",
+                Duration::from_secs(10),
+                |metrics| metrics.sends_held_back == n,
+            )
+            .await;
+        }
         // Other channels go on while it waits (sent from another task:
         // this one holds the transaction).
         for _ in 0..5 {
@@ -338,29 +341,32 @@ async fn a_send_waiting_for_a_held_channel_holds_up_no_other_channel() {
             );
             next_other += 1;
         }
-        assert!(!waiting.is_finished(), "the held channel's send waited");
-        if commit {
+        assert!(
+            waiting.iter().all(|send| !send.is_finished()),
+            "the held channel's sends waited"
+        );
+        let first = if commit {
             tx.commit().await.expect("commit");
-        } else {
-            drop(tx);
-        }
-        let id = waiting.await.expect("the sending task").expect("send");
-        let expected = if commit {
             let frame = held.next_event().await;
             assert_eq!(
                 (frame.id.as_deref(), frame.json()),
                 (Some("held:1"), json!("in the transaction"))
             );
-            "held:2"
+            2
         } else {
-            "held:3"
+            drop(tx);
+            4
         };
-        assert_eq!(id.map(|id| id.to_string()).as_deref(), Some(expected));
-        let frame = held.next_event().await;
-        assert_eq!(
-            (frame.id.as_deref(), frame.json()),
-            (Some(expected), json!("after it"))
-        );
+        for (n, send) in (1..=2).zip(waiting) {
+            let id = send.await.expect("the sending task").expect("send");
+            let expected = format!("held:{}", first + n - 1);
+            assert_eq!(id.map(|id| id.to_string()), Some(expected.clone()));
+            let frame = held.next_event().await;
+            assert_eq!(
+                (frame.id.as_deref(), frame.json()),
+                (Some(expected.as_str()), json!(n))
+            );
+        }
     }
     for n in 1..next_other {
         assert_eq!(other.next_event().await.id, Some(format!("other:{n}")));
