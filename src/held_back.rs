@@ -10,7 +10,9 @@
 //! A channel's sends keep their order: once one is kept aside, later ones
 //! of that channel are too, until they all go. Sends to other channels are
 //! not held up. A send waits for the holds taken before it was kept aside
-//! (its ticket), not for later ones.
+//! (its ticket), not for later ones: when transactions hold a channel back
+//! to back, it goes once those are over, and its batch then waits on the
+//! row of the newer one (see `write_gate`).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -78,18 +80,24 @@ impl<T> HeldBack<T> {
         held: &HeldChannels<'_>,
         channel_of: impl Fn(&T) -> &str,
     ) -> bool {
-        for (send, ticket) in std::mem::take(&mut self.queue) {
+        let mut rest = std::mem::take(&mut self.queue);
+        while batch.len() < max {
+            let Some((send, ticket)) = rest.pop_front() else {
+                break;
+            };
             let channel = channel_of(&send);
             // A channel's tickets grow along the queue: once one of its
             // sends stays, the later ones stay too.
-            if batch.len() >= max || held.holds_up(channel, ticket) {
+            if held.holds_up(channel, ticket) {
                 self.queue.push_back((send, ticket));
                 continue;
             }
             self.went(channel);
             batch.push(send);
         }
-        batch.len() >= max && !self.queue.is_empty()
+        let full = !rest.is_empty();
+        self.queue.append(&mut rest);
+        full
     }
 
     /// Moves into `batch` the first `max` kept-aside sends, held or not

@@ -128,7 +128,10 @@ impl Events {
     ///   to those channels wait for the transaction to end (the writer
     ///   keeps them aside, counted by
     ///   [`MetricsSnapshot::sends_held_back`](crate::MetricsSnapshot::sends_held_back));
-    ///   sends to other channels go on. Another instance sharing the
+    ///   sends to other channels go on. (When transactions hold one
+    ///   channel back to back, a send waits only for those open when it
+    ///   came; then the writer's batch waits on the newer one's row, with
+    ///   every send in it.) Another instance sharing the
     ///   database does not know the transaction: its writer's batch that
     ///   touches a locked channel waits on the row, and every send of that
     ///   instance queued behind it waits too. Keep transactions that send

@@ -16,8 +16,10 @@
 //! events reached the fan-out, so they also stay in id order). Each hold
 //! is numbered: a send kept aside waits for the holds taken before it
 //! arrived, not for later ones, so a channel that transactions hold back
-//! to back cannot starve it (it then waits on the row, in PostgreSQL's
-//! lock queue, as any writer would).
+//! to back cannot starve it. The price, only then: its batch waits on the
+//! row of the newer transaction (with every send in the batch, as before
+//! holds existed), and its event may reach the fan-out before that
+//! transaction's lower id does, which streams repair from storage.
 //!
 //! A task that holds a transaction and then sends through the writer, or
 //! opens a second transaction, would wait for itself: those calls fail
