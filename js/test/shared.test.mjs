@@ -157,12 +157,16 @@ describe('ReconnectingEventSource, shared mode', () => {
     for (const tab of tabs) await tab.waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
     const remaining = tabs.filter((tab) => tab !== leader);
 
-    // Events keep flowing while the leader's tab goes away.
+    // Events keep flowing while the leader's tab goes away, and after it
+    // is gone: those only a new leader can bring. (Publishing all of them
+    // around the close let a fast run deliver everything before the lock
+    // changed hands, and then no tab was leader yet.)
     const total = 120;
-    const publishing = publishRange(server.origin, 1, total);
+    const publishing = publishRange(server.origin, 1, 60);
     await waitForIds(remaining[0], 40);
     await leader.close();
     await publishing;
+    await publishRange(server.origin, 61, total);
 
     for (const tab of remaining) {
       await waitForIds(tab, total);
