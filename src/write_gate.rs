@@ -159,10 +159,7 @@ impl WriteGate {
             gate: Arc::clone(self),
             task: Some(id),
             turn,
-            channels: ChannelHolds {
-                gate: Arc::clone(self),
-                channels: HashMap::new(),
-            },
+            channels: ChannelHolds::none(self),
         })
     }
 
@@ -184,6 +181,14 @@ impl WriteGate {
 }
 
 impl ChannelHolds {
+    /// No channel held yet.
+    fn none(gate: &Arc<WriteGate>) -> ChannelHolds {
+        ChannelHolds {
+            gate: Arc::clone(gate),
+            channels: HashMap::new(),
+        }
+    }
+
     /// Registers `channel`, once per transaction.
     fn hold(&mut self, channel: &str) {
         if self.channels.contains_key(channel) {
@@ -257,11 +262,7 @@ impl Held {
 
     /// Keeps the channel holds alive elsewhere (the commit task).
     pub(crate) fn take_channels(&mut self) -> ChannelHolds {
-        let empty = ChannelHolds {
-            gate: Arc::clone(&self.gate),
-            channels: HashMap::new(),
-        };
-        std::mem::replace(&mut self.channels, empty)
+        std::mem::replace(&mut self.channels, ChannelHolds::none(&self.gate))
     }
 }
 

@@ -90,11 +90,10 @@ struct Store {
     /// With `broadcast = "postgres"`: this instance's id, and each batch
     /// notifies the other instances inside its transaction.
     announce_as: Option<u64>,
-    /// On SQLite, each batch waits for its turn behind applications'
-    /// transactions instead of running into their write lock.
-    turns: Option<Arc<WriteGate>>,
-    /// On PostgreSQL, the channels applications' transactions hold: sends
-    /// to them are kept aside until they end.
+    /// Shared with applications' transactions. On SQLite each batch waits
+    /// for its turn behind them instead of running into their write lock;
+    /// on PostgreSQL sends to the channels they hold are kept aside until
+    /// they end.
     gate: Arc<WriteGate>,
     /// The next append number. Handed out here, in the writer task, in the
     /// order events are committed: a stream compares tokens to tell a
@@ -118,7 +117,6 @@ impl Writer {
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let gate = Arc::new(WriteGate::default());
-        let sqlite = matches!(storage, Storage::Sqlite(_));
         // Non-negative, so it reads the same in every SQL client.
         let id = (RandomState::new().hash_one(std::time::SystemTime::now()) >> 1) as i64;
         let store = Store {
@@ -128,7 +126,6 @@ impl Writer {
             durability,
             writer: id,
             announce_as,
-            turns: sqlite.then(|| Arc::clone(&gate)),
             gate: Arc::clone(&gate),
             next_append: 1,
             kept: KeptConnection::default(),
@@ -240,9 +237,9 @@ async fn run(mut requests: mpsc::Receiver<Append>, mut store: Store, commit_batc
         let taken = timed.then(Instant::now);
         // Held through delivery, so a transaction's events and the batch's
         // reach the fan-out in commit order.
-        let _turn = match &store.turns {
-            Some(gate) => Some(gate.writer_turn().await),
-            None => None,
+        let _turn = match store.storage {
+            Storage::Sqlite(_) => Some(store.gate.writer_turn().await),
+            Storage::Postgres(_) => None,
         };
         for append in &mut appends {
             append.event.token = AppendToken {
