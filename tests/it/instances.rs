@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventstream_rocket::{Events, User};
+use eventstream_rocket::User;
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -20,6 +20,7 @@ use crate::helpers::{
 };
 #[cfg(feature = "redis")]
 use crate::helpers::{LogMark, RedisServer};
+use crate::on_backend;
 
 pub fn tests() -> Vec<Trial> {
     let mut trials = crate::trials![
@@ -173,25 +174,21 @@ async fn instances_on_one_sqlite_file_share_events_over_redis() {
 /// application transaction and committed, then one sent in a transaction
 /// that is dropped: it must never reach anyone.
 async fn send_in_transactions(app: &TestApp, storage: Backend, first: u64) {
-    async fn send<DB: eventstream_rocket::Backend>(events: &Events, first: u64) {
-        let mut tx = events.begin::<DB>().await.expect("begin");
+    on_backend!(storage, Db => {
+        let mut tx = app.events.begin::<Db>().await.expect("begin");
         for n in first..first + 2 {
             tx.send_event("feed", "message", &json!({ "n": n }))
                 .await
                 .expect("send in the transaction");
         }
         tx.commit().await.expect("commit");
-        let mut dropped = events.begin::<DB>().await.expect("begin");
+        let mut dropped = app.events.begin::<Db>().await.expect("begin");
         dropped
             .send_event("feed", "message", &json!("rolled back"))
             .await
             .expect("send in the transaction");
         drop(dropped);
-    }
-    match storage {
-        Backend::Postgres => send::<sqlx::Postgres>(&app.events, first).await,
-        Backend::Sqlite | Backend::Pushpin => send::<sqlx::Sqlite>(&app.events, first).await,
-    }
+    })
 }
 
 /// Subscribers on A, events sent on B (and one on A), over `bus`, with the

@@ -10,6 +10,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::helpers::{App, Backend, Instance, LogMark, TestApp, TestDatabase, spawn_app};
+use crate::on_backend;
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -23,22 +24,6 @@ pub fn tests() -> Vec<Trial> {
         ],
         needs_postgres => [a_send_waiting_for_a_held_channel_holds_up_no_other_channel],
     ]
-}
-
-/// Runs `$body` with `$db` naming the sqlx database type of `$backend`.
-macro_rules! on_backend {
-    ($backend:expr, $db:ident => $body:expr) => {
-        match $backend {
-            Backend::Postgres => {
-                type $db = sqlx::Postgres;
-                $body
-            }
-            Backend::Sqlite | Backend::Pushpin => {
-                type $db = sqlx::Sqlite;
-                $body
-            }
-        }
-    };
 }
 
 const NOTES: &str = "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)";

@@ -314,3 +314,22 @@ macro_rules! trials {
         ))
     };
 }
+
+/// Runs `$body` with `$db` naming the sqlx database type (`sqlx::Postgres`
+/// or `sqlx::Sqlite`) of the event log of `$backend`, for calls generic
+/// over it such as `events.begin::<$db>()`.
+#[macro_export]
+macro_rules! on_backend {
+    ($backend:expr, $db:ident => $body:expr) => {
+        match $backend {
+            $crate::helpers::Backend::Postgres => {
+                type $db = sqlx::Postgres;
+                $body
+            }
+            $crate::helpers::Backend::Sqlite | $crate::helpers::Backend::Pushpin => {
+                type $db = sqlx::Sqlite;
+                $body
+            }
+        }
+    };
+}
