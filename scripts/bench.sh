@@ -354,7 +354,7 @@ if want broadcast && postgres_up; then
     if $quick; then BS=20; BE=100; BR=20; else BS=100; BE=2000; BR=100; fi
     for mode in local postgres; do
         fresh_database eventstream_bus
-        start_server "bus-$mode" "$bus_db" process "broadcast=\"$mode\""
+        start_server "bus-$mode" "$bus_db" process "broadcast=\"$mode\",bus_key=\"bench-bus-key-0123456789\""
         url="http://127.0.0.1:$port"
         run fanout --url "$url" --channel busfan --subscribers "$BS" --events "$BE" --in-flight 64 --label "one instance, broadcast $mode"
         run latency --url "$url" --channel buslat --subscribers "$BS" --rate "$BR" --seconds "$SEC" --label "one instance, broadcast $mode"
@@ -368,8 +368,8 @@ if want broadcast && postgres_up; then
     fi
     for mode in "${transports[@]}"; do
         fresh_database eventstream_bus
-        start_server "bus-a-$mode" "$bus_db" process "broadcast=\"$mode\""; a_port=$port; three=("$pid")
-        start_server "bus-b-$mode" "$bus_db" process "broadcast=\"$mode\""; b_port=$port; three+=("$pid")
+        start_server "bus-a-$mode" "$bus_db" process "broadcast=\"$mode\",bus_key=\"bench-bus-key-0123456789\""; a_port=$port; three=("$pid")
+        start_server "bus-b-$mode" "$bus_db" process "broadcast=\"$mode\",bus_key=\"bench-bus-key-0123456789\""; b_port=$port; three+=("$pid")
         cross=(--url "http://127.0.0.1:$a_port" --publish-base "http://127.0.0.1:$b_port/events")
         if $quick; then
             run latency "${cross[@]}" --channel x --subscribers 20 --rate 20 --seconds "$SEC" --label "cross-instance ($mode): subscribers on A, publishing on B"
@@ -384,9 +384,9 @@ if want broadcast && postgres_up; then
     # costs when three writers contend.
     for mode in "${transports[@]}" local; do
         fresh_database eventstream_bus
-        start_server "three-a-$mode" "$bus_db" process "broadcast=\"$mode\""; three=("$pid"); ports=("$port")
-        start_server "three-b-$mode" "$bus_db" process "broadcast=\"$mode\""; three+=("$pid"); ports+=("$port")
-        start_server "three-c-$mode" "$bus_db" process "broadcast=\"$mode\""; three+=("$pid"); ports+=("$port")
+        start_server "three-a-$mode" "$bus_db" process "broadcast=\"$mode\",bus_key=\"bench-bus-key-0123456789\""; three=("$pid"); ports=("$port")
+        start_server "three-b-$mode" "$bus_db" process "broadcast=\"$mode\",bus_key=\"bench-bus-key-0123456789\""; three+=("$pid"); ports+=("$port")
+        start_server "three-c-$mode" "$bus_db" process "broadcast=\"$mode\",bus_key=\"bench-bus-key-0123456789\""; three+=("$pid"); ports+=("$port")
         together=()
         for p in "${ports[@]}"; do
             run publish --url "http://127.0.0.1:$p" --publishers 8 --in-flight 32 --channels 1000 --seconds "$PUB_SEC" --label "three instances at once, broadcast $mode" &

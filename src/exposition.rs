@@ -124,6 +124,12 @@ pub(crate) fn render(snapshot: &MetricsSnapshot, metrics: &Metrics) -> String {
     );
     counter(
         &mut registry,
+        "bus_refused",
+        "Messages on the bus channel refused: unsealed, forged or replayed",
+        s.bus_refused,
+    );
+    counter(
+        &mut registry,
         "grip_published",
         "Items accepted by GRIP proxies",
         s.grip_published,

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The body details each part: `storage` (backend, answered, latency),
-//! `bus` (transport, connected, age of the last notice, notices waiting),
+//! `bus` (transport, the deployment's channel, connected, age of the last
+//! notice, notices waiting),
 //! `grip` (per proxy: items queued, the last publish error).
 
 use std::sync::Arc;
@@ -69,6 +70,7 @@ impl Health {
             }
             json!({
                 "kind": health.kind,
+                "channel": health.channel,
                 "connected": health.connected,
                 "last_notice_age_ms": health.last_notice_age_ms,
                 "lag": health.lag,

@@ -37,6 +37,7 @@ pub(crate) struct Metrics {
     bus_recovered: AtomicU64,
     bus_reconnects: AtomicU64,
     bus_unrelayed: AtomicU64,
+    bus_refused: AtomicU64,
     sends_held_back: AtomicU64,
 }
 
@@ -118,6 +119,11 @@ pub struct MetricsSnapshot {
     /// Live-only events too large for a notification: not relayed, and the
     /// other instances' streams of that channel got `stream-reset`.
     pub bus_unrelayed: u64,
+    /// Messages heard on the bus channel that moved nothing: not sealed
+    /// with this deployment's `bus_key` (a forgery, or a misconfigured
+    /// instance), or a sealed live event, kick or `lost` notice heard
+    /// before or sealed too far from this instance's clock (a replay).
+    pub bus_refused: u64,
     /// Streams of this process ended by `channel_permission_changed` (from
     /// this instance or, over the bus, another).
     pub kicks: u64,
@@ -215,6 +221,10 @@ impl Metrics {
         self.bus_unrelayed.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn bus_refused(&self) {
+        self.bus_refused.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn kicked(&self, streams: usize) {
         self.kicks.fetch_add(streams as u64, Relaxed);
     }
@@ -260,6 +270,7 @@ impl Metrics {
             bus_recovered: self.bus_recovered.load(Relaxed),
             bus_reconnects: self.bus_reconnects.load(Relaxed),
             bus_unrelayed: self.bus_unrelayed.load(Relaxed),
+            bus_refused: self.bus_refused.load(Relaxed),
             kicks: self.kicks.load(Relaxed),
             bus_fills: self.bus_fills.load(Relaxed),
             sends_held_back: self.sends_held_back.load(Relaxed),

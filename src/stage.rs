@@ -296,6 +296,11 @@ async fn start_bus(
         Arc::clone(hub),
         Arc::clone(metrics),
         std::time::Duration::from_secs(config.broadcast_poll_secs),
+        // Config::validate requires it with a bus.
+        config
+            .bus_key
+            .as_ref()
+            .map_or(&[][..], |key| key.expose().as_bytes()),
     )
     .await
     .map(Some)
@@ -462,7 +467,7 @@ impl Stage {
             config.commit_batch,
             bus.as_ref()
                 .filter(|bus| bus.writer_announces)
-                .map(|bus| bus.origin),
+                .map(|bus| Arc::clone(&bus.seal)),
             Arc::clone(&metrics),
         );
         let mut tasks = vec![retention::spawn(storage.clone(), &config)];

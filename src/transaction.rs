@@ -318,10 +318,10 @@ impl<DB: Backend> EventTx<DB> {
     pub async fn commit(mut self) -> Result<Vec<Option<EventId>>, Error> {
         let mut tx = self.tx.take().expect("commit runs once");
         let sent = std::mem::take(&mut self.sent);
-        if let Some(origin) = self.context.writer.announce_as()
+        if let Some(seal) = self.context.writer.announce_as()
             && let Connection::Postgres(connection) = DB::connection(&mut tx)
         {
-            in_transaction::postgres::announce(connection, origin, ranges(&sent)).await?;
+            in_transaction::postgres::announce(connection, seal, ranges(&sent)).await?;
         }
         // The task that opened the transaction may send again once the
         // commit is on its way; the SQLite write turn goes with the commit

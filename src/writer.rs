@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::fanout::{Fanout, LiveEvent};
 use crate::held_back::HeldBack;
 use crate::metrics::Metrics;
+use crate::notice::Seal;
 use crate::storage::{AppendError, AppendToken, KeptConnection, NewEvent, Storage, now_ms};
 use crate::timing::{self, Stamps};
 use crate::write_gate::WriteGate;
@@ -67,7 +68,7 @@ pub(crate) struct Writer {
     metrics: Arc<Metrics>,
     /// Shared with the application's transactions.
     gate: Arc<WriteGate>,
-    announce_as: Option<u64>,
+    announce_as: Option<Arc<Seal>>,
 }
 
 impl std::fmt::Debug for Append {
@@ -87,9 +88,9 @@ struct Store {
     /// This writer's half of every append token: random per process, so
     /// processes sharing a database never mint the same token.
     writer: i64,
-    /// With `broadcast = "postgres"`: this instance's id, and each batch
-    /// notifies the other instances inside its transaction.
-    announce_as: Option<u64>,
+    /// With `broadcast = "postgres"`: this instance's seal on the bus, and
+    /// each batch notifies the other instances inside its transaction.
+    announce_as: Option<Arc<Seal>>,
     /// Shared with applications' transactions. On SQLite each batch waits
     /// for its turn behind them instead of running into their write lock;
     /// on PostgreSQL sends to the channels they hold are kept aside until
@@ -105,14 +106,14 @@ struct Store {
 
 impl Writer {
     /// Starts the writer task on the current runtime. With `announce_as`
-    /// (an instance id), every committed batch is announced to the other
+    /// (the instance's seal on the bus), every committed batch is announced to the other
     /// instances sharing the database.
     pub(crate) fn spawn(
         storage: Storage,
         fanout: Arc<Fanout>,
         durability: Durability,
         commit_batch: usize,
-        announce_as: Option<u64>,
+        announce_as: Option<Arc<Seal>>,
         metrics: Arc<Metrics>,
     ) -> Writer {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
@@ -125,7 +126,7 @@ impl Writer {
             fanout,
             durability,
             writer: id,
-            announce_as,
+            announce_as: announce_as.clone(),
             gate: Arc::clone(&gate),
             next_append: 1,
             kept: KeptConnection::default(),
@@ -145,10 +146,10 @@ impl Writer {
         &self.gate
     }
 
-    /// This instance's id when committed batches are announced inside
+    /// This instance's seal when committed batches are announced inside
     /// their transaction (the PostgreSQL bus).
-    pub(crate) fn announce_as(&self) -> Option<u64> {
-        self.announce_as
+    pub(crate) fn announce_as(&self) -> Option<&Seal> {
+        self.announce_as.as_deref()
     }
 
     /// Appends one event (whose `event:`/`data:` lines are already encoded
@@ -271,7 +272,7 @@ impl Store {
                 &events,
                 self.durability,
                 now_ms(),
-                self.announce_as,
+                self.announce_as.as_deref(),
             )
             .await
     }

@@ -6,23 +6,39 @@
 //! with backoff and then asks the receiver to catch up from storage, since
 //! whatever was sent meanwhile is gone. The hand-off to the receiver is
 //! bounded: a notice that finds it full is dropped and replaced by a
-//! catch-up too.
+//! catch-up too: it holds at most [`HAND_OFF_DEPTH`] notices and
+//! [`HAND_OFF_BYTES`] of them.
+//!
+//! Only sealed notices get through (see `notice`): a payload whose seal
+//! does not verify, or a live, kick or `lost` notice heard before, is
+//! dropped here, counted (`bus_refused`), and logged at most once a minute.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::replay_guard::ReplayGuard;
 use crate::metrics::Metrics;
-use crate::notice::{NOTIFY_CHANNEL, Notice};
+use crate::notice::{Body, Notice, Seal};
 use crate::storage::now_ms;
+
+/// Notices waiting for the receiver, at most; past it the listener asks
+/// for a catch-up from storage instead.
+pub(crate) const HAND_OFF_DEPTH: usize = 8192;
+/// Bytes of notices waiting for the receiver, at most (a notice is at most
+/// 7,900 bytes); past it, as past the depth, a catch-up instead.
+pub(crate) const HAND_OFF_BYTES: usize = 4 * 1024 * 1024;
+
+/// How often a refused notice is logged, at most.
+const REFUSALS_LOGGED_EVERY_MS: i64 = 60_000;
 
 /// What the listener hands the receiver.
 #[derive(Debug)]
 pub(crate) enum Heard {
-    /// A notice from another instance.
-    Notice(Notice),
+    /// A notice from another instance, and the bytes its payload took.
+    Notice(Notice, usize),
     /// Notices were missed (the connection was lost): compare every
     /// listened channel with storage, and have every stream ask the
     /// authorizer again, for the kicks.
@@ -34,17 +50,22 @@ pub(crate) enum Heard {
 pub(crate) struct BusState {
     /// `"postgres"` or `"redis"`.
     pub(crate) kind: &'static str,
+    /// The deployment's bus channel (not a secret: the seal protects it).
+    pub(crate) channel: String,
     connected: AtomicBool,
     /// When the last notice from another instance arrived (ms since the
     /// epoch; 0: none yet).
     last_notice_ms: AtomicI64,
     hand_off: mpsc::Sender<Heard>,
+    /// Payload bytes handed to the receiver and not yet taken.
+    hand_off_bytes: AtomicUsize,
 }
 
 /// A point-in-time view of [`BusState`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BusHealth {
+pub(crate) struct BusHealth<'a> {
     pub(crate) kind: &'static str,
+    pub(crate) channel: &'a str,
     pub(crate) connected: bool,
     /// Milliseconds since the last notice from another instance.
     pub(crate) last_notice_age_ms: Option<i64>,
@@ -53,23 +74,35 @@ pub(crate) struct BusHealth {
 }
 
 impl BusState {
-    pub(crate) fn new(kind: &'static str, hand_off: mpsc::Sender<Heard>) -> BusState {
+    pub(crate) fn new(
+        kind: &'static str,
+        channel: &str,
+        hand_off: mpsc::Sender<Heard>,
+    ) -> BusState {
         BusState {
             kind,
+            channel: channel.to_owned(),
             connected: AtomicBool::new(false),
             last_notice_ms: AtomicI64::new(0),
             hand_off,
+            hand_off_bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// The receiver took a notice of `bytes` from the hand-off.
+    pub(crate) fn taken(&self, bytes: usize) {
+        self.hand_off_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Release);
     }
 
-    pub(crate) fn health(&self) -> BusHealth {
+    pub(crate) fn health(&self) -> BusHealth<'_> {
         let last = self.last_notice_ms.load(Ordering::Acquire);
         BusHealth {
             kind: self.kind,
+            channel: &self.channel,
             connected: self.connected.load(Ordering::Acquire),
             last_notice_age_ms: (last > 0).then(|| (now_ms() - last).max(0)),
             lag: self.hand_off.max_capacity() - self.hand_off.capacity(),
@@ -79,7 +112,10 @@ impl BusState {
 
 /// One listener's link to the receiver.
 pub(crate) struct HandOff {
-    pub(crate) origin: u64,
+    pub(crate) seal: Arc<Seal>,
+    pub(crate) guard: Mutex<ReplayGuard>,
+    /// When a refused notice was last logged (ms since the epoch).
+    pub(crate) refusal_logged_ms: AtomicI64,
     pub(crate) heard: mpsc::Sender<Heard>,
     /// Set when a notice did not fit in `heard`.
     pub(crate) missed: Arc<AtomicBool>,
@@ -88,23 +124,53 @@ pub(crate) struct HandOff {
 }
 
 impl HandOff {
-    /// Hands a received payload over, unless it is this instance's own.
+    /// Hands a received payload over, unless it is this instance's own or
+    /// is not a sealed, fresh notice of this deployment.
     pub(crate) fn payload(&self, payload: &str) {
-        let notice = match Notice::decode(payload) {
-            Ok(notice) if notice.origin == self.origin => return,
+        let now = now_ms();
+        let notice = match self.seal.open(payload) {
+            Ok(notice) if notice.origin == self.seal.origin() => return,
             Ok(notice) => notice,
-            Err(error) => {
-                log::warn!(
-                    "eventstream: ignoring a message on {NOTIFY_CHANNEL:?} that is not a notice ({error})"
-                );
-                return;
-            }
+            Err(why) => return self.refuse(&why, now),
         };
+        if !matches!(notice.body, Body::Committed(_)) {
+            let admitted = self
+                .guard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(&notice, now);
+            if let Err(why) = admitted {
+                return self.refuse(&why, now);
+            }
+        }
         self.metrics.bus_received();
-        self.state.last_notice_ms.store(now_ms(), Ordering::Release);
-        if self.heard.try_send(Heard::Notice(notice)).is_err() {
+        self.state.last_notice_ms.store(now, Ordering::Release);
+        let bytes = payload.len();
+        let held = self.state.hand_off_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if held + bytes > HAND_OFF_BYTES
+            || self.heard.try_send(Heard::Notice(notice, bytes)).is_err()
+        {
+            self.state.taken(bytes);
             // The receiver is behind: it will compare with storage instead.
             self.missed.store(true, Ordering::Release);
+        }
+    }
+
+    /// A payload that moves nothing: counted, and logged at most once a
+    /// minute (whoever forges them should not fill the logs too).
+    fn refuse(&self, why: &dyn std::fmt::Display, now: i64) {
+        self.metrics.bus_refused();
+        let last = self.refusal_logged_ms.load(Ordering::Acquire);
+        if now - last >= REFUSALS_LOGGED_EVERY_MS
+            && self
+                .refusal_logged_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            log::warn!(
+                "eventstream: refused a message on the bus channel {:?}: {why}; it had no effect (counted in bus_refused; logged at most once a minute)",
+                self.seal.channel()
+            );
         }
     }
 

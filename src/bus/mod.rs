@@ -28,12 +28,13 @@ mod postgres;
 mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay_guard;
 mod sender;
 mod sequencer;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::time::Duration;
 
 use rocket_db_pools::sqlx::PgPool;
@@ -43,13 +44,11 @@ use tokio::task::JoinHandle;
 use crate::fanout::Outlet;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::notice::Seal;
 use crate::storage::Storage;
 
 pub(crate) use listener::BusState;
-
-/// Notices waiting for the receiver, at most; past it the listener asks
-/// for a catch-up from storage instead.
-const HAND_OFF_DEPTH: usize = 8192;
+use listener::HAND_OFF_DEPTH;
 
 /// How notices travel between instances.
 pub(crate) enum Transport {
@@ -62,8 +61,9 @@ pub(crate) enum Transport {
 
 /// A running bus.
 pub(crate) struct Bus {
-    /// This instance's id in notices (random per process).
-    pub(crate) origin: u64,
+    /// This instance's seal: its id in notices (random per process), the
+    /// deployment's channel and key.
+    pub(crate) seal: Arc<Seal>,
     /// Whether the writer announces commits inside their transaction
     /// (PostgreSQL); otherwise the sender announces them after commit.
     pub(crate) writer_announces: bool,
@@ -79,7 +79,8 @@ pub(crate) struct Bus {
 
 impl Bus {
     /// Starts the bus on `transport`, reading events from `storage` and
-    /// feeding `hub`. Over PostgreSQL it returns once the instance listens,
+    /// feeding `hub`, sealing and opening notices with `key` (`bus_key`) on
+    /// the channel of this event log. Over PostgreSQL it returns once the instance listens,
     /// so that an instance that serves misses nothing another one sends;
     /// over Redis it starts even while Redis is down (the health check
     /// says so) and catches up once connected.
@@ -89,9 +90,15 @@ impl Bus {
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
         poll: Duration,
+        key: &[u8],
     ) -> Result<Bus, String> {
+        let log_id = storage
+            .log_id()
+            .await
+            .map_err(|e| format!("cannot read the event log's id: {e}"))?;
         // Never 0, so it cannot match a notice that lacks one.
         let origin = RandomState::new().hash_one(std::process::id()) | 1;
+        let seal = Arc::new(Seal::new(origin, &log_id, key));
         let sequencer = Arc::new(sequencer::Sequencer::new(Arc::clone(&hub)));
         let (heard, hand_off) = mpsc::channel(HAND_OFF_DEPTH);
         let missed = Arc::new(AtomicBool::new(false));
@@ -100,9 +107,11 @@ impl Bus {
             #[cfg(feature = "redis")]
             Transport::Redis(_) => "redis",
         };
-        let state = Arc::new(BusState::new(kind, heard.clone()));
+        let state = Arc::new(BusState::new(kind, seal.channel(), heard.clone()));
         let link = listener::HandOff {
-            origin,
+            seal: Arc::clone(&seal),
+            guard: Default::default(),
+            refusal_logged_ms: AtomicI64::new(0),
             heard,
             missed: Arc::clone(&missed),
             metrics: Arc::clone(&metrics),
@@ -115,18 +124,23 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             poll,
             missed,
+            state: Arc::clone(&state),
         };
         let (listening, sending, writer_announces) = match transport {
             Transport::Postgres(pool) => {
-                let listener = postgres::connect(&pool)
+                let listener = postgres::connect(&pool, seal.channel())
                     .await
                     .map_err(|e| format!("cannot LISTEN: {e}"))?;
                 let listening = tokio::spawn(postgres::listen(listener, pool.clone(), link));
-                (listening, sender::Link::Postgres(pool), true)
+                (
+                    listening,
+                    sender::Link::Postgres(pool, seal.channel().to_owned()),
+                    true,
+                )
             }
             #[cfg(feature = "redis")]
             Transport::Redis(url) => {
-                let server = redis::Server::new(&url)?;
+                let server = redis::Server::new(&url, seal.channel())?;
                 // Subscribed before launch when Redis answers; otherwise
                 // the instance starts degraded and catches up later.
                 let subscribed = match server.subscribe().await {
@@ -147,7 +161,7 @@ impl Bus {
             }
         };
         let sender = Arc::new(sender::Sender::new(
-            origin,
+            Arc::clone(&seal),
             !writer_announces,
             Arc::clone(&metrics),
         ));
@@ -157,7 +171,7 @@ impl Bus {
             tokio::spawn(Arc::clone(&sender).run(sending)),
         ];
         Ok(Bus {
-            origin,
+            seal,
             writer_announces,
             sequencer,
             sender,

@@ -6,20 +6,20 @@ use rocket_db_pools::sqlx::postgres::PgListener;
 use rocket_db_pools::sqlx::{self, PgPool};
 
 use super::listener::{Backoff, HandOff};
-use crate::notice::{NOTIFY_CHANNEL, NOTIFY_SQL};
+use crate::notice::NOTIFY_SQL;
 
 /// The `application_name` of listener connections, so an operator (or a
 /// test) can find them in `pg_stat_activity`.
 const APPLICATION_NAME: &str = "eventstream bus";
 
-/// A connection of its own that listens for notices.
-pub(crate) async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+/// A connection of its own that listens for notices on `channel`.
+pub(crate) async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     sqlx::query("SELECT set_config('application_name', $1, false)")
         .bind(APPLICATION_NAME)
         .execute(&mut listener)
         .await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
+    listener.listen(channel).await?;
     Ok(listener)
 }
 
@@ -48,7 +48,7 @@ pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: Han
             if pool.is_closed() {
                 return;
             }
-            match connect(&pool).await {
+            match connect(&pool, hand_off.seal.channel()).await {
                 Ok(listener) => break listener,
                 Err(error) => {
                     backoff
@@ -61,10 +61,10 @@ pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: Han
     }
 }
 
-/// Sends one notice.
-pub(crate) async fn send(pool: &PgPool, payload: &str) -> Result<(), String> {
+/// Sends one notice on `channel`.
+pub(crate) async fn send(pool: &PgPool, channel: &str, payload: &str) -> Result<(), String> {
     sqlx::query(NOTIFY_SQL)
-        .bind(NOTIFY_CHANNEL)
+        .bind(channel)
         .bind(payload)
         .execute(pool)
         .await

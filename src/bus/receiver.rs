@@ -17,14 +17,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::listener::Heard;
-use super::sequencer::Sequencer;
+use super::listener::{BusState, Heard};
+use super::sequencer::{Claim, Read, Sequencer};
 use crate::fanout::LiveEvent;
 use crate::frame;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notice::{Body, Range};
-use crate::storage::Storage;
+use crate::replay::Mark;
+use crate::storage::{ChannelState, Storage};
 
 /// Events read per query when filling a range.
 const READ_PAGE: usize = 1000;
@@ -45,6 +46,8 @@ pub(crate) struct Receiver {
     pub(crate) poll: Duration,
     /// Set by the listener when a notice did not fit in the hand-off.
     pub(crate) missed: Arc<AtomicBool>,
+    /// The hand-off's byte count, given back as notices are taken.
+    pub(crate) state: Arc<BusState>,
 }
 
 impl Receiver {
@@ -84,7 +87,10 @@ impl Receiver {
                     catch_up = true;
                     continue;
                 }
-                Heard::Notice(notice) => notice,
+                Heard::Notice(notice, bytes) => {
+                    self.state.taken(bytes);
+                    notice
+                }
             };
             match notice.body {
                 Body::Committed(ranges) => {
@@ -120,8 +126,9 @@ impl Receiver {
             }
         }
         for (channel, (first, last)) in committed {
-            if let Some(after) = self.sequencer.read_from(&channel, Some(first), last) {
-                self.deliver(&channel, after, last, false).await;
+            let claim = Claim::Announced { first, last };
+            if let Some((read, through)) = self.sequencer.read_from(&channel, claim) {
+                self.deliver(&channel, read, through, false).await;
             }
         }
         if catch_up {
@@ -137,8 +144,29 @@ impl Receiver {
     }
 
     /// Reads ids `after + 1 ..= through` of `channel` and hands them to the
-    /// sequencer. Returns false when storage could not be read.
-    async fn deliver(&self, channel: &str, mut after: u64, through: u64, recovered: bool) -> bool {
+    /// sequencer, after checking that the row at `after` is still the
+    /// event published there. Storage decides how far it goes: `through`
+    /// (a notice's word) is only where to stop looking. Returns false when
+    /// storage could not be read.
+    async fn deliver(&self, channel: &str, read: Read, through: u64, recovered: bool) -> bool {
+        let Read { mut after, mark } = read;
+        if let Some(mark) = mark
+            && after > 0
+        {
+            match self.still_holds(channel, mark).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.sequencer.rewind(channel);
+                    return true;
+                }
+                Err(error) => {
+                    log::warn!(
+                        "eventstream: reading {channel:?} for the other instances' events failed: {error}"
+                    );
+                    return false;
+                }
+            }
+        }
         while after < through {
             let want = usize::try_from(through - after).map_or(READ_PAGE, |n| n.min(READ_PAGE));
             self.metrics.bus_filled();
@@ -170,11 +198,21 @@ impl Receiver {
                     })
                 })
                 .collect();
-            // An empty page: the rest is gone (trimmed); the streams
-            // learn it from storage.
             let reached = match events.last().and_then(|event| event.seq) {
-                Some(seq) if seq < through => seq,
-                _ => through,
+                Some(seq) => seq,
+                // Nothing stored after `after`: trimmed (then the streams
+                // learn it from storage), or not there at all (a notice
+                // that promised more than storage holds).
+                None => match self.trimmed_past(channel, after, through).await {
+                    Ok(Some(reached)) => reached,
+                    Ok(None) => break,
+                    Err(error) => {
+                        log::warn!(
+                            "eventstream: the bus could not read channel positions: {error}"
+                        );
+                        return false;
+                    }
+                },
             };
             let published = self.sequencer.remote(channel, &events, reached);
             self.metrics.bus_delivered(published as u64, recovered);
@@ -183,15 +221,66 @@ impl Receiver {
         true
     }
 
-    /// Reads the gaps local events wait behind.
+    /// Whether the row at `mark.seq` still carries the token of the event
+    /// published there (or was trimmed, which changes nothing): false when
+    /// the log went back in time under it.
+    async fn still_holds(&self, channel: &str, mark: Mark) -> Result<bool, String> {
+        self.metrics.bus_filled();
+        let page = self
+            .storage
+            .events_after(channel, mark.seq - 1, 1, READ_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(event) = page.events.first()
+            && event.id.seq() == mark.seq
+        {
+            return Ok(event.token.is_none_or(|token| token == mark.token));
+        }
+        let state = self.state_of(channel).await?;
+        Ok(state.last_id >= mark.seq && state.trimmed_through >= mark.seq)
+    }
+
+    /// Where a channel with nothing stored after `after` may be taken to
+    /// have reached: the end of what retention trimmed, up to `through`;
+    /// `None` when storage holds nothing there, trimmed or not.
+    async fn trimmed_past(
+        &self,
+        channel: &str,
+        after: u64,
+        through: u64,
+    ) -> Result<Option<u64>, String> {
+        let state = self.state_of(channel).await?;
+        let reached = state.trimmed_through.min(state.last_id).min(through);
+        Ok((reached > after).then_some(reached))
+    }
+
+    async fn state_of(&self, channel: &str) -> Result<ChannelState, String> {
+        let states = self
+            .storage
+            .channel_states(&[channel.to_owned()])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(states.get(channel).copied().unwrap_or_default())
+    }
+
+    /// Reads the gaps local events wait behind, and checks the channels
+    /// where an event at or below the published id arrived.
     async fn fill_gaps(&self) {
         for gap in self.sequencer.take_gaps() {
+            let read = Read {
+                after: gap.after,
+                mark: None,
+            };
             let filled = self
-                .deliver(&gap.channel, gap.after, gap.before - 1, false)
+                .deliver(&gap.channel, read, gap.before - 1, false)
                 .await;
             if !filled {
                 self.sequencer.skip_gap(&gap.channel);
             }
+        }
+        for (channel, read) in self.sequencer.take_suspects() {
+            let through = read.after;
+            self.deliver(&channel, read, through, false).await;
         }
     }
 
@@ -208,8 +297,10 @@ impl Receiver {
                 }
             };
             for (channel, state) in states {
-                if let Some(after) = self.sequencer.read_from(&channel, None, state.last_id) {
-                    self.deliver(&channel, after, state.last_id, true).await;
+                if let Some((read, through)) =
+                    self.sequencer.read_from(&channel, Claim::Stored(state))
+                {
+                    self.deliver(&channel, read, through, true).await;
                 }
             }
         }

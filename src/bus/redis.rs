@@ -16,7 +16,6 @@ use redis::aio::MultiplexedConnection;
 
 use super::listener::{Backoff, HandOff};
 use crate::config::redact_url;
-use crate::notice::NOTIFY_CHANNEL;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,6 +32,9 @@ pub(crate) struct Server {
     shown: String,
     /// The password, to blank out of error messages.
     password: Option<String>,
+    /// The deployment's pub/sub channel (Redis ignores db numbers, so the
+    /// name is what keeps deployments apart).
+    channel: String,
 }
 
 impl std::fmt::Debug for Server {
@@ -59,8 +61,9 @@ fn password_of(url: &str) -> Option<String> {
 }
 
 impl Server {
-    /// The server at `url`; `Err` says why the URL is unusable.
-    pub(crate) fn new(url: &str) -> Result<Server, String> {
+    /// The server at `url`, carrying notices on `channel`; `Err` says why
+    /// the URL is unusable.
+    pub(crate) fn new(url: &str, channel: &str) -> Result<Server, String> {
         let shown = redact_url(url);
         let password = password_of(url);
         let client = redis::Client::open(url)
@@ -69,6 +72,7 @@ impl Server {
             client,
             shown,
             password,
+            channel: channel.to_owned(),
         })
     }
 
@@ -83,7 +87,7 @@ impl Server {
     pub(crate) async fn subscribe(&self) -> Result<Messages, String> {
         self.within_timeout(async {
             let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(NOTIFY_CHANNEL).await?;
+            pubsub.subscribe(&self.channel).await?;
             Ok(Box::pin(pubsub.into_on_message()))
         })
         .await
@@ -172,7 +176,7 @@ impl Publisher {
             None => self.connection.insert(self.server.connection().await?),
         };
         let sent = redis::cmd("PUBLISH")
-            .arg(NOTIFY_CHANNEL)
+            .arg(&self.server.channel)
             .arg(payload)
             .query_async::<i64>(connection)
             .await;
@@ -198,7 +202,8 @@ mod tests {
         );
         assert_eq!(password_of("redis://u:p@h").as_deref(), Some("p"));
         assert_eq!(password_of("redis://h:6379"), None);
-        let server = Server::new("redis://:hunter22@127.0.0.1:1/0").expect("a valid URL");
+        let server = Server::new("redis://:hunter22@127.0.0.1:1/0", "eventstream_test")
+            .expect("a valid URL");
         assert!(!format!("{server:?}").contains("hunter22"));
     }
 }

@@ -3,13 +3,19 @@
 //! cannot take part in the database's transaction), about commits too.
 //! (Over PostgreSQL the writer announces commits inside their transaction.)
 //!
-//! The outlet must not block, so notices queue here and one task sends
-//! them. The queue is bounded: a live-only event that finds it full, or
-//! that is too large for a notice, is not relayed and the other instances
-//! are told their streams of that channel missed one (`stream-reset`);
-//! never a silent drop. Commit announcements that find it full are merged
-//! or, past the bound, left to the other instances' poll. Kicks are always
-//! queued.
+//! The outlet must not block, so notices queue here and one task seals and
+//! sends them, in order (their numbers must grow as they leave, or the
+//! receivers would take a late one for a replay). The queue is bounded in
+//! notices and in bytes: a live-only event that finds it full, or that is
+//! too large for a notice, is not relayed and the other instances are told
+//! their streams of that channel missed one (`stream-reset`); never a
+//! silent drop. Commit announcements that find it full are merged or, past
+//! the bound, left to the other instances' poll. Kicks are always queued
+//! (a few bytes each, and only an application decides to send one).
+//!
+//! A notice that cannot be sent (the bus is down) is tried again; one that
+//! waited so long that receivers would refuse it as stale is sealed again,
+//! a live-only event then as `lost`, since its moment has passed.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,15 +25,19 @@ use tokio::sync::Notify;
 use super::listener::Backoff;
 use crate::fanout::{Kick, LiveEvent, Outlet};
 use crate::metrics::Metrics;
-use crate::notice::{Body, Notice, Range};
+use crate::notice::{Body, FRESHNESS_MS, Range, Seal};
+use crate::storage::now_ms;
 
 /// Live-only events queued for other instances, at most; commit ranges
 /// waiting to be announced, at most.
 const MAX_QUEUED: usize = 4096;
+/// Bytes of live-only events queued for other instances, at most.
+pub(crate) const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where notices go.
 pub(crate) enum Link {
-    Postgres(rocket_db_pools::sqlx::PgPool),
+    /// The pool, and the deployment's channel.
+    Postgres(rocket_db_pools::sqlx::PgPool, String),
     #[cfg(feature = "redis")]
     Redis(Box<super::redis::Publisher>),
 }
@@ -35,7 +45,7 @@ pub(crate) enum Link {
 impl Link {
     async fn send(&mut self, payload: &str) -> Result<(), String> {
         match self {
-            Link::Postgres(pool) => super::postgres::send(pool, payload).await,
+            Link::Postgres(pool, channel) => super::postgres::send(pool, channel, payload).await,
             #[cfg(feature = "redis")]
             Link::Redis(publisher) => publisher.send(payload).await,
         }
@@ -44,7 +54,7 @@ impl Link {
     /// Whether sending can never succeed again (shutting down).
     fn closed(&self) -> bool {
         match self {
-            Link::Postgres(pool) => pool.is_closed(),
+            Link::Postgres(pool, _) => pool.is_closed(),
             #[cfg(feature = "redis")]
             Link::Redis(_) => false,
         }
@@ -55,17 +65,37 @@ impl Link {
 struct Queue {
     /// Committed ranges to announce, merged per channel while they wait.
     committed: Vec<Range>,
-    /// Encoded notices, in the order they were given.
-    payloads: VecDeque<String>,
+    /// Live-only events and kicks, in the order they were given.
+    bodies: VecDeque<Body>,
+    /// What `bodies` weighs, roughly as sent.
+    bytes: usize,
     /// Channels with a live-only event that could not be relayed, to be
     /// announced as missed.
     lost: BTreeSet<String>,
 }
 
+/// What a body weighs in the queue and on the wire.
+fn weight(body: &Body) -> usize {
+    match body {
+        Body::Live {
+            channel,
+            body,
+            skip_users,
+        } => {
+            channel.len() + body.len() + skip_users.iter().map(|user| user.len() + 3).sum::<usize>()
+        }
+        Body::Kick {
+            channel, user_id, ..
+        } => channel.len() + user_id.as_ref().map_or(0, String::len) + 64,
+        Body::Lost(channel) => channel.len(),
+        Body::Committed(ranges) => ranges.len() * 64,
+    }
+}
+
 /// The outlet that notifies other instances.
 #[derive(Debug)]
 pub(crate) struct Sender {
-    origin: u64,
+    seal: Arc<Seal>,
     /// Commits are announced here (Redis), not by the writer.
     announces_commits: bool,
     queue: Mutex<Queue>,
@@ -74,9 +104,9 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(origin: u64, announces_commits: bool, metrics: Arc<Metrics>) -> Sender {
+    pub(crate) fn new(seal: Arc<Seal>, announces_commits: bool, metrics: Arc<Metrics>) -> Sender {
         Sender {
-            origin,
+            seal,
             announces_commits,
             queue: Mutex::default(),
             queued: Notify::new(),
@@ -88,16 +118,11 @@ impl Sender {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn encode(&self, body: Body) -> Option<String> {
-        Notice {
-            origin: self.origin,
-            body,
-        }
-        .encode()
-    }
-
-    fn push(&self, payload: String) {
-        self.queue().payloads.push_back(payload);
+    fn push(&self, body: Body) {
+        let mut queue = self.queue();
+        queue.bytes += weight(&body);
+        queue.bodies.push_back(body);
+        drop(queue);
         self.queued.notify_one();
     }
 
@@ -140,37 +165,82 @@ impl Sender {
 
     /// What to send next, in order: commit announcements, missed
     /// channels, then the rest.
-    fn next(&self) -> Vec<String> {
+    fn next(&self) -> Vec<Body> {
         let mut queue = self.queue();
         if !queue.committed.is_empty() {
-            let ranges = std::mem::take(&mut queue.committed);
-            return Notice::committed(self.origin, ranges);
+            return vec![Body::Committed(std::mem::take(&mut queue.committed))];
         }
         if let Some(channel) = queue.lost.pop_first() {
-            return self.encode(Body::Lost(channel)).into_iter().collect();
+            return vec![Body::Lost(channel)];
         }
-        queue.payloads.pop_front().into_iter().collect()
+        let body = queue.bodies.pop_front();
+        if let Some(body) = &body {
+            queue.bytes -= weight(body);
+        }
+        body.into_iter().collect()
+    }
+
+    /// `body` sealed now: the payloads to send.
+    fn seal(&self, body: Body) -> Vec<String> {
+        let now = now_ms();
+        match body {
+            Body::Committed(ranges) => self.seal.committed(ranges, now),
+            body => {
+                let channel = match &body {
+                    Body::Live { channel, .. } => Some(channel.clone()),
+                    _ => None,
+                };
+                match (self.seal.seal(body, now), channel) {
+                    (Some(payload), _) => vec![payload],
+                    // Checked when queued; a live event cannot grow since.
+                    (None, Some(channel)) => self
+                        .seal
+                        .seal(Body::Lost(channel), now)
+                        .into_iter()
+                        .collect(),
+                    (None, None) => Vec::new(),
+                }
+            }
+        }
     }
 
     /// Sends queued notices until the task is aborted at shutdown. A notice
     /// that fails is sent again after a pause (the server restarting), in
-    /// order.
+    /// order; one that waited past half the receivers' freshness window is
+    /// sealed again (a live-only event as `lost`: its moment has passed).
     pub(crate) async fn run(self: Arc<Self>, mut link: Link) {
         loop {
-            let payloads = self.next();
-            if payloads.is_empty() {
+            let bodies = self.next();
+            if bodies.is_empty() {
                 self.queued.notified().await;
                 continue;
             }
-            for payload in payloads {
+            for body in bodies {
+                let mut sealed_at = now_ms();
+                let mut payloads = self.seal(body.clone());
                 let mut backoff = Backoff::new();
-                while let Err(error) = link.send(&payload).await {
-                    if link.closed() {
-                        return;
+                let mut sent = 0;
+                while sent < payloads.len() {
+                    match link.send(&payloads[sent]).await {
+                        Ok(()) => sent += 1,
+                        Err(error) => {
+                            if link.closed() {
+                                return;
+                            }
+                            backoff
+                                .wait("notifying the other instances failed", &error)
+                                .await;
+                            if now_ms() - sealed_at > FRESHNESS_MS / 2 {
+                                let again = match &body {
+                                    Body::Live { channel, .. } => Body::Lost(channel.clone()),
+                                    other => other.clone(),
+                                };
+                                sealed_at = now_ms();
+                                payloads = self.seal(again);
+                                sent = 0;
+                            }
+                        }
                     }
-                    backoff
-                        .wait("notifying the other instances failed", &error)
-                        .await;
                 }
             }
         }
@@ -190,9 +260,14 @@ impl Outlet for Sender {
             body: String::from_utf8_lossy(&event.frame.body).into_owned(),
             skip_users: event.skip_users.clone(),
         };
-        match self.encode(body) {
-            Some(payload) if self.queue().payloads.len() < MAX_QUEUED => self.push(payload),
-            _ => self.lost(&event.channel),
+        let room = {
+            let queue = self.queue();
+            queue.bodies.len() < MAX_QUEUED && queue.bytes + weight(&body) <= MAX_QUEUED_BYTES
+        };
+        if room && self.seal.fits(&body) {
+            self.push(body);
+        } else {
+            self.lost(&event.channel);
         }
     }
 
@@ -203,14 +278,15 @@ impl Outlet for Sender {
             user_id: kick.user_id.clone(),
             error: kick.error.clone(),
         };
-        match self.encode(body) {
-            Some(payload) => self.push(payload),
+        if self.seal.fits(&body) {
+            self.push(body);
+        } else {
             // A channel name and a user id fit many times over.
-            None => log::error!(
+            log::error!(
                 "eventstream: the kick of {:?} on {:?} is too large to tell the other instances",
                 kick.user_id,
                 kick.channel
-            ),
+            );
         }
         0
     }

@@ -250,6 +250,14 @@ pub struct Config {
     /// django-eventstream's `EVENTSTREAM_REDIS` table (`host`, `port`,
     /// `db`, `password`) is accepted instead.
     pub redis_url: Option<Secret>,
+    /// With a bus (`postgres` or `redis`): the secret every instance of the
+    /// deployment shares (at least 16 bytes, the same on each). It seals
+    /// what instances tell each other, so that nobody else who can
+    /// `NOTIFY` on the database or `PUBLISH` on the Redis server can write
+    /// into streams, end them or stall them; with the event log's own id it
+    /// also names the bus channel, so deployments sharing a server never
+    /// hear each other. Required with a bus.
+    pub bus_key: Option<Secret>,
     /// With `broadcast = "redis"` and SQLite storage: every instance opens
     /// the same SQLite file on one host (the library cannot tell two paths
     /// to one file from two files, so it must be told).
@@ -316,6 +324,7 @@ impl Default for Config {
             broadcast: Broadcast::Local,
             broadcast_poll_secs: 5,
             redis_url: None,
+            bus_key: None,
             broadcast_shared_sqlite: false,
             health_path: None,
             metrics_path: None,
@@ -648,6 +657,21 @@ impl Config {
                  add features = [\"redis\"] to its dependency, or use broadcast = \"postgres\"",
             );
         }
+        if self.broadcast != Broadcast::Local {
+            match &self.bus_key {
+                None => {
+                    return bad(
+                        "bus_key",
+                        "instances on a bus seal what they tell each other with a shared secret: \
+                         set bus_key (at least 16 bytes, the same on every instance)",
+                    );
+                }
+                Some(key) if key.expose().len() < 16 => {
+                    return bad("bus_key", "must be at least 16 bytes long");
+                }
+                Some(_) => {}
+            }
+        }
         if let Some(url) = &self.redis_url
             && !url.expose().starts_with("redis://")
             && !url.expose().starts_with("rediss://")
@@ -782,7 +806,7 @@ mod tests {
     fn eventstream_redis_is_read_as_a_redis_url() {
         let config = load(
             "EVENTSTREAM_REDIS = { host = 'cache.internal', port = 6380, db = 2, password = 'p@ss word' }\n\
-             [eventstream]\nbroadcast = 'postgres'\n",
+             [eventstream]\nbroadcast = 'postgres'\nbus_key = 'bus-key-0123456789abcdef'\n",
         )
         .expect("valid");
         let url = config.redis_url.clone().expect("set");

@@ -11,7 +11,7 @@ macro_rules! appending_on {
 
         use rocket_db_pools::sqlx::{self, QueryBuilder, Row};
 
-        use crate::notice::{self, Notice, Range};
+        use crate::notice::{self, Range, Seal};
         use crate::storage::{
             AppendToken, ChannelState, NewEvent, assign_ids, skip_users_column, to_i64, to_u64,
             token,
@@ -56,12 +56,12 @@ macro_rules! appending_on {
         )]
         pub(crate) async fn announce(
             connection: &mut $connection,
-            origin: u64,
+            seal: &Seal,
             ranges: Vec<Range>,
         ) -> Result<(), sqlx::Error> {
-            for payload in Notice::committed(origin, ranges) {
+            for payload in seal.committed(ranges, crate::storage::now_ms()) {
                 sqlx::query(notice::NOTIFY_SQL)
-                    .bind(notice::NOTIFY_CHANNEL)
+                    .bind(seal.channel())
                     .bind(payload)
                     .execute(&mut *connection)
                     .await?;

@@ -34,6 +34,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_append_tokens.sql"),
         include_str!("../../migrations/postgres/0002_append_tokens.sql"),
     ),
+    (
+        3,
+        "eventstream log identity",
+        include_str!("../../migrations/sqlite/0003_log_identity.sql"),
+        include_str!("../../migrations/postgres/0003_log_identity.sql"),
+    ),
 ];
 
 fn migrator(postgres: bool) -> Migrator {

@@ -17,7 +17,7 @@ use rocket_db_pools::sqlx::{self, PgPool, QueryBuilder, Row, SqlitePool};
 
 use crate::config::Durability;
 use crate::event_id::{EventId, IdVector};
-use crate::notice::{self, Notice, Range};
+use crate::notice::{self, Range, Seal};
 
 /// A handle on the event log.
 #[derive(Clone, Debug)]
@@ -491,9 +491,9 @@ impl Storage {
     /// receives, so concurrent writers (other processes on the same
     /// database) serialize on that row and ids stay gap-free.
     ///
-    /// With `announce_as` (an instance id; PostgreSQL only), the transaction
-    /// also `NOTIFY`s the other instances of the id range each channel
-    /// received ([`Notice::committed`]): PostgreSQL delivers it only if the
+    /// With `announce_as` (an instance's seal on the bus; PostgreSQL only),
+    /// the transaction also `NOTIFY`s the other instances of the id range
+    /// each channel received ([`Seal::committed`]): PostgreSQL delivers it only if the
     /// batch commits, in commit order.
     ///
     /// `kept` is the caller's SQLite connection between batches (see
@@ -504,7 +504,7 @@ impl Storage {
         events: &[&NewEvent],
         durability: Durability,
         now_ms: i64,
-        announce_as: Option<u64>,
+        announce_as: Option<&Seal>,
     ) -> Result<Vec<u64>, AppendError> {
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
         let mut last_tokens: BTreeMap<&str, AppendToken> = BTreeMap::new();
@@ -552,12 +552,12 @@ impl Storage {
                 let last_ids = bump_counters!(tx, &counts, &last_tokens);
                 let ids = assign_ids(events, &counts, &last_ids);
                 insert_events!(tx, events, &ids, now_ms);
-                if let Some(origin) = announce_as {
+                if let Some(seal) = announce_as {
                     // One statement per payload; a batch needs one unless it
                     // touched hundreds of channels.
-                    for payload in Notice::committed(origin, ranges(&counts, &last_ids)) {
+                    for payload in seal.committed(ranges(&counts, &last_ids), now_ms) {
                         sqlx::query(notice::NOTIFY_SQL)
-                            .bind(notice::NOTIFY_CHANNEL)
+                            .bind(seal.channel())
                             .bind(payload)
                             .execute(&mut *tx)
                             .await?;
@@ -750,6 +750,17 @@ impl Storage {
             }
             tx.commit().await?;
             Ok(deleted)
+        })
+    }
+
+    /// The event log's own id, written by its first migration: instances
+    /// sharing this log share a bus namespace derived from it.
+    pub(crate) async fn log_id(&self) -> Result<String, sqlx::Error> {
+        dispatch!(self, pool => {
+            sqlx::query("SELECT log_id FROM eventstream_log WHERE singleton = 1")
+                .fetch_one(pool)
+                .await?
+                .try_get("log_id")
         })
     }
 

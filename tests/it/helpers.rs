@@ -50,6 +50,34 @@ pub enum Backend {
 /// Pushpin's default `sig_key`, which the harness configures.
 pub const PUSHPIN_SIG_KEY: &str = "changeme";
 pub const LINK_KEY: &str = "test-link-key-0123456789abcdef";
+/// The `bus_key` every test instance shares.
+pub const BUS_KEY: &str = "test-bus-key-0123456789abcdef";
+
+/// The settings of a bus.
+pub type BusSettings = Vec<(&'static str, serde_json::Value)>;
+
+pub fn postgres_bus() -> BusSettings {
+    vec![("eventstream.broadcast", "postgres".into())]
+}
+
+#[cfg(feature = "redis")]
+pub fn redis_bus(server: &RedisServer) -> BusSettings {
+    vec![
+        ("eventstream.broadcast", "redis".into()),
+        ("eventstream.redis_url", server.url().into()),
+    ]
+}
+
+/// An instance on `database` with `bus` on; the poll is an hour away, so
+/// whatever arrives came through notifications.
+pub fn on_bus(database: &str, bus: &BusSettings) -> App {
+    let mut app = App::sharing_database(database).with("eventstream.broadcast_poll_secs", 3600);
+    for (key, value) in bus {
+        let value: Value = serde_json::from_value(value.clone()).expect("a setting");
+        app = app.with(key, value);
+    }
+    app
+}
 
 /// The test authorizer: `_`-prefixed channels need a user, `live-`
 /// channels are not persisted, and `?feed=<name>` adds `feed-<name>` to the
@@ -207,6 +235,8 @@ impl App {
             settings: vec![
                 ("eventstream.jwt_secret".into(), JWT_SECRET.into()),
                 ("eventstream.publish_key".into(), PUBLISH_KEY.into()),
+                // Read only with a bus.
+                ("eventstream.bus_key".into(), BUS_KEY.into()),
             ],
         }
     }

@@ -15,11 +15,11 @@ use sqlx::Row;
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, Cluster, Instance, PUBLISH_KEY, TestApp, TestDatabase,
-    launch_error, spawn_app, token,
+    AnnUntilRevoked, App, Backend, BusSettings, Cluster, Instance, PUBLISH_KEY, TestApp,
+    TestDatabase, launch_error, on_bus, postgres_bus, spawn_app, token,
 };
 #[cfg(feature = "redis")]
-use crate::helpers::{LogMark, RedisServer};
+use crate::helpers::{LogMark, RedisServer, redis_bus};
 use crate::on_backend;
 
 pub fn tests() -> Vec<Trial> {
@@ -54,33 +54,6 @@ fn redis_trials() -> Vec<Trial> {
     Vec::new()
 }
 
-/// The settings of a bus.
-type BusSettings = Vec<(&'static str, Value)>;
-
-fn postgres_bus() -> BusSettings {
-    vec![("eventstream.broadcast", "postgres".into())]
-}
-
-#[cfg(feature = "redis")]
-fn redis_bus(server: &RedisServer) -> BusSettings {
-    vec![
-        ("eventstream.broadcast", "redis".into()),
-        ("eventstream.redis_url", server.url().into()),
-    ]
-}
-
-/// An instance on `database` with `bus` on; the poll is an hour away, so
-/// whatever arrives came through notifications.
-fn on_bus(database: &str, bus: &BusSettings) -> App {
-    let mut app = App::sharing_database(database).with("eventstream.broadcast_poll_secs", 3600);
-    for (key, value) in bus {
-        let value: rocket::figment::value::Value =
-            serde_json::from_value(value.clone()).expect("a setting");
-        app = app.with(key, value);
-    }
-    app
-}
-
 async fn broadcast_settings_are_checked_at_launch() {
     let sqlite = || App::on(Backend::Sqlite);
     for (app, key, mentions) in [
@@ -99,6 +72,20 @@ async fn broadcast_settings_are_checked_at_launch() {
             sqlite().with("eventstream.broadcast", "postgres"),
             "eventstream.broadcast",
             &["PostgreSQL", "SQLite", "broadcast = \"local\""][..],
+        ),
+        (
+            App::on(Backend::Postgres)
+                .with("eventstream.broadcast", "postgres")
+                .without("eventstream.bus_key"),
+            "eventstream.bus_key",
+            &["shared secret", "at least 16 bytes"][..],
+        ),
+        (
+            App::on(Backend::Postgres)
+                .with("eventstream.broadcast", "postgres")
+                .with("eventstream.bus_key", "short"),
+            "eventstream.bus_key",
+            &["at least 16 bytes"][..],
         ),
         (
             sqlite().with("eventstream.broadcast_poll_secs", 0),

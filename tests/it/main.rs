@@ -14,6 +14,7 @@
 mod helpers;
 
 mod auth;
+mod bus_trust;
 mod concurrency;
 mod config;
 mod contract;
@@ -43,6 +44,7 @@ fn main() {
     helpers::probe_services();
     let mut trials: Vec<_> = [
         auth::tests(),
+        bus_trust::tests(),
         concurrency::tests(),
         config::tests(),
         contract::tests(),

@@ -8,16 +8,31 @@
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, TestApp, spawn_app};
+use crate::helpers::{
+    App, Backend, BusSettings, TestApp, TestDatabase, on_bus, postgres_bus, spawn_app,
+};
 
 pub fn tests() -> Vec<Trial> {
-    crate::trials![
+    let mut trials = crate::trials![
         on_both_backends => [a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it],
         on_every_path => [
             a_live_stream_is_reset_when_the_log_goes_back_in_time,
             a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect,
         ],
-    ]
+        needs_postgres => [a_stream_on_the_postgres_bus_is_reset_when_the_log_goes_back_in_time],
+    ];
+    trials.extend(redis_trials());
+    trials
+}
+
+#[cfg(feature = "redis")]
+fn redis_trials() -> Vec<Trial> {
+    crate::trials![needs_redis => [a_stream_on_the_redis_bus_is_reset_when_the_log_goes_back_in_time]]
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_trials() -> Vec<Trial> {
+    Vec::new()
 }
 
 /// Runs `statements` on the app's database, as a restore would change it.
@@ -46,17 +61,22 @@ async fn rewrite_storage(app: &TestApp, statements: &[&str]) {
 
 /// The log of channel `r` as it was after its 5th event.
 async fn roll_back_to_five(app: &TestApp) {
-    rewrite_storage(
-        app,
-        &[
-            "DELETE FROM eventstream_events WHERE channel = 'r' AND id > 5",
-            "UPDATE eventstream_channels SET last_id = 5, \
-             last_writer = (SELECT writer_id FROM eventstream_events WHERE channel = 'r' AND id = 5), \
-             last_append = (SELECT append_seq FROM eventstream_events WHERE channel = 'r' AND id = 5) \
-             WHERE name = 'r'",
-        ],
-    )
-    .await;
+    roll_back(app, "r", 5).await;
+}
+
+/// The log of `channel` as it was after its event `to`.
+async fn roll_back(app: &TestApp, channel: &str, to: u64) {
+    let statements = [
+        format!("DELETE FROM eventstream_events WHERE channel = '{channel}' AND id > {to}"),
+        format!(
+            "UPDATE eventstream_channels SET last_id = {to}, \
+             last_writer = (SELECT writer_id FROM eventstream_events WHERE channel = '{channel}' AND id = {to}), \
+             last_append = (SELECT append_seq FROM eventstream_events WHERE channel = '{channel}' AND id = {to}) \
+             WHERE name = '{channel}'"
+        ),
+    ];
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    rewrite_storage(app, &statements).await;
 }
 
 /// A stream on channel `r` that has received events 1 to 10 live.
@@ -166,4 +186,80 @@ async fn a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it(backe
     assert_eq!(stream.next_event().await.id.as_deref(), Some("r:13"));
     other.stop().await;
     app.stop().await;
+}
+
+async fn a_stream_on_the_postgres_bus_is_reset_when_the_log_goes_back_in_time() {
+    reset_on_a_bus(&postgres_bus()).await;
+}
+
+#[cfg(feature = "redis")]
+async fn a_stream_on_the_redis_bus_is_reset_when_the_log_goes_back_in_time() {
+    let mut server = crate::helpers::RedisServer::start().await;
+    reset_on_a_bus(&crate::helpers::redis_bus(&server)).await;
+    server.stop().await;
+}
+
+/// With a bus, the log goes back in time exactly as without one: a live
+/// stream gets `stream-reset` and then the new history, and a client
+/// ahead of the log gets it on reconnect. Twice over: once when the next
+/// event comes from another instance (its notice announces ids the stream's
+/// instance already published), once when it comes from the stream's own
+/// instance after events of the other one.
+async fn reset_on_a_bus(bus: &BusSettings) {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let a = spawn_app(on_bus(&database.url, bus)).await;
+    let b = spawn_app(on_bus(&database.url, bus)).await;
+    for (channel, then_from) in [("r", &b), ("s", &a)] {
+        let mut stream = a.stream(&format!("/events/{channel}"), &[]).await;
+        assert_eq!(stream.next_event().await.event(), "stream-open");
+        for n in 1..=10 {
+            b.send_event(channel, json!(n)).await;
+        }
+        for n in 1..=10 {
+            assert_eq!(stream.next_event().await.id, Some(format!("{channel}:{n}")));
+        }
+        roll_back(&a, channel, 5).await;
+        assert_eq!(
+            then_from.send_event(channel, json!("after")).await,
+            format!("{channel}:6")
+        );
+        let reset = stream.next_event().await;
+        assert_eq!(reset.event(), "stream-reset", "{reset:?}");
+        assert_eq!(reset.json(), json!({ "channels": [channel] }));
+        // The stream goes on from 5 and gets the new 6, or from 6 (the
+        // stream read storage again, which already holds it).
+        if reset.id.as_deref() == Some(&format!("{channel}:5")) {
+            let after = stream.next_event().await;
+            assert_eq!(after.json(), json!("after"), "{after:?}");
+        } else {
+            assert_eq!(reset.id, Some(format!("{channel}:6")), "{reset:?}");
+        }
+        assert_eq!(
+            then_from.send_event(channel, json!("next")).await,
+            format!("{channel}:7")
+        );
+        let next = stream.next_event().await;
+        assert_eq!(
+            (next.id.clone(), next.json()),
+            (Some(format!("{channel}:7")), json!("next"))
+        );
+        // A client that saw 10 reconnects: reset to the log as it is.
+        let mut again = a
+            .stream(
+                &format!("/events/{channel}"),
+                &[("Last-Event-ID", &format!("{channel}:10"))],
+            )
+            .await;
+        let frames = [again.next_event().await, again.next_event().await];
+        assert!(
+            frames
+                .iter()
+                .any(|frame| frame.event() == "stream-reset"
+                    && frame.id == Some(format!("{channel}:7"))),
+            "{frames:?}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    database.remove().await;
 }
