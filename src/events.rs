@@ -247,6 +247,7 @@ impl Events {
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut snapshot = self.context.metrics.snapshot();
         snapshot.queued_bytes = self.context.hub.queued_bytes();
+        snapshot.queued_send_bytes = self.context.writer.queued_bytes();
         snapshot
     }
 

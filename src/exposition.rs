@@ -46,6 +46,12 @@ pub(crate) fn render(snapshot: &MetricsSnapshot, metrics: &Metrics) -> String {
     );
     gauge(
         &mut registry,
+        "queued_send_bytes",
+        "Bytes of sends waiting for this instance's writer",
+        s.queued_send_bytes,
+    );
+    gauge(
+        &mut registry,
         "sends_held_back",
         "Sends waiting for an open application transaction that holds their channel",
         s.sends_held_back,

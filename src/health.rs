@@ -87,6 +87,7 @@ impl Health {
                     json!({
                         "proxy": proxy.proxy,
                         "queued": proxy.queued,
+                        "queued_bytes": proxy.queued_bytes,
                         "last_error": proxy.last_error,
                     })
                 })

@@ -81,6 +81,10 @@ pub struct MetricsSnapshot {
     pub replay_fallbacks: u64,
     /// Frame bytes queued in the inboxes of this process's streams now.
     pub queued_bytes: u64,
+    /// Bytes of sends this instance's writer holds (queued, kept aside for
+    /// a transaction, or being committed): at most 64 MiB, beyond which
+    /// senders wait.
+    pub queued_send_bytes: u64,
     /// The largest body chunk a stream has handed to Rocket since start.
     pub largest_chunk_bytes: u64,
     /// `stream-reset` frames sent: positions that could not be resumed.
@@ -254,6 +258,7 @@ impl Metrics {
             streams_opened: self.streams_opened.load(Relaxed),
             streams_deferred: self.streams_deferred.load(Relaxed),
             queued_bytes: 0,
+            queued_send_bytes: 0,
             largest_chunk_bytes: self.largest_chunk_bytes.load(Relaxed),
             events_sent: self.events_sent.load(Relaxed),
             replay_fallbacks: self.replay_fallbacks.load(Relaxed),

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::config::Durability;
 use crate::error::Error;
@@ -44,6 +44,16 @@ use crate::write_gate::WriteGate;
 /// Requests waiting for the writer, at most. Senders wait for room beyond it.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
+/// Bytes of sends the writer holds at most: queued, kept aside for a
+/// transaction, or in the batch being committed, until each is answered.
+/// Senders wait for room beyond it (a send larger than all of it waits for
+/// the writer to be empty), so a writer held up by its database, or by an
+/// application's transaction, costs a bounded amount of memory however
+/// many tasks send.
+pub(crate) const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// The unit the byte budget counts in.
+const BUDGET_UNIT: usize = 1024;
+
 /// Sends kept aside for transactions' channels, at most; beyond it the
 /// writer takes no more until a transaction ends, and senders wait in the
 /// queue.
@@ -55,6 +65,8 @@ struct Append {
     /// With `delivery_timing`: when it was sent.
     sent: Option<Instant>,
     reply: oneshot::Sender<Result<Appended, Error>>,
+    /// Its share of [`QUEUE_BYTES`], given back when it is answered.
+    _room: OwnedSemaphorePermit,
 }
 
 /// A committed event's id and, with `delivery_timing`, when its fan-out
@@ -65,6 +77,8 @@ type Appended = (u64, Option<Instant>);
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Append>,
+    /// [`QUEUE_BYTES`], in units of [`BUDGET_UNIT`].
+    room: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     /// Shared with the application's transactions.
     gate: Arc<WriteGate>,
@@ -134,6 +148,7 @@ impl Writer {
         tokio::spawn(run(requests, store, commit_batch));
         Writer {
             queue,
+            room: Arc::new(Semaphore::new(QUEUE_BYTES / BUDGET_UNIT)),
             metrics,
             gate,
             announce_as,
@@ -165,6 +180,12 @@ impl Writer {
     ) -> Result<u64, Error> {
         self.gate.check_not_holding()?;
         let started = Instant::now();
+        let weight = event.data.len() + body.len() + event.channel.len() + 256;
+        let units = (weight / BUDGET_UNIT + 1).min(QUEUE_BYTES / BUDGET_UNIT);
+        let room = Arc::clone(&self.room)
+            .acquire_many_owned(units as u32)
+            .await
+            .map_err(|_| Error::Closed)?;
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Append {
@@ -172,6 +193,7 @@ impl Writer {
                 body,
                 sent,
                 reply,
+                _room: room,
             })
             .await
             .map_err(|_| Error::Closed)?;
@@ -181,6 +203,12 @@ impl Writer {
             timing::answered(fanned_out, &self.metrics.stage_seconds);
         }
         Ok(seq)
+    }
+
+    /// Bytes of sends the writer holds now (about: counted in KiB).
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        let free = self.room.available_permits();
+        ((QUEUE_BYTES / BUDGET_UNIT).saturating_sub(free) * BUDGET_UNIT) as u64
     }
 }
 
@@ -286,6 +314,7 @@ impl Store {
             body,
             sent,
             reply,
+            ..
         } = append;
         let stamps = sent
             .zip(timed)

@@ -14,13 +14,19 @@
 //!
 //! Each proxy has one ordered queue and one task: a batch is retried with
 //! backoff until it succeeds or is given up, and nothing queued behind it is
-//! sent first. Sending never waits for a proxy. What could not be delivered
-//! (given up, or dropped because the queue was full) is followed by a `hint`
-//! on its channels, which makes the proxy fetch the missed events from the
-//! app. At start the task asks the proxy to make every client recover, so an
-//! event committed just before a crash still reaches everyone.
+//! sent first. Sending never waits for a proxy. The queue is bounded in
+//! items and in bytes ([`QUEUE_BYTES`], what its items and the batch being
+//! sent weigh), so a proxy that is down or slow costs the app a bounded
+//! amount of memory, whatever the traffic. What could not be delivered
+//! (given up, or not queued because the queue was full) is followed by a
+//! `hint` on its channels, which makes the proxy fetch the missed events
+//! from the app: a stream behind a proxy that was down reads what it
+//! missed from storage, never loses it. At start the task asks the proxy
+//! to make every client recover, so an event committed just before a
+//! crash still reaches everyone.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,6 +49,9 @@ const ID_PLACEHOLDER: &str = "%I";
 
 /// Items waiting per proxy before new ones are replaced by a hint.
 const QUEUE_DEPTH: usize = 64 * 1024;
+/// Bytes of items waiting per proxy (queued, or in the batch being sent)
+/// before new ones are replaced by a hint.
+pub(crate) const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Items per publish request, at most.
 const BATCH_ITEMS: usize = 512;
 /// Pushpin refuses bodies over 1,000,000 bytes; stay below with room.
@@ -61,6 +70,8 @@ struct Queued {
     channel: String,
     event: Option<(String, u64)>,
     item: Value,
+    /// What it counts against [`QUEUE_BYTES`].
+    weight: usize,
 }
 
 /// One proxy's queue, and the channels that need a hint because an item
@@ -73,6 +84,8 @@ struct Lane {
     /// The proxy, for the health check, and its last publish failure.
     label: String,
     last_error: Arc<Mutex<Option<String>>>,
+    /// What the queued items and the batch being sent weigh.
+    bytes: Arc<AtomicUsize>,
 }
 
 /// How publishing to one proxy is going, for the health check.
@@ -82,6 +95,9 @@ pub(crate) struct ProxyStatus {
     pub(crate) proxy: String,
     /// Items waiting to be published.
     pub(crate) queued: usize,
+    /// What they weigh, with the batch being sent (at most
+    /// [`QUEUE_BYTES`]).
+    pub(crate) queued_bytes: usize,
     /// Why the last publish request failed, unless one succeeded since.
     pub(crate) last_error: Option<String>,
 }
@@ -120,13 +136,17 @@ impl Publisher {
                 let target = Target::new(proxy, client.clone());
                 let label = target.label.clone();
                 let last_error = Arc::new(Mutex::new(None));
+                let bytes = Arc::new(AtomicUsize::new(0));
                 tokio::spawn(run(
                     target,
                     items,
-                    Arc::clone(&overflowed),
-                    Arc::clone(&pending),
-                    Arc::clone(&last_error),
-                    Arc::clone(&metrics),
+                    Shared {
+                        overflowed: Arc::clone(&overflowed),
+                        pending: Arc::clone(&pending),
+                        last_error: Arc::clone(&last_error),
+                        bytes: Arc::clone(&bytes),
+                        metrics: Arc::clone(&metrics),
+                    },
                 ));
                 Lane {
                     queue,
@@ -134,6 +154,7 @@ impl Publisher {
                     pending,
                     label,
                     last_error,
+                    bytes,
                 }
             })
             .collect();
@@ -155,6 +176,7 @@ impl Publisher {
             .map(|lane| ProxyStatus {
                 proxy: lane.label.clone(),
                 queued: lane.queue.max_capacity() - lane.queue.capacity(),
+                queued_bytes: lane.bytes.load(Ordering::Acquire),
                 last_error: lane
                     .last_error
                     .lock()
@@ -164,20 +186,24 @@ impl Publisher {
             .collect()
     }
 
-    /// Queues `item` for every proxy; `event` is the eventstream channel
-    /// and id it carries, if it is a stored event.
-    fn enqueue(&self, channel: &str, event: Option<(&str, u64)>, item: &Value) {
+    /// Queues `item` (about `weight` bytes) for every proxy; `event` is
+    /// the eventstream channel and id it carries, if it is a stored event.
+    fn enqueue(&self, channel: &str, event: Option<(&str, u64)>, item: &Value, weight: usize) {
         for lane in &self.lanes {
             let queued = Queued {
                 channel: channel.to_owned(),
                 event: event.map(|(name, seq)| (name.to_owned(), seq)),
                 item: item.clone(),
+                weight,
             };
             // Marked before it can be sent (and settled).
             if let Some((name, seq)) = event {
                 lane.pending.queued(name, seq);
             }
-            if lane.queue.try_send(queued).is_err() {
+            let held = lane.bytes.fetch_add(weight, Ordering::AcqRel);
+            let refused = held + weight > QUEUE_BYTES || lane.queue.try_send(queued).is_err();
+            if refused {
+                lane.bytes.fetch_sub(weight, Ordering::AcqRel);
                 if let Some((name, seq)) = event {
                     lane.pending.settled(name, seq);
                 }
@@ -226,7 +252,9 @@ impl Publisher {
             item["meta"] = json!({ "skip_users": skipped.join(",") });
         }
         let event_id = event.seq.map(|seq| (event.channel.as_str(), seq));
-        self.enqueue(&grip_channel, event_id, &item);
+        // The content, the channel twice, ids and the JSON around them.
+        let weight = body.len() + 2 * grip_channel.len() + 256;
+        self.enqueue(&grip_channel, event_id, &item, weight);
     }
 
     /// Ends the proxied streams of `user` on `channel`: a `stream-error`
@@ -250,6 +278,7 @@ impl Publisher {
                 "meta": meta,
                 "formats": {"http-stream": {"content": String::from_utf8_lossy(&error_frame)}},
             }),
+            error_frame.len() + 512,
         );
         self.enqueue(
             &user_channel,
@@ -260,6 +289,7 @@ impl Publisher {
                 "meta": meta,
                 "formats": {"http-stream": {"action": "close"}},
             }),
+            512,
         );
     }
 }
@@ -430,14 +460,26 @@ fn hint(channel: &str) -> Value {
     json!({ "channel": channel, "formats": {"http-stream": {"action": "hint"}} })
 }
 
-async fn run(
-    target: Target,
-    mut items: mpsc::Receiver<Queued>,
+/// What one proxy's task shares with the sending side.
+struct Shared {
+    /// Channels whose items could not be queued: hinted next.
     overflowed: Arc<Mutex<BTreeSet<String>>>,
     pending: Arc<Pending>,
     last_error: Arc<Mutex<Option<String>>>,
+    /// What the queue and the batch weigh; a batch gives its share back
+    /// once it is published or given up.
+    bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
-) {
+}
+
+async fn run(target: Target, mut items: mpsc::Receiver<Queued>, shared: Shared) {
+    let Shared {
+        overflowed,
+        pending,
+        last_error,
+        bytes,
+        metrics,
+    } = shared;
     // What the health check shows: the last failure, cleared by a success.
     let record_outcome = |why: Option<String>| {
         *last_error.lock().unwrap_or_else(PoisonError::into_inner) = why;
@@ -542,6 +584,8 @@ async fn run(
         }
         // Hints that went out are done; anything given up is hinted next time.
         hints = given_up;
+        let weight: usize = batch.iter().map(|queued| queued.weight).sum();
+        bytes.fetch_sub(weight, Ordering::AcqRel);
         batch.clear();
     }
 }

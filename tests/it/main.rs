@@ -27,6 +27,7 @@ mod instances;
 mod layout;
 mod limits;
 mod operator;
+mod outages;
 mod publish_api;
 mod resume;
 mod rollback;
@@ -57,6 +58,7 @@ fn main() {
         layout::tests(),
         limits::tests(),
         operator::tests(),
+        outages::tests(),
         publish_api::tests(),
         resume::tests(),
         rollback::tests(),

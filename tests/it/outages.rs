@@ -1,0 +1,231 @@
+//! What waits on another process is bounded in bytes: a GRIP proxy that
+//! hangs, a bus server that is down and a writer held up by an
+//! application's transaction cost the app a bounded amount of memory under
+//! full publish load, and nothing sent is lost for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+
+#[cfg(feature = "redis")]
+use crate::helpers::RedisServer;
+use crate::helpers::{
+    App, Backend, Instance, LINK_KEY, PUBLISH_KEY, Relay, TestDatabase, grip_proxies, spawn_app,
+};
+
+pub fn tests() -> Vec<Trial> {
+    let mut trials = crate::trials![
+        needs_nothing => [
+            a_hanging_proxy_under_load_costs_bounded_memory,
+            a_writer_held_up_holds_a_bounded_number_of_bytes,
+        ],
+    ];
+    trials.extend(redis_trials());
+    trials
+}
+
+#[cfg(feature = "redis")]
+fn redis_trials() -> Vec<Trial> {
+    crate::trials![needs_redis => [a_bus_down_under_load_costs_bounded_memory]]
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_trials() -> Vec<Trial> {
+    Vec::new()
+}
+
+/// The most resident memory the instance may reach under each outage, in
+/// KiB: its own (about 40 MiB in a debug build) and the bounded queues
+/// (32 MiB per proxy, 4 MiB for the bus), far below what the load sends.
+const MEMORY_BOUND_KIB: u64 = 160 * 1024;
+
+/// Events published under each outage.
+const EVENTS: usize = 4_000;
+const PUBLISHERS: usize = 8;
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Publishes [`EVENTS`] events of `bytes` to `channel` through
+/// `instance`'s publish API from [`PUBLISHERS`] publishers, every one
+/// accepted, while sampling the instance's memory; returns the peak.
+async fn publish_under_outage(instance: &Instance, channel: &str, bytes: usize) -> u64 {
+    let pid = instance.pid().expect("a running instance");
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut peak = 0;
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            while !done.load(Ordering::Acquire) {
+                every.tick().await;
+                peak = peak.max(rss_kib(pid).unwrap_or(0));
+            }
+            peak
+        })
+    };
+    let http = reqwest::Client::new();
+    let data = "x".repeat(bytes);
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|publisher| {
+            let (http, data) = (http.clone(), data.clone());
+            let url = format!("{}/events/{channel}", instance.url);
+            tokio::spawn(async move {
+                for _ in (publisher..EVENTS).step_by(PUBLISHERS) {
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(PUBLISH_KEY)
+                        .json(&json!({ "type": "message", "data": data }))
+                        .send()
+                        .await
+                        .expect("the instance answers");
+                    // 201 stored, 202 live-only (sent, not stored).
+                    let status = response.status().as_u16();
+                    assert!(
+                        status == 201 || status == 202,
+                        "{status}: {:?}",
+                        response.text().await
+                    );
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    done.store(true, Ordering::Release);
+    sampler.await.expect("sampler")
+}
+
+/// The instance's health check.
+async fn health(instance: &Instance) -> Value {
+    reqwest::get(format!("{}/healthz", instance.url))
+        .await
+        .expect("health answers")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
+/// A proxy that accepts connections and never answers, while 240 MB of
+/// events (4,000 of 60 KB) are published: the publisher keeps at most its byte bound per
+/// proxy, the rest is hinted (the proxy recovers it from the app once
+/// back), and memory stays under the bound.
+async fn a_hanging_proxy_under_load_costs_bounded_memory() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    // A relay to a port where nothing listens, paused: connections hang.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let relay = Relay::start(&format!("http://127.0.0.1:{unused}")).await;
+    relay.pause();
+    let instance = Instance::start(
+        &database.url,
+        &[
+            ("eventstream.grip_proxies", grip_settings(&relay.url)),
+            ("eventstream.link_key", LINK_KEY.into()),
+            ("eventstream.health_path", "/healthz".into()),
+        ],
+    )
+    .await;
+    let peak = publish_under_outage(&instance, "big", 60 * 1024).await;
+    eprintln!("a hanging proxy: peak RSS {} MiB", peak / 1024);
+    assert!(
+        peak <= MEMORY_BOUND_KIB,
+        "peak RSS {peak} KiB over {MEMORY_BOUND_KIB} KiB"
+    );
+    let health = health(&instance).await;
+    let queued = health["grip"][0]["queued_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("queued bytes in {health}"));
+    assert!(queued <= 32 * 1024 * 1024, "{health}");
+    instance.kill().await;
+    database.remove().await;
+}
+
+fn grip_settings(control_uri: &str) -> Value {
+    serde_json::to_value(grip_proxies(control_uri)).expect("settings")
+}
+
+/// Redis stopped, live-only events small enough for a notice (6 KB)
+/// published on an instance of a bus as fast as it takes them: the bus sender keeps at most
+/// its byte bound, the rest is told to the other instances as missed
+/// (`stream-reset`), and memory stays under the bound.
+#[cfg(feature = "redis")]
+async fn a_bus_down_under_load_costs_bounded_memory() {
+    let mut server = RedisServer::start().await;
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let url = server.url();
+    server.stop().await;
+    let instance = Instance::start(
+        &database.url,
+        &[
+            ("eventstream.broadcast", "redis".into()),
+            ("eventstream.redis_url", url.into()),
+            ("eventstream.health_path", "/healthz".into()),
+        ],
+    )
+    .await;
+    // Live-only (not stored): each one is a notice of its own.
+    let peak = publish_under_outage(&instance, "live-big", 6 * 1024).await;
+    eprintln!("a bus down: peak RSS {} MiB", peak / 1024);
+    assert!(
+        peak <= MEMORY_BOUND_KIB,
+        "peak RSS {peak} KiB over {MEMORY_BOUND_KIB} KiB"
+    );
+    assert_eq!(health(&instance).await["bus"]["connected"], json!(false));
+    instance.kill().await;
+    database.remove().await;
+}
+
+/// An application transaction holds the SQLite write lock while tasks send
+/// 200 events of 1 MB: the writer takes at most its byte bound of them,
+/// the other senders wait for room, and once the transaction ends every
+/// send completes.
+async fn a_writer_held_up_holds_a_bounded_number_of_bytes() {
+    const SENDS: usize = 200;
+    const BOUND: u64 = 64 * 1024 * 1024;
+    let app =
+        spawn_app(App::on(Backend::Sqlite).with("eventstream.max_event_bytes", 2 * 1024 * 1024))
+            .await;
+    let tx = app
+        .events
+        .begin::<sqlx::Sqlite>()
+        .await
+        .expect("a transaction");
+    let data = json!("y".repeat(1024 * 1024));
+    let sends: Vec<_> = (0..SENDS)
+        .map(|_| {
+            let (events, data) = (app.events.clone(), data.clone());
+            tokio::spawn(async move { events.send_event("held", "message", &data).await })
+        })
+        .collect();
+    app.wait_for_metrics(
+        "the writer never filled up",
+        Duration::from_secs(30),
+        |metrics| metrics.queued_send_bytes >= BOUND - 4 * 1024 * 1024,
+    )
+    .await;
+    let metrics = app.events.metrics();
+    assert!(metrics.queued_send_bytes <= BOUND, "{metrics:?}");
+    assert!(sends.iter().all(|send| !send.is_finished()), "all wait");
+    tx.commit().await.expect("commit");
+    for send in sends {
+        send.await.expect("a task").expect("stored");
+    }
+    assert_eq!(app.events.metrics().queued_send_bytes, 0);
+    app.stop().await;
+}
