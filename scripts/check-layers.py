@@ -29,7 +29,7 @@ LAYERS = [
     "channel", "error", "event_id", "frame", "notice", "timing", "metrics", "config", "query",
     "identity", "authorizer", "cors", "limits",
     "storage",
-    "fanout", "hub", "write_gate", "held_back", "writer",
+    "fanout", "hub", "write_gate", "held_back", "writer", "retention",
     "context", "events", "transaction",
     "replay", "session", "response",
     "grip", "bus",

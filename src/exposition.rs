@@ -130,6 +130,18 @@ pub(crate) fn render(snapshot: &MetricsSnapshot, metrics: &Metrics) -> String {
     );
     counter(
         &mut registry,
+        "trimmed_events",
+        "Events retention removed from the event log",
+        s.trimmed_events,
+    );
+    counter(
+        &mut registry,
+        "trim_failures",
+        "Retention passes that stopped on an error (tried again at the next interval)",
+        s.trim_failures,
+    );
+    counter(
+        &mut registry,
         "bus_refused",
         "Messages on the bus channel refused: unsealed, forged or replayed",
         s.bus_refused,

@@ -73,8 +73,8 @@
 //! | layer | modules | what they own |
 //! |---|---|---|
 //! | leaves | `channel`, `error`, `event_id`, `frame`, `notice`, `timing`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
-//! | storage | `storage` (with `retention`) | the event log in SQL |
-//! | delivery | `fanout`, `hub`, `write_gate`, `held_back`, `writer` | where committed events go; the streams of this process; who may write now (SQLite's one lock, the channels open transactions hold); sends kept aside for those channels; group commit |
+//! | storage | `storage` | the event log in SQL (appending, reading, trimming a piece) |
+//! | delivery | `fanout`, `hub`, `write_gate`, `held_back`, `writer`, `retention` | where committed events go; the streams of this process; who may write now (SQLite's one lock, the channels open transactions hold); sends kept aside for those channels; group commit; trimming in pieces that take turns with the writer |
 //! | handle | `context`, `events`, `transaction` | what the stage built; the public [`Events`]; [`EventTx`], sending inside the app's transaction |
 //! | streams | `replay`, `session`, `response` | catching up from storage; one live stream; the responder |
 //! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
@@ -104,6 +104,7 @@ mod storage;
 mod fanout;
 mod held_back;
 mod hub;
+mod retention;
 mod write_gate;
 mod writer;
 // The handle.

@@ -38,6 +38,8 @@ pub(crate) struct Metrics {
     bus_reconnects: AtomicU64,
     bus_unrelayed: AtomicU64,
     bus_refused: AtomicU64,
+    trimmed_events: AtomicU64,
+    trim_failures: AtomicU64,
     sends_held_back: AtomicU64,
 }
 
@@ -128,6 +130,11 @@ pub struct MetricsSnapshot {
     /// instance), or a sealed live event, kick or `lost` notice heard
     /// before or sealed too far from this instance's clock (a replay).
     pub bus_refused: u64,
+    /// Events retention removed from the event log since start.
+    pub trimmed_events: u64,
+    /// Retention passes that stopped on an error (the database away); each
+    /// is tried again at the next `trim_interval_secs`, from where it was.
+    pub trim_failures: u64,
     /// Streams of this process ended by `channel_permission_changed` (from
     /// this instance or, over the bus, another).
     pub kicks: u64,
@@ -225,6 +232,14 @@ impl Metrics {
         self.bus_unrelayed.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn trimmed(&self, events: u64) {
+        self.trimmed_events.fetch_add(events, Relaxed);
+    }
+
+    pub(crate) fn trim_failed(&self) {
+        self.trim_failures.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn bus_refused(&self) {
         self.bus_refused.fetch_add(1, Relaxed);
     }
@@ -276,6 +291,8 @@ impl Metrics {
             bus_reconnects: self.bus_reconnects.load(Relaxed),
             bus_unrelayed: self.bus_unrelayed.load(Relaxed),
             bus_refused: self.bus_refused.load(Relaxed),
+            trimmed_events: self.trimmed_events.load(Relaxed),
+            trim_failures: self.trim_failures.load(Relaxed),
             kicks: self.kicks.load(Relaxed),
             bus_fills: self.bus_fills.load(Relaxed),
             sends_held_back: self.sends_held_back.load(Relaxed),

@@ -23,8 +23,9 @@ use crate::hub::Hub;
 use crate::identity::{Identify, JwtIdentity};
 use crate::limits::StreamLimits;
 use crate::metrics::Metrics;
+use crate::retention;
 use crate::routes;
-use crate::storage::{Storage, migrations, retention};
+use crate::storage::{Storage, migrations};
 use crate::writer::Writer;
 
 /// The database used when `databases.<name>.url` is not configured: a
@@ -470,7 +471,12 @@ impl Stage {
                 .map(|bus| Arc::clone(&bus.seal)),
             Arc::clone(&metrics),
         );
-        let mut tasks = vec![retention::spawn(storage.clone(), &config)];
+        let mut tasks = vec![retention::spawn(
+            storage.clone(),
+            Arc::clone(writer.gate()),
+            Arc::clone(&metrics),
+            &config,
+        )];
         let health = Health {
             storage: storage.clone(),
             bus: bus.as_ref().map(|bus| Arc::clone(&bus.state)),

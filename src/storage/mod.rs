@@ -7,7 +7,6 @@
 //! generic bounds out of the code.
 
 pub(crate) mod migrations;
-pub(crate) mod retention;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -480,6 +479,7 @@ macro_rules! read_states {
 }
 
 pub(crate) mod in_transaction;
+pub(crate) mod trim;
 
 const SELECT_EVENTS: &str = "SELECT channel, id, event_type, data, skip_users, created_ms, \
      writer_id, append_seq FROM eventstream_events";
@@ -691,65 +691,6 @@ impl Storage {
                 ids.set(channel.clone(), states.get(channel).map_or(0, |state| state.last_id));
             }
             Ok((events, ids))
-        })
-    }
-
-    /// Deletes events older than `cutoff_ms` and, with `max_count`, all but
-    /// the newest `max_count` of each channel. Returns how many were deleted.
-    ///
-    /// Only a prefix of each channel is ever deleted, and `trimmed_through`
-    /// is raised in the same transaction, so the retained ids stay contiguous.
-    pub(crate) async fn trim(
-        &self,
-        cutoff_ms: i64,
-        max_count: Option<u64>,
-    ) -> Result<u64, sqlx::Error> {
-        dispatch!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut cuts: BTreeMap<String, i64> = BTreeMap::new();
-            let aged = sqlx::query(
-                "SELECT channel, MAX(id) AS cut FROM eventstream_events WHERE created_ms < $1 GROUP BY channel",
-            )
-            .bind(cutoff_ms)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &aged {
-                cuts.insert(row.try_get("channel")?, row.try_get("cut")?);
-            }
-            if let Some(max_count) = max_count {
-                let max_count = to_i64(max_count);
-                let crowded = sqlx::query(
-                    "SELECT name, last_id - $1 AS cut FROM eventstream_channels WHERE last_id - trimmed_through > $2",
-                )
-                .bind(max_count)
-                .bind(max_count)
-                .fetch_all(&mut *tx)
-                .await?;
-                for row in &crowded {
-                    let cut: i64 = row.try_get("cut")?;
-                    let entry = cuts.entry(row.try_get("name")?).or_insert(cut);
-                    *entry = (*entry).max(cut);
-                }
-            }
-            let mut deleted = 0;
-            for (channel, cut) in &cuts {
-                sqlx::query(
-                    "UPDATE eventstream_channels SET trimmed_through = $1 WHERE name = $2 AND trimmed_through < $3",
-                )
-                .bind(cut)
-                .bind(channel)
-                .bind(cut)
-                .execute(&mut *tx)
-                .await?;
-                deleted += sqlx::query("DELETE FROM eventstream_events WHERE channel = $1 AND id <= $2")
-                    .bind(channel)
-                    .bind(cut)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
-            tx.commit().await?;
-            Ok(deleted)
         })
     }
 

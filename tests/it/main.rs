@@ -30,6 +30,7 @@ mod operator;
 mod outages;
 mod publish_api;
 mod resume;
+mod retention;
 mod rollback;
 mod soak;
 mod storage;
@@ -61,6 +62,7 @@ fn main() {
         outages::tests(),
         publish_api::tests(),
         resume::tests(),
+        retention::tests(),
         rollback::tests(),
         soak::tests(),
         storage::tests(),
