@@ -209,14 +209,14 @@ if $compare; then
             grip_load=(latency --subscribers 1000 --rate 50 --warmup 2 --seconds 4 --in-flight 1 --wave 64 --via pushpin)
             pick_pushpin_ports
             start_server "compare-grip-$round" "sqlite://$work/compare-grip-$round.db" process \
-                "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
+                "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"pushpin-sig-key-0123456789\"}]"
             start_pushpin "$port"
             on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --channel "grip$round" \
                 --publish-base "http://127.0.0.1:$port/events" --label eventstream-rocket
             bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
             kill "$pid"
             pick_pushpin_ports
-            start_django BENCH_GRIP_URL="$control?iss=pushpin&key=changeme"
+            start_django BENCH_GRIP_URL="$control?iss=pushpin&key=pushpin-sig-key-0123456789"
             start_pushpin "$port" "/events/?channel=ready"
             on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --stream-path "/events/?channel=grip$round" \
                 --publish-url "http://127.0.0.1:$port/publish/grip$round" --label django-eventstream
@@ -424,7 +424,7 @@ grip_runs() {
 if want grip && command -v pushpin >/dev/null 2>&1; then
     pick_pushpin_ports
     start_server grip "sqlite://$work/grip.db" process \
-        "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"changeme\"}]"
+        "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"pushpin-sig-key-0123456789\"}]"
     start_pushpin "$port"
     grip_runs "grip via pushpin" "$port"
     kill "$pid"

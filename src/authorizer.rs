@@ -46,6 +46,25 @@ pub trait Authorizer: Send + Sync + 'static {
         true
     }
 
+    /// Whether `user` may read `channel`, or that this cannot be told right
+    /// now (the data the answer depends on is out of reach). Streams ask
+    /// through this method: when they open, and again after the bus was
+    /// away (a kick sent meanwhile is found that way). The default asks
+    /// [`Authorizer::can_read_channel`]; override this one to say
+    /// [`Decision::CannotTell`].
+    ///
+    /// A stream that opens while the answer is `CannotTell` is told to
+    /// retry later (`retry:`; `EventSource` comes back by itself). An open
+    /// stream whose re-check gets it stays open, keeps receiving, and asks
+    /// again every few seconds until the answer is `Allow` or `Deny`.
+    async fn decide(&self, user: Option<&User>, channel: &str) -> Decision {
+        if self.can_read_channel(user, channel).await {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        }
+    }
+
     /// The channels a request to the built-in routes streams. `requested`
     /// holds the `channel` query values or the path segment; the default
     /// keeps them. Return an error to refuse the request.
@@ -66,6 +85,27 @@ pub trait Authorizer: Send + Sync + 'static {
     }
 }
 
+/// An [`Authorizer`]'s answer for one user and channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The user may read the channel.
+    Allow,
+    /// The user may not: the stream gets `stream-error` `forbidden`.
+    Deny,
+    /// The answer cannot be known now (the authorizer's own data is out of
+    /// reach): nothing is decided, and the question is asked again later.
+    CannotTell,
+}
+
+/// Why [`authorize`] did not let a stream in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// Some channel is refused: `forbidden`, naming them.
+    Forbidden(StreamError),
+    /// No channel is refused, but some cannot be decided now.
+    CannotTell,
+}
+
 /// The default authorizer: every channel is readable by everyone and
 /// persisted (django-eventstream's `DefaultChannelManager`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -78,22 +118,28 @@ impl Authorizer for AllowAll {
     }
 }
 
-/// Checks every channel of a stream with `authorizer`: all readable, or a
-/// `forbidden` error naming the ones that are not. Returns, per channel,
-/// whether it is persisted.
+/// Checks every channel of a stream with `authorizer`: all readable, a
+/// `forbidden` error naming the ones that are not, or (none refused) that
+/// some cannot be told now. Returns, per channel, whether it is persisted.
 pub(crate) async fn authorize(
     authorizer: &dyn Authorizer,
     user: Option<&User>,
     channels: &[String],
-) -> Result<Vec<bool>, StreamError> {
+) -> Result<Vec<bool>, Denied> {
     let mut denied = Vec::new();
+    let mut undecided = false;
     for channel in channels {
-        if !authorizer.can_read_channel(user, channel).await {
-            denied.push(channel.clone());
+        match authorizer.decide(user, channel).await {
+            Decision::Allow => {}
+            Decision::Deny => denied.push(channel.clone()),
+            Decision::CannotTell => undecided = true,
         }
     }
     if !denied.is_empty() {
-        return Err(StreamError::forbidden(denied));
+        return Err(Denied::Forbidden(StreamError::forbidden(denied)));
+    }
+    if undecided {
+        return Err(Denied::CannotTell);
     }
     Ok(channels
         .iter()

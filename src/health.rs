@@ -15,26 +15,59 @@
 //! `grip` (per proxy: items queued, the last publish error).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use rocket::http::Status;
 use serde_json::{Value, json};
 
-use crate::bus::BusState;
+use crate::bus::{BusState, HEARTBEAT_LATE, SILENCE};
 use crate::grip::publisher::Publisher;
-use crate::storage::Storage;
+use crate::storage::{Storage, now_ms};
 
 /// How long the storage probe may take before storage counts as down.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the health check looks at; managed by the stage.
+///
+/// Whoever can reach `health_path` reads its answer, so it says what is
+/// wrong in the library's own words, never in the database's or the
+/// proxy's (which can name hosts, users, databases, or echo a request):
+/// those go to the log, at most once a minute.
 pub(crate) struct Health {
     pub(crate) storage: Storage,
     pub(crate) bus: Option<Arc<BusState>>,
     pub(crate) grip: Option<Publisher>,
+    /// When a failure's details were last logged (ms since the epoch).
+    pub(crate) detail_logged_ms: AtomicI64,
+}
+
+/// A storage failure in the health check's words.
+fn storage_failure(error: &rocket_db_pools::sqlx::Error) -> &'static str {
+    use rocket_db_pools::sqlx::Error;
+    match error {
+        Error::Io(_) | Error::Tls(_) => "no connection to the database",
+        Error::PoolTimedOut => "no database connection free within the pool's timeout",
+        Error::PoolClosed | Error::WorkerCrashed => "the database pool is closed",
+        Error::Database(_) => "the database refused the probe",
+        _ => "the probe failed",
+    }
 }
 
 impl Health {
+    fn log_detail(&self, detail: &str) {
+        let now = now_ms();
+        let last = self.detail_logged_ms.load(Ordering::Acquire);
+        if now - last >= 60_000
+            && self
+                .detail_logged_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            log::warn!("eventstream: health: {detail} (details logged at most once a minute)");
+        }
+    }
+
     /// The status code and the body.
     pub(crate) async fn check(&self) -> (Status, Value) {
         let mut reasons: Vec<String> = Vec::new();
@@ -49,7 +82,8 @@ impl Health {
             }),
             Ok(Err(error)) => {
                 reasons.push("storage does not answer".into());
-                json!({"backend": self.storage.backend(), "ok": false, "error": error.to_string()})
+                self.log_detail(&format!("the storage probe failed: {error}"));
+                json!({"backend": self.storage.backend(), "ok": false, "error": storage_failure(&error)})
             }
             Err(_) => {
                 reasons.push("storage does not answer".into());
@@ -62,9 +96,17 @@ impl Health {
         };
         let bus = self.bus.as_ref().map(|bus| {
             let health = bus.health();
+            let late = health
+                .heartbeat_age_ms
+                .is_some_and(|age| age > HEARTBEAT_LATE.as_millis() as i64);
             if !health.connected {
                 reasons.push(format!(
                     "the {} bus is disconnected: other instances' events arrive within broadcast_poll_secs",
+                    health.kind
+                ));
+            } else if late {
+                reasons.push(format!(
+                    "the {} bus link carries nothing, not even this instance's heartbeat: it is replaced after {SILENCE:?}",
                     health.kind
                 ));
             }
@@ -73,6 +115,7 @@ impl Health {
                 "channel": health.channel,
                 "connected": health.connected,
                 "last_notice_age_ms": health.last_notice_age_ms,
+                "heartbeat_age_ms": health.heartbeat_age_ms,
                 "lag": health.lag,
             })
         });

@@ -74,10 +74,17 @@ pub(crate) struct Subscriber {
     user_id: Option<String>,
     channels: Vec<String>,
     limits: InboxLimits,
+    /// Bit `i` set: channel `i` is live-only (nothing to catch up from).
+    live_only: AtomicU64,
     inbox: Mutex<Inbox>,
 }
 
 impl Subscriber {
+    /// Marks which of its channels are live-only (bit `i`: channel `i`).
+    pub(crate) fn set_live_only(&self, mask: u64) {
+        self.live_only.store(mask, Ordering::Relaxed);
+    }
+
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
         self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -195,6 +202,20 @@ impl std::ops::Deref for Registration {
     }
 }
 
+impl Registration {
+    /// Has the stream check its permissions again after `delay` (its
+    /// authorizer could not tell); nothing happens if it ended meanwhile.
+    pub(crate) fn recheck_in(&self, delay: std::time::Duration) {
+        let subscriber = Arc::downgrade(&self.subscriber);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(subscriber) = subscriber.upgrade() {
+                subscriber.tell(|inbox| inbox.recheck = true);
+            }
+        });
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.unsubscribe(&self.subscriber);
@@ -223,6 +244,7 @@ impl Hub {
             user_id,
             channels,
             limits,
+            live_only: AtomicU64::new(0),
             inbox: Mutex::new(Inbox::default()),
         });
         {
@@ -292,6 +314,24 @@ impl Hub {
         if let Some(listeners) = map.get(channel) {
             for (subscriber, index) in listeners.values() {
                 subscriber.tell(|inbox| inbox.overflowed |= 1 << index);
+            }
+        }
+    }
+
+    /// Tells every stream of a live-only channel that it may have missed
+    /// events (the bus was away: what other instances sent meanwhile is
+    /// gone): each gets `stream-reset` for those channels. Streams of
+    /// persistent channels are left alone (the bus catches them up from
+    /// storage).
+    pub(crate) fn missed_live_only(&self) {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        let mut told = std::collections::HashSet::new();
+        for listeners in map.values() {
+            for (subscriber, _) in listeners.values() {
+                let live_only = subscriber.live_only.load(Ordering::Relaxed);
+                if live_only != 0 && told.insert(subscriber.key) {
+                    subscriber.tell(|inbox| inbox.overflowed |= live_only);
+                }
             }
         }
     }

@@ -129,7 +129,7 @@ mod stage;
 #[cfg(feature = "internals")]
 pub mod internals;
 
-pub use authorizer::{AllowAll, Authorizer};
+pub use authorizer::{AllowAll, Authorizer, Decision};
 pub use channel::MAX_CHANNEL_CHARS;
 pub use config::{
     AllowedOrigins, Broadcast, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,

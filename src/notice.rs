@@ -100,6 +100,10 @@ pub(crate) enum Body {
     /// instances' streams of this channel missed it.
     #[serde(rename = "lost")]
     Lost(String),
+    /// A heartbeat: each instance hears its own, which proves its link to
+    /// the bus carries notices both ways.
+    #[serde(rename = "ping")]
+    Ping {},
     /// A revoked permission: end the user's streams on the channel.
     #[serde(rename = "kick")]
     Kick {

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use rocket::Shutdown;
 use tokio::time::{Duration, Instant, Sleep, sleep};
 
-use crate::authorizer;
+use crate::authorizer::{self, Denied};
 use crate::context::Context;
 use crate::error::StreamError;
 use crate::event_id::{IdVector, Resume};
@@ -43,6 +43,9 @@ pub(crate) struct Plan {
     /// The client's address, for `max_streams_per_ip`.
     pub(crate) address: Option<IpAddr>,
 }
+
+/// How soon a stream asks again after its authorizer could not tell.
+const RECHECK_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a stream does not open (or ends early).
 #[derive(Debug)]
@@ -70,6 +73,15 @@ impl Refusal {
 impl From<StreamError> for Refusal {
     fn from(error: StreamError) -> Self {
         Refusal::Error(error)
+    }
+}
+
+impl From<Denied> for Refusal {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Forbidden(error) => Refusal::Error(error),
+            Denied::CannotTell => Refusal::RetryLater("the authorizer cannot tell now"),
+        }
     }
 }
 
@@ -164,6 +176,13 @@ impl Plan {
                 bytes: context.config.max_queued_bytes,
             },
         );
+        registration.set_live_only(
+            reliable
+                .iter()
+                .enumerate()
+                .filter(|(_, reliable)| !**reliable)
+                .fold(0, |mask, (index, _)| mask | 1 << index),
+        );
         // A permission revoked between the check above and the
         // registration was kicked while this stream was not listening:
         // ask again now that any later kick reaches it.
@@ -232,16 +251,22 @@ impl Session {
             // Boxed here and below: this future lives as long as the stream
             // (see `response`), and the authorizer's and the replay's
             // futures would otherwise make it several times larger.
-            if self.registration.take_recheck()
-                && let Err(error) = Box::pin(authorizer::authorize(
+            if self.registration.take_recheck() {
+                let verdict = Box::pin(authorizer::authorize(
                     self.context.authorizer.as_ref(),
                     self.user.as_ref(),
                     self.registration.channels(),
                 ))
-                .await
-            {
-                self.finished = true;
-                return Some(frame::stream_error(&error));
+                .await;
+                match verdict {
+                    Ok(_) => {}
+                    Err(Denied::Forbidden(error)) => {
+                        self.finished = true;
+                        return Some(frame::stream_error(&error));
+                    }
+                    // Nothing decided: the stream goes on, and asks again.
+                    Err(Denied::CannotTell) => self.registration.recheck_in(RECHECK_RETRY),
+                }
             }
             let mut out = BytesMut::new();
             if self.behind != 0 {

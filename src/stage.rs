@@ -481,6 +481,7 @@ impl Stage {
             storage: storage.clone(),
             bus: bus.as_ref().map(|bus| Arc::clone(&bus.state)),
             grip: publishing,
+            detail_logged_ms: Default::default(),
         };
         tasks.extend(bus.into_iter().flat_map(|bus| bus.tasks));
         let limits = Arc::new(StreamLimits::new(

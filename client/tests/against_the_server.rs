@@ -248,7 +248,7 @@ impl Pushpin {
     /// The server's GRIP settings for this Pushpin.
     fn settings(&self) -> String {
         format!(
-            ",link_key=\"client-test-link-key-0123456789\",grip_proxies=[{{control_uri=\"http://127.0.0.1:{}\",verify_iss=\"pushpin\",verify_key=\"changeme\"}}]",
+            ",link_key=\"client-test-link-key-0123456789\",grip_proxies=[{{control_uri=\"http://127.0.0.1:{}\",verify_iss=\"pushpin\",verify_key=\"pushpin-sig-key-0123456789\"}}]",
             5561 + self.offset
         )
     }

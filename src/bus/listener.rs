@@ -34,6 +34,16 @@ pub(crate) const HAND_OFF_BYTES: usize = 4 * 1024 * 1024;
 /// How often a refused notice is logged, at most.
 const REFUSALS_LOGGED_EVERY_MS: i64 = 60_000;
 
+/// How often each instance sends itself a heartbeat over the bus.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A heartbeat older than this makes the health check say the bus link is
+/// silent (degraded), before the listener gives up on it at [`SILENCE`].
+pub(crate) const HEARTBEAT_LATE: Duration = Duration::from_secs(3);
+/// How long a listener may hear nothing, not even its own instance's
+/// heartbeat, before its connection is taken for dead (half-open: a
+/// network path that dropped it without a word) and replaced.
+pub(crate) const SILENCE: Duration = Duration::from_secs(5);
+
 /// What the listener hands the receiver.
 #[derive(Debug)]
 pub(crate) enum Heard {
@@ -59,6 +69,9 @@ pub(crate) struct BusState {
     hand_off: mpsc::Sender<Heard>,
     /// Payload bytes handed to the receiver and not yet taken.
     hand_off_bytes: AtomicUsize,
+    /// When the listener last heard this instance's own heartbeat (ms
+    /// since the epoch; 0: not yet).
+    heard_self_ms: AtomicI64,
 }
 
 /// A point-in-time view of [`BusState`].
@@ -69,6 +82,10 @@ pub(crate) struct BusHealth<'a> {
     pub(crate) connected: bool,
     /// Milliseconds since the last notice from another instance.
     pub(crate) last_notice_age_ms: Option<i64>,
+    /// Milliseconds since the listener heard this instance's own
+    /// heartbeat (sent every second): past a few seconds the link is
+    /// silent, and past [`SILENCE`] it is replaced.
+    pub(crate) heartbeat_age_ms: Option<i64>,
     /// Notices received and not yet handled.
     pub(crate) lag: usize,
 }
@@ -86,6 +103,7 @@ impl BusState {
             last_notice_ms: AtomicI64::new(0),
             hand_off,
             hand_off_bytes: AtomicUsize::new(0),
+            heard_self_ms: AtomicI64::new(0),
         }
     }
 
@@ -100,7 +118,9 @@ impl BusState {
 
     pub(crate) fn health(&self) -> BusHealth<'_> {
         let last = self.last_notice_ms.load(Ordering::Acquire);
+        let heard_self = self.heard_self_ms.load(Ordering::Acquire);
         BusHealth {
+            heartbeat_age_ms: (heard_self > 0).then(|| (now_ms() - heard_self).max(0)),
             kind: self.kind,
             channel: &self.channel,
             connected: self.connected.load(Ordering::Acquire),
@@ -129,7 +149,17 @@ impl HandOff {
     pub(crate) fn payload(&self, payload: &str) {
         let now = now_ms();
         let notice = match self.seal.open(payload) {
-            Ok(notice) if notice.origin == self.seal.origin() => return,
+            Ok(notice) if notice.origin == self.seal.origin() => {
+                if matches!(notice.body, Body::Ping {}) {
+                    self.state.heard_self_ms.store(now, Ordering::Release);
+                }
+                return;
+            }
+            // Another instance's heartbeat: for its own listener.
+            Ok(Notice {
+                body: Body::Ping {},
+                ..
+            }) => return,
             Ok(notice) => notice,
             Err(why) => return self.refuse(&why, now),
         };
@@ -172,6 +202,27 @@ impl HandOff {
                 self.seal.channel()
             );
         }
+    }
+
+    /// Resolves once the listener has heard nothing of this instance's
+    /// heartbeats for [`SILENCE`], counted from `connected_at` (ms since
+    /// the epoch) at the earliest: the connection is then taken for dead,
+    /// and health says the bus is disconnected until a new one listens.
+    pub(crate) async fn silence(&self, connected_at: i64) {
+        let silence_ms = SILENCE.as_millis() as i64;
+        loop {
+            let heard = self.state.heard_self_ms.load(Ordering::Acquire);
+            let due = heard.max(connected_at) + silence_ms;
+            let now = now_ms();
+            if now >= due {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis((due - now).unsigned_abs())).await;
+        }
+        self.state.set_connected(false);
+        log::warn!(
+            "eventstream: the bus listener heard nothing for {SILENCE:?}, not even this instance's own heartbeat: its connection is taken for dead and replaced"
+        );
     }
 
     /// The connection is back: count it and ask for a catch-up.

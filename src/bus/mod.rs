@@ -47,8 +47,8 @@ use crate::metrics::Metrics;
 use crate::notice::Seal;
 use crate::storage::Storage;
 
-pub(crate) use listener::BusState;
 use listener::HAND_OFF_DEPTH;
+pub(crate) use listener::{BusState, HEARTBEAT_LATE, SILENCE};
 
 /// How notices travel between instances.
 pub(crate) enum Transport {
@@ -165,10 +165,21 @@ impl Bus {
             !writer_announces,
             Arc::clone(&metrics),
         ));
+        let heartbeat = {
+            let sender = Arc::clone(&sender);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(listener::HEARTBEAT);
+                loop {
+                    every.tick().await;
+                    sender.ping();
+                }
+            })
+        };
         let tasks = vec![
             listening,
             tokio::spawn(receiver.run(hand_off)),
             tokio::spawn(Arc::clone(&sender).run(sending)),
+            heartbeat,
         ];
         Ok(Bus {
             seal,

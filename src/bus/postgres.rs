@@ -6,11 +6,16 @@ use rocket_db_pools::sqlx::postgres::PgListener;
 use rocket_db_pools::sqlx::{self, PgPool};
 
 use super::listener::{Backoff, HandOff};
+use super::sender::SEND_TIMEOUT;
 use crate::notice::NOTIFY_SQL;
+use crate::storage::now_ms;
 
 /// The `application_name` of listener connections, so an operator (or a
 /// test) can find them in `pg_stat_activity`.
 const APPLICATION_NAME: &str = "eventstream bus";
+
+/// How long opening a listener connection may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection of its own that listens for notices on `channel`.
 pub(crate) async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
@@ -29,17 +34,21 @@ pub(crate) async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, 
 pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: HandOff) {
     hand_off.state.set_connected(true);
     loop {
+        let connected_at = now_ms();
         loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => hand_off.payload(notification.payload()),
-                Ok(None) => {
-                    log::warn!("eventstream: the bus listener lost its connection");
-                    break;
-                }
-                Err(error) => {
-                    log::warn!("eventstream: the bus listener failed: {error}");
-                    break;
-                }
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => hand_off.payload(notification.payload()),
+                    Ok(None) => {
+                        log::warn!("eventstream: the bus listener lost its connection");
+                        break;
+                    }
+                    Err(error) => {
+                        log::warn!("eventstream: the bus listener failed: {error}");
+                        break;
+                    }
+                },
+                () = hand_off.silence(connected_at) => break,
             }
         }
         hand_off.state.set_connected(false);
@@ -48,12 +57,20 @@ pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: Han
             if pool.is_closed() {
                 return;
             }
-            match connect(&pool, hand_off.seal.channel()).await {
-                Ok(listener) => break listener,
-                Err(error) => {
+            // A connection attempt on a path that drops packets could
+            // wait for the TCP timeout: give it a bound.
+            let attempt =
+                tokio::time::timeout(CONNECT_TIMEOUT, connect(&pool, hand_off.seal.channel()));
+            match attempt.await {
+                Ok(Ok(listener)) => break listener,
+                Ok(Err(error)) => {
                     backoff
                         .wait("the bus listener cannot connect", &error)
                         .await
+                }
+                Err(_) => {
+                    let why = format!("no connection within {CONNECT_TIMEOUT:?}");
+                    backoff.wait("the bus listener cannot connect", &why).await
                 }
             }
         };
@@ -61,13 +78,23 @@ pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: Han
     }
 }
 
-/// Sends one notice on `channel`.
+/// Sends one notice on `channel`. A connection that does not answer
+/// within [`SEND_TIMEOUT`] is closed rather than given back to the pool
+/// (it may be half-open: a peer gone without a word).
 pub(crate) async fn send(pool: &PgPool, channel: &str, payload: &str) -> Result<(), String> {
-    sqlx::query(NOTIFY_SQL)
+    let mut connection = tokio::time::timeout(SEND_TIMEOUT, pool.acquire())
+        .await
+        .map_err(|_| format!("no connection within {SEND_TIMEOUT:?}"))?
+        .map_err(|error| error.to_string())?;
+    let sent = sqlx::query(NOTIFY_SQL)
         .bind(channel)
         .bind(payload)
-        .execute(pool)
-        .await
-        .map(drop)
-        .map_err(|error| error.to_string())
+        .execute(&mut *connection);
+    match tokio::time::timeout(SEND_TIMEOUT, sent).await {
+        Ok(sent) => sent.map(drop).map_err(|error| error.to_string()),
+        Err(_) => {
+            drop(connection.detach());
+            Err(format!("no answer within {SEND_TIMEOUT:?}"))
+        }
+    }
 }

@@ -115,6 +115,8 @@ impl Receiver {
                     self.metrics.bus_delivered(1, false);
                 }
                 Body::Lost(channel) => self.hub.missed(&channel),
+                // Heartbeats stop at the listener.
+                Body::Ping {} => {}
                 Body::Kick {
                     channel,
                     user_id,
@@ -136,10 +138,12 @@ impl Receiver {
         }
     }
 
-    /// After notices were missed: events from storage, and kicks by every
-    /// stream asking the authorizer again.
+    /// After notices were missed: events from storage, kicks by every
+    /// stream asking the authorizer again, and `stream-reset` on live-only
+    /// channels (what other instances sent on them meanwhile is gone).
     async fn recover(&self) {
         self.hub.recheck_all();
+        self.hub.missed_live_only();
         self.catch_up().await;
     }
 

@@ -15,7 +15,9 @@ use futures_core::Stream;
 use redis::aio::MultiplexedConnection;
 
 use super::listener::{Backoff, HandOff};
+use super::sender::SEND_TIMEOUT;
 use crate::config::redact_url;
+use crate::storage::now_ms;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -140,7 +142,14 @@ pub(crate) async fn listen(server: Server, mut subscribed: Option<Messages>, han
                 messages
             }
         };
-        while let Some(message) = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx)).await {
+        let connected_at = now_ms();
+        loop {
+            let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
+            let message = tokio::select! {
+                message = next => message,
+                () = hand_off.silence(connected_at) => None,
+            };
+            let Some(message) = message else { break };
             match message.get_payload::<String>() {
                 Ok(payload) => hand_off.payload(&payload),
                 Err(error) => log::warn!(
@@ -150,7 +159,7 @@ pub(crate) async fn listen(server: Server, mut subscribed: Option<Messages>, han
             }
         }
         hand_off.state.set_connected(false);
-        log::warn!("eventstream: the bus listener lost its Redis connection");
+        log::warn!("eventstream: the bus listener lost its Redis connection; subscribing again");
     }
 }
 
@@ -175,16 +184,22 @@ impl Publisher {
             Some(connection) => connection,
             None => self.connection.insert(self.server.connection().await?),
         };
-        let sent = redis::cmd("PUBLISH")
-            .arg(&self.server.channel)
-            .arg(payload)
-            .query_async::<i64>(connection)
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(error) => {
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&self.server.channel).arg(payload);
+        let sent = publish.query_async::<i64>(connection);
+        match tokio::time::timeout(SEND_TIMEOUT, sent).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
                 self.connection = None;
                 Err(self.server.describe(&error))
+            }
+            // Half-open, perhaps: start over on a new connection.
+            Err(_) => {
+                self.connection = None;
+                Err(format!(
+                    "{}: no answer within {SEND_TIMEOUT:?}",
+                    self.server.shown
+                ))
             }
         }
     }

@@ -33,6 +33,8 @@ use crate::storage::now_ms;
 const MAX_QUEUED: usize = 4096;
 /// Bytes of live-only events queued for other instances, at most.
 pub(crate) const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// How long one send may wait for the server's answer.
+pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where notices go.
 pub(crate) enum Link {
@@ -43,6 +45,8 @@ pub(crate) enum Link {
 }
 
 impl Link {
+    /// Sends one payload; a server that does not answer within
+    /// [`SEND_TIMEOUT`] counts as a failure (its connection is dropped).
     async fn send(&mut self, payload: &str) -> Result<(), String> {
         match self {
             Link::Postgres(pool, channel) => super::postgres::send(pool, channel, payload).await,
@@ -72,6 +76,8 @@ struct Queue {
     /// Channels with a live-only event that could not be relayed, to be
     /// announced as missed.
     lost: BTreeSet<String>,
+    /// A heartbeat is due.
+    ping: bool,
 }
 
 /// What a body weighs in the queue and on the wire.
@@ -89,6 +95,7 @@ fn weight(body: &Body) -> usize {
         } => channel.len() + user_id.as_ref().map_or(0, String::len) + 64,
         Body::Lost(channel) => channel.len(),
         Body::Committed(ranges) => ranges.len() * 64,
+        Body::Ping {} => 16,
     }
 }
 
@@ -135,6 +142,13 @@ impl Sender {
         self.queued.notify_one();
     }
 
+    /// Queues a heartbeat (one at most: a heartbeat stuck behind others is
+    /// as good as a second one).
+    pub(crate) fn ping(&self) {
+        self.queue().ping = true;
+        self.queued.notify_one();
+    }
+
     /// A committed event to announce: extends the waiting range of its
     /// channel when it follows it.
     fn committed(&self, channel: &str, seq: u64) {
@@ -172,6 +186,9 @@ impl Sender {
         }
         if let Some(channel) = queue.lost.pop_first() {
             return vec![Body::Lost(channel)];
+        }
+        if std::mem::take(&mut queue.ping) {
+            return vec![Body::Ping {}];
         }
         let body = queue.bodies.pop_front();
         if let Some(body) = &body {

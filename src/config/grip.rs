@@ -93,6 +93,10 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
     Ok(proxy)
 }
 
+/// The shortest GRIP key accepted, in bytes (after `base64:` decoding), as
+/// for every other secret.
+pub(crate) const MIN_KEY_BYTES: usize = 16;
+
 /// Validates an entry and fills Fastly's defaults.
 pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> {
     proxy.control_uri = proxy.control_uri.trim_end_matches('/').to_owned();
@@ -112,14 +116,22 @@ pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> 
     }
     if proxy.verify_key.is_none() && proxy.key.is_none() {
         return Err(format!(
-            "{} has no way to verify Grip-Sig: set verify_key to Pushpin's sig_key (its default is \"changeme\"), \
-             or key; without it anyone could obtain GRIP instructions",
+            "{} has no way to verify Grip-Sig: set Pushpin's sig_key in pushpin.conf to a secret of \
+             at least {MIN_KEY_BYTES} bytes and verify_key to the same, or key; without it anyone \
+             could obtain GRIP instructions",
             proxy.control_uri
         ));
     }
     for (name, value) in [("key", &proxy.key), ("verify_key", &proxy.verify_key)] {
         if let Some(value) = value {
-            decode_key(value.expose()).map_err(|why| format!("{name}: {why}"))?;
+            let key = decode_key(value.expose()).map_err(|why| format!("{name}: {why}"))?;
+            if key.len() < MIN_KEY_BYTES {
+                return Err(format!(
+                    "{name} must be at least {MIN_KEY_BYTES} bytes long, as every other secret \
+                     (Pushpin's default sig_key \"changeme\" is public: set sig_key in pushpin.conf \
+                     to a secret and {name} to the same)"
+                ));
+            }
         }
     }
     Ok(())
@@ -199,7 +211,8 @@ mod tests {
     #[test]
     fn fastly_entries_get_fastlys_key_and_issuer() {
         let mut proxy =
-            parse_grip_url("https://api.fastly.com/service/SID123?key=token").expect("valid");
+            parse_grip_url("https://api.fastly.com/service/SID123?key=fastly-api-token-0123456789")
+                .expect("valid");
         complete_proxy(&mut proxy).expect("complete");
         assert_eq!(proxy.verify_iss.as_deref(), Some("fastly:SID123"));
         assert_eq!(
@@ -213,6 +226,22 @@ mod tests {
         let mut proxy = parse_grip_url("http://127.0.0.1:5561").expect("valid");
         let why = complete_proxy(&mut proxy).expect_err("unverifiable");
         assert!(why.contains("sig_key"), "{why}");
+    }
+
+    #[test]
+    fn short_keys_and_pushpins_public_default_are_refused() {
+        for url in [
+            "http://127.0.0.1:5561?verify-iss=pushpin&verify-key=changeme",
+            "http://127.0.0.1:5561?iss=me&key=short-key",
+            "http://127.0.0.1:5561?verify-key=base64:c2VjcmV0",
+        ] {
+            let mut proxy = parse_grip_url(url).expect("parses");
+            let why = complete_proxy(&mut proxy).expect_err("too short");
+            assert!(why.contains("at least 16 bytes"), "{why}");
+        }
+        let mut proxy =
+            parse_grip_url("http://127.0.0.1:5561?verify-key=sixteen-bytes-ok").expect("parses");
+        complete_proxy(&mut proxy).expect("16 bytes");
     }
 
     #[test]

@@ -276,7 +276,7 @@ pub struct Config {
     /// GRIP proxies (Pushpin, Fastly Fanout) that hold connections and
     /// receive every published event.
     pub grip_proxies: Vec<GripProxyConfig>,
-    /// One GRIP proxy as a URL, e.g. `http://127.0.0.1:5561?verify-key=changeme`
+    /// One GRIP proxy as a URL, e.g. `http://127.0.0.1:5561?verify-key=<sig_key>`
     /// or `https://api.fastly.com/service/<id>?verify-iss=fastly:<id>&key=<token>`.
     pub grip_url: Option<Secret>,
     /// Secret that signs the next links handed to GRIP proxies. Must be
@@ -922,7 +922,7 @@ mod tests {
 
     #[test]
     fn grip_settings_are_checked_at_launch() {
-        let pushpin = "grip_proxies = [{ control_uri = 'http://127.0.0.1:5561', verify_iss = 'pushpin', verify_key = 'changeme' }]";
+        let pushpin = "grip_proxies = [{ control_uri = 'http://127.0.0.1:5561', verify_iss = 'pushpin', verify_key = 'pushpin-sig-key-0123456789' }]";
         let config = load(&format!(
             "[eventstream]\n{pushpin}\nlink_key = '0123456789abcdef0'\n"
         ))
@@ -946,14 +946,14 @@ mod tests {
         let error = load("[eventstream]\ngrip_proxies = [{ control_uri = 'x', verify_key = 'k' }]\nlink_key = '0123456789abcdef0'\n")
             .expect_err("bad uri");
         assert!(error.contains("grip_proxies[0]"), "{error}");
-        let config = load("GRIP_URL = 'http://127.0.0.1:5561?verify-key=changeme'\n[eventstream]\nlink_key = '0123456789abcdef0'\n")
+        let config = load("GRIP_URL = 'http://127.0.0.1:5561?verify-key=pushpin-sig-key-0123456789'\n[eventstream]\nlink_key = '0123456789abcdef0'\n")
             .expect("the GRIP_URL alias");
         assert_eq!(
             config.grip_proxies[0]
                 .verify_key
                 .as_ref()
                 .map(Secret::expose),
-            Some("changeme")
+            Some("pushpin-sig-key-0123456789")
         );
     }
 

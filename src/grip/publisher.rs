@@ -98,7 +98,9 @@ pub(crate) struct ProxyStatus {
     /// What they weigh, with the batch being sent (at most
     /// [`QUEUE_BYTES`]).
     pub(crate) queued_bytes: usize,
-    /// Why the last publish request failed, unless one succeeded since.
+    /// Why the last publish request failed, unless one succeeded since:
+    /// the status the proxy answered, or that it did not answer (never
+    /// what it said: that goes to the log).
     pub(crate) last_error: Option<String>,
 }
 
@@ -319,6 +321,23 @@ enum PublishError {
     },
     /// No answer: connection refused, timeout, TLS.
     Transport(reqwest::Error),
+}
+
+impl PublishError {
+    /// What the health check shows: the status, or which way no answer
+    /// came; never the proxy's body or the URL.
+    fn summary(&self) -> String {
+        match self {
+            PublishError::Status { status, .. } => format!("the proxy answered {status}"),
+            PublishError::Transport(error) if error.is_connect() => {
+                "no connection to the proxy".into()
+            }
+            PublishError::Transport(error) if error.is_timeout() => {
+                "no answer from the proxy in time".into()
+            }
+            PublishError::Transport(_) => "the request to the proxy failed".into(),
+        }
+    }
 }
 
 impl std::fmt::Display for PublishError {
@@ -556,7 +575,7 @@ async fn run(target: Target, mut items: mpsc::Receiver<Queued>, shared: Shared) 
                         break;
                     }
                     Err(why) if attempt + 1 < ATTEMPTS => {
-                        record_outcome(Some(why.to_string()));
+                        record_outcome(Some(why.summary()));
                         metrics.grip_retry();
                         log::warn!(
                             "eventstream: publish to {} failed ({why}); retrying",
@@ -566,7 +585,7 @@ async fn run(target: Target, mut items: mpsc::Receiver<Queued>, shared: Shared) 
                         attempt += 1;
                     }
                     Err(why) => {
-                        record_outcome(Some(why.to_string()));
+                        record_outcome(Some(why.summary()));
                         metrics.grip_failed(indexes.len() as u64);
                         log::error!(
                             "eventstream: giving up on {} items for {} ({why}); their channels will be hinted",

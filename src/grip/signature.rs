@@ -107,11 +107,11 @@ mod tests {
 
     #[test]
     fn only_valid_unexpired_tokens_from_the_right_issuer_verify() {
-        let verifier = Verifier::new(&[pushpin("changeme")]).expect("verifier");
-        assert!(verifier.verifies(Some(&token("pushpin", b"changeme", 3600))));
+        let verifier = Verifier::new(&[pushpin("pushpin-sig-key-0123456789")]).expect("verifier");
+        assert!(verifier.verifies(Some(&token("pushpin", b"pushpin-sig-key-0123456789", 3600))));
         assert!(!verifier.verifies(Some(&token("pushpin", b"wrong", 3600))));
-        assert!(!verifier.verifies(Some(&token("other", b"changeme", 3600))));
-        assert!(!verifier.verifies(Some(&token("pushpin", b"changeme", -60))));
+        assert!(!verifier.verifies(Some(&token("other", b"pushpin-sig-key-0123456789", 3600))));
+        assert!(!verifier.verifies(Some(&token("pushpin", b"pushpin-sig-key-0123456789", -60))));
         assert!(!verifier.verifies(Some("forged.by.client")));
         assert!(!verifier.verifies(None));
     }

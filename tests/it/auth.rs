@@ -1,11 +1,17 @@
 //! Identity and authorization: tokens, forbidden channels, kicks, skip lists.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
 use serde_json::json;
 
-use eventstream_rocket::{SendOptions, User};
+use eventstream_rocket::{Authorizer, Decision, SendOptions, Stage, User};
 use libtest_mimic::Trial;
 
-use crate::helpers::{AnnUntilRevoked, App, Backend, spawn_app, token, token_with};
+use crate::helpers::{
+    AnnUntilRevoked, App, Backend, TestDatabase, on_bus, postgres_bus, spawn_app, token, token_with,
+};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -21,7 +27,125 @@ pub fn tests() -> Vec<Trial> {
             a_kick_between_authorizing_and_registering_is_not_lost,
         ],
         on_every_path => [skipped_users_get_neither_the_live_event_nor_its_replay],
+        needs_postgres => [an_authorizer_that_cannot_tell_keeps_streams_open_and_asks_again],
     ]
+}
+
+/// Lets `ann` read everything until `revoked`; while `unreachable`, it
+/// cannot tell (its own data is out of reach). Counts the times it could
+/// not tell.
+struct Flaky {
+    revoked: Arc<AtomicBool>,
+    unreachable: Arc<AtomicBool>,
+    undecided: Arc<AtomicU64>,
+}
+
+#[rocket::async_trait]
+impl Authorizer for Flaky {
+    async fn decide(&self, user: Option<&User>, _channel: &str) -> Decision {
+        if self.unreachable.load(Ordering::SeqCst) {
+            self.undecided.fetch_add(1, Ordering::SeqCst);
+            return Decision::CannotTell;
+        }
+        let ann = user.is_some_and(|user| user.id == "ann");
+        if ann && self.revoked.load(Ordering::SeqCst) {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        }
+    }
+}
+
+/// The re-check that follows a bus reconnect meets an authorizer that
+/// cannot reach its data: ann's stream stays open and keeps receiving;
+/// once the authorizer can tell again, the stream is asked again by
+/// itself, and ends when ann was revoked meanwhile.
+async fn an_authorizer_that_cannot_tell_keeps_streams_open_and_asks_again() {
+    let (revoked, unreachable, undecided) = Default::default();
+    let flaky = |revoked: &Arc<AtomicBool>,
+                 unreachable: &Arc<AtomicBool>,
+                 undecided: &Arc<AtomicU64>| Flaky {
+        revoked: Arc::clone(revoked),
+        unreachable: Arc::clone(unreachable),
+        undecided: Arc::clone(undecided),
+    };
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let app = spawn_app(
+        on_bus(&database.url, &postgres_bus())
+            .stage(
+                Stage::new()
+                    .authorizer_named("test::Flaky", flaky(&revoked, &unreachable, &undecided)),
+            )
+            .with("eventstream.authorizer", "test::Flaky"),
+    )
+    .await;
+    let ann = format!("Bearer {}", token("ann", 600));
+    let mut stream = app
+        .stream("/events/_room", &[("Authorization", &ann)])
+        .await;
+    assert_eq!(stream.next_event().await.event(), "stream-open");
+
+    // Its data out of reach, the bus reconnects: every stream asks again.
+    unreachable.store(true, Ordering::SeqCst);
+    let admin = sqlx::PgPool::connect(&database.url)
+        .await
+        .expect("the database");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'eventstream bus' AND datname = current_database()",
+    )
+    .execute(&admin)
+    .await
+    .expect("the listener ended");
+    admin.close().await;
+    app.wait_for_metrics(
+        "the bus never reconnected",
+        Duration::from_secs(15),
+        |metrics| metrics.bus_reconnects >= 1,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while undecided.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never asked again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still open, still receiving.
+    app.send_event("_room", json!("while unsure")).await;
+    let frame = stream.next_event().await;
+    assert_eq!(
+        (frame.event(), frame.json()),
+        ("message", json!("while unsure")),
+        "{frame:?}"
+    );
+
+    // Reachable again, and ann revoked meanwhile: the next re-check (a few
+    // seconds later, unprompted) ends the stream.
+    revoked.store(true, Ordering::SeqCst);
+    unreachable.store(false, Ordering::SeqCst);
+    let frame = stream
+        .next_within(Duration::from_secs(15))
+        .await
+        .expect("a frame before the end");
+    let frame = if frame.comment || frame.event() == "keep-alive" {
+        loop {
+            let next = stream
+                .next_within(Duration::from_secs(15))
+                .await
+                .expect("a frame");
+            if !next.comment && next.event() != "keep-alive" {
+                break next;
+            }
+        }
+    } else {
+        frame
+    };
+    assert_eq!(frame.event(), "stream-error", "{frame:?}");
+    assert_eq!(frame.json()["condition"], json!("forbidden"));
+    app.stop().await;
+    database.remove().await;
 }
 
 async fn private_channels_are_forbidden_to_anonymous_users() {

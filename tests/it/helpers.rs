@@ -36,7 +36,7 @@ pub use sse::Sse;
 pub use pushpin::Pushpin;
 #[cfg(feature = "redis")]
 pub use redis::RedisServer;
-pub use relay::Relay;
+pub use relay::{Relay, SilencingRelay};
 
 /// Which event-log backend a test runs against, and how clients reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,9 @@ pub enum Backend {
     Pushpin,
 }
 
-/// Pushpin's default `sig_key`, which the harness configures.
-pub const PUSHPIN_SIG_KEY: &str = "changeme";
+/// The `sig_key` the harness configures Pushpin with (Pushpin's own
+/// default, "changeme", is public and refused).
+pub const PUSHPIN_SIG_KEY: &str = "pushpin-sig-key-0123456789";
 pub const LINK_KEY: &str = "test-link-key-0123456789abcdef";
 /// The `bus_key` every test instance shares.
 pub const BUS_KEY: &str = "test-bus-key-0123456789abcdef";

@@ -1,7 +1,8 @@
 //! What waits on another process is bounded in bytes: a GRIP proxy that
 //! hangs, a bus server that is down and a writer held up by an
 //! application's transaction cost the app a bounded amount of memory under
-//! full publish load, and nothing sent is lost for it.
+//! full publish load, and nothing sent is lost for it. And a bus link that
+//! goes silent without closing is noticed within a stated bound.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,8 @@ use serde_json::{Value, json};
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
 use crate::helpers::{
-    App, Backend, Instance, LINK_KEY, PUBLISH_KEY, Relay, TestDatabase, grip_proxies, spawn_app,
+    App, Backend, Instance, LINK_KEY, PUBLISH_KEY, Relay, SilencingRelay, TestApp, TestDatabase,
+    grip_proxies, on_bus, postgres_bus, spawn_app,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -22,6 +24,7 @@ pub fn tests() -> Vec<Trial> {
             a_hanging_proxy_under_load_costs_bounded_memory,
             a_writer_held_up_holds_a_bounded_number_of_bytes,
         ],
+        needs_postgres => [a_silent_bus_link_is_noticed_and_replaced],
     ];
     trials.extend(redis_trials());
     trials
@@ -228,4 +231,156 @@ async fn a_writer_held_up_holds_a_bounded_number_of_bytes() {
     }
     assert_eq!(app.events.metrics().queued_send_bytes, 0);
     app.stop().await;
+}
+
+/// How long a silent bus link may go unnoticed: the library's bound (5 s
+/// without its own heartbeat) and this noisy machine's margin.
+const SILENCE_NOTICED_WITHIN: Duration = Duration::from_secs(8);
+
+async fn bus_health(app: &TestApp) -> Value {
+    let health: Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("health answers")
+        .json()
+        .await
+        .expect("a JSON body");
+    health["bus"].clone()
+}
+
+/// Waits until `done` holds for A's bus health; returns how long that
+/// took.
+async fn until_bus(
+    app: &TestApp,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        let bus = bus_health(app).await;
+        if done(&bus) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what} within {within:?}: {bus}"
+        );
+    }
+}
+
+/// Instance A reaches PostgreSQL through a relay that then silences its
+/// bus listener's connection (open, relaying nothing either way), while B
+/// publishes a live-only event four times a second: A's health says the
+/// bus is disconnected within the bound, A replaces the connection, its
+/// stream is told it missed events (`stream-reset`) and gets B's events
+/// again.
+async fn a_silent_bus_link_is_noticed_and_replaced() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let relay = SilencingRelay::start("127.0.0.1:5432").await;
+    // In clear, so that the relay can see which connection listens.
+    let through_relay = format!(
+        "{}?sslmode=disable",
+        database
+            .url
+            .replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port), 1)
+    );
+    let a = spawn_app(
+        on_bus(&through_relay, &postgres_bus()).with("eventstream.health_path", "/healthz"),
+    )
+    .await;
+    let b = spawn_app(on_bus(&database.url, &postgres_bus())).await;
+    let mut stream = a.stream("/events/live-feed", &[]).await;
+    assert_eq!(stream.next_event().await.event(), "stream-open");
+    b.send_event("live-feed", json!(0)).await;
+    assert_eq!(stream.next_event().await.json(), json!(0));
+    until_bus(&a, "heartbeats", Duration::from_secs(5), |bus| {
+        bus["connected"] == json!(true) && bus["heartbeat_age_ms"].as_i64().is_some()
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (events, stop) = (b.events.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut n = 0;
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            while !stop.load(Ordering::Acquire) {
+                every.tick().await;
+                n += 1;
+                events
+                    .send_event("live-feed", "message", &json!(n))
+                    .await
+                    .expect("sent");
+            }
+        })
+    };
+    relay.silence_listeners();
+    // Health says so as soon as the heartbeat is late ...
+    let noticed = until_bus(
+        &a,
+        "health never said the link was silent",
+        SILENCE_NOTICED_WITHIN,
+        |bus| {
+            bus["heartbeat_age_ms"]
+                .as_i64()
+                .is_some_and(|age| age > 3_000)
+                || bus["connected"] == json!(false)
+        },
+    )
+    .await;
+    let (_, health) = {
+        let response = a.http.get(a.url("/healthz")).send().await.expect("health");
+        (
+            response.status(),
+            response.json::<Value>().await.expect("JSON"),
+        )
+    };
+    // ... (or it was replaced already, on a slow machine)
+    assert!(
+        health["status"] == json!("degraded") || a.events.metrics().bus_reconnects >= 1,
+        "{health}"
+    );
+    // ... and the connection is replaced.
+    a.wait_for_metrics(
+        "the silent connection was never replaced",
+        SILENCE_NOTICED_WITHIN,
+        |metrics| metrics.bus_reconnects >= 1,
+    )
+    .await;
+    eprintln!("a silent bus link: health said so after {noticed:?}");
+    until_bus(
+        &a,
+        "the new connection carries heartbeats",
+        Duration::from_secs(10),
+        |bus| {
+            bus["connected"] == json!(true)
+                && bus["heartbeat_age_ms"]
+                    .as_i64()
+                    .is_some_and(|age| age < 2_000)
+        },
+    )
+    .await;
+    // Told, then B's events again.
+    let mut reset = false;
+    let resumed = loop {
+        let frame = stream.next_event().await;
+        match frame.event() {
+            "stream-reset" => reset = true,
+            "message" if reset => break frame.json(),
+            "message" => {}
+            other => panic!("unexpected {other}: {frame:?}"),
+        }
+    };
+    assert!(resumed.as_u64().is_some(), "{resumed}");
+    stop.store(true, Ordering::Release);
+    publisher.await.expect("publisher");
+    assert!(a.events.metrics().bus_reconnects >= 1);
+    a.stop().await;
+    b.stop().await;
+    database.remove().await;
 }

@@ -9,7 +9,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::helpers::{App, Backend, TestDatabase, spawn_app};
+use crate::helpers::{App, Backend, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![on_both_backends => [a_backlog_is_trimmed_while_sends_flow]]
