@@ -31,7 +31,7 @@ use crate::event_id::EventId;
 use crate::events::{Events, Outgoing, SendOptions, encode_data};
 use crate::fanout::LiveEvent;
 use crate::notice::Range;
-use crate::storage::{self, AppendToken, Storage, in_transaction, now_ms};
+use crate::storage::{self, AppendToken, InDoubt, Storage, in_transaction, now_ms};
 use crate::write_gate::Held;
 
 /// Events one transaction may send. They are kept in memory until the
@@ -359,8 +359,12 @@ impl<DB: Backend> EventTx<DB> {
     }
 }
 
+/// How long a transaction whose COMMIT got no answer is waited for.
+const IN_DOUBT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Whether the commit took: its own answer, or (when that was lost) the
-/// database's record of this transaction's append tokens.
+/// database's record of this transaction's append tokens, read once the
+/// transaction has ended.
 async fn settle(
     committed: Result<(), sqlx::Error>,
     storage: &Storage,
@@ -384,6 +388,23 @@ async fn settle(
             "eventstream: a transaction's COMMIT got no answer ({error}); it sent no stored event"
         );
         return Err(Error::Indeterminate);
+    }
+    // The COMMIT may still be under way on the server: a lookup now could
+    // miss rows that become visible a moment later, and the application
+    // would store them twice by retrying. Wait for it to end first.
+    let first = AppendToken {
+        writer,
+        seq: seqs[0],
+    };
+    match storage.wait_for_append(first, IN_DOUBT_WAIT).await {
+        Ok(InDoubt::Committed) => {}
+        Ok(InDoubt::RolledBack) => return Err(Error::Storage(error)),
+        Ok(InDoubt::StillOpen) | Err(_) => {
+            log::error!(
+                "eventstream: a transaction's COMMIT got no answer ({error}) and had not ended {IN_DOUBT_WAIT:?} later; its outcome is unknown"
+            );
+            return Err(Error::Indeterminate);
+        }
     }
     match storage.find_appended(writer, &seqs).await {
         Ok(found) if found.len() == seqs.len() => Ok(()),

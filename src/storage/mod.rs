@@ -382,15 +382,32 @@ pub(crate) fn commit_outcome_unknown(error: &sqlx::Error) -> bool {
             let sqlite = database
                 .try_downcast_ref::<rocket_db_pools::sqlx::sqlite::SqliteError>()
                 .is_some();
-            // SQLITE_IOERR is 10, in the low byte of every extended code.
-            sqlite
-                && database
-                    .code()
-                    .and_then(|code| code.parse::<i32>().ok())
+            let code = database.code();
+            if sqlite {
+                // SQLITE_IOERR is 10, in the low byte of every extended code.
+                code.and_then(|code| code.parse::<i32>().ok())
                     .is_some_and(|code| code & 0xff == 10)
+            } else {
+                // PostgreSQL ending the connection during COMMIT (an
+                // administrator's or a shutdown's FATAL, class 57, or a
+                // connection exception, class 08): a commit waiting for a
+                // synchronous standby has committed locally by then.
+                code.is_some_and(|code| code.starts_with("57") || code.starts_with("08"))
+            }
         }
         _ => true,
     }
+}
+
+/// What became of a transaction whose COMMIT got no answer, once the
+/// database could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InDoubt {
+    Committed,
+    RolledBack,
+    /// Still open when the wait ended (a commit waiting for a synchronous
+    /// standby that does not come).
+    StillOpen,
 }
 
 /// A token from its two columns (absent on rows older than tokens).
@@ -600,6 +617,67 @@ impl Storage {
             }
         });
         Ok(found)
+    }
+
+    /// Waits, up to `within`, for the transaction that stored `token` to
+    /// end, and says how it ended (PostgreSQL). A COMMIT whose answer was
+    /// lost may still be under way on the server (waiting for a
+    /// synchronous standby): until it ends, its rows are invisible and a
+    /// lookup would say "not stored". A row inserted with the same token
+    /// waits on the unique index for that transaction, and then fails (it
+    /// committed) or goes in (it did not); the probe is rolled back either
+    /// way.
+    pub(crate) async fn wait_for_append(
+        &self,
+        token: AppendToken,
+        within: std::time::Duration,
+    ) -> Result<InDoubt, sqlx::Error> {
+        let Storage::Postgres(pool) = self else {
+            // SQLite has ended every transaction whose call returned.
+            return Ok(
+                match self.find_appended(token.writer, &[token.seq]).await?.len() {
+                    0 => InDoubt::RolledBack,
+                    _ => InDoubt::Committed,
+                },
+            );
+        };
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = {}",
+            within.as_millis().max(1)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        // A row no reader ever sees: no channel is named "", and ids are
+        // positive (this one differs per token, so probes for different
+        // transactions do not wait on each other).
+        let id = -1
+            - (std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), token) >> 1) as i64;
+        let probe = sqlx::query(
+            "INSERT INTO eventstream_events \
+             (channel, id, event_type, data, skip_users, created_ms, writer_id, append_seq) \
+             VALUES ('', $1, '', '', NULL, 0, $2, $3)",
+        )
+        .bind(id)
+        .bind(token.writer)
+        .bind(token.seq)
+        .execute(&mut *tx)
+        .await;
+        let outcome = match probe {
+            Ok(_) => InDoubt::RolledBack,
+            Err(sqlx::Error::Database(error)) => match error.code().as_deref() {
+                // unique_violation: on the token, the transaction committed.
+                Some("23505") if error.constraint() == Some("eventstream_events_append") => {
+                    InDoubt::Committed
+                }
+                // lock_not_available: still waiting.
+                Some("55P03") => InDoubt::StillOpen,
+                _ => return Err(sqlx::Error::Database(error)),
+            },
+            Err(error) => return Err(error),
+        };
+        drop(tx); // rolled back
+        Ok(outcome)
     }
 
     /// The counter rows of `channels`; channels never sent to are all zero.

@@ -9,6 +9,9 @@
 //! - A COMMIT whose answer is lost: a loopback TCP proxy between the app and
 //!   PostgreSQL forwards the COMMIT, lets the server answer it, and closes
 //!   both sides without passing the answer on.
+//! - An application transaction's COMMIT that is still under way (waiting
+//!   for a synchronous standby) when its connection is cut: the answer
+//!   waits for it to end instead of saying "not stored" too early.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ pub fn tests() -> Vec<Trial> {
             acknowledged_events_survive_a_postgres_crash,
             a_commit_whose_answer_is_lost_is_looked_up_not_repeated,
             a_commit_nobody_can_confirm_is_indeterminate,
+            a_transaction_whose_commit_is_still_under_way_is_not_said_lost,
         ],
     ]
 }
@@ -320,4 +324,101 @@ async fn a_commit_nobody_can_confirm_is_indeterminate() {
     cutter.refusing.store(false, Ordering::SeqCst);
     app.stop().await;
     database.remove().await;
+}
+
+/// An [`EventTx`](eventstream_rocket::EventTx) commits while the server
+/// waits for a synchronous standby that is not there, and the network cuts
+/// the connection: the transaction is committed locally but invisible until
+/// the wait ends. Looking its events up then would say "not stored", and
+/// an application retrying would store them twice. The commit's answer
+/// waits for the transaction to end: once the standby requirement is
+/// lifted, it says stored, with the ids, and the event is there once.
+async fn a_transaction_whose_commit_is_still_under_way_is_not_said_lost() {
+    let cluster = Cluster::create("es_in_doubt", &[]);
+    cluster.create_database("events").await;
+    let relay = crate::helpers::SilencingRelay::start(&cluster.address()).await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/events?sslmode=disable",
+        relay.port
+    );
+    let app = spawn_app(App::sharing_database(&url)).await;
+    let admin = sqlx::PgPool::connect(&cluster.url("postgres"))
+        .await
+        .expect("the private cluster answers");
+    let set_standbys = |names: &'static str| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query(&format!(
+                "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
+            ))
+            .execute(&admin)
+            .await
+            .expect("ALTER SYSTEM");
+            sqlx::query("SELECT pg_reload_conf()")
+                .execute(&admin)
+                .await
+                .expect("reload");
+        }
+    };
+    set_standbys("nobody").await;
+
+    let events = app.events.clone();
+    let committing = tokio::spawn(async move {
+        let mut tx = events.begin::<sqlx::Postgres>().await.expect("begin");
+        tx.send_event("doubt", "message", &serde_json::json!("once"))
+            .await
+            .expect("send");
+        tx.commit().await
+    });
+    // Waits until some backend is in `wait_event` (what the server says it
+    // is waiting for).
+    let until_waiting_on = |wait_event: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = $1",
+                )
+                .bind(wait_event)
+                .fetch_one(&admin)
+                .await
+                .expect("pg_stat_activity");
+                if waiting > 0 {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nothing waits on {wait_event}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until_waiting_on("SyncRep").await;
+    // The network fails: the server keeps waiting, the app hears nothing.
+    relay.cut_all();
+    // The app asks what became of the transaction, and waits for it ...
+    until_waiting_on("transactionid").await;
+    // ... which ends once the standby requirement is lifted.
+    set_standbys("").await;
+    let answer = committing.await.expect("the commit task");
+    let ids = answer.expect("stored: the commit took, and the answer waited for it");
+    assert_eq!(ids.len(), 1);
+    let stored: i64 = {
+        let events = sqlx::PgPool::connect(&cluster.url("events"))
+            .await
+            .expect("events");
+        let count =
+            sqlx::query_scalar("SELECT COUNT(*) FROM eventstream_events WHERE channel = 'doubt'")
+                .fetch_one(&events)
+                .await
+                .expect("count");
+        events.close().await;
+        count
+    };
+    assert_eq!(stored, 1);
+    admin.close().await;
+    app.stop().await;
+    drop(cluster);
 }

@@ -74,6 +74,11 @@ impl Cluster {
         self.ctl(&["stop", "-m", "immediate"]);
     }
 
+    /// `127.0.0.1:<port>`, for a relay in front of the cluster.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }

@@ -68,7 +68,8 @@ impl Drop for Relay {
 /// A TCP relay whose connections can go silent without closing, as when a
 /// NAT or a firewall drops a connection's state: put between an instance
 /// and PostgreSQL, it cuts the bus listener's connection (the one that
-/// sent `LISTEN`) while every other connection goes on.
+/// sent `LISTEN`) while every other connection goes on. It can also close
+/// every connection at once, as a network failure would.
 pub struct SilencingRelay {
     /// The port to connect to instead of the upstream's.
     pub port: u16,
@@ -82,6 +83,8 @@ pub struct SilencingRelay {
 struct Link {
     listens: AtomicBool,
     silent: AtomicBool,
+    /// Set to close the connection on both sides.
+    cut: watch::Sender<bool>,
 }
 
 impl SilencingRelay {
@@ -117,6 +120,14 @@ impl SilencingRelay {
         }
     }
 
+    /// Closes every connection open now, on both sides, as a network
+    /// failure would: the server's side notices only when it next writes.
+    pub fn cut_all(&self) {
+        for link in self.connections.lock().expect("links").iter() {
+            link.cut.send_replace(true);
+        }
+    }
+
     /// The connections that have sent `LISTEN` by now forward nothing more
     /// either way, and stay open; the others, and later ones, go on.
     pub fn silence_listeners(&self) {
@@ -139,10 +150,15 @@ async fn pump(
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0; 64 * 1024];
+    let mut cut = link.cut.subscribe();
     loop {
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            },
+            // Both halves are dropped on return: the socket closes.
+            _ = cut.wait_for(|cut| *cut) => return,
         };
         if up && buffer[..read].windows(7).any(|window| window == b"LISTEN ") {
             link.listens.store(true, Ordering::SeqCst);
