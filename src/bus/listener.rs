@@ -34,6 +34,10 @@ pub(crate) const HAND_OFF_BYTES: usize = 4 * 1024 * 1024;
 /// How often a refused notice is logged, at most.
 const REFUSALS_LOGGED_EVERY_MS: i64 = 60_000;
 
+/// How long one send on the bus may wait for the server's answer (every
+/// transport's sender).
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often each instance sends itself a heartbeat over the bus.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A heartbeat older than this makes the health check say the bus link is

@@ -5,8 +5,7 @@
 use rocket_db_pools::sqlx::postgres::PgListener;
 use rocket_db_pools::sqlx::{self, PgPool};
 
-use super::listener::{Backoff, HandOff};
-use super::sender::SEND_TIMEOUT;
+use super::listener::{Backoff, HandOff, SEND_TIMEOUT};
 use crate::notice::NOTIFY_SQL;
 use crate::storage::now_ms;
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use redis::aio::MultiplexedConnection;
 
-use super::listener::{Backoff, HandOff};
-use super::sender::SEND_TIMEOUT;
+use super::listener::{Backoff, HandOff, SEND_TIMEOUT};
 use crate::config::redact_url;
 use crate::storage::now_ms;
 

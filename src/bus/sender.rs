@@ -33,8 +33,6 @@ use crate::storage::now_ms;
 const MAX_QUEUED: usize = 4096;
 /// Bytes of live-only events queued for other instances, at most.
 pub(crate) const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
-/// How long one send may wait for the server's answer.
-pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where notices go.
 pub(crate) enum Link {
@@ -46,7 +44,7 @@ pub(crate) enum Link {
 
 impl Link {
     /// Sends one payload; a server that does not answer within
-    /// [`SEND_TIMEOUT`] counts as a failure (its connection is dropped).
+    /// `SEND_TIMEOUT` counts as a failure (its connection is dropped).
     async fn send(&mut self, payload: &str) -> Result<(), String> {
         match self {
             Link::Postgres(pool, channel) => super::postgres::send(pool, channel, payload).await,

@@ -12,7 +12,8 @@
 //! 1. an instance is killed with SIGKILL and started again;
 //! 2. the instances' database connections are terminated;
 //! 3. the bus is cut (PostgreSQL: the listeners terminated; Redis: the
-//!    server restarted empty; GRIP: Pushpin restarted);
+//!    server down for a while under the publish load, then back empty;
+//!    GRIP: Pushpin down for a while under the publish load, then back);
 //! 4. PostgreSQL restarts (fast shutdown);
 //! 5. another instance is killed and started again;
 //! 6. PostgreSQL crashes (immediate stop) and comes back.
@@ -188,10 +189,15 @@ impl Fleet {
 
     /// Records the instances' resident memory.
     fn measure(&mut self) {
-        for instance in self.instances.iter().flatten() {
-            if let Some(kib) = instance.pid().and_then(rss_kib) {
-                self.peak_kib = self.peak_kib.max(kib);
-            }
+        fleet_memory(&self.instances, &mut self.peak_kib);
+    }
+}
+
+/// Raises `peak_kib` to the largest resident memory of `instances`.
+fn fleet_memory(instances: &[Option<Instance>], peak_kib: &mut u64) {
+    for instance in instances.iter().flatten() {
+        if let Some(kib) = instance.pid().and_then(rss_kib) {
+            *peak_kib = (*peak_kib).max(kib);
         }
     }
 }
@@ -480,11 +486,24 @@ async fn soak(bus: Bus) {
                         let ended = terminate(&cluster, true).await;
                         assert!(ended > 0, "bus listeners were found");
                     }
+                    // An outage as long as half the pause between faults,
+                    // while the publishers go on; memory is measured at
+                    // its end.
                     #[cfg(feature = "redis")]
-                    Bus::Redis(server) => server.restart().await,
-                    // Blocking: the harness waits until Pushpin holds
-                    // streams again.
-                    Bus::Grip { pushpin, .. } => tokio::task::block_in_place(|| pushpin.restart()),
+                    Bus::Redis(server) => {
+                        server.stop().await;
+                        tokio::time::sleep(step / 2).await;
+                        fleet_memory(&fleet.instances, &mut fleet.peak_kib);
+                        server.start_again().await;
+                    }
+                    Bus::Grip { pushpin, port } => {
+                        tokio::task::block_in_place(|| pushpin.stop());
+                        tokio::time::sleep(step / 2).await;
+                        fleet_memory(&fleet.instances, &mut fleet.peak_kib);
+                        // Blocking: the harness waits until Pushpin holds
+                        // streams again.
+                        tokio::task::block_in_place(|| pushpin.start(*port));
+                    }
                 },
                 4 => {
                     cluster.restart();

@@ -112,15 +112,9 @@ impl Pushpin {
         }
     }
 
-    /// Stops Pushpin (its clients' connections end) and starts it again in
-    /// front of the same app port: a proxy restart.
-    pub fn restart(&mut self) {
-        self.stop();
-        let origin = self.origin_port.expect("started before");
-        self.start(origin);
-    }
-
-    fn stop(&self) {
+    /// Stops Pushpin: its clients' connections end, and publishing to it
+    /// fails until [`Pushpin::start`].
+    pub fn stop(&self) {
         let _ = std::process::Command::new("bash")
             .arg(HARNESS)
             .arg("stop")

@@ -86,4 +86,9 @@ impl RedisServer {
         self.stop().await;
         self.run().await;
     }
+
+    /// Starts an empty server on the same port after [`RedisServer::stop`].
+    pub async fn start_again(&mut self) {
+        self.run().await;
+    }
 }
