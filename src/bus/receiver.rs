@@ -154,29 +154,38 @@ impl Receiver {
     /// storage could not be read.
     async fn deliver(&self, channel: &str, read: Read, through: u64, recovered: bool) -> bool {
         let Read { mut after, mark } = read;
-        if let Some(mark) = mark
-            && after > 0
+        // The row at `mark` is read with the first page (one query), or
+        // alone when there is nothing after it to read.
+        let mut check = mark.filter(|mark| mark.seq == after && after > 0);
+        if let Some(mark) = check
+            && after >= through
         {
-            match self.still_holds(channel, mark).await {
-                Ok(true) => {}
+            return match self.still_holds(channel, mark).await {
+                Ok(true) => true,
                 Ok(false) => {
                     self.sequencer.rewind(channel);
-                    return true;
+                    true
                 }
                 Err(error) => {
                     log::warn!(
                         "eventstream: reading {channel:?} for the other instances' events failed: {error}"
                     );
-                    return false;
+                    false
                 }
-            }
+            };
         }
         while after < through {
             let want = usize::try_from(through - after).map_or(READ_PAGE, |n| n.min(READ_PAGE));
+            let from = if check.is_some() { after - 1 } else { after };
             self.metrics.bus_filled();
             let page = match self
                 .storage
-                .events_after(channel, after, want, READ_BYTES)
+                .events_after(
+                    channel,
+                    from,
+                    want + usize::from(check.is_some()),
+                    READ_BYTES,
+                )
                 .await
             {
                 Ok(page) => page,
@@ -187,8 +196,37 @@ impl Receiver {
                     return false;
                 }
             };
-            let events: Vec<Arc<LiveEvent>> = page
-                .events
+            let mut stored = page.events;
+            if let Some(mark) = check.take() {
+                let at_mark = stored
+                    .first()
+                    .filter(|event| event.id.seq() == mark.seq)
+                    .map(|event| event.token);
+                let holds = match at_mark {
+                    Some(token) => {
+                        stored.remove(0);
+                        Ok(token.is_none_or(|token| token == mark.token))
+                    }
+                    // Not there: trimmed (fine), or the log went back.
+                    None => self.state_of(channel).await.map(|state| {
+                        state.last_id >= mark.seq && state.trimmed_through >= mark.seq
+                    }),
+                };
+                match holds {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.sequencer.rewind(channel);
+                        return true;
+                    }
+                    Err(error) => {
+                        log::warn!(
+                            "eventstream: the bus could not read channel positions: {error}"
+                        );
+                        return false;
+                    }
+                }
+            }
+            let events: Vec<Arc<LiveEvent>> = stored
                 .into_iter()
                 .filter(|event| event.id.seq() <= through)
                 .map(|event| {

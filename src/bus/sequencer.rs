@@ -235,9 +235,11 @@ impl Sequencer {
         }
         let track = state.tracks.get(channel);
         match (claim, track) {
-            (Claim::Announced { first, last }, Some(track)) => (last > track.delivered
-                || first <= track.delivered)
-                .then(|| (track.read(), last.max(track.delivered))),
+            // Read from what was published (checking the row there): the
+            // new ids, or, for a late notice, only that check.
+            (Claim::Announced { last, .. }, Some(track)) => {
+                Some((track.read(), last.max(track.delivered)))
+            }
             (Claim::Announced { first, last }, None) if last > 0 => Some((
                 Read {
                     after: first.saturating_sub(1).min(last - 1),

@@ -21,25 +21,16 @@ use crate::helpers::{
 };
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![
+    crate::trials![
         needs_postgres => [
             two_deployments_in_one_postgres_database_hear_only_their_own,
             forged_and_replayed_notices_move_nothing,
             a_sealed_commit_notice_is_only_a_hint,
         ],
-    ];
-    trials.extend(redis_trials());
-    trials
-}
-
-#[cfg(feature = "redis")]
-fn redis_trials() -> Vec<Trial> {
-    crate::trials![needs_redis => [two_deployments_on_one_redis_server_hear_only_their_own]]
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_trials() -> Vec<Trial> {
-    Vec::new()
+        needs_redis => [
+            two_deployments_on_one_redis_server_hear_only_their_own,
+        ],
+    ]
 }
 
 /// One deployment: an event log and its bus.

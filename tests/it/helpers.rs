@@ -31,7 +31,7 @@ pub use database::{TestDatabase, postgres_admin_url};
 pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_name};
 pub use instance::{Instance, serve_if_asked};
 pub use logs::{LogMark, capture_logs};
-pub use sse::Sse;
+pub use sse::{Frame, Sse};
 
 pub use pushpin::Pushpin;
 #[cfg(feature = "redis")]
@@ -53,6 +53,28 @@ pub const PUSHPIN_SIG_KEY: &str = "pushpin-sig-key-0123456789";
 pub const LINK_KEY: &str = "test-link-key-0123456789abcdef";
 /// The `bus_key` every test instance shares.
 pub const BUS_KEY: &str = "test-bus-key-0123456789abcdef";
+
+/// Runs `statements` on the database at `url` (SQLite or PostgreSQL), as
+/// an operator or a restore would, behind the app's back.
+pub async fn run_sql(url: &str, statements: &[&str]) {
+    macro_rules! run {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(url).await.expect("the event log");
+            for statement in statements {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect(statement);
+            }
+            pool.close().await;
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        run!(sqlx::SqlitePool)
+    } else {
+        run!(sqlx::PgPool)
+    }
+}
 
 /// The settings of a bus.
 pub type BusSettings = Vec<(&'static str, serde_json::Value)>;

@@ -23,7 +23,7 @@ use crate::helpers::{LogMark, RedisServer, redis_bus};
 use crate::on_backend;
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![
+    crate::trials![
         needs_nothing => [broadcast_settings_are_checked_at_launch],
         needs_postgres => [
             events_sent_on_one_instance_reach_streams_on_another,
@@ -31,27 +31,14 @@ pub fn tests() -> Vec<Trial> {
             a_live_event_too_large_to_relay_resets_remote_streams,
             three_instances_lose_nothing_under_faults,
         ],
-    ];
-    trials.extend(redis_trials());
-    trials
-}
-
-#[cfg(feature = "redis")]
-fn redis_trials() -> Vec<Trial> {
-    crate::trials![
-    needs_redis => [
-        events_cross_instances_over_redis,
-        instances_on_one_sqlite_file_share_events_over_redis,
-        a_kick_crosses_instances_over_redis,
-        three_instances_over_redis_lose_nothing_under_faults,
-        a_redis_password_never_reaches_logs,
-    ],
+        needs_redis => [
+            events_cross_instances_over_redis,
+            instances_on_one_sqlite_file_share_events_over_redis,
+            a_kick_crosses_instances_over_redis,
+            three_instances_over_redis_lose_nothing_under_faults,
+            a_redis_password_never_reaches_logs,
+        ],
     ]
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_trials() -> Vec<Trial> {
-    Vec::new()
 }
 
 async fn broadcast_settings_are_checked_at_launch() {

@@ -12,7 +12,7 @@ use crate::helpers::RedisServer;
 use crate::helpers::{App, Backend, Cluster, TestApp, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![
+    crate::trials![
         needs_nothing => [
             a_scrape_parses_as_prometheus_text,
             delivery_timing_breaks_every_event_down_by_stage,
@@ -21,21 +21,10 @@ pub fn tests() -> Vec<Trial> {
             health_shows_no_word_of_what_the_proxy_answered,
         ],
         needs_postgres => [health_is_unavailable_while_storage_is_down],
-    ];
-    trials.extend(redis_trials());
-    trials
-}
-
-#[cfg(feature = "redis")]
-fn redis_trials() -> Vec<Trial> {
-    crate::trials![
-    needs_redis => [health_is_degraded_while_the_bus_is_down],
+        needs_redis => [
+            health_is_degraded_while_the_bus_is_down,
+        ],
     ]
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_trials() -> Vec<Trial> {
-    Vec::new()
 }
 
 /// The health check's status code and body.
@@ -90,12 +79,9 @@ async fn health_is_ok_when_storage_answers() {
     app.stop().await;
 }
 
-async fn a_failing_grip_proxy_degrades_health() {
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+/// An app publishing to a GRIP proxy at `port`, once its health says
+/// publishing fails; and that answer.
+async fn degraded_by_a_proxy_at(port: u16) -> (TestApp, Value) {
     let app = spawn_app(with_health(
         App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{port}")),
     ))
@@ -108,6 +94,16 @@ async fn a_failing_grip_proxy_degrades_health() {
         |status, body| status == 200 && body["status"] == "degraded",
     )
     .await;
+    (app, body)
+}
+
+async fn a_failing_grip_proxy_degrades_health() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let (app, body) = degraded_by_a_proxy_at(port).await;
     let proxy = &body["grip"][0];
     assert!(proxy["last_error"].is_string(), "{body}");
     assert!(
@@ -141,18 +137,7 @@ async fn health_shows_no_word_of_what_the_proxy_answered() {
             });
         }
     });
-    let app = spawn_app(with_health(
-        App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{port}")),
-    ))
-    .await;
-    app.send_event("news", json!("x")).await;
-    let body = health_until(
-        &app,
-        "degraded by the proxy",
-        Duration::from_secs(10),
-        |status, body| status == 200 && body["grip"][0]["last_error"].is_string(),
-    )
-    .await;
+    let (app, body) = degraded_by_a_proxy_at(port).await;
     assert_eq!(
         body["grip"][0]["last_error"],
         json!("the proxy answered 500 Internal Server Error"),

@@ -19,25 +19,16 @@ use crate::helpers::{
 };
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![
+    crate::trials![
         needs_nothing => [
             a_hanging_proxy_under_load_costs_bounded_memory,
             a_writer_held_up_holds_a_bounded_number_of_bytes,
         ],
         needs_postgres => [a_silent_bus_link_is_noticed_and_replaced],
-    ];
-    trials.extend(redis_trials());
-    trials
-}
-
-#[cfg(feature = "redis")]
-fn redis_trials() -> Vec<Trial> {
-    crate::trials![needs_redis => [a_bus_down_under_load_costs_bounded_memory]]
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_trials() -> Vec<Trial> {
-    Vec::new()
+        needs_redis => [
+            a_bus_down_under_load_costs_bounded_memory,
+        ],
+    ]
 }
 
 /// The most resident memory the instance may reach under each outage, in

@@ -9,7 +9,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::helpers::{App, Backend, spawn_app};
+use crate::helpers::{App, Backend, run_sql, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![on_both_backends => [a_backlog_is_trimmed_while_sends_flow]]
@@ -21,27 +21,6 @@ const PER_CHANNEL: u64 = 1_000;
 /// removes at most 1,000 events (milliseconds); the rest is this noisy
 /// machine's margin.
 const SEND_BOUND: Duration = Duration::from_secs(1);
-
-/// Runs `statements` on the database at `url`.
-async fn run_sql(url: &str, statements: &[String]) {
-    macro_rules! run {
-        ($pool:ty) => {{
-            let pool = <$pool>::connect(url).await.expect("the event log");
-            for statement in statements {
-                sqlx::query(statement)
-                    .execute(&pool)
-                    .await
-                    .expect(statement);
-            }
-            pool.close().await;
-        }};
-    }
-    if url.starts_with("sqlite:") {
-        run!(sqlx::SqlitePool)
-    } else {
-        run!(sqlx::PgPool)
-    }
-}
 
 /// Events older than `cutoff_ms` still stored.
 async fn older_than(url: &str, cutoff_ms: i64) -> i64 {
@@ -97,23 +76,25 @@ async fn a_backlog_is_trimmed_while_sends_flow(backend: Backend) {
     } else {
         "'old-' || (i % 100)::text"
     };
-    run_sql(
-        &url,
-        &[
-            format!(
-                "INSERT INTO eventstream_channels (name, last_id, trimmed_through) \
+    let statements = [
+        format!(
+            "INSERT INTO eventstream_channels (name, last_id, trimmed_through) \
                  SELECT 'old-' || {cast}, {PER_CHANNEL}, 0 FROM ({numbers}) AS n",
-                cast = if url.starts_with("sqlite:") { "i" } else { "i::text" },
-                numbers = numbers(CHANNELS),
-            ),
-            format!(
-                "INSERT INTO eventstream_events (channel, id, event_type, data, skip_users, created_ms) \
+            cast = if url.starts_with("sqlite:") {
+                "i"
+            } else {
+                "i::text"
+            },
+            numbers = numbers(CHANNELS),
+        ),
+        format!(
+            "INSERT INTO eventstream_events (channel, id, event_type, data, skip_users, created_ms) \
                  SELECT {concat}, i / 100 + 1, 'message', '\"old\"', NULL, {week_ago} + i FROM ({numbers}) AS n",
-                numbers = numbers(total),
-            ),
-        ],
-    )
-    .await;
+            numbers = numbers(total),
+        ),
+    ];
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    run_sql(&url, &statements).await;
     assert_eq!(
         older_than(&url, week_ago + total as i64).await,
         total as i64

@@ -9,54 +9,26 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::helpers::{
-    App, Backend, BusSettings, TestApp, TestDatabase, on_bus, postgres_bus, spawn_app,
+    App, Backend, BusSettings, TestApp, TestDatabase, on_bus, postgres_bus, run_sql, spawn_app,
 };
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![
+    crate::trials![
         on_both_backends => [a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it],
         on_every_path => [
             a_live_stream_is_reset_when_the_log_goes_back_in_time,
             a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect,
         ],
         needs_postgres => [a_stream_on_the_postgres_bus_is_reset_when_the_log_goes_back_in_time],
-    ];
-    trials.extend(redis_trials());
-    trials
-}
-
-#[cfg(feature = "redis")]
-fn redis_trials() -> Vec<Trial> {
-    crate::trials![needs_redis => [a_stream_on_the_redis_bus_is_reset_when_the_log_goes_back_in_time]]
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_trials() -> Vec<Trial> {
-    Vec::new()
+        needs_redis => [
+            a_stream_on_the_redis_bus_is_reset_when_the_log_goes_back_in_time,
+        ],
+    ]
 }
 
 /// Runs `statements` on the app's database, as a restore would change it.
 async fn rewrite_storage(app: &TestApp, statements: &[&str]) {
-    // The same SQL through either backend's own pool type.
-    macro_rules! run {
-        ($pool:ty) => {{
-            let pool = <$pool>::connect(app.database_url())
-                .await
-                .expect("the event log");
-            for statement in statements {
-                sqlx::query(statement)
-                    .execute(&pool)
-                    .await
-                    .expect(statement);
-            }
-            pool.close().await;
-        }};
-    }
-    if app.database_url().starts_with("sqlite:") {
-        run!(sqlx::SqlitePool)
-    } else {
-        run!(sqlx::PgPool)
-    }
+    run_sql(app.database_url(), statements).await;
 }
 
 /// The log of channel `r` as it was after its 5th event.

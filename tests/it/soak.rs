@@ -41,22 +41,13 @@ use crate::helpers::RedisServer;
 use crate::helpers::{Cluster, Instance, LINK_KEY, PUBLISH_KEY, PUSHPIN_SIG_KEY, Pushpin, Sse};
 
 pub fn tests() -> Vec<Trial> {
-    let mut trials = crate::trials![
+    crate::trials![
         needs_postgres => [soak_on_the_postgres_bus],
         needs_pushpin => [soak_through_pushpin],
-    ];
-    trials.extend(redis_trials());
-    trials
-}
-
-#[cfg(feature = "redis")]
-fn redis_trials() -> Vec<Trial> {
-    crate::trials![needs_redis => [soak_on_the_redis_bus]]
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_trials() -> Vec<Trial> {
-    Vec::new()
+        needs_redis => [
+            soak_on_the_redis_bus,
+        ],
+    ]
 }
 
 /// The most resident memory one instance may reach, in KiB.

@@ -276,7 +276,10 @@ macro_rules! trials {
     (@needs_postgres $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Postgres), MultiThread)
     };
+    // Redis tests exist only with the `redis` feature (their functions are
+    // compiled out without it, and so are their trials).
     (@needs_redis $trials:ident $test:ident) => {
+        #[cfg(feature = "redis")]
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Redis), MultiThread)
     };
     (@needs_pushpin $trials:ident $test:ident) => {
