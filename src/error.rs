@@ -102,6 +102,7 @@ impl From<sqlx::Error> for Error {
 /// The `condition` of a `stream-error` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Condition {
     /// The request itself is wrong (channels, ids, parameters).
     BadRequest,
@@ -109,6 +110,10 @@ pub enum Condition {
     Forbidden,
     /// The server failed (e.g. the database is unreachable).
     InternalError,
+    /// The credential (a token) was valid once and has expired: unlike
+    /// `forbidden`, a client can get a fresh one and reconnect from its
+    /// last id (`credentials-expired` on the wire).
+    CredentialsExpired,
 }
 
 /// What a client is told, in a `stream-error` frame, when its stream cannot
@@ -153,6 +158,15 @@ impl StreamError {
     pub fn unauthenticated(text: impl Into<String>) -> Self {
         StreamError {
             condition: Condition::Forbidden,
+            text: text.into(),
+            channels: None,
+        }
+    }
+
+    /// A `credentials-expired` error: the user's credential has expired.
+    pub fn credentials_expired(text: impl Into<String>) -> Self {
+        StreamError {
+            condition: Condition::CredentialsExpired,
             text: text.into(),
             channels: None,
         }

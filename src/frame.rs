@@ -42,6 +42,15 @@ pub(crate) fn stream_open(out: &mut BytesMut, positions: &IdVector) {
 /// see the connection is alive and the server notices vanished clients.
 pub(crate) const KEEP_ALIVE: &[u8] = b"event: keep-alive\ndata:\n\n";
 
+/// A `keep-alive` carrying a multi-channel stream's id vector: written for
+/// an event withheld from this user (a skip list) in place of the event,
+/// so that no frame moves two entries of the vector at once and the entry
+/// an event moves names its channel (PROTOCOL.md §4.3).
+pub(crate) fn withheld(out: &mut BytesMut, positions: &IdVector) {
+    write_id_line(out, IdLine::Vector(positions), None);
+    out.put_slice(KEEP_ALIVE);
+}
+
 /// An SSE comment of 2 KB that very old browsers need before they dispatch
 /// events (IE's XDomainRequest, Chrome < 13); off unless configured.
 pub(crate) fn padding() -> Bytes {

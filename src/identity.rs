@@ -104,7 +104,7 @@ impl JwtIdentity {
             Ok(data) if !data.claims.sub.is_empty() => Ok(User::new(data.claims.sub)),
             Ok(_) => Err(StreamError::unauthenticated("invalid token: empty sub")),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
-                Err(StreamError::unauthenticated("token expired"))
+                Err(StreamError::credentials_expired("token expired"))
             }
             Err(e) if matches!(e.kind(), ErrorKind::ImmatureSignature) => {
                 Err(StreamError::unauthenticated("token not valid yet (nbf)"))

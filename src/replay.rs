@@ -263,6 +263,9 @@ impl Reader<'_> {
                 });
                 positions.advance(channel, event.id.seq());
                 if is_skipped(self.user_id, &event.skip_users) {
+                    if !self.single {
+                        frame::withheld(out, positions);
+                    }
                     continue;
                 }
                 let id = if self.single {

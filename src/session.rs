@@ -411,6 +411,8 @@ impl Session {
             }
             if !self.skipped(event) {
                 event.frame.write(out, self.id_line());
+            } else if event.seq.is_some() && self.is_multi() {
+                frame::withheld(out, &self.positions);
             }
         }
         self.inbox = inbox;

@@ -73,6 +73,9 @@ async fn main() -> std::process::ExitCode {
                 );
                 return std::process::ExitCode::FAILURE;
             }
+            Item::Connected => eprintln!("tail: connected"),
+            Item::Reconnecting(why) => eprintln!("tail: reconnecting: {why}"),
+            _ => {}
         }
         if let Err(error) = items.ack(&item) {
             eprintln!("tail: cannot save the cursor: {error}");

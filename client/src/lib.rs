@@ -31,12 +31,20 @@
 //!   [`Item::Undecodable`] carrying the raw text, never a dropped event.
 //! - **A watchdog.** A stream silent for longer than the heartbeat (three
 //!   of the server's 20-second keep-alives by default) is reconnected.
+//! - **Credentials that expire.** A [`TokenProvider`] is asked for the
+//!   token before every connection; when the server says the token expired
+//!   (`credentials-expired`), it is asked once for a fresh one and the
+//!   stream goes on from where it was.
+//! - **Says what it does.** [`Item::Connected`] and [`Item::Reconnecting`]
+//!   (with the reason) report the connection; connects, resume positions,
+//!   resets, renewals and give-ups are logged through `log`.
 
 mod cursor;
 mod item;
 mod position;
 mod sse;
 
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,7 +56,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 pub use cursor::{CursorStore, FileCursor, MemoryCursor};
-pub use item::{Event, Item, Reset, StreamError};
+pub use item::{Condition, Event, Item, Reconnect, Reset, StreamError};
 pub use position::Positions;
 
 use sse::{Frame, Parsed, Parser};
@@ -59,7 +67,7 @@ pub struct Client {
     http: reqwest::Client,
     url: String,
     channels: Vec<String>,
-    token: Option<String>,
+    tokens: Option<Arc<dyn TokenProvider>>,
     token_in_query: bool,
     cursor: Arc<dyn CursorStore>,
     heartbeat: Duration,
@@ -73,6 +81,47 @@ impl std::fmt::Debug for Client {
             .field("url", &self.url)
             .field("channels", &self.channels)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where the client gets the token it sends: asked before every
+/// connection, with `renew` set once the server said the last one expired.
+/// A closure `Fn(bool) -> impl Future<Output = Result<String, String>>`
+/// is one.
+///
+/// ```no_run
+/// # use eventstream_client::Client;
+/// let client = Client::builder("http://127.0.0.1:8000/events/")
+///     .channel("_ann")
+///     .token_provider(|renew: bool| async move {
+///         // e.g. ask the app's sign-in service; `renew`: the last one expired
+///         Ok::<String, String>(format!("token fetched (renew: {renew})"))
+///     })
+///     .build();
+/// ```
+pub trait TokenProvider: Send + Sync + 'static {
+    /// The token for the next connection, or why there is none (the stream
+    /// then ends with `credentials-expired`, when renewing).
+    fn token(&self, renew: bool) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+}
+
+impl<F, Fut> TokenProvider for F
+where
+    F: Fn(bool) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, String>> + Send + 'static,
+{
+    fn token(&self, renew: bool) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        Box::pin(self(renew))
+    }
+}
+
+/// The same token every time.
+struct Fixed(String);
+
+impl TokenProvider for Fixed {
+    fn token(&self, _renew: bool) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        let token = self.0.clone();
+        Box::pin(async move { Ok(token) })
     }
 }
 
@@ -91,7 +140,7 @@ impl Client {
                 http: reqwest::Client::new(),
                 url: url.into(),
                 channels: Vec::new(),
-                token: None,
+                tokens: None,
                 token_in_query: false,
                 cursor: Arc::new(MemoryCursor::default()),
                 heartbeat: Duration::from_secs(60),
@@ -127,9 +176,17 @@ impl ClientBuilder {
         self
     }
 
-    /// Sends `token` as `Authorization: Bearer <token>`.
+    /// Sends `token` as `Authorization: Bearer <token>`, every time (see
+    /// [`ClientBuilder::token_provider`] for tokens that expire).
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.client.token = Some(token.into());
+        self.client.tokens = Some(Arc::new(Fixed(token.into())));
+        self
+    }
+
+    /// Asks `provider` for the token before every connection, and once more
+    /// (`renew`) when the server says it expired.
+    pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
+        self.client.tokens = Some(Arc::new(provider));
         self
     }
 
@@ -207,19 +264,19 @@ impl<T> Subscription<T> {
         let mut state = lock(&self.state);
         let moved = match item {
             Item::Event(Event {
-                channel: Some(channel),
-                seq: Some(seq),
+                positions: Some(positions),
                 ..
             })
             | Item::Undecodable {
                 event:
                     Event {
-                        channel: Some(channel),
-                        seq: Some(seq),
+                        positions: Some(positions),
                         ..
                     },
                 ..
-            } => state.acked.advance(channel, *seq),
+            } => positions.iter().fold(false, |moved, (channel, seq)| {
+                state.acked.advance(channel, seq) || moved
+            }),
             Item::Reset(reset) => {
                 for (channel, seq) in reset.positions.iter() {
                     state.acked.set(channel, seq);
@@ -311,24 +368,40 @@ fn handle<T: DeserializeOwned>(
     let mut state = lock(state);
     let positions = frame.id.as_deref().and_then(Positions::parse);
     match frame.event.as_str() {
-        "keep-alive" => Outcome::Skip,
+        // A keep-alive may carry the id vector: the position of an event
+        // the server withheld from this user moved (PROTOCOL.md §4.3).
+        "keep-alive" => {
+            for (channel, seq) in positions.iter().flat_map(Positions::iter) {
+                state.received.advance(channel, seq);
+            }
+            Outcome::Skip
+        }
         "stream-open" => {
             for (channel, seq) in positions.iter().flat_map(Positions::iter) {
                 if state.received.get(channel).is_none() {
                     state.received.set(channel, seq);
                 }
             }
-            Outcome::Skip
+            log::debug!(
+                "eventstream-client: open, from {}",
+                display_positions(&state.received)
+            );
+            Outcome::Yield(Item::Connected)
         }
         "stream-reset" => {
             let positions = positions.unwrap_or_default();
             for (channel, seq) in positions.iter() {
                 state.received.set(channel, seq);
             }
-            let channels = serde_json::from_str::<serde_json::Value>(&frame.data)
+            let channels: Vec<String> = serde_json::from_str::<serde_json::Value>(&frame.data)
                 .ok()
                 .and_then(|data| serde_json::from_value(data["channels"].clone()).ok())
                 .unwrap_or_default();
+            log::info!(
+                "eventstream-client: reset: {} continue from {}",
+                channels.join(", "),
+                display_positions(&positions)
+            );
             Outcome::Yield(Item::Reset(Reset {
                 channels,
                 positions,
@@ -336,36 +409,55 @@ fn handle<T: DeserializeOwned>(
         }
         "stream-error" => {
             let error = serde_json::from_str(&frame.data).unwrap_or_else(|_| StreamError {
-                condition: "internal-error".into(),
+                condition: Condition::InternalError,
                 text: frame.data.clone(),
                 channels: None,
             });
             Outcome::End(Item::Error(error))
         }
         _ => {
-            let (channel, seq) = match positions {
-                None => ((channels.len() == 1).then(|| channels[0].clone()), None),
+            let (channel, seq, vector) = match positions {
+                None => (
+                    (channels.len() == 1).then(|| channels[0].clone()),
+                    None,
+                    None,
+                ),
                 Some(positions) => {
-                    // The entry that moved is the event's channel; one at
-                    // or below its position is a repeat. A vector equal to
-                    // the positions is a live-only event's.
-                    let mut advanced = None;
+                    // The entry that moved is the event's channel (a server
+                    // moves one entry per frame); one at or below its
+                    // position is a repeat. A vector equal to the positions
+                    // is a live-only event's.
+                    let mut moved = Vec::new();
                     let mut behind = false;
                     for (channel, seq) in positions.iter() {
                         match state.received.get(channel) {
                             Some(position) if seq < position => behind = true,
                             Some(position) if seq == position => {}
-                            _ => advanced = advanced.or(Some((channel.to_owned(), seq))),
+                            _ => moved.push((channel.to_owned(), seq)),
                         }
                     }
                     let single = positions.iter().count() == 1;
-                    match advanced {
-                        Some((channel, seq)) if !behind => {
-                            state.received.advance(&channel, seq);
-                            (Some(channel), Some(seq))
+                    if behind || (moved.is_empty() && single) {
+                        return Outcome::Skip;
+                    }
+                    for (channel, seq) in &moved {
+                        state.received.advance(channel, *seq);
+                    }
+                    let vector = Some(state.received.clone());
+                    match moved.as_slice() {
+                        [(channel, seq)] => (Some(channel.clone()), Some(*seq), vector),
+                        [] => (None, None, None),
+                        // Several entries moved: which one is this event's
+                        // cannot be told; every position is kept, so that
+                        // acknowledging it repeats none of them.
+                        _ => {
+                            log::warn!(
+                                "eventstream-client: an event moved {} channels at once ({}); its channel is unknown",
+                                moved.len(),
+                                display_positions(&positions)
+                            );
+                            (None, None, vector)
                         }
-                        _ if behind || single => return Outcome::Skip,
-                        _ => (None, None),
                     }
                 }
             };
@@ -374,6 +466,7 @@ fn handle<T: DeserializeOwned>(
                 seq,
                 event_type: frame.event,
                 data: frame.data,
+                positions: vector,
             };
             Outcome::Yield(match serde_json::from_str::<T>(&event.data) {
                 Ok(data) => Item::Event(event.with_data(data)),
@@ -386,14 +479,55 @@ fn handle<T: DeserializeOwned>(
     }
 }
 
+/// Positions for a log line (`(start)` when there are none yet).
+fn display_positions(positions: &Positions) -> String {
+    if positions.is_empty() {
+        "(start)".into()
+    } else {
+        positions.to_string()
+    }
+}
+
+/// What ended one connection attempt.
+enum Attempt<T> {
+    /// Reconnect, for this reason; `delivered`: it got frames (come back at
+    /// the base pace).
+    Again { why: Reconnect, delivered: bool },
+    /// The stream is over, with this last item.
+    Over(Item<T>),
+}
+
 fn run<T: DeserializeOwned + Send + 'static>(
     client: Client,
     state: Arc<Mutex<State>>,
 ) -> impl Stream<Item = Item<T>> + Send {
     async_stream::stream! {
         let mut pacing = Pacing::new(client.min_delay, client.max_delay);
+        // Set once the server said the token expired: the next token is a
+        // renewed one, and a second expiry in a row ends the stream.
+        let mut renewing = false;
         loop {
+            let token = match &client.tokens {
+                None => None,
+                Some(tokens) => match tokens.token(renewing).await {
+                    Ok(token) => Some(token),
+                    Err(why) => {
+                        log::warn!("eventstream-client: giving up: no token ({why})");
+                        yield Item::Error(StreamError {
+                            condition: if renewing { Condition::CredentialsExpired } else { Condition::Forbidden },
+                            text: format!("no token: {why}"),
+                            channels: None,
+                        });
+                        return;
+                    }
+                },
+            };
             let last = lock(&state).received.to_string();
+            log::debug!(
+                "eventstream-client: connecting to {} from {}",
+                client.url,
+                if last.is_empty() { "(start)" } else { last.as_str() }
+            );
             let mut request = client
                 .http
                 .get(&client.url)
@@ -402,65 +536,97 @@ fn run<T: DeserializeOwned + Send + 'static>(
             if !last.is_empty() {
                 request = request.header("Last-Event-ID", &last);
             }
-            match (&client.token, client.token_in_query) {
+            match (&token, client.token_in_query) {
                 (Some(token), true) => request = request.query(&[("token", token.as_str())]),
                 (Some(token), false) => request = request.bearer_auth(token),
                 (None, _) => {}
             }
-            let response = match tokio::time::timeout(client.heartbeat, request.send()).await {
-                Ok(Ok(response)) => response,
-                _ => {
-                    tokio::time::sleep(pacing.pause(true)).await;
-                    continue;
+            let mut attempt = Attempt::Again { why: Reconnect::Silent, delivered: false };
+            match tokio::time::timeout(client.heartbeat, request.send()).await {
+                Err(_) => {}
+                Ok(Err(error)) => {
+                    attempt = Attempt::Again { why: Reconnect::Failed(error.without_url().to_string()), delivered: false };
                 }
-            };
-            let status = response.status();
-            if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
-                let text = response.text().await.unwrap_or_default();
-                yield Item::Error(StreamError {
-                    condition: format!("http-{}", status.as_u16()),
-                    text,
-                    channels: None,
-                });
-                return;
-            }
-            if status.is_success() {
-                let mut body = response.bytes_stream();
-                let mut parser = Parser::default();
-                let mut framed = false;
-                loop {
-                    let chunk = match tokio::time::timeout(client.heartbeat, body.next()).await {
-                        Ok(Some(Ok(chunk))) => chunk,
-                        // Ended, failed, or silent past the heartbeat.
-                        _ => break,
-                    };
-                    for parsed in parser.feed(&chunk) {
-                        match parsed {
-                            Parsed::Retry(ms) => pacing.retry(Duration::from_millis(ms)),
-                            Parsed::Frame(frame) => {
-                                if !framed {
-                                    framed = true;
-                                    pacing.delivered();
-                                }
-                                match handle::<T>(frame, &client.channels, &state) {
-                                    Outcome::Skip => {}
-                                    Outcome::Yield(item) => yield item,
-                                    Outcome::End(item) => {
-                                        yield item;
-                                        return;
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+                        let text = response.text().await.unwrap_or_default();
+                        log::warn!("eventstream-client: giving up: the server answered {status}");
+                        yield Item::Error(StreamError {
+                            condition: Condition::Http(status.as_u16()),
+                            text,
+                            channels: None,
+                        });
+                        return;
+                    }
+                    if !status.is_success() {
+                        attempt = Attempt::Again { why: Reconnect::Status(status.as_u16()), delivered: false };
+                    } else {
+                        let mut body = response.bytes_stream();
+                        let mut parser = Parser::default();
+                        let mut framed = false;
+                        attempt = 'reading: loop {
+                            let chunk = match tokio::time::timeout(client.heartbeat, body.next()).await {
+                                Ok(Some(Ok(chunk))) => chunk,
+                                Ok(None) => break Attempt::Again { why: Reconnect::Ended, delivered: framed },
+                                Ok(Some(Err(error))) => break Attempt::Again {
+                                    why: Reconnect::Failed(error.without_url().to_string()),
+                                    delivered: framed,
+                                },
+                                Err(_) => break Attempt::Again { why: Reconnect::Silent, delivered: framed },
+                            };
+                            for parsed in parser.feed(&chunk) {
+                                match parsed {
+                                    Parsed::Retry(ms) => pacing.retry(Duration::from_millis(ms)),
+                                    Parsed::Frame(frame) => {
+                                        if !framed {
+                                            framed = true;
+                                            pacing.delivered();
+                                        }
+                                        match handle::<T>(frame, &client.channels, &state) {
+                                            Outcome::Skip => {}
+                                            Outcome::Yield(item) => {
+                                                if matches!(item, Item::Connected) {
+                                                    renewing = false;
+                                                }
+                                                yield item;
+                                            }
+                                            Outcome::End(item) => break 'reading Attempt::Over(item),
+                                        }
                                     }
                                 }
                             }
-                        }
+                        };
                     }
                 }
-                if framed {
-                    // It was working: come back at the base pace.
-                    tokio::time::sleep(pacing.pause(false)).await;
-                    continue;
-                }
             }
-            tokio::time::sleep(pacing.pause(true)).await;
+            let (why, delivered) = match attempt {
+                Attempt::Over(Item::Error(error))
+                    if error.condition == Condition::CredentialsExpired
+                        && !renewing
+                        && client.tokens.is_some() =>
+                {
+                    log::info!("eventstream-client: the token expired; asking for a fresh one");
+                    renewing = true;
+                    (Reconnect::Renewed, true)
+                }
+                Attempt::Over(item) => {
+                    if let Item::Error(error) = &item {
+                        log::warn!(
+                            "eventstream-client: giving up: {} ({}); what the server knows of this stream: its operator's delivery trace",
+                            error.condition,
+                            error.text
+                        );
+                    }
+                    yield item;
+                    return;
+                }
+                Attempt::Again { why, delivered } => (why, delivered),
+            };
+            log::info!("eventstream-client: reconnecting: {why}");
+            yield Item::Reconnecting(why);
+            // A connection that worked comes back at the base pace.
+            tokio::time::sleep(pacing.pause(!delivered)).await;
         }
     }
 }
@@ -586,8 +752,110 @@ mod tests {
             &channels,
             &state,
         ) {
-            Outcome::End(Item::Error(error)) => assert_eq!(error.condition, "forbidden"),
+            Outcome::End(Item::Error(error)) => assert_eq!(error.condition, Condition::Forbidden),
             _ => panic!("a stream error"),
         }
+        let expired = r#"{"condition":"credentials-expired","text":"token expired"}"#;
+        match handle::<u32>(
+            frame("stream-error", Some("error"), expired),
+            &channels,
+            &state,
+        ) {
+            Outcome::End(Item::Error(error)) => {
+                assert_eq!(error.condition, Condition::CredentialsExpired)
+            }
+            _ => panic!("a stream error"),
+        }
+        let unknown = r#"{"condition":"on-fire","text":"?"}"#;
+        match handle::<u32>(
+            frame("stream-error", Some("error"), unknown),
+            &channels,
+            &state,
+        ) {
+            Outcome::End(Item::Error(error)) => {
+                assert_eq!(error.condition, Condition::Other("on-fire".into()))
+            }
+            _ => panic!("a stream error"),
+        }
+    }
+
+    /// A subscription over `state`, saving into `cursor`.
+    fn subscription(
+        state: Arc<Mutex<State>>,
+        cursor: Arc<MemoryCursor>,
+    ) -> Subscription<serde_json::Value> {
+        Subscription {
+            items: Box::pin(futures_util::stream::empty()),
+            state,
+            cursor,
+        }
+    }
+
+    fn yielded(outcome: Outcome<serde_json::Value>) -> Item<serde_json::Value> {
+        match outcome {
+            Outcome::Yield(item) => item,
+            _ => panic!("an item"),
+        }
+    }
+
+    /// A server that withheld `a:1` from this user and then sent `b:1`
+    /// without telling (two entries moved): the event is not attributed to
+    /// a guessed channel, and acknowledging it saves both positions, so a
+    /// restart from the cursor repeats neither.
+    #[test]
+    fn an_event_that_moves_two_entries_is_not_misattributed_nor_repeated() {
+        let channels = ["a".to_owned(), "b".to_owned()];
+        let state = Arc::new(state());
+        let cursor = Arc::new(MemoryCursor::default());
+        let items = subscription(Arc::clone(&state), Arc::clone(&cursor));
+        handle::<serde_json::Value>(frame("stream-open", Some("a:0,b:0"), ""), &channels, &state);
+        let item = yielded(handle(
+            frame("message", Some("a:1,b:1"), "1"),
+            &channels,
+            &state,
+        ));
+        let Item::Event(event) = &item else {
+            panic!("an event: {item:?}")
+        };
+        assert_eq!(
+            (event.channel.as_deref(), event.seq),
+            (None, None),
+            "not guessed"
+        );
+        items.ack(&item).expect("saved");
+        // A reconnect, and a restart from the cursor, resume after both:
+        // the server sends neither again.
+        assert_eq!(items.positions().to_string(), "a:1,b:1");
+        assert_eq!(cursor.load().expect("loads").to_string(), "a:1,b:1");
+    }
+
+    /// What the server sends instead (PROTOCOL.md §4.3): the withheld
+    /// event's position in a keep-alive, then `b:1` moving one entry.
+    #[test]
+    fn a_keep_alive_carries_a_withheld_position_and_the_next_event_is_attributed() {
+        let channels = ["a".to_owned(), "b".to_owned()];
+        let state = Arc::new(state());
+        let cursor = Arc::new(MemoryCursor::default());
+        let items = subscription(Arc::clone(&state), Arc::clone(&cursor));
+        handle::<serde_json::Value>(frame("stream-open", Some("a:0,b:0"), ""), &channels, &state);
+        assert!(matches!(
+            handle::<serde_json::Value>(
+                frame("keep-alive", Some("a:1,b:0"), ""),
+                &channels,
+                &state
+            ),
+            Outcome::Skip
+        ));
+        let item = yielded(handle(
+            frame("message", Some("a:1,b:1"), "1"),
+            &channels,
+            &state,
+        ));
+        let Item::Event(event) = &item else {
+            panic!("an event: {item:?}")
+        };
+        assert_eq!((event.channel.as_deref(), event.seq), (Some("b"), Some(1)));
+        items.ack(&item).expect("saved");
+        assert_eq!(cursor.load().expect("loads").to_string(), "a:1,b:1");
     }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use eventstream_client::{Client, CursorStore, FileCursor, Item, MemoryCursor, Positions};
+use eventstream_client::{
+    Client, Condition, CursorStore, FileCursor, Item, MemoryCursor, Positions,
+};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,13 +124,14 @@ async fn take_events(
             .await
             .expect("an item within 30 s")
             .expect("the stream goes on");
-        if let Item::Event(event) = &item {
-            got.push((
+        match &item {
+            Item::Event(event) => got.push((
                 event.seq.expect("an id"),
                 event.data["n"].as_i64().expect("n"),
-            ));
-        } else {
-            panic!("unexpected {item:?}");
+            )),
+            // The connection coming and going is reported, not an event.
+            Item::Connected | Item::Reconnecting(_) => {}
+            _ => panic!("unexpected {item:?}"),
         }
         items.ack(&item).expect("acknowledged");
     }
@@ -329,10 +332,15 @@ async fn a_trimmed_position_is_a_reset_and_a_forbidden_channel_an_error() {
             .build()
             .subscribe::<Value>()
             .expect("a cursor");
-        let first = tokio::time::timeout(Duration::from_secs(10), items.next())
-            .await
-            .expect("an item")
-            .expect("the stream goes on");
+        let first = loop {
+            let item = tokio::time::timeout(Duration::from_secs(10), items.next())
+                .await
+                .expect("an item")
+                .expect("the stream goes on");
+            if !matches!(item, Item::Connected | Item::Reconnecting(_)) {
+                break item;
+            }
+        };
         if let Item::Reset(reset) = first {
             break reset;
         }
@@ -352,7 +360,7 @@ async fn a_trimmed_position_is_a_reset_and_a_forbidden_channel_an_error() {
         .expect("a cursor");
     match items.next().await {
         Some(Item::Error(error)) => {
-            assert_eq!(error.condition, "forbidden");
+            assert_eq!(error.condition, Condition::Forbidden);
             assert_eq!(error.channels, Some(vec!["_private".to_owned()]));
         }
         other => panic!("a stream-error, got {other:?}"),
@@ -366,11 +374,19 @@ async fn a_trimmed_position_is_a_reset_and_a_forbidden_channel_an_error() {
 
 /// An HS256 token for `user` the example server's identity accepts.
 fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
+    token_for(user, 600)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs()
-        + 600;
+}
+
+/// A token for `user` that expires `valid_secs` from now.
+fn token_for(user: &str, valid_secs: u64) -> String {
+    let exp = now_secs() + valid_secs;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({ "sub": user, "exp": exp }),
@@ -580,4 +596,69 @@ async fn a_silent_stream_is_reconnected_by_the_watchdog() {
         last_event_id.await.expect("reconnected").as_deref(),
         Some("c:1")
     );
+}
+
+/// A signed-in subscription whose token expires while it is connected (a
+/// lifetime of 1 s, set by the test; the server tolerates 5 s of skew):
+/// the server is killed, and when it comes back it says the token expired;
+/// the provider is asked once for a fresh one, and the stream goes on with
+/// no event lost or repeated.
+#[tokio::test]
+async fn a_token_that_expires_is_renewed_and_the_stream_goes_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().expect("a directory");
+    let database = dir.path().join("events.db");
+    let port = free_port();
+    let mut server = Server::start(port, &database, "").await;
+    let renewals = Arc::new(AtomicUsize::new(0));
+    let first = token_for("ann", 1);
+    let expires = now_secs() + 1;
+    let provider = {
+        let renewals = Arc::clone(&renewals);
+        move |renew: bool| {
+            let renewals = Arc::clone(&renewals);
+            let first = first.clone();
+            async move {
+                if renew || renewals.load(Ordering::SeqCst) > 0 {
+                    renewals.fetch_add(usize::from(renew), Ordering::SeqCst);
+                    Ok::<String, String>(token_for("ann", 600))
+                } else {
+                    Ok(first)
+                }
+            }
+        }
+    };
+    let cursor = MemoryCursor::default();
+    let mut start = Positions::new();
+    start.set("_feed", 0);
+    cursor.save(&start).expect("saved");
+    let mut items = Client::builder(server.url())
+        .channel("_feed")
+        .token_provider(provider)
+        .cursor(cursor)
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .subscribe::<Value>()
+        .expect("a cursor");
+    for n in 1..=5 {
+        server.publish("_feed", json!({ "n": n }), &[]).await;
+    }
+    let mut seen = take_events(&mut items, 5).await;
+    // Past the token's expiry and the server's 5 s of tolerance.
+    tokio::time::sleep_until(
+        tokio::time::Instant::now() + Duration::from_secs(expires + 6 - now_secs()),
+    )
+    .await;
+    server.kill().await;
+    server = Server::start(port, &database, "").await;
+    for n in 6..=10 {
+        server.publish("_feed", json!({ "n": n }), &[]).await;
+    }
+    seen.extend(take_events(&mut items, 5).await);
+    let expected: Vec<(u64, i64)> = (1..=10).map(|n| (n as u64, n)).collect();
+    assert_eq!(seen, expected, "every event once, in order");
+    assert_eq!(renewals.load(Ordering::SeqCst), 1, "renewed once");
+    server.kill().await;
 }

@@ -5,7 +5,7 @@
 //! ```text
 //! Grip-Hold: stream                                  (always, also while backlog pages remain)
 //! Grip-Channel: events-a; prev-id=3; filter=build-id; filter=skip-users, events-live; filter=skip-users,
-//!               user-u-ann; filter=require-sub
+//!               user-u-ann; filter=require-sub; filter=build-id
 //! Grip-Set-Meta: id_format="a:%(events-a)s", user="u-ann"
 //! Grip-Keep-Alive: event: keep-alive\ndata:\n\n; format=cstring; timeout=20
 //! Grip-Link: </events/_next/<token>>; rel=next; timeout=120
@@ -33,6 +33,10 @@ use crate::identity::User;
 use crate::query::query_values;
 use crate::replay::{self, Reader};
 use crate::session::{Refusal, max_chunk_bytes};
+
+/// The `id_format` of a proxied stream without persistent channels: never
+/// rendered (see [`build`]), only there because `build-id` needs one.
+const NO_IDS: &str = "-";
 
 use super::link::{LinkClaims, next_link};
 use super::publisher::escape_percent;
@@ -324,19 +328,28 @@ async fn build(
             },
         )
         .collect();
-    subscriptions.push(format!("user-{key}; filter=require-sub"));
+    // `build-id` too: the user channel carries the keep-alive that shows the
+    // position of an event withheld from this user (see the publisher).
+    subscriptions.push(format!("user-{key}; filter=require-sub; filter=build-id"));
 
-    let mut meta = Vec::new();
-    if !positions.is_empty() {
-        let format: Vec<String> = positions
-            .iter()
-            .map(|(channel, _)| {
-                let quoted = channel::quote(channel);
-                format!("{}:%(events-{quoted})s", quoted.replace('%', "%%"))
-            })
-            .collect();
-        meta.push(format!("id_format=\"{}\"", format.join(",")));
-    }
+    // Always set: the user channel runs `build-id` on every stream, and the
+    // filter refuses to run without it. A stream without persistent
+    // channels never gets `%I` to render (withheld-event keep-alives go to
+    // streams of stored channels only), so its value there is a
+    // placeholder.
+    let format: Vec<String> = positions
+        .iter()
+        .map(|(channel, _)| {
+            let quoted = channel::quote(channel);
+            format!("{}:%(events-{quoted})s", quoted.replace('%', "%%"))
+        })
+        .collect();
+    let format = if format.is_empty() {
+        NO_IDS.to_owned()
+    } else {
+        format.join(",")
+    };
+    let mut meta = vec![format!("id_format=\"{format}\"")];
     meta.push(format!("user=\"{key}\""));
 
     let mut headers = vec![("Grip-Hold", "stream".to_owned())];

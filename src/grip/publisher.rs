@@ -257,6 +257,29 @@ impl Publisher {
         // The content, the channel twice, ids and the JSON around them.
         let weight = body.len() + 2 * grip_channel.len() + 256;
         self.enqueue(&grip_channel, event_id, &item, weight);
+        if event.seq.is_some() {
+            self.withheld(event, &grip_channel);
+        }
+    }
+
+    /// For each user a stored event is withheld from: a `keep-alive`
+    /// carrying the stream's id vector, on the user's own channel, for its
+    /// streams of the event's channel. The proxy moved their vector past
+    /// the withheld event without showing it; this frame shows that move
+    /// on its own, so that no frame moves two entries (PROTOCOL.md §4.3).
+    fn withheld(&self, event: &LiveEvent, grip_channel: &str) {
+        for user in &event.skip_users {
+            let user_channel = format!("user-{}", user_key(Some(user)));
+            let item = json!({
+                "channel": user_channel,
+                "meta": { "require_sub": grip_channel },
+                "formats": {"http-stream": {
+                    "content": format!("id: {ID_PLACEHOLDER}\nevent: keep-alive\ndata:\n\n"),
+                    "content-filters": ["build-id"],
+                }},
+            });
+            self.enqueue(&user_channel, None, &item, 512);
+        }
     }
 
     /// Ends the proxied streams of `user` on `channel`: a `stream-error`
@@ -278,7 +301,11 @@ impl Publisher {
                 "channel": user_channel,
                 "id": format!("{unique}-error"),
                 "meta": meta,
-                "formats": {"http-stream": {"content": String::from_utf8_lossy(&error_frame)}},
+                // The user channel runs `build-id`: `%` is escaped.
+                "formats": {"http-stream": {
+                    "content": String::from_utf8_lossy(&escape_percent(&error_frame)),
+                    "content-filters": ["build-id"],
+                }},
             }),
             error_frame.len() + 512,
         );

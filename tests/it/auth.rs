@@ -26,7 +26,11 @@ pub fn tests() -> Vec<Trial> {
             a_stream_that_stays_behind_is_still_kicked,
             a_kick_between_authorizing_and_registering_is_not_lost,
         ],
-        on_every_path => [skipped_users_get_neither_the_live_event_nor_its_replay],
+        on_every_path => [
+            skipped_users_get_neither_the_live_event_nor_its_replay,
+            an_expired_token_is_told_apart_from_a_refusal,
+            a_multi_channel_stream_moves_one_entry_per_frame_past_a_withheld_event,
+        ],
         needs_postgres => [an_authorizer_that_cannot_tell_keeps_streams_open_and_asks_again],
     ]
 }
@@ -199,30 +203,40 @@ async fn bad_credentials_are_forbidden_never_anonymous() {
         parts[2] = "AAAA".into();
         parts.join(".")
     };
+    // An expired token is an error too, told apart so that a client can
+    // renew it (`credentials-expired`); the rest are `forbidden`.
     let cases = [
-        (format!("/events/public?token={expired}"), vec![], "expired"),
+        (
+            format!("/events/public?token={expired}"),
+            vec![],
+            "expired",
+            "credentials-expired",
+        ),
         (
             format!("/events/public?token={forged}"),
             vec![],
             "invalid token",
+            "forbidden",
         ),
         (
             "/events/public?token=not-a-jwt".to_owned(),
             vec![],
             "invalid token",
+            "forbidden",
         ),
         (
             "/events/public".to_owned(),
             vec![("Authorization", "Basic YTpi".to_owned())],
             "Bearer",
+            "forbidden",
         ),
     ];
-    for (path, headers, text) in cases {
+    for (path, headers, text, condition) in cases {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let frames = app.stream(&path, &headers).await.until_end().await;
         assert_eq!(frames.len(), 1, "{path}");
         let data = frames[0].json();
-        assert_eq!(data["condition"], "forbidden", "{path}: {data}");
+        assert_eq!(data["condition"], condition, "{path}: {data}");
         assert!(
             data["text"].as_str().expect("text").contains(text),
             "{path}: {data}"
@@ -468,6 +482,126 @@ async fn a_kick_between_authorizing_and_registering_is_not_lost() {
     assert_eq!(frames.len(), 1, "one error and the end: {frames:?}");
     assert_eq!(frames[0].event(), "stream-error");
     assert_eq!(frames[0].json()["condition"], "forbidden");
+    app.stop().await;
+}
+
+/// A token that has expired gets `credentials-expired` (a client may renew
+/// it and reconnect from its last id), in the header and in the query, on
+/// every backend and through Pushpin; a fresh token for the same user is
+/// let in.
+async fn an_expired_token_is_told_apart_from_a_refusal(backend: Backend) {
+    let app = spawn_app(App::on(backend)).await;
+    let expired = token("ann", -3600);
+    let by_header = format!("Bearer {expired}");
+    for (path, headers) in [
+        (
+            "/events/_ann".to_owned(),
+            vec![("Authorization", by_header.as_str())],
+        ),
+        (format!("/events/_ann?token={expired}"), vec![]),
+    ] {
+        let frames = app.stream(&path, &headers).await.until_end().await;
+        assert_eq!(frames.len(), 1, "{path}: {frames:?}");
+        assert_eq!(frames[0].event(), "stream-error");
+        assert_eq!(frames[0].id.as_deref(), Some("error"));
+        assert_eq!(
+            frames[0].json(),
+            json!({"condition": "credentials-expired", "text": "token expired"}),
+            "{path}"
+        );
+    }
+    let fresh = format!("Bearer {}", token("ann", 600));
+    let mut stream = app
+        .stream("/events/_ann", &[("Authorization", &fresh)])
+        .await;
+    assert_eq!(stream.next_event().await.event(), "stream-open");
+    app.stop().await;
+}
+
+/// The id vectors `frames` carry after the first, each with how many
+/// entries it moved from the one before.
+fn moves(frames: &[crate::helpers::Frame]) -> Vec<(String, usize)> {
+    let vectors: Vec<Vec<(String, u64)>> = frames
+        .iter()
+        .filter_map(|frame| frame.id.as_deref())
+        .map(|id| {
+            id.split(',')
+                .map(|entry| {
+                    let (channel, seq) = entry.rsplit_once(':').expect("channel:seq");
+                    (channel.to_owned(), seq.parse().expect("a number"))
+                })
+                .collect()
+        })
+        .collect();
+    vectors
+        .windows(2)
+        .zip(frames.iter().filter(|frame| frame.id.is_some()).skip(1))
+        .map(|(pair, frame)| {
+            let moved = pair[0].iter().zip(&pair[1]).filter(|(a, b)| a != b).count();
+            (frame.event().to_owned(), moved)
+        })
+        .collect()
+}
+
+/// Ann's stream of `a` and `b`; an event on `a` withheld from her, then
+/// one on `b`: no frame moves two entries of her id vector (the withheld
+/// position comes in a keep-alive), so the entry an event moves names its
+/// channel (PROTOCOL.md §4.3). Live, and replayed from `a:0,b:0`.
+async fn a_multi_channel_stream_moves_one_entry_per_frame_past_a_withheld_event(backend: Backend) {
+    let app = spawn_app(App::on(backend)).await;
+    let ann = format!("Bearer {}", token("ann", 600));
+    let mut live = app
+        .stream("/events/?channel=a&channel=b", &[("Authorization", &ann)])
+        .await;
+    let open = live.next_event().await;
+    assert_eq!(open.event(), "stream-open");
+    let skip = SendOptions::new().skip_user_ids(["ann"]);
+    app.events
+        .send_event_with("a", "message", &"not for ann", skip)
+        .await
+        .expect("send");
+    app.send_event("b", json!("for ann")).await;
+    let mut frames = vec![open];
+    loop {
+        let frame = live.next().await.expect("a frame");
+        let done = frame.event() == "message";
+        frames.push(frame);
+        if done {
+            break;
+        }
+    }
+    let last = frames.last().expect("the event");
+    assert_eq!(
+        (last.id.as_deref(), last.json()),
+        (Some("a:1,b:1"), json!("for ann"))
+    );
+    assert!(
+        moves(&frames).iter().all(|(_, moved)| *moved <= 1),
+        "one entry per frame: {frames:?}"
+    );
+    let mut replay = app
+        .stream(
+            "/events/?channel=a&channel=b",
+            &[("Authorization", &ann), ("Last-Event-ID", "a:0,b:0")],
+        )
+        .await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = replay.next().await.expect("a frame");
+        let done = frame.event() == "message";
+        frames.push(frame);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        frames.last().and_then(|frame| frame.id.as_deref()),
+        Some("a:1,b:1")
+    );
+    assert!(
+        moves(&frames).iter().all(|(_, moved)| *moved <= 1),
+        "one entry per frame on replay: {frames:?}"
+    );
     app.stop().await;
 }
 

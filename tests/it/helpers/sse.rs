@@ -130,7 +130,10 @@ impl Sse {
                 "id" => frame.id = Some(value.into()),
                 "retry" => frame.retry = Some(value.into()),
                 "data" => data.push(value),
-                other => panic!("unexpected field {other:?} in {block:?}"),
+                other => panic!(
+                    "unexpected field {other:?} in {block:?}; received so far: {:?}",
+                    String::from_utf8_lossy(&self.raw)
+                ),
             }
         }
         frame.data = data.join("\n");
