@@ -3,8 +3,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
+  PUBLISH_KEY,
   cleanupAfter,
   launchBrowser,
+  makeJwt,
   openPage,
   publish,
   removeDir,
@@ -279,6 +281,127 @@ describe('ReconnectingEventSource', () => {
         ['stream-reset', 'room-h:1'],
         ['message', 'room-h:2'],
       ]
+    );
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(k) a signed-in stream whose token expired renews it across a server restart: nothing lost or repeated', async (t) => {
+    const defer = cleanupAfter(t);
+    let server = await startServer();
+    const { port, dir } = server;
+    defer(() => removeDir(dir));
+    defer(() => server.stop());
+    // The page's own origin hands out fresh tokens, as an app's would.
+    let handedOut = 0;
+    const site = await startStaticServer((req, res, url) => {
+      if (url.pathname !== '/token') return false;
+      handedOut++;
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store' });
+      res.end(makeJwt('ann', { ttlSecs: 3600 }));
+      return true;
+    });
+    defer(() => site.close());
+    const { page, context, pageErrors } = await openPage(browser, site.origin);
+    defer(() => context.close());
+    // A short lifetime, set by the test: it expires while the stream is
+    // open (the server tolerates 5 s of clock skew).
+    const first = makeJwt('ann', { ttlSecs: 1 });
+    const expiredAt = Date.now() + 1000 + 5000;
+    const url = `${server.origin}/events/?channel=_k`;
+    await page.evaluate(([u, token]) => openSignedRES('k', u, token, '/token', { debug: true }), [url, first]);
+    await waitRec(page, 'k', (rec) => rec.streamOpens === 1);
+    for (let n = 1; n <= 5; n++) await publish(server.origin, '_k', { n });
+    await waitRec(page, 'k', (rec) => rec.events.length >= 5);
+
+    // Past the expiry, the server restarts: the old token is refused as
+    // expired, the page is asked once for a fresh one, and the stream
+    // goes on from where it was.
+    await sleep(Math.max(0, expiredAt + 500 - Date.now()));
+    await server.stop();
+    server = await startServer({ port, dir });
+    for (let n = 6; n <= 10; n++) await publish(server.origin, '_k', { n });
+    await waitRec(page, 'k', (rec) => rec.events.length >= 10);
+    const r = await rec(page, 'k');
+    assert.deepEqual(
+      r.events.map((e) => e.lastEventId),
+      Array.from({ length: 10 }, (_, i) => `_k:${i + 1}`),
+      'every message once, in order'
+    );
+    assert.deepEqual(r.streamErrors, [], 'the expiry was not an end');
+    assert.equal(await page.evaluate(() => window.records.k.renewals.count), 1);
+    assert.equal(handedOut, 1);
+    assert.equal(r.states[r.states.length - 1], 'live');
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(l) an expired credential without renewCredentials, or one renewed in vain, ends the stream', async (t) => {
+    const { page, server, pageErrors } = await setup(t);
+    const expired = makeJwt('ann', { ttlSecs: -3600 });
+    await page.evaluate(
+      (u) => openRES('l', u),
+      `${server.origin}/events/?channel=_l&token=${expired}`
+    );
+    await waitRec(page, 'l', (rec) => rec.streamErrors.length === 1);
+    const r = await rec(page, 'l');
+    assert.equal(JSON.parse(r.streamErrors[0].event.data).condition, 'credentials-expired');
+    assert.equal(r.streamErrors[0].state, 'error');
+    // Renewed, but the page hands out an expired one again: it gives up.
+    await page.evaluate(
+      ([u, token]) => {
+        window.renewCalls = 0;
+        window.openRES('m', () => u + '&token=' + token, {
+          renewCredentials: () => {
+            window.renewCalls++;
+            return Promise.resolve();
+          },
+        });
+      },
+      [`${server.origin}/events/?channel=_l`, expired]
+    );
+    await waitRec(page, 'm', (rec) => rec.streamErrors.length === 1);
+    assert.equal(await page.evaluate(() => window.renewCalls), 1);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('(n) an event withheld from the user: the next one moves one entry, and a restart from the cursor repeats nothing', async (t) => {
+    const { page, server, pageErrors } = await setup(t);
+    const token = makeJwt('ann', { ttlSecs: 3600 });
+    const url = `${server.origin}/events/?channel=a&channel=b&token=${token}`;
+    await page.evaluate((u) => openRES('n', u, {}, { types: ['message', 'keep-alive'] }), url);
+    await waitRec(page, 'n', (rec) => rec.streamOpens === 1);
+    const withheld = await fetch(`${server.origin}/events/a`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${PUBLISH_KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ data: 'not for ann', skip_user_ids: ['ann'] }),
+    });
+    assert.equal(withheld.status, 201);
+    await publish(server.origin, 'b', 'for ann');
+    await waitRec(page, 'n', (rec) => rec.events.some((e) => e.type === 'message'));
+    const first = await rec(page, 'n');
+    const vectors = ['a:0,b:0', ...first.events.map((e) => e.lastEventId)];
+    for (let i = 1; i < vectors.length; i++) {
+      const before = vectors[i - 1].split(',');
+      const after = vectors[i].split(',');
+      const moved = after.filter((entry, k) => entry !== before[k]).length;
+      assert.ok(moved <= 1, `one entry per frame: ${JSON.stringify(vectors)}`);
+    }
+    const cursor = await page.evaluate(() => window.records.n.es.lastEventId);
+    assert.equal(cursor, 'a:1,b:1');
+    // The page restarts from its cursor: nothing comes again.
+    await page.evaluate(
+      ([u, c]) => {
+        window.records.n.es.close();
+        openRES('o', u, { lastEventId: c });
+      },
+      [url, cursor]
+    );
+    await waitRec(page, 'o', (rec) => rec.streamOpens === 1);
+    await publish(server.origin, 'b', 'next');
+    await waitRec(page, 'o', (rec) => rec.events.length >= 1);
+    const again = await rec(page, 'o');
+    assert.deepEqual(
+      again.events.map((e) => [e.lastEventId, e.data]),
+      [['a:1,b:2', '"next"']]
     );
     assert.deepEqual(pageErrors, []);
   });

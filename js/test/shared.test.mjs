@@ -68,9 +68,34 @@ async function newTab(context, pageErrors) {
   return page;
 }
 
-/** Opens a shared source named `s` in `page`. */
-function open(page, url, options = {}) {
-  return page.evaluate(([u, o]) => window.openRES('s', u, { sharedKey: 'user:ann', ...o }), [url, options]);
+/** Opens a shared source named `s` in `page`, listening to `types`. */
+function open(page, url, options = {}, types = ['message']) {
+  return page.evaluate(
+    ([u, o, w]) => window.openRES('s', u, { sharedKey: 'user:ann', ...o }, { types: w }),
+    [url, options, types]
+  );
+}
+
+/** The (type, id) of every event `page` dispatched, in order. */
+const typed = (page) =>
+  page.evaluate(() => window.records.s.rec.events.map((e) => [e.type, e.lastEventId]));
+
+async function waitForEvents(page, count, timeout = 15000) {
+  try {
+    await page.waitForFunction((n) => window.records.s.rec.events.length >= n, count, { timeout, polling: 20 });
+  } catch (error) {
+    error.message += `\n  events so far: ${JSON.stringify(await typed(page))}`;
+    throw error;
+  }
+}
+
+/** Publishes chat, message, chat, message: ids 1 to 4. */
+async function publishMixed(origin) {
+  const types = ['chat', 'message', 'chat', 'message'];
+  for (let i = 0; i < types.length; i++) {
+    assert.equal(await publish(origin, CHANNEL, { n: i + 1 }, types[i]), `${CHANNEL}:${i + 1}`);
+  }
+  return types.map((type, i) => [type, `${CHANNEL}:${i + 1}`]);
 }
 
 const role = (page) => page.evaluate(() => window.records.s.es.role);
@@ -112,6 +137,63 @@ async function publishRange(origin, from, to) {
 }
 
 describe('ReconnectingEventSource, shared mode', () => {
+  for (const [leaderTypes, followerTypes] of [
+    [['message'], ['chat', 'message']],
+    [['chat', 'message'], ['message']],
+  ]) {
+    test(`every tab gets the event types it listens to: leader ${leaderTypes}, follower ${followerTypes}`, async (t) => {
+      const { server, tabs, streams, pageErrors, url } = await setup(t, 2);
+      await open(tabs[0], url, {}, leaderTypes);
+      await waitForRole(tabs[0], 'leader');
+      await waitForStreamOpen(tabs[0]);
+      await open(tabs[1], url, {}, followerTypes);
+      await tabs[1].waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+      assert.equal(await role(tabs[1]), 'follower');
+
+      const sent = await publishMixed(server.origin);
+      for (const [tab, types] of [
+        [tabs[0], leaderTypes],
+        [tabs[1], followerTypes],
+      ]) {
+        const wanted = sent.filter(([type]) => types.includes(type));
+        await waitForEvents(tab, wanted.length);
+        assert.deepEqual(await typed(tab), wanted);
+      }
+      assert.equal(streams.length, 1, 'one connection');
+      assert.deepEqual(pageErrors, []);
+    });
+  }
+
+  test("a type only a follower listens to reaches it after the leader's tab closes", async (t) => {
+    const { server, tabs, pageErrors, url } = await setup(t, 3);
+    await open(tabs[0], url, {}, ['message']);
+    await waitForRole(tabs[0], 'leader');
+    await waitForStreamOpen(tabs[0]);
+    await open(tabs[1], url, {}, ['chat', 'message']);
+    await open(tabs[2], url, {}, ['message']);
+    for (const tab of tabs.slice(1)) {
+      await tab.waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+    }
+    await tabs[0].close();
+    const remaining = tabs.slice(1);
+    await waitUntil(async () => (await Promise.all(remaining.map(role))).includes('leader'), {
+      what: 'a new leader',
+    });
+    const leader = remaining[(await Promise.all(remaining.map(role))).indexOf('leader')];
+    await leader.waitForFunction(() => window.records.s.es.state === 'live', null, { polling: 20 });
+    await waitForStreamOpen(leader);
+
+    const sent = await publishMixed(server.origin);
+    await waitForEvents(tabs[1], 4);
+    assert.deepEqual(await typed(tabs[1]), sent, 'chat and message, whichever tab leads');
+    await waitForEvents(tabs[2], 2);
+    assert.deepEqual(
+      await typed(tabs[2]),
+      sent.filter(([type]) => type === 'message')
+    );
+    assert.deepEqual(pageErrors, []);
+  });
+
   test('three tabs share one connection and each gets every event once, in order', async (t) => {
     const { server, tabs, streams, pageErrors, url } = await setup(t, 3);
     await open(tabs[0], url);

@@ -80,17 +80,32 @@
     });
   }
 
+  // A fresh token for the signed-in user, when the stream says the last one
+  // expired. The demo signs in again under the same name; a real app asks
+  // its own session for a new token here.
+  async function renewToken() {
+    const response = await fetch('/sign-in', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: demo.user }),
+    });
+    if (!response.ok) throw new Error('sign-in answered ' + response.status);
+    demo.token = (await response.json()).token;
+    demo.renewals = (demo.renewals || 0) + 1;
+  }
+
   function listen(room, lastEventId) {
     if (demo.source) demo.source.close();
-    let url = '/events/' + encodeURIComponent(room);
+    const path = '/events/' + encodeURIComponent(room);
     // sharedKey: the tabs of this app share one connection per room (the
     // browser allows about six per origin); tabs of different users do not.
     const options = { lastEventId: lastEventId, max_retry_time: 3000, sharedKey: 'chat user:' + (demo.user || '') };
-    if (demo.token && polyfilled) {
-      options.headers = authHeaders();
-    } else if (demo.token) {
-      url += '?token=' + encodeURIComponent(demo.token);
-    }
+    // The url and the headers are functions: each (re)connection sends the
+    // token the page holds then, and an expired one is renewed.
+    if (demo.token) options.renewCredentials = renewToken;
+    if (demo.token && polyfilled) options.headers = authHeaders;
+    const url = () =>
+      demo.token && !polyfilled ? path + '?token=' + encodeURIComponent(demo.token) : path;
     const source = new ReconnectingEventSource(url, options);
     source.onstatechange = (state) => {
       setStatus(state);

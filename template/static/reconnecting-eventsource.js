@@ -12,6 +12,8 @@
  *     eventSourceClass: EventSource, // e.g. EventSourcePolyfill
  *     headers: {...},            // passed on, for EventSourcePolyfill
  *     sharedKey: 'user:ann',     // opt in to one connection for all tabs
+ *     renewCredentials: fn,      // see "Credentials that expire"
+ *     debug: false,              // log what it does, in words (console)
  *   });
  *   es.addEventListener('message', function (e) { ... e.lastEventId, e.data ... });
  *
@@ -20,8 +22,21 @@
  * (read-only: the newest id seen, or the lastEventId option before that),
  * onopen, onmessage, onerror, addEventListener(type, fn),
  * removeEventListener(type, fn), close().
- * Every configuration key other than max_retry_time, lastEventId and
- * eventSourceClass is passed to the EventSource constructor.
+ * Every configuration key other than max_retry_time, lastEventId,
+ * eventSourceClass, sharedKey, renewCredentials and debug is passed to the
+ * EventSource constructor.
+ *
+ * Credentials that expire:
+ *   `url` may be a function returning the url, and `headers` (for
+ *   EventSourcePolyfill) a function returning the headers: both are called
+ *   before every connection, so a page can put its current token in them.
+ *   When the server ends the stream because the credential expired
+ *   (`stream-error` with condition `credentials-expired`), the source calls
+ *   `renewCredentials()` once (it returns a promise: get a fresh token),
+ *   stays in state "reconnecting" meanwhile, and then connects again from
+ *   its last id. If the promise fails, or the next connection is refused
+ *   as expired again, it gives up like any other stream-error. Without
+ *   `renewCredentials` an expired credential is a stream-error at once.
  *
  * Extras:
  *   onreset(event)        called for a `stream-reset` event (the listed
@@ -65,6 +80,9 @@
  *   - When the leader's tab closes, its lock is released and another tab
  *     takes over and resumes from its own cursor: nothing is lost or
  *     repeated.
+ *   - Every event type a tab listens to (addEventListener) is announced to
+ *     the group, and whichever tab leads listens to all of them: a type
+ *     only a follower wants reaches it, across leader changes.
  *   - Where navigator.locks or BroadcastChannel is missing (insecure
  *     origins, old browsers), or the leader does not answer a joining tab
  *     within 5 s, or cannot serve its cursor, the tab connects on its own,
@@ -108,7 +126,15 @@
     // Types always listened to, so that their ids are kept.
     var TRACKED_TYPES = ['message', 'stream-open', 'stream-reset', 'stream-error', 'keep-alive'];
     // Our own options; everything else goes to the EventSource constructor.
-    var OWN_OPTIONS = ['max_retry_time', 'lastEventId', 'eventSourceClass', 'sharedKey'];
+    var OWN_OPTIONS = [
+      'max_retry_time',
+      'lastEventId',
+      'eventSourceClass',
+      'sharedKey',
+      'renewCredentials',
+      'debug',
+      'headers',
+    ];
     // Shared mode: events a leader keeps for tabs that join, and how long a
     // joining tab waits for the leader's answer.
     var SHARED_BACKLOG = 1000;
@@ -187,7 +213,8 @@
         }
       }
 
-      this.url = String(url);
+      var urlOf = typeof url === 'function' ? url : null;
+      this.url = String(urlOf ? urlOf() : url);
       this.withCredentials = Boolean(config.withCredentials);
       this.readyState = CONNECTING;
       this.state = 'connecting';
@@ -211,6 +238,11 @@
           attempt: 0,
           everOpened: false,
           reported: false, // onstatechange was called at least once
+          urlOf: urlOf, // called before every connection, when given
+          headers: config.headers, // an object, or a function of none
+          renew: typeof config.renewCredentials === 'function' ? config.renewCredentials : null,
+          renewing: false, // renewed since the last stream-open
+          debug: Boolean(config.debug),
         },
       });
 
@@ -252,9 +284,11 @@
       if (!listener) return;
       type = String(type);
       var listeners = this._.listeners;
+      var fresh = !listeners[type];
       var list = listeners[type] || (listeners[type] = []);
       if (list.indexOf(listener) === -1) list.push(listener);
       this._forward(type);
+      if (fresh && this._.shared) this._.shared.announceTypes();
     };
 
     proto.removeEventListener = function (type, listener) {
@@ -339,8 +373,16 @@
       var self = this;
       inner.timer = null;
       var source;
+      if (inner.urlOf) this.url = String(inner.urlOf());
+      var innerConfig = inner.innerConfig;
+      if (inner.headers !== undefined) {
+        innerConfig = {};
+        for (var key in inner.innerConfig) innerConfig[key] = inner.innerConfig[key];
+        innerConfig.headers = typeof inner.headers === 'function' ? inner.headers() : inner.headers;
+      }
+      this._log('connecting to ' + withoutToken(this.url) + (inner.lastEventId ? ' from ' + inner.lastEventId : ' from the start'));
       try {
-        source = new inner.eventSourceClass(withLastEventId(this.url, inner.lastEventId), inner.innerConfig);
+        source = new inner.eventSourceClass(withLastEventId(this.url, inner.lastEventId), innerConfig);
       } catch (error) {
         // e.g. an invalid url: nothing to retry
         this._stop();
@@ -366,13 +408,23 @@
         self._onError(event);
       };
       var types = TRACKED_TYPES.concat(Object.keys(inner.listeners));
+      if (inner.shared) types = types.concat(inner.shared.groupTypes());
       for (var i = 0; i < types.length; i++) this._forward(types[i]);
+    };
+
+    // Says what the source does, in words, when `debug` is on.
+    proto._log = function (text) {
+      if (!this._.debug || !global.console) return;
+      var line = 'ReconnectingEventSource: ' + text;
+      if (typeof global.console.info === 'function') global.console.info(line);
+      else if (typeof global.console.log === 'function') global.console.log(line);
     };
 
     proto._onOpen = function (event) {
       var inner = this._;
       inner.attempt = 0;
       inner.everOpened = true;
+      this._log('connected');
       this.readyState = OPEN;
       this._setState('live');
       call(this.onopen, this, event);
@@ -394,6 +446,7 @@
       this._setState('reconnecting');
       if (this.readyState === CLOSED) return; // closed by onstatechange
       var ceiling = Math.min(inner.maxRetryTime, BASE_DELAY * Math.pow(2, inner.attempt));
+      this._log('the connection dropped; reconnecting in about ' + Math.round(ceiling) + ' ms from ' + (inner.lastEventId || 'the start'));
       var delay = (0.5 + Math.random() * 0.5) * ceiling;
       inner.attempt++;
       var self = this;
@@ -407,8 +460,14 @@
     proto._onEvent = function (type, event) {
       var previous = this._.lastEventId;
       this._trackId(event);
+      if (type === 'stream-error' && this._renew(event)) return;
       if (this._.shared) this._.shared.forward(type, event, previous);
+      if (type === 'stream-open') this._.renewing = false;
       if (type === 'stream-error') {
+        this._log(
+          'giving up: the server ended the stream (' + event.data + '); ' +
+            "the server's operator can see why in its delivery trace"
+        );
         this._stop();
         this._setState('error');
         call(this.onstreamerror, this, event);
@@ -416,6 +475,7 @@
         return;
       }
       if (type === 'stream-reset') {
+        this._log('reset: ' + event.data + '; going on from ' + this._.lastEventId);
         this._setState('reset');
         call(this.onreset, this, event);
         this._dispatch(type, event);
@@ -429,6 +489,62 @@
       // handler has just called close().
       this._dispatch(type, event);
     };
+
+    // A stream-error saying the credential expired: asks the page for a
+    // fresh one (once until the next stream-open) and reconnects from the
+    // last id. Returns whether it took the error over.
+    proto._renew = function (event) {
+      var inner = this._;
+      if (!inner.renew || inner.renewing || conditionOf(event) !== 'credentials-expired') return false;
+      if (inner.shared && this.role === 'follower') return false;
+      inner.renewing = true;
+      this._log('the credential expired; asking the page for a fresh one');
+      this._closeSource();
+      this.readyState = CONNECTING;
+      this._setState('reconnecting');
+      var self = this;
+      var renewed;
+      try {
+        renewed = Promise.resolve(inner.renew());
+      } catch (error) {
+        renewed = Promise.reject(error);
+      }
+      renewed.then(
+        function () {
+          if (self.readyState === CLOSED || self._.source !== null) return;
+          self._log('renewed the credential; reconnecting from ' + (self._.lastEventId || 'the start'));
+          self._connect();
+        },
+        function (error) {
+          if (self.readyState === CLOSED) return;
+          self._log('giving up: the credential could not be renewed (' + error + ')');
+          self._stop();
+          self._setState('error');
+          call(self.onstreamerror, self, event);
+          self._dispatch('stream-error', event);
+        }
+      );
+      return true;
+    };
+
+    function conditionOf(event) {
+      try {
+        return JSON.parse(event.data).condition;
+      } catch (error) {
+        return null;
+      }
+    }
+
+    // The url without its `token` parameter, for log lines.
+    function withoutToken(url) {
+      try {
+        var parsed = new URL(url, global.location && global.location.href);
+        if (parsed.searchParams.has('token')) parsed.searchParams.set('token', '…');
+        return parsed.href;
+      } catch (error) {
+        return String(url).replace(/([?&]token=)[^&]*/, '$1…');
+      }
+    }
 
     // ---- shared mode -------------------------------------------------------
 
@@ -553,6 +669,7 @@
       this.welcomed = false; // follower: the leader answered our hello
       this.welcomeTimer = null;
       this.stopped = false;
+      this.others = {}; // tab id -> the event types it listens to
       source.role = 'follower';
       this.channel.onmessage = function (message) {
         if (!self.stopped) self.receive(message.data || {});
@@ -579,9 +696,40 @@
       }
     };
 
+    // The event types this tab's page listens to.
+    SharedTab.prototype.ownTypes = function () {
+      return Object.keys(this.source._.listeners);
+    };
+
+    // Every type some other tab of the group listens to.
+    SharedTab.prototype.groupTypes = function () {
+      var types = [];
+      for (var tab in this.others) {
+        if (!Object.prototype.hasOwnProperty.call(this.others, tab)) continue;
+        for (var i = 0; i < this.others[tab].length; i++) {
+          if (types.indexOf(this.others[tab][i]) === -1) types.push(this.others[tab][i]);
+        }
+      }
+      return types;
+    };
+
+    // Tells the group which types this tab listens to (a new listener).
+    SharedTab.prototype.announceTypes = function () {
+      this.post({ kind: 'types', from: this.id, types: this.ownTypes() });
+    };
+
+    // Another tab's types: whichever tab leads listens to them too.
+    SharedTab.prototype.learnTypes = function (from, types) {
+      if (!from || from === this.id || !Array.isArray(types)) return;
+      this.others[from] = types.map(String);
+      if (this.source.role === 'leader') {
+        for (var i = 0; i < types.length; i++) this.source._forward(String(types[i]));
+      }
+    };
+
     SharedTab.prototype.hello = function () {
       var self = this;
-      this.post({ kind: 'hello', from: this.id, cursor: this.source._.lastEventId });
+      this.post({ kind: 'hello', from: this.id, cursor: this.source._.lastEventId, types: this.ownTypes() });
       if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
       this.welcomeTimer = setTimeout(function () {
         self.welcomeTimer = null;
@@ -597,7 +745,7 @@
       }
       this.welcomed = true;
       this.source.role = 'leader';
-      this.post({ kind: 'leader', from: this.id });
+      this.post({ kind: 'leader', from: this.id, types: this.ownTypes() });
       if (this.source.readyState === OPEN) this.source.readyState = CONNECTING;
       this.source._connect();
     };
@@ -613,6 +761,7 @@
 
     SharedTab.prototype.stop = function () {
       if (this.stopped) return;
+      this.post({ kind: 'bye', from: this.id });
       this.stopped = true;
       if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
       this.welcomeTimer = null;
@@ -660,6 +809,10 @@
 
     SharedTab.prototype.receive = function (message) {
       var source = this.source;
+      // Every tab keeps every other tab's types, whatever its role: the
+      // next leader needs them.
+      if (message.types) this.learnTypes(message.from, message.types);
+      if (message.kind === 'bye') delete this.others[message.from];
       if (source.role === 'leader') {
         if (message.kind === 'hello') this.welcome(message);
         return;
@@ -667,6 +820,8 @@
       if (source.role !== 'follower') return;
       if (message.kind === 'leader' && !this.welcomed) {
         this.hello();
+      } else if (message.kind === 'leader') {
+        this.announceTypes();
       } else if (message.kind === 'welcome' && message.to === this.id && !this.welcomed) {
         if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
         this.welcomeTimer = null;
