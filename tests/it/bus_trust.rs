@@ -141,15 +141,7 @@ async fn two_deployments_in_one_postgres_database_hear_only_their_own() {
 
 /// The bus channel an instance listens on, from its health check.
 async fn bus_channel(app: &TestApp) -> String {
-    let health: Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("health answers")
-        .json()
-        .await
-        .expect("a JSON body");
+    let (_, health) = app.health().await;
     health["bus"]["channel"]
         .as_str()
         .unwrap_or_else(|| panic!("no bus channel in {health}"))

@@ -29,7 +29,7 @@ use rocket::{Request, Shutdown};
 pub use cluster::Cluster;
 pub use database::{TestDatabase, postgres_admin_url};
 pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_name};
-pub use instance::{Instance, serve_if_asked};
+pub use instance::{Instance, rss_kib, serve_if_asked};
 pub use logs::{LogMark, capture_logs};
 pub use sse::{Frame, Sse};
 
@@ -501,6 +501,19 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The health check's status code and body (at `/healthz`, where the
+    /// tests that turn it on put it).
+    pub async fn health(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .expect("health answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
     }
 
     /// The event log's database, for a second instance on it.

@@ -27,18 +27,6 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// The health check's status code and body.
-async fn health(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("health answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("a JSON body"))
-}
-
 /// Asks the health check until `done` holds; panics with the last answer
 /// after `within`. (Health is computed when asked: there is nothing to
 /// wait on but the answer.)
@@ -52,7 +40,7 @@ async fn health_until(
     let mut ticks = tokio::time::interval(Duration::from_millis(50));
     loop {
         ticks.tick().await;
-        let (status, body) = health(app).await;
+        let (status, body) = app.health().await;
         if done(status, &body) {
             return body;
         }
@@ -69,7 +57,7 @@ fn with_health(app: App) -> App {
 
 async fn health_is_ok_when_storage_answers() {
     let app = spawn_app(with_health(App::on(Backend::Sqlite))).await;
-    let (status, body) = health(&app).await;
+    let (status, body) = app.health().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok", "{body}");
     assert_eq!(body["storage"]["ok"], true);
@@ -156,9 +144,9 @@ async fn health_is_unavailable_while_storage_is_down() {
     let cluster = Cluster::create("es_health", &[]);
     cluster.create_database("events").await;
     let app = spawn_app(with_health(App::sharing_database(&cluster.url("events")))).await;
-    assert_eq!(health(&app).await.0, 200);
+    assert_eq!(app.health().await.0, 200);
     cluster.crash();
-    let (status, body) = health(&app).await;
+    let (status, body) = app.health().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["storage"]["ok"], false);
@@ -191,7 +179,7 @@ async fn health_is_degraded_while_the_bus_is_down() {
             .with("eventstream.redis_url", server.url()),
     ))
     .await;
-    let (status, body) = health(&app).await;
+    let (status, body) = app.health().await;
     assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
     assert_eq!(body["bus"]["kind"], "redis");
     assert_eq!(body["bus"]["connected"], true);

@@ -40,18 +40,6 @@ const MEMORY_BOUND_KIB: u64 = 160 * 1024;
 const EVENTS: usize = 4_000;
 const PUBLISHERS: usize = 8;
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Publishes [`EVENTS`] events of `bytes` to `channel` through
 /// `instance`'s publish API from [`PUBLISHERS`] publishers, every one
 /// accepted, while sampling the instance's memory; returns the peak.
@@ -65,7 +53,7 @@ async fn publish_under_outage(instance: &Instance, channel: &str, bytes: usize) 
             let mut every = tokio::time::interval(Duration::from_millis(20));
             while !done.load(Ordering::Acquire) {
                 every.tick().await;
-                peak = peak.max(rss_kib(pid).unwrap_or(0));
+                peak = peak.max(crate::helpers::rss_kib(pid).unwrap_or(0));
             }
             peak
         })
@@ -229,16 +217,7 @@ async fn a_writer_held_up_holds_a_bounded_number_of_bytes() {
 const SILENCE_NOTICED_WITHIN: Duration = Duration::from_secs(8);
 
 async fn bus_health(app: &TestApp) -> Value {
-    let health: Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("health answers")
-        .json()
-        .await
-        .expect("a JSON body");
-    health["bus"].clone()
+    app.health().await.1["bus"].clone()
 }
 
 /// Waits until `done` holds for A's bus health; returns how long that

@@ -187,22 +187,10 @@ impl Fleet {
 /// Raises `peak_kib` to the largest resident memory of `instances`.
 fn fleet_memory(instances: &[Option<Instance>], peak_kib: &mut u64) {
     for instance in instances.iter().flatten() {
-        if let Some(kib) = instance.pid().and_then(rss_kib) {
+        if let Some(kib) = instance.pid().and_then(crate::helpers::rss_kib) {
             *peak_kib = (*peak_kib).max(kib);
         }
     }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 async fn admin(cluster: &Cluster) -> sqlx::PgPool {

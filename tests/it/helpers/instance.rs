@@ -144,3 +144,16 @@ async fn commit_then_crash(app: &super::TestApp, channel: &str) {
     eprintln!("instance: the commit returned ({committed:?}): the fault point did not fire");
     std::process::exit(0);
 }
+
+/// The resident memory of process `pid`, in KiB (Linux `/proc`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
