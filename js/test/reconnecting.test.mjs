@@ -306,7 +306,9 @@ describe('ReconnectingEventSource', () => {
     // A short lifetime, set by the test: it expires while the stream is
     // open (the server tolerates 5 s of clock skew).
     const first = makeJwt('ann', { ttlSecs: 1 });
-    const expiredAt = Date.now() + 1000 + 5000;
+    // The server refuses it once its whole-second clock is past `exp` + 5.
+    const { exp } = JSON.parse(Buffer.from(first.split('.')[1], 'base64url').toString());
+    const expiredAt = (exp + 5 + 1) * 1000;
     const url = `${server.origin}/events/?channel=_k`;
     await page.evaluate(([u, token]) => openSignedRES('k', u, token, '/token', { debug: true }), [url, first]);
     await waitRec(page, 'k', (rec) => rec.streamOpens === 1);
@@ -316,7 +318,7 @@ describe('ReconnectingEventSource', () => {
     // Past the expiry, the server restarts: the old token is refused as
     // expired, the page is asked once for a fresh one, and the stream
     // goes on from where it was.
-    await sleep(Math.max(0, expiredAt + 500 - Date.now()));
+    await sleep(Math.max(0, expiredAt + 250 - Date.now()));
     await server.stop();
     server = await startServer({ port, dir });
     for (let n = 6; n <= 10; n++) await publish(server.origin, '_k', { n });
