@@ -26,7 +26,7 @@ import tempfile
 
 # The data path, leaves first. Each entry is one layer.
 LAYERS = [
-    "channel", "error", "event_id", "frame", "notice", "timing", "metrics", "config", "query",
+    "channel", "error", "event_id", "frame", "notice", "throttle", "timing", "metrics", "config", "query",
     "identity", "authorizer", "cors", "limits",
     "storage",
     "fanout", "hub", "write_gate", "held_back", "writer", "retention",

@@ -15,7 +15,6 @@
 //! `grip` (per proxy: items queued, the last publish error).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use rocket::http::Status;
@@ -24,6 +23,7 @@ use serde_json::{Value, json};
 use crate::bus::{BusState, HEARTBEAT_LATE, SILENCE};
 use crate::grip::publisher::Publisher;
 use crate::storage::{Storage, now_ms};
+use crate::throttle::Throttle;
 
 /// How long the storage probe may take before storage counts as down.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,8 +38,8 @@ pub(crate) struct Health {
     pub(crate) storage: Storage,
     pub(crate) bus: Option<Arc<BusState>>,
     pub(crate) grip: Option<Publisher>,
-    /// When a failure's details were last logged (ms since the epoch).
-    pub(crate) detail_logged_ms: AtomicI64,
+    /// A failure's details are logged once a minute at most.
+    pub(crate) details_logged: Throttle,
 }
 
 /// A storage failure in the health check's words.
@@ -56,14 +56,7 @@ fn storage_failure(error: &rocket_db_pools::sqlx::Error) -> &'static str {
 
 impl Health {
     fn log_detail(&self, detail: &str) {
-        let now = now_ms();
-        let last = self.detail_logged_ms.load(Ordering::Acquire);
-        if now - last >= 60_000
-            && self
-                .detail_logged_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if self.details_logged.allows(now_ms()) {
             log::warn!("eventstream: health: {detail} (details logged at most once a minute)");
         }
     }

@@ -72,7 +72,7 @@
 //!
 //! | layer | modules | what they own |
 //! |---|---|---|
-//! | leaves | `channel`, `error`, `event_id`, `frame`, `notice`, `timing`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
+//! | leaves | `channel`, `error`, `event_id`, `frame`, `notice`, `throttle`, `timing`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
 //! | storage | `storage` | the event log in SQL (appending, reading, trimming a piece) |
 //! | delivery | `fanout`, `hub`, `write_gate`, `held_back`, `writer`, `retention` | where committed events go; the streams of this process; who may write now (SQLite's one lock, the channels open transactions hold); sends kept aside for those channels; group commit; trimming in pieces that take turns with the writer |
 //! | handle | `context`, `events`, `transaction` | what the stage built; the public [`Events`]; [`EventTx`], sending inside the app's transaction |
@@ -97,6 +97,7 @@ mod limits;
 mod metrics;
 mod notice;
 mod query;
+mod throttle;
 mod timing;
 // The event log.
 mod storage;

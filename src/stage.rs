@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::retention;
 use crate::routes;
 use crate::storage::{Storage, migrations};
+use crate::throttle::Throttle;
 use crate::writer::Writer;
 
 /// The database used when `databases.<name>.url` is not configured: a
@@ -481,7 +482,7 @@ impl Stage {
             storage: storage.clone(),
             bus: bus.as_ref().map(|bus| Arc::clone(&bus.state)),
             grip: publishing,
-            detail_logged_ms: Default::default(),
+            details_logged: Throttle::every_ms(60_000),
         };
         tasks.extend(bus.into_iter().flat_map(|bus| bus.tasks));
         let limits = Arc::new(StreamLimits::new(

@@ -397,7 +397,7 @@ async fn settle(
         seq: seqs[0],
     };
     match storage.wait_for_append(first, IN_DOUBT_WAIT).await {
-        Ok(InDoubt::Committed) => {}
+        Ok(InDoubt::Committed | InDoubt::Ended) => {}
         Ok(InDoubt::RolledBack) => return Err(Error::Storage(error)),
         Ok(InDoubt::StillOpen) | Err(_) => {
             log::error!(

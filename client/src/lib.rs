@@ -779,16 +779,24 @@ mod tests {
         }
     }
 
-    /// A subscription over `state`, saving into `cursor`.
-    fn subscription(
-        state: Arc<Mutex<State>>,
-        cursor: Arc<MemoryCursor>,
-    ) -> Subscription<serde_json::Value> {
-        Subscription {
+    /// A stream of channels `a` and `b` opened at `a:0,b:0`: the channels,
+    /// its state, its cursor, and a subscription that acknowledges into it.
+    fn opened_on_a_and_b() -> (
+        [String; 2],
+        Arc<Mutex<State>>,
+        Arc<MemoryCursor>,
+        Subscription<serde_json::Value>,
+    ) {
+        let channels = ["a".to_owned(), "b".to_owned()];
+        let state = Arc::new(state());
+        let cursor = Arc::new(MemoryCursor::default());
+        let items = Subscription {
             items: Box::pin(futures_util::stream::empty()),
-            state,
-            cursor,
-        }
+            state: Arc::clone(&state),
+            cursor: Arc::clone(&cursor) as Arc<dyn CursorStore>,
+        };
+        handle::<serde_json::Value>(frame("stream-open", Some("a:0,b:0"), ""), &channels, &state);
+        (channels, state, cursor, items)
     }
 
     fn yielded(outcome: Outcome<serde_json::Value>) -> Item<serde_json::Value> {
@@ -804,11 +812,7 @@ mod tests {
     /// restart from the cursor repeats neither.
     #[test]
     fn an_event_that_moves_two_entries_is_not_misattributed_nor_repeated() {
-        let channels = ["a".to_owned(), "b".to_owned()];
-        let state = Arc::new(state());
-        let cursor = Arc::new(MemoryCursor::default());
-        let items = subscription(Arc::clone(&state), Arc::clone(&cursor));
-        handle::<serde_json::Value>(frame("stream-open", Some("a:0,b:0"), ""), &channels, &state);
+        let (channels, state, cursor, items) = opened_on_a_and_b();
         let item = yielded(handle(
             frame("message", Some("a:1,b:1"), "1"),
             &channels,
@@ -833,11 +837,7 @@ mod tests {
     /// event's position in a keep-alive, then `b:1` moving one entry.
     #[test]
     fn a_keep_alive_carries_a_withheld_position_and_the_next_event_is_attributed() {
-        let channels = ["a".to_owned(), "b".to_owned()];
-        let state = Arc::new(state());
-        let cursor = Arc::new(MemoryCursor::default());
-        let items = subscription(Arc::clone(&state), Arc::clone(&cursor));
-        handle::<serde_json::Value>(frame("stream-open", Some("a:0,b:0"), ""), &channels, &state);
+        let (channels, state, cursor, items) = opened_on_a_and_b();
         assert!(matches!(
             handle::<serde_json::Value>(
                 frame("keep-alive", Some("a:1,b:0"), ""),

@@ -23,6 +23,7 @@ use super::replay_guard::ReplayGuard;
 use crate::metrics::Metrics;
 use crate::notice::{Body, Notice, Seal};
 use crate::storage::now_ms;
+use crate::throttle::Throttle;
 
 /// Notices waiting for the receiver, at most; past it the listener asks
 /// for a catch-up from storage instead.
@@ -30,9 +31,6 @@ pub(crate) const HAND_OFF_DEPTH: usize = 8192;
 /// Bytes of notices waiting for the receiver, at most (a notice is at most
 /// 7,900 bytes); past it, as past the depth, a catch-up instead.
 pub(crate) const HAND_OFF_BYTES: usize = 4 * 1024 * 1024;
-
-/// How often a refused notice is logged, at most.
-const REFUSALS_LOGGED_EVERY_MS: i64 = 60_000;
 
 /// How long one send on the bus may wait for the server's answer (every
 /// transport's sender).
@@ -138,8 +136,8 @@ impl BusState {
 pub(crate) struct HandOff {
     pub(crate) seal: Arc<Seal>,
     pub(crate) guard: Mutex<ReplayGuard>,
-    /// When a refused notice was last logged (ms since the epoch).
-    pub(crate) refusal_logged_ms: AtomicI64,
+    /// Refused notices are logged once a minute at most.
+    pub(crate) refusals_logged: Throttle,
     pub(crate) heard: mpsc::Sender<Heard>,
     /// Set when a notice did not fit in `heard`.
     pub(crate) missed: Arc<AtomicBool>,
@@ -194,13 +192,7 @@ impl HandOff {
     /// minute (whoever forges them should not fill the logs too).
     fn refuse(&self, why: &dyn std::fmt::Display, now: i64) {
         self.metrics.bus_refused();
-        let last = self.refusal_logged_ms.load(Ordering::Acquire);
-        if now - last >= REFUSALS_LOGGED_EVERY_MS
-            && self
-                .refusal_logged_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if self.refusals_logged.allows(now) {
             log::warn!(
                 "eventstream: refused a message on the bus channel {:?}: {why}; it had no effect (counted in bus_refused; logged at most once a minute)",
                 self.seal.channel()

@@ -34,7 +34,7 @@ mod sequencer;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use rocket_db_pools::sqlx::PgPool;
@@ -46,6 +46,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notice::Seal;
 use crate::storage::Storage;
+use crate::throttle::Throttle;
 
 use listener::HAND_OFF_DEPTH;
 pub(crate) use listener::{BusState, HEARTBEAT_LATE, SILENCE};
@@ -111,7 +112,7 @@ impl Bus {
         let link = listener::HandOff {
             seal: Arc::clone(&seal),
             guard: Default::default(),
-            refusal_logged_ms: AtomicI64::new(0),
+            refusals_logged: Throttle::every_ms(60_000),
             heard,
             missed: Arc::clone(&missed),
             metrics: Arc::clone(&metrics),

@@ -25,7 +25,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notice::{Body, Range};
 use crate::replay::Mark;
-use crate::storage::{ChannelState, Storage};
+use crate::storage::{ChannelState, Event, Storage};
 
 /// Events read per query when filling a range.
 const READ_PAGE: usize = 1000;
@@ -154,9 +154,9 @@ impl Receiver {
     /// storage could not be read.
     async fn deliver(&self, channel: &str, read: Read, through: u64, recovered: bool) -> bool {
         let Read { mut after, mark } = read;
-        // The row at `mark` is read with the first page (one query), or
+        // The row at the mark is read with the first page (one query), or
         // alone when there is nothing after it to read.
-        let mut check = mark.filter(|mark| mark.seq == after && after > 0);
+        let mut check = mark;
         if let Some(mark) = check
             && after >= through
         {
@@ -198,29 +198,23 @@ impl Receiver {
             };
             let mut stored = page.events;
             if let Some(mark) = check.take() {
-                let at_mark = stored
-                    .first()
-                    .filter(|event| event.id.seq() == mark.seq)
-                    .map(|event| event.token);
-                let holds = match at_mark {
-                    Some(token) => {
-                        stored.remove(0);
-                        Ok(token.is_none_or(|token| token == mark.token))
-                    }
-                    // Not there: trimmed (fine), or the log went back.
-                    None => self.state_of(channel).await.map(|state| {
-                        state.last_id >= mark.seq && state.trimmed_through >= mark.seq
-                    }),
-                };
+                let holds = self.mark_holds(channel, mark, stored.first()).await;
                 match holds {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        if stored
+                            .first()
+                            .is_some_and(|event| event.id.seq() == mark.seq)
+                        {
+                            stored.remove(0);
+                        }
+                    }
                     Ok(false) => {
                         self.sequencer.rewind(channel);
                         return true;
                     }
                     Err(error) => {
                         log::warn!(
-                            "eventstream: the bus could not read channel positions: {error}"
+                            "eventstream: reading {channel:?} for the other instances' events failed: {error}"
                         );
                         return false;
                     }
@@ -273,9 +267,19 @@ impl Receiver {
             .events_after(channel, mark.seq - 1, 1, READ_BYTES)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(event) = page.events.first()
-            && event.id.seq() == mark.seq
-        {
+        self.mark_holds(channel, mark, page.events.first()).await
+    }
+
+    /// Judges `mark` by `first`, the first stored event from `mark.seq` on:
+    /// the event there must carry the mark's token; no event there is fine
+    /// only when retention trimmed it (the counter row tells).
+    async fn mark_holds(
+        &self,
+        channel: &str,
+        mark: Mark,
+        first: Option<&Event>,
+    ) -> Result<bool, String> {
+        if let Some(event) = first.filter(|event| event.id.seq() == mark.seq) {
             return Ok(event.token.is_none_or(|token| token == mark.token));
         }
         let state = self.state_of(channel).await?;

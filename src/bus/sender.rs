@@ -123,12 +123,20 @@ impl Sender {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, body: Body) {
+    /// Queues `body` if the queue has room for it (checked and taken
+    /// under one lock), or whatever its size with `always`.
+    fn push(&self, body: Body, always: bool) -> bool {
         let mut queue = self.queue();
-        queue.bytes += weight(&body);
+        let weight = weight(&body);
+        let room = queue.bodies.len() < MAX_QUEUED && queue.bytes + weight <= MAX_QUEUED_BYTES;
+        if !room && !always {
+            return false;
+        }
+        queue.bytes += weight;
         queue.bodies.push_back(body);
         drop(queue);
         self.queued.notify_one();
+        true
     }
 
     fn lost(&self, channel: &str) {
@@ -176,23 +184,21 @@ impl Sender {
     }
 
     /// What to send next, in order: commit announcements, missed
-    /// channels, then the rest.
-    fn next(&self) -> Vec<Body> {
+    /// channels, a heartbeat, then the rest.
+    fn next(&self) -> Option<Body> {
         let mut queue = self.queue();
         if !queue.committed.is_empty() {
-            return vec![Body::Committed(std::mem::take(&mut queue.committed))];
+            return Some(Body::Committed(std::mem::take(&mut queue.committed)));
         }
         if let Some(channel) = queue.lost.pop_first() {
-            return vec![Body::Lost(channel)];
+            return Some(Body::Lost(channel));
         }
         if std::mem::take(&mut queue.ping) {
-            return vec![Body::Ping {}];
+            return Some(Body::Ping {});
         }
-        let body = queue.bodies.pop_front();
-        if let Some(body) = &body {
-            queue.bytes -= weight(body);
-        }
-        body.into_iter().collect()
+        let body = queue.bodies.pop_front()?;
+        queue.bytes -= weight(&body);
+        Some(body)
     }
 
     /// `body` sealed now: the payloads to send.
@@ -225,35 +231,32 @@ impl Sender {
     /// sealed again (a live-only event as `lost`: its moment has passed).
     pub(crate) async fn run(self: Arc<Self>, mut link: Link) {
         loop {
-            let bodies = self.next();
-            if bodies.is_empty() {
+            let Some(body) = self.next() else {
                 self.queued.notified().await;
                 continue;
-            }
-            for body in bodies {
-                let mut sealed_at = now_ms();
-                let mut payloads = self.seal(body.clone());
-                let mut backoff = Backoff::new();
-                let mut sent = 0;
-                while sent < payloads.len() {
-                    match link.send(&payloads[sent]).await {
-                        Ok(()) => sent += 1,
-                        Err(error) => {
-                            if link.closed() {
-                                return;
-                            }
-                            backoff
-                                .wait("notifying the other instances failed", &error)
-                                .await;
-                            if now_ms() - sealed_at > FRESHNESS_MS / 2 {
-                                let again = match &body {
-                                    Body::Live { channel, .. } => Body::Lost(channel.clone()),
-                                    other => other.clone(),
-                                };
-                                sealed_at = now_ms();
-                                payloads = self.seal(again);
-                                sent = 0;
-                            }
+            };
+            let mut sealed_at = now_ms();
+            let mut payloads = self.seal(body.clone());
+            let mut backoff = Backoff::new();
+            let mut sent = 0;
+            while sent < payloads.len() {
+                match link.send(&payloads[sent]).await {
+                    Ok(()) => sent += 1,
+                    Err(error) => {
+                        if link.closed() {
+                            return;
+                        }
+                        backoff
+                            .wait("notifying the other instances failed", &error)
+                            .await;
+                        if now_ms() - sealed_at > FRESHNESS_MS / 2 {
+                            let again = match &body {
+                                Body::Live { channel, .. } => Body::Lost(channel.clone()),
+                                other => other.clone(),
+                            };
+                            sealed_at = now_ms();
+                            payloads = self.seal(again);
+                            sent = 0;
                         }
                     }
                 }
@@ -275,13 +278,7 @@ impl Outlet for Sender {
             body: String::from_utf8_lossy(&event.frame.body).into_owned(),
             skip_users: event.skip_users.clone(),
         };
-        let room = {
-            let queue = self.queue();
-            queue.bodies.len() < MAX_QUEUED && queue.bytes + weight(&body) <= MAX_QUEUED_BYTES
-        };
-        if room && self.seal.fits(&body) {
-            self.push(body);
-        } else {
+        if !(self.seal.fits(&body) && self.push(body, false)) {
             self.lost(&event.channel);
         }
     }
@@ -294,7 +291,7 @@ impl Outlet for Sender {
             error: kick.error.clone(),
         };
         if self.seal.fits(&body) {
-            self.push(body);
+            self.push(body, true);
         } else {
             // A channel name and a user id fit many times over.
             log::error!(

@@ -85,9 +85,9 @@ struct State {
     suspects: BTreeSet<String>,
 }
 
-/// Where the bus reads a channel from: the events after `after`. With a
-/// `mark`, the row at `after` must still be the event published there, or
-/// the log went back in time.
+/// Where the bus reads a channel from: the events after `after`. A `mark`
+/// is always at `after` (see [`Track::read`]): the row there must still be
+/// the event published there, or the log went back in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Read {
     pub(crate) after: u64,

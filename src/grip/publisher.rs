@@ -268,13 +268,20 @@ impl Publisher {
     /// the withheld event without showing it; this frame shows that move
     /// on its own, so that no frame moves two entries (PROTOCOL.md §4.3).
     fn withheld(&self, event: &LiveEvent, grip_channel: &str) {
+        if event.skip_users.is_empty() {
+            return;
+        }
+        let mut content = BytesMut::new();
+        Frame::for_event(Bytes::from_static(frame::KEEP_ALIVE), None)
+            .write(&mut content, IdLine::Literal(ID_PLACEHOLDER));
+        let content = String::from_utf8_lossy(&content);
         for user in &event.skip_users {
             let user_channel = format!("user-{}", user_key(Some(user)));
             let item = json!({
                 "channel": user_channel,
                 "meta": { "require_sub": grip_channel },
                 "formats": {"http-stream": {
-                    "content": format!("id: {ID_PLACEHOLDER}\nevent: keep-alive\ndata:\n\n"),
+                    "content": content,
                     "content-filters": ["build-id"],
                 }},
             });
