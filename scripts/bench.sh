@@ -7,6 +7,10 @@
 #                               # no thresholds (what .ci/run runs)
 #   EVENTSTREAM_BENCH_SECTION=broadcast scripts/bench.sh
 #                               # one section: core, publish, broadcast, grip, controls, floor, memory
+#   EVENTSTREAM_BENCH_SECTION=scale scripts/bench.sh
+#                               # as many streams as the machine allows (up to
+#                               # 100,000): idle memory, broadcast with both
+#                               # controls, reconnect storm; not part of "all"
 #   scripts/bench.sh --compare  # side by side with django-eventstream (needs
 #                               # PyPI): writes the table and chart into
 #                               # BENCHMARKS.md; not part of .ci/run
@@ -201,27 +205,52 @@ if $compare; then
         peer latency "lat$round" --subscribers 100 --rate 20 --seconds 10 --in-flight 1
         peer memory "idle$round" --subscribers 1000 --server-pid "$pid"
         kill "$pid"
-        # Both behind the same Pushpin (as the README configures it), the
-        # same load: 1,000 subscribers, 50 events/s, one publish request at
-        # a time, after 2 s of warm-up (a channel's first subscription makes
-        # every stream on it refresh once, a second later).
+        # Both behind a Pushpin of their own (configured as the README
+        # says), the same load: 1,000 subscribers, 50 events/s, one publish
+        # request at a time; once on a channel warmed up by 2 s of events,
+        # once on a fresh channel (a channel's first subscription makes
+        # Pushpin refresh every stream on it a second later). The two
+        # control origins (bench/examples/control_grip: no storage) take
+        # the same loads: what they pay too is the proxy's.
         if command -v pushpin >/dev/null 2>&1; then
-            grip_load=(latency --subscribers 1000 --rate 50 --warmup 2 --seconds 4 --in-flight 1 --wave 64 --via pushpin)
+            grip_load=(latency --subscribers 1000 --rate 50 --seconds 4 --in-flight 1 --wave 64 --via pushpin)
+            # grip_pair LABEL STREAM_PATH_OF CHANNEL... : the warm and the
+            # fresh run through the started Pushpin.
+            grip_pair() {
+                local label=$1; shift
+                on "${grip_load[@]}" --warmup 2 "$@" "warm$round" --label "$label"
+                on "${grip_load[@]}" "$@" "fresh$round" --label "$label"
+            }
             pick_pushpin_ports
             start_server "compare-grip-$round" "sqlite://$work/compare-grip-$round.db" process \
                 "link_key=\"bench-link-key-0123456789\",grip_proxies=[{control_uri=\"$control\",verify_iss=\"pushpin\",verify_key=\"pushpin-sig-key-0123456789\"}]"
             start_pushpin "$port"
-            on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --channel "grip$round" \
-                --publish-base "http://127.0.0.1:$port/events" --label eventstream-rocket
+            grip_pair eventstream-rocket --url "http://127.0.0.1:$http_port" \
+                --publish-base "http://127.0.0.1:$port/events" --channel
             bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
             kill "$pid"
             pick_pushpin_ports
             start_django BENCH_GRIP_URL="$control?iss=pushpin&key=pushpin-sig-key-0123456789"
             start_pushpin "$port" "/events/?channel=ready"
-            on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --stream-path "/events/?channel=grip$round" \
-                --publish-url "http://127.0.0.1:$port/publish/grip$round" --label django-eventstream
+            django_url="http://127.0.0.1:$port"
+            on "${grip_load[@]}" --warmup 2 --url "http://127.0.0.1:$http_port" --stream-path "/events/?channel=warm$round" \
+                --publish-url "$django_url/publish/warm$round" --label django-eventstream
+            on "${grip_load[@]}" --url "http://127.0.0.1:$http_port" --stream-path "/events/?channel=fresh$round" \
+                --publish-url "$django_url/publish/fresh$round" --label django-eventstream
             bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
             kill "$pid"
+            for mode in plain filters; do
+                if [ "$mode" = plain ]; then label="control: plain GRIP origin"; else label="control: GRIP origin, our Grip-Channel"; fi
+                pick_pushpin_ports
+                origin=$(free_port)
+                "$bin_dir/examples/control_grip" "127.0.0.1:$origin" "$control/publish/" "$mode" > "$work/control_grip.log" 2>&1 &
+                pid=$!; pids+=("$pid"); wait_port "$origin" "$work/control_grip.log"
+                start_pushpin "$origin"
+                grip_pair "$label" --url "http://127.0.0.1:$http_port" \
+                    --publish-base "http://127.0.0.1:$origin/events" --channel
+                bash tests/support/pushpin-harness.sh stop "$work/pushpin" >/dev/null
+                kill "$pid"
+            done
         fi
     done
     "$bench" compare --input "$compared" --out-dir "$charts" --markdown "$out/compare.md" --chart-link docs/bench/compare.png
@@ -455,6 +484,42 @@ if want controls && ! $quick; then
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
     kill "$pid"
 fi
+# How far one machine goes (only when asked for: EVENTSTREAM_BENCH_SECTION=scale,
+# about 10 minutes): as many concurrent streams as it allows, up to
+# EVENTSTREAM_BENCH_STREAMS (100,000), in direct mode. Held idle (server RSS
+# and kernel memory per stream), then a broadcast of 1 event/s to all of
+# them next to both controls holding as many, then a reconnect storm with
+# Last-Event-ID. The server and the load generator each hold one
+# descriptor per stream, so the open-file limit per process caps the run;
+# the run says so when it does.
+if [ "$section" = scale ]; then
+    streams=${EVENTSTREAM_BENCH_STREAMS:-100000}
+    ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    limit=$(ulimit -n)
+    if [ $((streams + 500)) -gt "$limit" ]; then
+        streams=$((limit - 500))
+        echo "bench: the open-file limit is $limit descriptors per process here (hard limit $(ulimit -Hn)); holding $streams streams" >&2
+    fi
+    start_server scale "sqlite://$work/scale.db" process "keepalive_secs=20"
+    url="http://127.0.0.1:$port"
+    run memory --url "$url" --channel idle --subscribers "$streams" --server-pid "$pid" --wave 512 --label "scale: eventstream-rocket"
+    run latency --url "$url" --channel b --subscribers "$streams" --rate 1 --seconds 20 --wave 512 --label "scale: eventstream-rocket"
+    run storm --url "$url" --channel s --clients "$streams" --missed 10 --wave 512 --label "scale: eventstream-rocket"
+    kill "$pid"
+    port=$(free_port)
+    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+    run latency --url "http://127.0.0.1:$port" --channel c --subscribers "$streams" --rate 1 --seconds 20 --wave 512 --label "scale: control: minimal Rocket ByteStream"
+    kill "$pid"
+    port=$(free_port)
+    "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+    run latency --url "http://127.0.0.1:$port" --channel c --subscribers "$streams" --rate 1 --seconds 20 --wave 512 --label "scale: control: raw tokio writer"
+    kill "$pid"
+    echo "bench: scale results in $results" >&2
+    exit 0
+fi
+
 # The delivery floor (issue 16, target 1): 100 subscribers x 20 events/s
 # published through the HTTP API, split at the publish answer, against ours
 # with delivery_timing on (the server's own breakdown, step by step) and

@@ -41,6 +41,8 @@ fn median<'a>(
 
 /// One compared figure.
 struct Row {
+    /// Its name on the chart.
+    short: &'static str,
     what: String,
     ours: f64,
     peer: f64,
@@ -88,6 +90,7 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
         result["frames_per_sec"].as_f64()
     })?;
     rows.push(Row {
+        short: "fan-out",
         what: format!(
             "fan-out, frames/s ({} subscribers; peer: {}, its best)",
             ours_run["subscribers"], peer_run["subscribers"]
@@ -97,10 +100,14 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
         unit: "",
         higher_is_better: true,
     });
-    for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
+    for (key, name, short) in [
+        ("p50_ms", "p50", "latency p50"),
+        ("p99_ms", "p99", "latency p99"),
+    ] {
         let ((ours, run), (peer, _)) =
             both(results, "latency", |result| result["latency"][key].as_f64())?;
         rows.push(Row {
+            short,
             what: format!(
                 "latency {name}, {} subscribers × {} events/s",
                 run["subscribers"], run["rate"]
@@ -115,6 +122,7 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
         result["server_bytes_per_connection"].as_f64()
     })?;
     rows.push(Row {
+        short: "idle memory",
         what: format!(
             "idle memory per connection ({} connections, server RSS)",
             run["subscribers"]
@@ -124,25 +132,83 @@ fn rows(results: &[Value]) -> Result<Vec<Row>, String> {
         unit: " KB",
         higher_is_better: false,
     });
-    // Both behind the same Pushpin, when the run had one.
-    for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
-        let latency = |result: &Value| result["latency"][key].as_f64();
-        if let Some(((ours, run), (peer, _))) =
-            both_via(results, ("latency", Some("pushpin")), latency)
-        {
-            rows.push(Row {
-                what: format!(
-                    "through Pushpin: latency {name}, {} subscribers × {} events/s",
-                    run["subscribers"], run["rate"]
-                ),
-                ours,
-                peer,
-                unit: " ms",
-                higher_is_better: false,
-            });
+    // Both behind the same Pushpin, when the run had one: on a channel
+    // warmed up by earlier events, and on a fresh one.
+    for (warm, channel) in [(true, "warm"), (false, "fresh")] {
+        for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
+            let ours = grip_median(results, OURS, warm, key);
+            let peer = grip_median(results, PEER, warm, key);
+            if let (Some((ours, run)), Some((peer, _))) = (ours, peer) {
+                rows.push(Row {
+                    short: match (warm, name) {
+                        (true, "p50") => "Pushpin p50",
+                        (true, _) => "Pushpin p99",
+                        (false, "p50") => "fresh p50",
+                        (false, _) => "fresh p99",
+                    },
+                    what: format!(
+                        "through Pushpin, {channel} channel: latency {name}, {} subscribers × {} events/s",
+                        run["subscribers"], run["rate"]
+                    ),
+                    ours,
+                    peer,
+                    unit: " ms",
+                    higher_is_better: false,
+                });
+            }
         }
     }
     Ok(rows)
+}
+
+/// The control origins run through Pushpin next to both servers.
+const CONTROLS: [&str; 2] = [
+    "control: plain GRIP origin",
+    "control: GRIP origin, our Grip-Channel",
+];
+
+/// The median of `label`'s latency runs through Pushpin, warm (after a
+/// warm-up) or on a fresh channel, by `key` of the latency.
+fn grip_median<'a>(results: &'a [Value], label: &str, warm: bool, key: &str) -> Option<Median<'a>> {
+    let mut found: Vec<(f64, &Value)> = results
+        .iter()
+        .filter(|result| {
+            result["scenario"] == "latency"
+                && result["label"] == label
+                && result["via"] == "pushpin"
+                && (result["warmup_seconds"].as_u64().unwrap_or(0) > 0) == warm
+        })
+        .filter_map(|result| Some((result["latency"][key].as_f64()?, result)))
+        .collect();
+    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    found.get(found.len() / 2).copied()
+}
+
+/// Both servers and the control origins through Pushpin, warm and fresh:
+/// where a figure is the proxy's, the controls pay it too.
+fn grip_table(results: &[Value]) -> Option<String> {
+    let labels = [OURS, PEER, CONTROLS[0], CONTROLS[1]];
+    let mut text = format!(
+        "| through Pushpin, median of the rounds | {} |\n|---|---|---|---|---|\n",
+        labels.join(" | ")
+    );
+    let mut any = false;
+    for (warm, channel) in [(true, "warm channel"), (false, "fresh channel")] {
+        for (key, name) in [("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")] {
+            let cells: Vec<String> = labels
+                .iter()
+                .map(|label| match grip_median(results, label, warm, key) {
+                    Some((value, _)) => {
+                        any = true;
+                        figure(value, " ms")
+                    }
+                    None => "–".to_owned(),
+                })
+                .collect();
+            text.push_str(&format!("| {channel}, {name} | {} |\n", cells.join(" | ")));
+        }
+    }
+    any.then_some(text)
 }
 
 fn figure(value: f64, unit: &str) -> String {
@@ -165,7 +231,7 @@ fn thousands(value: u64) -> String {
     out
 }
 
-fn markdown(rows: &[Row], chart: &str) -> String {
+fn markdown(rows: &[Row], chart: &str, grip: Option<&str>) -> String {
     let mut text = String::from(
         "| | eventstream-rocket | django-eventstream | ours, times better |\n|---|---|---|---|\n",
     );
@@ -179,6 +245,10 @@ fn markdown(rows: &[Row], chart: &str) -> String {
         ));
     }
     text.push_str(&format!("\n![ratios]({chart})\n"));
+    if let Some(grip) = grip {
+        text.push('\n');
+        text.push_str(grip);
+    }
     text
 }
 
@@ -187,14 +257,7 @@ fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
     let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let top = rows.iter().map(Row::ratio).fold(2.0, f64::max) * 2.0;
-    let names = [
-        "fan-out",
-        "latency p50",
-        "latency p99",
-        "idle memory",
-        "Pushpin p50",
-        "Pushpin p99",
-    ];
+    let names: Vec<&str> = rows.iter().map(|row| row.short).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "eventstream-rocket vs django-eventstream: times better",
@@ -255,7 +318,8 @@ pub(crate) fn render(options: &Options) -> Result<String, String> {
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{out_dir}: {e}"))?;
     let chart = Path::new(&out_dir).join("compare.png");
     draw(&chart, &rows)?;
-    std::fs::write(&markdown_path, markdown(&rows, &link))
+    let grip = grip_table(&results);
+    std::fs::write(&markdown_path, markdown(&rows, &link, grip.as_deref()))
         .map_err(|e| format!("{markdown_path}: {e}"))?;
     Ok(serde_json::json!({
         "scenario": "compare",
@@ -296,7 +360,7 @@ mod tests {
         let rows = rows(&results).expect("rows");
         let ratios: Vec<f64> = rows.iter().map(Row::ratio).collect();
         assert_eq!(ratios, [100.0, 5.0, 5.0, 5.0]);
-        let table = markdown(&rows, "c.png");
+        let table = markdown(&rows, "c.png", None);
         assert!(table.contains("| 800,000 | 8,000 | 100.0× |"), "{table}");
         assert!(table.contains("| 40.0 KB | 200 KB | 5.0× |"), "{table}");
     }
@@ -322,10 +386,10 @@ mod tests {
         );
         results.extend([
             line(
-                r#"{"via":"pushpin","label":"eventstream-rocket","scenario":"latency","subscribers":1000,"rate":50,"latency":{"p50_ms":50.0,"p99_ms":100.0}}"#,
+                r#"{"via":"pushpin","label":"eventstream-rocket","scenario":"latency","subscribers":1000,"rate":50,"warmup_seconds":2,"latency":{"p50_ms":50.0,"p99_ms":100.0}}"#,
             ),
             line(
-                r#"{"via":"pushpin","label":"django-eventstream","scenario":"latency","subscribers":1000,"rate":50,"latency":{"p50_ms":60.0,"p99_ms":150.0}}"#,
+                r#"{"via":"pushpin","label":"django-eventstream","scenario":"latency","subscribers":1000,"rate":50,"warmup_seconds":2,"latency":{"p50_ms":60.0,"p99_ms":150.0}}"#,
             ),
         ]);
         let rows = rows(&results).expect("rows");
@@ -338,7 +402,34 @@ mod tests {
         assert!(
             rows[5]
                 .what
-                .starts_with("through Pushpin: latency p99, 1000 subscribers")
+                .starts_with("through Pushpin, warm channel: latency p99, 1000 subscribers")
+        );
+        assert_eq!(rows.len(), 6, "no fresh-channel rows without such runs");
+        results.extend([
+            line(
+                r#"{"via":"pushpin","label":"eventstream-rocket","scenario":"latency","subscribers":1000,"rate":50,"warmup_seconds":0,"latency":{"p50_ms":40.0,"p99_ms":900.0,"max_ms":1000.0}}"#,
+            ),
+            line(
+                r#"{"via":"pushpin","label":"django-eventstream","scenario":"latency","subscribers":1000,"rate":50,"warmup_seconds":0,"latency":{"p50_ms":80.0,"p99_ms":300.0}}"#,
+            ),
+            line(
+                r#"{"via":"pushpin","label":"control: plain GRIP origin","scenario":"latency","subscribers":1000,"rate":50,"warmup_seconds":0,"latency":{"p50_ms":30.0,"p99_ms":90.0}}"#,
+            ),
+        ]);
+        let rows = super::rows(&results).expect("rows");
+        assert_eq!(
+            rows[7].what,
+            "through Pushpin, fresh channel: latency p99, 1000 subscribers × 50 events/s"
+        );
+        assert!((rows[7].ratio() - 1.0 / 3.0).abs() < 1e-9);
+        let table = grip_table(&results).expect("a table");
+        assert!(
+            table.contains("| fresh channel, p99 | 900 ms | 300 ms | 90.0 ms | – |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| fresh channel, max | 1,000 ms | – | – | – |"),
+            "{table}"
         );
     }
 }

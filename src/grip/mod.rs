@@ -15,6 +15,8 @@
 //!   an outlet of the fan-out step, like the hub.
 //! - [`pending`]: what each proxy has not been handed yet, so responses
 //!   hold where the publisher's items continue.
+//! - [`tail`]: when a burst ends, a hint makes streams that lost its last
+//!   items at the proxy fetch them.
 //!
 //! This layer sits on top of the stream core: it reads the context, the
 //! replay and the fan-out, and nothing below it knows GRIP exists. Its
@@ -26,6 +28,7 @@ pub(crate) mod link;
 pub(crate) mod pending;
 pub(crate) mod publisher;
 pub(crate) mod signature;
+pub(crate) mod tail;
 
 use crate::channel;
 

@@ -23,12 +23,14 @@
 //! from the app: a stream behind a proxy that was down reads what it
 //! missed from storage, never loses it. At start the task asks the proxy
 //! to make every client recover, so an event committed just before a
-//! crash still reaches everyone.
+//! crash still reaches everyone. When a channel goes quiet after a burst,
+//! the task hints it too ([`super::tail`]): the proxy may have dropped the
+//! burst's last items for a slow stream, and nothing else would tell it.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -41,6 +43,7 @@ use crate::frame::{self, Frame, IdLine};
 use crate::metrics::Metrics;
 
 use super::pending::Pending;
+use super::tail::TailWatch;
 use super::{events_channel, user_key};
 
 /// The id line of a published event: the proxy's `build-id` filter
@@ -509,6 +512,14 @@ fn bodies(items: &[Value]) -> Vec<(String, Vec<usize>)> {
     bodies
 }
 
+/// Waits until `due`, or forever if nothing is.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn hint(channel: &str) -> Value {
     json!({ "channel": channel, "formats": {"http-stream": {"action": "hint"}} })
 }
@@ -561,10 +572,15 @@ async fn run(target: Target, mut items: mpsc::Receiver<Queued>, shared: Shared) 
     let mut recover_pending = false;
     let mut hints: BTreeSet<String> = BTreeSet::new();
     let mut batch: Vec<Queued> = Vec::with_capacity(BATCH_ITEMS);
+    let mut tail = TailWatch::default();
     loop {
-        if items.recv_many(&mut batch, BATCH_ITEMS).await == 0 {
-            return;
+        tokio::select! {
+            received = items.recv_many(&mut batch, BATCH_ITEMS) => if received == 0 {
+                return;
+            },
+            () = until(tail.next_due()) => {}
         }
+        hints.extend(tail.take_due(Instant::now()));
         if recover_pending {
             match target.recover().await {
                 Ok(()) => recover_pending = false,
@@ -637,6 +653,10 @@ async fn run(target: Target, mut items: mpsc::Receiver<Queued>, shared: Shared) 
         }
         // Hints that went out are done; anything given up is hinted next time.
         hints = given_up;
+        let now = Instant::now();
+        for queued in batch.iter().filter(|queued| queued.event.is_some()) {
+            tail.published(&queued.channel, 1, now);
+        }
         let weight: usize = batch.iter().map(|queued| queued.weight).sum();
         bytes.fetch_sub(weight, Ordering::AcqRel);
         batch.clear();

@@ -22,6 +22,7 @@ mod cors;
 mod durability;
 mod grip;
 mod grip_scale;
+mod grip_timing;
 mod hostile;
 mod instances;
 mod layout;
@@ -54,6 +55,7 @@ fn main() {
         durability::tests(),
         grip::tests(),
         grip_scale::tests(),
+        grip_timing::tests(),
         hostile::tests(),
         instances::tests(),
         layout::tests(),
