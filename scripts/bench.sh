@@ -496,8 +496,9 @@ if [ "$section" = scale ]; then
     streams=${EVENTSTREAM_BENCH_STREAMS:-100000}
     ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     limit=$(ulimit -n)
-    if [ $((streams + 500)) -gt "$limit" ]; then
-        streams=$((limit - 500))
+    # A thousand descriptors left for each side's own files and sockets.
+    if [ $((streams + 1000)) -gt "$limit" ]; then
+        streams=$((limit - 1000))
         echo "bench: the open-file limit is $limit descriptors per process here (hard limit $(ulimit -Hn)); holding $streams streams" >&2
     fi
     start_server scale "sqlite://$work/scale.db" process "keepalive_secs=20"

@@ -170,6 +170,18 @@ const CONTROLS: [&str; 2] = [
 /// The median of `label`'s latency runs through Pushpin, warm (after a
 /// warm-up) or on a fresh channel, by `key` of the latency.
 fn grip_median<'a>(results: &'a [Value], label: &str, warm: bool, key: &str) -> Option<Median<'a>> {
+    grip_median_of(results, label, warm, |result| {
+        result["latency"][key].as_f64()
+    })
+}
+
+/// [`grip_median`] of any figure of the runs.
+fn grip_median_of<'a>(
+    results: &'a [Value],
+    label: &str,
+    warm: bool,
+    value: impl Fn(&Value) -> Option<f64>,
+) -> Option<Median<'a>> {
     let mut found: Vec<(f64, &Value)> = results
         .iter()
         .filter(|result| {
@@ -178,7 +190,7 @@ fn grip_median<'a>(results: &'a [Value], label: &str, warm: bool, key: &str) -> 
                 && result["via"] == "pushpin"
                 && (result["warmup_seconds"].as_u64().unwrap_or(0) > 0) == warm
         })
-        .filter_map(|result| Some((result["latency"][key].as_f64()?, result)))
+        .filter_map(|result| Some((value(result)?, result)))
         .collect();
     found.sort_by(|a, b| a.0.total_cmp(&b.0));
     found.get(found.len() / 2).copied()
@@ -208,6 +220,22 @@ fn grip_table(results: &[Value]) -> Option<String> {
             text.push_str(&format!("| {channel}, {name} | {} |\n", cells.join(" | ")));
         }
     }
+    // Pushpin refreshes a fresh channel's streams a second after its first
+    // subscription: a server that takes longer to connect them all gets
+    // the refresh over before events flow.
+    let cells: Vec<String> = labels
+        .iter()
+        .map(|label| {
+            grip_median_of(results, label, false, |result| {
+                result["subscribe_seconds"].as_f64()
+            })
+            .map_or("–".to_owned(), |(seconds, _)| format!("{seconds:.2} s"))
+        })
+        .collect();
+    text.push_str(&format!(
+        "| fresh channel, all subscribers connected in | {} |\n",
+        cells.join(" | ")
+    ));
     any.then_some(text)
 }
 

@@ -550,8 +550,12 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
     let events = rate * (warmup + seconds);
     let wave = options.number("wave", 256)?;
     let split = options.number("split", 0)? != 0;
+    let subscribing = Instant::now();
     let (streams, starts, connect_retries) = subscribe_all_at(&target, subscribers, wave).await?;
     let started = Instant::now();
+    // How long the subscribers took to connect: behind Pushpin, a fresh
+    // channel's streams are refreshed a second after the first one.
+    let subscribed_in = started - subscribing;
     let readers = read_all(
         streams.into_iter().zip(starts).collect(),
         events,
@@ -638,6 +642,7 @@ pub(crate) async fn latency(options: &Options) -> Result<String, String> {
         "from": if from_send { "send" } else { "due" },
         "frames_per_sec": (subscribers * rate),
         "connect_retries": connect_retries,
+        "subscribe_seconds": subscribed_in.as_secs_f64(),
     });
     if let Some(split) = split {
         report["split"] = split;
