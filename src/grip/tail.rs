@@ -10,9 +10,10 @@
 //! its link timeout (two minutes by default) or for the channel's next event.
 //!
 //! So once a channel has carried at least [`BURST`] items and then been
-//! quiet for [`SETTLE`], the publisher sends a `hint` on it, and another
-//! [`SECOND_HINT`] later for streams whose queue was still full the first
-//! time. A hint makes each stream on the channel fetch its next link, which
+//! quiet for [`SETTLE`], the publisher sends a `hint` on it, and again after
+//! each of [`AGAIN`]: the proxy may still be writing the burst out when the
+//! first hint comes, and a stream whose queue is full drops the hint too.
+//! A hint makes each stream on the channel fetch its next link, which
 //! answers with whatever the stream lacks (nothing, for most of them; the
 //! proxy merges identical fetches). A channel that carries a few events at a
 //! time never gets one: fewer than [`BURST`] items cannot overflow a queue
@@ -28,8 +29,8 @@ pub(crate) const BURST: usize = 32;
 /// How long a channel stays quiet before its streams are hinted.
 pub(crate) const SETTLE: Duration = Duration::from_millis(500);
 
-/// When the second hint follows the first.
-pub(crate) const SECOND_HINT: Duration = Duration::from_millis(2500);
+/// How long after the previous hint each further one follows.
+pub(crate) const AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 
 #[derive(Debug, Default)]
 struct Activity {
@@ -37,8 +38,10 @@ struct Activity {
     items: usize,
     /// When the channel will have been quiet for [`SETTLE`].
     quiet_at: Option<Instant>,
-    /// When the second hint of the last burst is due.
+    /// When the next hint of the last burst is due.
     again_at: Option<Instant>,
+    /// Hints of the last burst sent after the first.
+    again_sent: usize,
 }
 
 impl Activity {
@@ -74,7 +77,7 @@ impl TailWatch {
     }
 
     /// The channels to hint now. A channel quiet after fewer than
-    /// [`BURST`] items is forgotten, as is one whose second hint went out.
+    /// [`BURST`] items is forgotten, as is one whose last hint went out.
     pub(crate) fn take_due(&mut self, now: Instant) -> Vec<String> {
         let mut due = Vec::new();
         self.channels.retain(|channel, activity| {
@@ -83,12 +86,14 @@ impl TailWatch {
                 activity.quiet_at = None;
                 if activity.items >= BURST {
                     activity.items = 0;
-                    activity.again_at = Some(now + SECOND_HINT);
+                    activity.again_sent = 0;
+                    activity.again_at = Some(now + AGAIN[0]);
                     hint = true;
                 }
             }
             if !hint && activity.again_at.is_some_and(|at| at <= now) {
-                activity.again_at = None;
+                activity.again_sent += 1;
+                activity.again_at = AGAIN.get(activity.again_sent).map(|gap| now + *gap);
                 hint = true;
             }
             if hint {
@@ -116,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_is_hinted_twice_once_quiet() {
+    fn a_burst_is_hinted_three_times_once_quiet() {
         let start = Instant::now();
         let mut watch = TailWatch::default();
         watch.published("room", BURST / 2, start);
@@ -125,9 +130,12 @@ mod tests {
         assert!(watch.take_due(start + SETTLE).is_empty());
         let quiet = start + SETTLE / 2 + SETTLE;
         assert_eq!(watch.take_due(quiet), ["room"]);
-        assert!(watch.take_due(quiet + SECOND_HINT / 2).is_empty());
-        assert_eq!(watch.take_due(quiet + SECOND_HINT), ["room"]);
-        assert_eq!(watch.next_due(), None, "two hints, then forgotten");
+        assert!(watch.take_due(quiet + AGAIN[0] / 2).is_empty());
+        let second = quiet + AGAIN[0];
+        assert_eq!(watch.take_due(second), ["room"]);
+        assert!(watch.take_due(second + AGAIN[1] / 2).is_empty());
+        assert_eq!(watch.take_due(second + AGAIN[1]), ["room"]);
+        assert_eq!(watch.next_due(), None, "three hints, then forgotten");
     }
 
     #[test]
@@ -138,14 +146,16 @@ mod tests {
         let first = start + SETTLE;
         assert_eq!(watch.take_due(first), ["room"]);
         // A chat goes on at one event a second after its burst: none of
-        // those is hinted; only the burst's second hint goes out.
+        // those is hinted; only the burst's own further hints go out.
         let mut hints = 0;
-        for second in 1..=10 {
-            let at = first + Duration::from_secs(second);
-            watch.published("room", 1, at);
-            hints += watch.take_due(at + SETTLE).len();
+        for tenth in 1..=100 {
+            let at = first + Duration::from_millis(100 * tenth);
+            if tenth % 10 == 0 {
+                watch.published("room", 1, at);
+            }
+            hints += watch.take_due(at).len();
         }
-        assert_eq!(hints, 1);
+        assert_eq!(hints, AGAIN.len());
     }
 
     #[test]
@@ -156,5 +166,6 @@ mod tests {
         watch.published("b", BURST, start + SETTLE);
         assert_eq!(watch.take_due(start + SETTLE), ["a"]);
         assert_eq!(watch.take_due(start + SETTLE * 2), ["b"]);
+        assert_eq!(watch.take_due(start + SETTLE + AGAIN[0]), ["a"]);
     }
 }
