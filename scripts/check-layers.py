@@ -10,7 +10,7 @@ goes to the deepest module it names (`crate::grip::link::Linker` is an edge
 to `grip::link`).
 
 It fails on
-  - an edge against LAYERS (a module may name only modules of lower layers;
+  - an edge against the layer table (a module may name only modules of lower layers;
     a submodule takes its top-level module's layer, and within one
     top-level module any direction is allowed), and
   - any cycle between files.
@@ -24,21 +24,21 @@ import re
 import sys
 import tempfile
 
-# The data path, leaves first. Each entry is one layer.
-LAYERS = [
-    "channel", "error", "event_id", "frame", "notice", "throttle", "timing", "metrics", "config", "query",
-    "identity", "authorizer", "cors", "limits",
-    "storage",
-    "fanout", "hub", "write_gate", "held_back", "writer", "retention",
-    "context", "events", "transaction",
-    "replay", "session", "response",
-    "grip", "bus",
-    "health", "exposition",
-    "request", "routes", "stage",
-    "internals",
-    "crate",
-]
-RANK = {name: index for index, name in enumerate(LAYERS)}
+# The data path, leaves first, is written once: the layer table in the
+# docs of src/lib.rs, one row per top-level module (`//! | layer | `name` |
+# ...`). `internals` (test and benchmark access) and the crate root sit on
+# top.
+TABLE_ROW = re.compile(r"^//! \| [^|`]+ \| `([a-z_]+)` \|")
+
+
+def layers_of(src):
+    """The top-level modules in layer order, read from `src/lib.rs`."""
+    with open(os.path.join(src, "lib.rs"), encoding="utf-8") as handle:
+        names = [m.group(1) for m in map(TABLE_ROW.match, handle) if m]
+    if not names:
+        sys.exit(f"check-layers: no layer table in {os.path.join(src, 'lib.rs')}")
+    return names + ["internals", "crate"]
+
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -201,11 +201,12 @@ def edges_of(module, text, modules):
     return targets
 
 
-def layer_of(module):
-    return RANK.get(module.split("::")[0])
+def check(src, layers=None):
+    rank = {name: index for index, name in enumerate(layers or layers_of(src))}
 
+    def layer_of(module):
+        return rank.get(module.split("::")[0])
 
-def check(src):
     files = {}
     for root, _, names in os.walk(src):
         for name in names:
@@ -220,7 +221,7 @@ def check(src):
     problems = []
     for module in sorted(graph):
         if layer_of(module) is None:
-            problems.append(f"{module}: not in LAYERS; place it on the data path")
+            problems.append(f"{module}: not in the layer table of lib.rs; place it on the data path")
             continue
         for target in sorted(graph[module]):
             same_top = module.split("::")[0] == target.split("::")[0]
@@ -249,10 +250,10 @@ def check(src):
     for node in sorted(graph):
         if node not in state:
             visit(node)
-    return graph, problems
+    return graph, problems, layer_of
 
 
-def order(graph):
+def order(graph, layer_of):
     """The modules leaves first (a topological order), for the report."""
     done, result = set(), []
 
@@ -270,16 +271,18 @@ def order(graph):
 
 
 def self_test():
-    """The checker must fail on a cycle and on an upward edge."""
+    """The checker must fail on a cycle and on an upward edge, and read the
+    order from the table."""
+    layers = ["wire", "write", "delivery", "config", "grip", "stage", "crate"]
     cases = {
         "cycle through inline paths": {
-            "lib.rs": "mod hub;\nmod writer;\n",
-            "hub.rs": "fn f() { crate::writer::g() }\n",
-            "writer.rs": "use crate::hub;\n#[cfg(test)]\nmod tests { use crate::stage; }\n",
+            "lib.rs": "mod delivery;\nmod write;\n",
+            "delivery.rs": "fn f() { crate::write::g() }\n",
+            "write.rs": "use crate::delivery;\n#[cfg(test)]\nmod tests { use crate::stage; }\n",
         },
         "upward edge": {
-            "lib.rs": "mod channel;\nmod stage;\n",
-            "channel.rs": "// crate::stage in a comment is no edge\nuse crate::stage::Stage;\n",
+            "lib.rs": "mod wire;\nmod stage;\n",
+            "wire.rs": "// crate::stage in a comment is no edge\nuse crate::stage::Stage;\n",
             "stage.rs": "",
         },
         "parent and child in a cycle": {
@@ -289,10 +292,10 @@ def self_test():
         },
     }
     clean = {
-        "lib.rs": "mod channel;\nmod grip;\n",
-        "channel.rs": 'const S: &str = "crate::grip::x";\n',
-        "grip/mod.rs": "pub(crate) mod link;\nuse crate::channel;\n",
-        "grip/link.rs": "use super::super::channel::{self, quote};\n#[cfg(test)]\nuse crate::grip;\n",
+        "lib.rs": "mod wire;\nmod grip;\n",
+        "wire.rs": 'const S: &str = "crate::grip::x";\n',
+        "grip/mod.rs": "pub(crate) mod link;\nuse crate::wire;\n",
+        "grip/link.rs": "use super::super::wire::{self, quote};\n#[cfg(test)]\nuse crate::grip;\n",
     }
     failures = []
     for name, tree in list(cases.items()) + [("clean tree", clean)]:
@@ -301,13 +304,20 @@ def self_test():
                 os.makedirs(os.path.dirname(os.path.join(src, rel)), exist_ok=True)
                 with open(os.path.join(src, rel), "w", encoding="utf-8") as handle:
                     handle.write(text)
-            _, problems = check(src)
+            _, problems, _ = check(src, layers)
             expected_failure = name != "clean tree"
             if bool(problems) != expected_failure:
                 failures.append(f"{name}: problems {problems}")
     for failure in failures:
         print("check-layers self-test:", failure)
-    print(f"check-layers self-test: {4 - len(failures)} passed, {len(failures)} failed")
+    # The order comes from the table, leaves first.
+    with tempfile.TemporaryDirectory() as src:
+        with open(os.path.join(src, "lib.rs"), "w", encoding="utf-8") as handle:
+            handle.write("//! | layer | module | what |\n//! |---|---|---|\n"
+                         "//! | leaves | `wire` | ids |\n//! | edge | `stage` | the fairing |\n")
+        if layers_of(src) != ["wire", "stage", "internals", "crate"]:
+            failures.append(f"table: read {layers_of(src)}")
+    print(f"check-layers self-test: {5 - len(failures)} passed, {len(failures)} failed")
     return not failures
 
 
@@ -315,14 +325,14 @@ def main():
     if sys.argv[1:] == ["--self-test"]:
         sys.exit(0 if self_test() else 1)
     src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "src")
-    graph, problems = check(os.path.normpath(src))
+    graph, problems, layer_of = check(os.path.normpath(src))
     for problem in problems:
         print("check-layers:", problem)
     if problems:
         print(f"check-layers: {len(problems)} problem(s) in {len(graph)} modules")
         sys.exit(1)
     print(f"check-layers: {len(graph)} modules form a DAG along the data path, leaves first:")
-    for module in order(graph):
+    for module in order(graph, layer_of):
         targets = ", ".join(sorted(graph[module])) or "-"
         print(f"  {module:20} -> {targets}")
 

@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use crate::authorizer::Authorizer;
+use crate::access::authorizer::Authorizer;
+use crate::access::identity::Identify;
+use crate::access::limits::StreamLimits;
 use crate::config::Config;
-use crate::fanout::Fanout;
-use crate::hub::Hub;
-use crate::identity::Identify;
-use crate::limits::StreamLimits;
-use crate::metrics::Metrics;
+use crate::delivery::fanout::Fanout;
+use crate::delivery::hub::Hub;
+use crate::measure::metrics::Metrics;
 use crate::storage::Storage;
-use crate::writer::Writer;
+use crate::write::writer::Writer;
 
 /// Everything a send or a stream needs, built by the stage.
 pub(crate) struct Context {

@@ -99,6 +99,63 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// The `error` of a publish API answer, with its HTTP status: each is
+/// named here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiCondition {
+    /// No publish key was sent.
+    Unauthorized,
+    /// The wrong publish key.
+    Forbidden,
+    /// The body, channel or event type is wrong.
+    BadRequest,
+    /// The body exceeds `max_event_bytes` and the envelope.
+    TooLarge,
+    /// The commit's outcome is unknown: look for the event before sending
+    /// it again.
+    Indeterminate,
+    /// The event could not be stored (the log has the reason).
+    InternalError,
+}
+
+impl ApiCondition {
+    /// Its name in the answer's `error` field.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ApiCondition::Unauthorized => "unauthorized",
+            ApiCondition::Forbidden => "forbidden",
+            ApiCondition::BadRequest => "bad-request",
+            ApiCondition::TooLarge => "too-large",
+            ApiCondition::Indeterminate => "indeterminate",
+            ApiCondition::InternalError => "internal-error",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            ApiCondition::Unauthorized => 401,
+            ApiCondition::Forbidden => 403,
+            ApiCondition::BadRequest => 400,
+            ApiCondition::TooLarge => 413,
+            ApiCondition::Indeterminate | ApiCondition::InternalError => 500,
+        }
+    }
+}
+
+impl Error {
+    /// How the publish API answers this error. An internal error's text
+    /// is for the log only.
+    pub(crate) fn api_condition(&self) -> ApiCondition {
+        match self {
+            Error::InvalidChannel(_) | Error::InvalidEventType(_) => ApiCondition::BadRequest,
+            Error::EventTooLarge { .. } => ApiCondition::TooLarge,
+            Error::Indeterminate => ApiCondition::Indeterminate,
+            _ => ApiCondition::InternalError,
+        }
+    }
+}
+
 /// The `condition` of a `stream-error` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

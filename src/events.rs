@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::channel;
+use crate::access::identity::{self, Pins, User};
 use crate::config::Config;
 use crate::context::Context;
+use crate::delivery::fanout::{Kick, LiveEvent};
 use crate::error::{Error, StreamError};
-use crate::event_id::{EventId, IdVector};
-use crate::fanout::{Kick, LiveEvent};
-use crate::frame;
-use crate::identity::{self, Pins, User};
-use crate::metrics::MetricsSnapshot;
+use crate::measure::metrics::MetricsSnapshot;
 use crate::storage::{AppendToken, Event, NewEvent};
+use crate::wire::channel;
+use crate::wire::event_id::{EventId, IdVector};
+use crate::wire::frame;
 
 /// Options for [`Events::send_event_with`]. Start from
 /// [`SendOptions::new`] and chain the setters:
@@ -292,8 +292,9 @@ impl Outgoing {
         data: String,
         skip_user_ids: Vec<String>,
     ) -> Result<Outgoing, Error> {
-        channel::validate(channel).map_err(Error::InvalidChannel)?;
-        frame::validate_event_type(event_type).map_err(Error::InvalidEventType)?;
+        channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))?;
+        frame::validate_event_type(event_type)
+            .map_err(|why| Error::InvalidEventType(why.to_string()))?;
         let max = context.config.max_event_bytes;
         if data.len() > max {
             return Err(Error::EventTooLarge {
@@ -322,5 +323,5 @@ impl Outgoing {
 
 /// Checks the names given to `current_id` and `snapshot`.
 fn validated<S: AsRef<str>>(channels: &[S]) -> Result<Vec<String>, Error> {
-    channel::validate_all(channels).map_err(Error::InvalidChannel)
+    channel::validate_all(channels).map_err(|why| Error::InvalidChannel(why.to_string()))
 }

@@ -6,10 +6,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::event_id::IdVector;
-use crate::fanout::LiveEvent;
-use crate::frame::{Frame, encode_body};
-use crate::hub::{Delivery, Hub, InboxLimits, Registration};
+use crate::delivery::fanout::LiveEvent;
+use crate::delivery::hub::{Delivery, Hub, InboxLimits, Registration};
+use crate::wire::event_id::IdVector;
+use crate::wire::frame::{Frame, encode_body};
 
 /// Encodes one event frame with its id; returns its length.
 pub fn encode_frame(event_type: &str, data: &str, id: &str) -> usize {
@@ -76,13 +76,13 @@ impl HubBench {
 /// stable (`tests/properties.rs`). Each takes arbitrary input and panics
 /// only when an invariant breaks; a panic is a bug.
 pub mod fuzz {
-    use crate::channel;
+    use crate::access::request_info;
     use crate::config::{Config, GripProxyConfig};
-    use crate::event_id::{EventId, IdVector};
-    use crate::frame::{self, Frame};
     use crate::grip::instruct::parse_grip_last;
     use crate::grip::signature::Verifier;
-    use crate::query;
+    use crate::wire::channel;
+    use crate::wire::event_id::{EventId, IdVector};
+    use crate::wire::frame::{self, Frame};
 
     /// `Last-Event-ID` / id vectors: a parsed vector prints to text that
     /// parses back to the same vector.
@@ -99,8 +99,8 @@ pub mod fuzz {
     /// panics; a valid name survives quoting (as in ids and GRIP channel
     /// names) and an event id built from it parses back to it.
     pub fn channel_and_query(text: &str) {
-        let _ = query::bearer(text);
-        let _ = query::rightmost_address(text);
+        let _ = request_info::bearer(text);
+        let _ = request_info::rightmost_address(text);
         let _ = parse_grip_last(std::iter::once(text));
         let _ = channel::unquote(text);
         if channel::validate(text).is_ok() {

@@ -70,83 +70,70 @@
 //! a stream that overflowed or sees an id gap ─► replay from storage ─► session
 //! ```
 //!
-//! | layer | modules | what they own |
+//! The layers, leaves first; each row is a module of `src/`, and a module
+//! may import only from the rows above its own (this table is the one
+//! list; `scripts/check-layers.py` reads it):
+//!
+//! | layer | module | what it owns |
 //! |---|---|---|
-//! | leaves | `channel`, `error`, `event_id`, `frame`, `notice`, `throttle`, `timing`, `metrics`, `config`, `query`, `identity`, `authorizer`, `cors`, `limits` | names, ids, frames, settings, who is asking and what they may read, how many streams |
-//! | storage | `storage` | the event log in SQL (appending, reading, trimming a piece) |
-//! | delivery | `fanout`, `hub`, `write_gate`, `held_back`, `writer`, `retention` | where committed events go; the streams of this process; who may write now (SQLite's one lock, the channels open transactions hold); sends kept aside for those channels; group commit; trimming in pieces that take turns with the writer |
-//! | handle | `context`, `events`, `transaction` | what the stage built; the public [`Events`]; [`EventTx`], sending inside the app's transaction |
-//! | streams | `replay`, `session`, `response` | catching up from storage; one live stream; the responder |
+//! | leaves | `error` | the public errors and the conditions clients see |
+//! | leaves | `wire` | channel names, event ids and id vectors, SSE frames, bus notices |
+//! | leaves | `measure` | metrics, per-step delivery timings, the log throttle |
+//! | leaves | `config` | every setting, parsed and checked at launch |
+//! | leaves | `access` | what a request says about itself, identities, the authorizer, CORS, stream limits |
+//! | storage | `storage` | the event log in SQL: appending, reading, trimming a piece |
+//! | delivery | `delivery` | the fan-out step and the hub, this process's streams |
+//! | writing | `write` | group commit; who may write now; sends kept aside for open transactions; retention |
+//! | handle | `context` | what the stage built, shared by the layers above |
+//! | handle | `events` | the public [`Events`] |
+//! | handle | `transaction` | [`EventTx`], sending inside the application's transaction |
+//! | streams | `stream` | catching up from storage; one live stream; the responder |
 //! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
 //! | bus | `bus` | other instances (`broadcast = "postgres"` or `"redis"`): the sender outlet, the listeners, the sequencer in front of the hub |
-//! | operators | `health`, `exposition` | the health check and the Prometheus scrape |
-//! | edge | `request`, `routes` (with the publish API), `stage` | the request guard, the routes, the fairing |
+//! | edge | `edge` | the request guard, the routes, the health check, the Prometheus page |
+//! | edge | `stage` | the fairing that builds it all |
 
 #![deny(missing_docs)]
 
-// Leaves: no module here imports one below it.
-mod authorizer;
-mod channel;
-mod config;
-mod cors;
-mod error;
-mod event_id;
-mod frame;
-mod identity;
-mod limits;
-mod metrics;
-mod notice;
-mod query;
-mod throttle;
-mod timing;
-// The event log.
-mod storage;
-// Delivery.
-mod fanout;
-mod held_back;
-mod hub;
-mod retention;
-mod write_gate;
-mod writer;
-// The handle.
-mod context;
-mod events;
-mod transaction;
-// Streams.
-mod replay;
-mod response;
-mod session;
-// GRIP and the cross-instance bus, layers on the stream core.
+// One module per row of the layer table above, which gives their order
+// (rustfmt sorts these lines).
+mod access;
 mod bus;
+mod config;
+mod context;
+mod delivery;
+mod edge;
+mod error;
+mod events;
 mod grip;
-// What operators read: the health check and the Prometheus scrape.
-mod exposition;
-mod health;
-// The edge.
-mod request;
-mod routes;
+mod measure;
 mod stage;
+mod storage;
+mod stream;
+mod transaction;
+mod wire;
+mod write;
 
 #[cfg(feature = "internals")]
 pub mod internals;
 
-pub use authorizer::{AllowAll, Authorizer, Decision};
-pub use channel::MAX_CHANNEL_CHARS;
+pub use access::authorizer::{AllowAll, Authorizer, Decision};
+pub use access::identity::{Identify, JwtIdentity, User};
 pub use config::{
     AllowedOrigins, Broadcast, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,
 };
+pub use edge::request::StreamRequest;
 pub use error::{Condition, Error, StreamError};
-pub use event_id::{EventId, IdParseError, IdVector};
 pub use events::{Events, SendOptions};
-pub use frame::RESERVED_EVENT_TYPES;
-pub use identity::{Identify, JwtIdentity, User};
-pub use metrics::MetricsSnapshot;
-pub use request::StreamRequest;
-pub use response::EventStream;
+pub use measure::metrics::MetricsSnapshot;
 pub use stage::{DEFAULT_DATABASE_URL, EventLog, Stage};
 pub use storage::Event;
 pub use storage::migrations::MIGRATION_VERSION_BASE;
-pub use transaction::{Backend, EventTx, MAX_TRANSACTION_EVENTS};
+pub use stream::response::EventStream;
+pub use transaction::{EventTx, LogDatabase, MAX_TRANSACTION_EVENTS};
+pub use wire::channel::MAX_CHANNEL_CHARS;
+pub use wire::event_id::{EventId, IdParseError, IdVector};
+pub use wire::frame::RESERVED_EVENT_TYPES;
 
 /// The `rocket` this crate was built against.
 pub use rocket;

@@ -17,22 +17,21 @@
 //! database which of them it holds.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use rocket_db_pools::sqlx::{self, Postgres, Sqlite, Transaction};
 use serde::Serialize;
 
-use crate::channel;
 use crate::context::Context;
+use crate::delivery::fanout::LiveEvent;
 use crate::error::Error;
-use crate::event_id::EventId;
 use crate::events::{Events, Outgoing, SendOptions, encode_data};
-use crate::fanout::LiveEvent;
-use crate::notice::Range;
-use crate::storage::{self, AppendToken, InDoubt, Storage, in_transaction, now_ms};
-use crate::write_gate::Held;
+use crate::storage::{self, AppendToken, InDoubt, Storage, in_transaction, new_writer_id, now_ms};
+use crate::wire::channel;
+use crate::wire::event_id::EventId;
+use crate::wire::notice::Range;
+use crate::write::gate::Held;
 
 /// Events one transaction may send. They are kept in memory until the
 /// commit hands them to the fan-out.
@@ -40,10 +39,10 @@ pub const MAX_TRANSACTION_EVENTS: usize = 10_000;
 
 /// A database the event log can live in: `sqlx::Sqlite` or
 /// `sqlx::Postgres` (from `rocket_db_pools::sqlx`). Sealed.
-pub trait Backend: sqlx::Database + sealed::Backend {}
+pub trait LogDatabase: sqlx::Database + sealed::Sealed {}
 
-impl Backend for Sqlite {}
-impl Backend for Postgres {}
+impl LogDatabase for Sqlite {}
+impl LogDatabase for Postgres {}
 
 mod sealed {
     use rocket_db_pools::sqlx::{PgConnection, Pool, SqliteConnection, Transaction};
@@ -57,7 +56,7 @@ mod sealed {
     }
 
     /// What the crate needs of each backend. Not implementable outside.
-    pub trait Backend: rocket_db_pools::sqlx::Database {
+    pub trait Sealed: rocket_db_pools::sqlx::Database {
         /// The event log's pool when it is of this backend.
         #[allow(private_interfaces, reason = "sealed: only this crate calls it")]
         fn pool(storage: &Storage) -> Option<&Pool<Self>>;
@@ -66,7 +65,7 @@ mod sealed {
         fn connection<'a>(tx: &'a mut Transaction<'static, Self>) -> Connection<'a>;
     }
 
-    impl Backend for rocket_db_pools::sqlx::Sqlite {
+    impl Sealed for rocket_db_pools::sqlx::Sqlite {
         #[allow(private_interfaces, reason = "sealed: only this crate calls it")]
         fn pool(storage: &Storage) -> Option<&Pool<Self>> {
             match storage {
@@ -80,7 +79,7 @@ mod sealed {
         }
     }
 
-    impl Backend for rocket_db_pools::sqlx::Postgres {
+    impl Sealed for rocket_db_pools::sqlx::Postgres {
         #[allow(private_interfaces, reason = "sealed: only this crate calls it")]
         fn pool(storage: &Storage) -> Option<&Pool<Self>> {
             match storage {
@@ -142,7 +141,7 @@ impl Events {
     /// The task that holds the transaction must not wait for those locks
     /// itself: [`Events::send_event`] (on a persistent channel) or a second
     /// `begin` from the same task fails with [`Error::TransactionOpen`].
-    pub async fn begin<DB: Backend>(&self) -> Result<EventTx<DB>, Error> {
+    pub async fn begin<DB: LogDatabase>(&self) -> Result<EventTx<DB>, Error> {
         let context = Arc::clone(self.context());
         let Some(pool) = DB::pool(&context.storage) else {
             return Err(Error::WrongBackend {
@@ -159,7 +158,7 @@ impl Events {
             tx: Some(tx),
             context,
             held,
-            writer: (RandomState::new().hash_one(std::time::SystemTime::now()) >> 1) as i64,
+            writer: new_writer_id(),
             sent: Vec::new(),
         })
     }
@@ -170,7 +169,7 @@ impl Events {
 /// [`send_event`](EventTx::send_event), committed together by
 /// [`commit`](EventTx::commit). Dropping it rolls back and delivers
 /// nothing. Opened by [`Events::begin`].
-pub struct EventTx<DB: Backend> {
+pub struct EventTx<DB: LogDatabase> {
     /// `None` once committed.
     tx: Option<Transaction<'static, DB>>,
     context: Arc<Context>,
@@ -181,7 +180,7 @@ pub struct EventTx<DB: Backend> {
     sent: Vec<LiveEvent>,
 }
 
-impl<DB: Backend> std::fmt::Debug for EventTx<DB> {
+impl<DB: LogDatabase> std::fmt::Debug for EventTx<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventTx")
             .field("events", &self.sent.len())
@@ -189,7 +188,7 @@ impl<DB: Backend> std::fmt::Debug for EventTx<DB> {
     }
 }
 
-impl<DB: Backend> Deref for EventTx<DB> {
+impl<DB: LogDatabase> Deref for EventTx<DB> {
     type Target = Transaction<'static, DB>;
 
     fn deref(&self) -> &Self::Target {
@@ -200,7 +199,7 @@ impl<DB: Backend> Deref for EventTx<DB> {
     }
 }
 
-impl<DB: Backend> DerefMut for EventTx<DB> {
+impl<DB: LogDatabase> DerefMut for EventTx<DB> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.tx
             .as_mut()
@@ -208,7 +207,7 @@ impl<DB: Backend> DerefMut for EventTx<DB> {
     }
 }
 
-impl<DB: Backend> EventTx<DB> {
+impl<DB: LogDatabase> EventTx<DB> {
     /// Sends `data` (serialized to JSON) as an event of `event_type` on
     /// `channel`, inside the transaction: it gets its id now (gap-free,
     /// from the same counters as every other send) and reaches subscribers
@@ -295,7 +294,7 @@ impl<DB: Backend> EventTx<DB> {
     /// whose event the position then includes. (On SQLite the transaction
     /// holds the write lock, so nothing commits in between.)
     pub async fn position(&mut self, channel: &str) -> Result<u64, Error> {
-        channel::validate(channel).map_err(Error::InvalidChannel)?;
+        channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))?;
         Ok(match DB::connection(&mut **self) {
             Connection::Sqlite(connection) => {
                 in_transaction::sqlite::position(connection, channel).await?
@@ -321,7 +320,7 @@ impl<DB: Backend> EventTx<DB> {
         if let Some(seal) = self.context.writer.announce_as()
             && let Connection::Postgres(connection) = DB::connection(&mut tx)
         {
-            in_transaction::postgres::announce(connection, seal, ranges(&sent)).await?;
+            in_transaction::postgres::announce(connection, seal, ranges(&sent), now_ms()).await?;
         }
         // The task that opened the transaction may send again once the
         // commit is on its way; the SQLite write turn goes with the commit

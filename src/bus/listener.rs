@@ -20,10 +20,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::replay_guard::ReplayGuard;
-use crate::metrics::Metrics;
-use crate::notice::{Body, Notice, Seal};
+use crate::measure::metrics::Metrics;
+use crate::measure::throttle::Throttle;
 use crate::storage::now_ms;
-use crate::throttle::Throttle;
+use crate::wire::notice::{Body, Notice, Seal};
 
 /// Notices waiting for the receiver, at most; past it the listener asks
 /// for a catch-up from storage instead.

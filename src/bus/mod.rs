@@ -23,6 +23,7 @@
 //! instance compares the channels its streams listen to with the log and
 //! delivers what it missed.
 
+mod error;
 mod listener;
 mod postgres;
 mod receiver;
@@ -41,12 +42,14 @@ use rocket_db_pools::sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::fanout::Outlet;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::notice::Seal;
+pub(crate) use error::BusError;
+
+use crate::delivery::fanout::Outlet;
+use crate::delivery::hub::Hub;
+use crate::measure::metrics::Metrics;
+use crate::measure::throttle::Throttle;
 use crate::storage::Storage;
-use crate::throttle::Throttle;
+use crate::wire::notice::Seal;
 
 use listener::HAND_OFF_DEPTH;
 pub(crate) use listener::{BusState, HEARTBEAT_LATE, SILENCE};
@@ -92,11 +95,8 @@ impl Bus {
         metrics: Arc<Metrics>,
         poll: Duration,
         key: &[u8],
-    ) -> Result<Bus, String> {
-        let log_id = storage
-            .log_id()
-            .await
-            .map_err(|e| format!("cannot read the event log's id: {e}"))?;
+    ) -> Result<Bus, BusError> {
+        let log_id = storage.log_id().await.map_err(BusError::LogId)?;
         // Never 0, so it cannot match a notice that lacks one.
         let origin = RandomState::new().hash_one(std::process::id()) | 1;
         let seal = Arc::new(Seal::new(origin, &log_id, key));
@@ -131,7 +131,7 @@ impl Bus {
             Transport::Postgres(pool) => {
                 let listener = postgres::connect(&pool, seal.channel())
                     .await
-                    .map_err(|e| format!("cannot LISTEN: {e}"))?;
+                    .map_err(BusError::Listen)?;
                 let listening = tokio::spawn(postgres::listen(listener, pool.clone(), link));
                 (
                     listening,
@@ -156,7 +156,7 @@ impl Bus {
                 let listening = tokio::spawn(redis::listen(server.clone(), subscribed, link));
                 (
                     listening,
-                    sender::Link::Redis(Box::new(redis::Publisher::new(server))),
+                    sender::Link::Redis(Box::new(redis::RedisSender::new(server))),
                     false,
                 )
             }

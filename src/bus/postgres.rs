@@ -5,9 +5,10 @@
 use rocket_db_pools::sqlx::postgres::PgListener;
 use rocket_db_pools::sqlx::{self, PgPool};
 
+use super::error::BusError;
 use super::listener::{Backoff, HandOff, SEND_TIMEOUT};
-use crate::notice::NOTIFY_SQL;
 use crate::storage::now_ms;
+use crate::wire::notice::NOTIFY_SQL;
 
 /// The `application_name` of listener connections, so an operator (or a
 /// test) can find them in `pg_stat_activity`.
@@ -80,20 +81,24 @@ pub(crate) async fn listen(mut listener: PgListener, pool: PgPool, hand_off: Han
 /// Sends one notice on `channel`. A connection that does not answer
 /// within [`SEND_TIMEOUT`] is closed rather than given back to the pool
 /// (it may be half-open: a peer gone without a word).
-pub(crate) async fn send(pool: &PgPool, channel: &str, payload: &str) -> Result<(), String> {
+pub(crate) async fn send(pool: &PgPool, channel: &str, payload: &str) -> Result<(), BusError> {
+    let silent = || BusError::NoAnswer {
+        server: String::new(),
+        after: SEND_TIMEOUT,
+    };
     let mut connection = tokio::time::timeout(SEND_TIMEOUT, pool.acquire())
         .await
-        .map_err(|_| format!("no connection within {SEND_TIMEOUT:?}"))?
-        .map_err(|error| error.to_string())?;
+        .map_err(|_| silent())?
+        .map_err(BusError::Notify)?;
     let sent = sqlx::query(NOTIFY_SQL)
         .bind(channel)
         .bind(payload)
         .execute(&mut *connection);
     match tokio::time::timeout(SEND_TIMEOUT, sent).await {
-        Ok(sent) => sent.map(drop).map_err(|error| error.to_string()),
+        Ok(sent) => sent.map(drop).map_err(BusError::Notify),
         Err(_) => {
             drop(connection.detach());
-            Err(format!("no answer within {SEND_TIMEOUT:?}"))
+            Err(silent())
         }
     }
 }

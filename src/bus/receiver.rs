@@ -17,15 +17,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::error::BusError;
 use super::listener::{BusState, Heard};
 use super::sequencer::{Claim, Read, Sequencer};
-use crate::fanout::LiveEvent;
-use crate::frame;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::notice::{Body, Range};
-use crate::replay::Mark;
+use crate::delivery::fanout::LiveEvent;
+use crate::delivery::hub::Hub;
+use crate::measure::metrics::Metrics;
 use crate::storage::{ChannelState, Event, Storage};
+use crate::stream::replay::Mark;
+use crate::wire::frame;
+use crate::wire::notice::{Body, Range};
 
 /// Events read per query when filling a range.
 const READ_PAGE: usize = 1000;
@@ -260,13 +261,13 @@ impl Receiver {
     /// Whether the row at `mark.seq` still carries the token of the event
     /// published there (or was trimmed, which changes nothing): false when
     /// the log went back in time under it.
-    async fn still_holds(&self, channel: &str, mark: Mark) -> Result<bool, String> {
+    async fn still_holds(&self, channel: &str, mark: Mark) -> Result<bool, BusError> {
         self.metrics.bus_filled();
         let page = self
             .storage
             .events_after(channel, mark.seq - 1, 1, READ_BYTES)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BusError::Storage)?;
         self.mark_holds(channel, mark, page.events.first()).await
     }
 
@@ -278,7 +279,7 @@ impl Receiver {
         channel: &str,
         mark: Mark,
         first: Option<&Event>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, BusError> {
         if let Some(event) = first.filter(|event| event.id.seq() == mark.seq) {
             return Ok(event.token.is_none_or(|token| token == mark.token));
         }
@@ -294,18 +295,18 @@ impl Receiver {
         channel: &str,
         after: u64,
         through: u64,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, BusError> {
         let state = self.state_of(channel).await?;
         let reached = state.trimmed_through.min(state.last_id).min(through);
         Ok((reached > after).then_some(reached))
     }
 
-    async fn state_of(&self, channel: &str) -> Result<ChannelState, String> {
+    async fn state_of(&self, channel: &str) -> Result<ChannelState, BusError> {
         let states = self
             .storage
             .channel_states(&[channel.to_owned()])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BusError::Storage)?;
         Ok(states.get(channel).copied().unwrap_or_default())
     }
 

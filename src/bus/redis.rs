@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use redis::aio::MultiplexedConnection;
 
+use super::error::BusError;
 use super::listener::{Backoff, HandOff, SEND_TIMEOUT};
 use crate::config::redact_url;
 use crate::storage::now_ms;
@@ -45,13 +46,6 @@ impl std::fmt::Debug for Server {
 }
 
 /// `text` with every occurrence of `password` replaced by `***`.
-fn blank_out(text: String, password: Option<&str>) -> String {
-    match password {
-        Some(password) => text.replace(password, "***"),
-        None => text,
-    }
-}
-
 /// The password of `redis://user:password@host`, if any.
 fn password_of(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
@@ -64,11 +58,14 @@ fn password_of(url: &str) -> Option<String> {
 impl Server {
     /// The server at `url`, carrying notices on `channel`; `Err` says why
     /// the URL is unusable.
-    pub(crate) fn new(url: &str, channel: &str) -> Result<Server, String> {
+    pub(crate) fn new(url: &str, channel: &str) -> Result<Server, BusError> {
         let shown = redact_url(url);
         let password = password_of(url);
-        let client = redis::Client::open(url)
-            .map_err(|error| blank_out(format!("{shown}: {error}"), password.as_deref()))?;
+        let client = redis::Client::open(url).map_err(|error| BusError::Redis {
+            server: shown.clone(),
+            error,
+            password: password.clone(),
+        })?;
         Ok(Server {
             client,
             shown,
@@ -77,15 +74,27 @@ impl Server {
         })
     }
 
-    /// A Redis error as text, naming the server without its password (the
+    /// A Redis error, naming the server without its password (the
     /// client's messages do not carry the URL, but a password could be
-    /// echoed in an answer: it is blanked out too).
-    fn describe(&self, error: &redis::RedisError) -> String {
-        blank_out(format!("{}: {error}", self.shown), self.password.as_deref())
+    /// echoed in an answer: it is blanked out too when shown).
+    fn describe(&self, error: redis::RedisError) -> BusError {
+        BusError::Redis {
+            server: self.shown.clone(),
+            error,
+            password: self.password.clone(),
+        }
+    }
+
+    /// No answer within `after`.
+    fn silent(&self, after: Duration) -> BusError {
+        BusError::NoAnswer {
+            server: self.shown.clone(),
+            after,
+        }
     }
 
     /// A subscription to the notices.
-    pub(crate) async fn subscribe(&self) -> Result<Messages, String> {
+    pub(crate) async fn subscribe(&self) -> Result<Messages, BusError> {
         self.within_timeout(async {
             let mut pubsub = self.client.get_async_pubsub().await?;
             pubsub.subscribe(&self.channel).await?;
@@ -94,7 +103,7 @@ impl Server {
         .await
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+    async fn connection(&self) -> Result<MultiplexedConnection, BusError> {
         self.within_timeout(self.client.get_multiplexed_async_connection())
             .await
     }
@@ -103,14 +112,11 @@ impl Server {
     async fn within_timeout<T>(
         &self,
         attempt: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, BusError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.describe(&error)),
-            Err(_) => Err(format!(
-                "{}: no answer within {CONNECT_TIMEOUT:?}",
-                self.shown
-            )),
+            Ok(Err(error)) => Err(self.describe(error)),
+            Err(_) => Err(self.silent(CONNECT_TIMEOUT)),
         }
     }
 }
@@ -153,7 +159,7 @@ pub(crate) async fn listen(server: Server, mut subscribed: Option<Messages>, han
                 Ok(payload) => hand_off.payload(&payload),
                 Err(error) => log::warn!(
                     "eventstream: ignoring a Redis message that is not text ({})",
-                    server.describe(&error)
+                    server.describe(error)
                 ),
             }
         }
@@ -164,21 +170,21 @@ pub(crate) async fn listen(server: Server, mut subscribed: Option<Messages>, han
 
 /// The sending connection, opened on first use and again after a failure.
 #[derive(Debug)]
-pub(crate) struct Publisher {
+pub(crate) struct RedisSender {
     server: Server,
     connection: Option<MultiplexedConnection>,
 }
 
-impl Publisher {
-    pub(crate) fn new(server: Server) -> Publisher {
-        Publisher {
+impl RedisSender {
+    pub(crate) fn new(server: Server) -> RedisSender {
+        RedisSender {
             server,
             connection: None,
         }
     }
 
     /// Publishes one notice.
-    pub(crate) async fn send(&mut self, payload: &str) -> Result<(), String> {
+    pub(crate) async fn send(&mut self, payload: &str) -> Result<(), BusError> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => self.connection.insert(self.server.connection().await?),
@@ -190,15 +196,12 @@ impl Publisher {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => {
                 self.connection = None;
-                Err(self.server.describe(&error))
+                Err(self.server.describe(error))
             }
             // Half-open, perhaps: start over on a new connection.
             Err(_) => {
                 self.connection = None;
-                Err(format!(
-                    "{}: no answer within {SEND_TIMEOUT:?}",
-                    self.server.shown
-                ))
+                Err(self.server.silent(SEND_TIMEOUT))
             }
         }
     }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::notice::{FRESHNESS_MS, Notice};
+use crate::wire::notice::{FRESHNESS_MS, Notice};
 
 /// Senders remembered, at most (each a few bytes). Only holders of the
 /// bus key can make new ones, so this is about instances coming and going:
@@ -78,7 +78,7 @@ impl ReplayGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notice::Body;
+    use crate::wire::notice::Body;
 
     fn notice(origin: u64, number: u64, sent_ms: i64) -> Notice {
         Notice {

@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use super::error::BusError;
 use super::listener::Backoff;
-use crate::fanout::{Kick, LiveEvent, Outlet};
-use crate::metrics::Metrics;
-use crate::notice::{Body, FRESHNESS_MS, Range, Seal};
+use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
+use crate::measure::metrics::Metrics;
 use crate::storage::now_ms;
+use crate::wire::notice::{Body, FRESHNESS_MS, Range, Seal};
 
 /// Live-only events queued for other instances, at most; commit ranges
 /// waiting to be announced, at most.
@@ -39,13 +40,13 @@ pub(crate) enum Link {
     /// The pool, and the deployment's channel.
     Postgres(rocket_db_pools::sqlx::PgPool, String),
     #[cfg(feature = "redis")]
-    Redis(Box<super::redis::Publisher>),
+    Redis(Box<super::redis::RedisSender>),
 }
 
 impl Link {
     /// Sends one payload; a server that does not answer within
     /// `SEND_TIMEOUT` counts as a failure (its connection is dropped).
-    async fn send(&mut self, payload: &str) -> Result<(), String> {
+    async fn send(&mut self, payload: &str) -> Result<(), BusError> {
         match self {
             Link::Postgres(pool, channel) => super::postgres::send(pool, channel, payload).await,
             #[cfg(feature = "redis")]

@@ -30,10 +30,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::fanout::{Kick, LiveEvent, Outlet};
-use crate::hub::Hub;
-use crate::replay::Mark;
+use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
+use crate::delivery::hub::Hub;
 use crate::storage::ChannelState;
+use crate::stream::replay::Mark;
 
 /// Local events one channel may hold back while its gap is filled; past
 /// it they are published as they are, and each stream fills the gap from
@@ -394,9 +394,9 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
-    use crate::frame::encode_body;
-    use crate::hub::{InboxLimits, Registration};
+    use crate::delivery::hub::{InboxLimits, Registration};
     use crate::storage::AppendToken;
+    use crate::wire::frame::encode_body;
 
     fn event(seq: u64) -> Arc<LiveEvent> {
         Arc::new(LiveEvent::new(
@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(span(sequencer.read_from("a", stored(3, None))), None);
         let mut queue = VecDeque::new();
         assert_eq!(
-            registration.take(&mut queue).overflowed,
+            registration.take(&mut queue).overflowed.bits(),
             1,
             "the stream reads storage again"
         );
@@ -548,7 +548,7 @@ mod tests {
         let other = AppendToken { writer: 2, seq: 1 };
         assert_eq!(span(sequencer.read_from("a", stored(1, Some(other)))), None);
         let mut queue = VecDeque::new();
-        assert_eq!(registration.take(&mut queue).overflowed, 1);
+        assert_eq!(registration.take(&mut queue).overflowed.bits(), 1);
     }
 
     #[test]

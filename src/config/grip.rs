@@ -37,7 +37,98 @@ pub struct GripProxyConfig {
     /// Key that verifies `Grip-Sig`: an HS256 secret (Pushpin's `sig_key`,
     /// `base64:` allowed) or an ES256 public key in PEM.
     pub verify_key: Option<Secret>,
+    /// How publishes authenticate, decided (and `key` decoded) once, when
+    /// the configuration is checked.
+    #[serde(skip)]
+    pub(crate) publish_auth: PublishAuth,
 }
+
+/// How publishes to a proxy authenticate.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) enum PublishAuth {
+    /// No credential: a Pushpin that accepts any publish on its control
+    /// port.
+    #[default]
+    None,
+    /// `key` alone: a bearer token (Fastly's API token).
+    Bearer(Secret),
+    /// `control_iss` and `key`: an HS256 JWT signed with the decoded key.
+    Jwt { iss: String, key: Vec<u8> },
+}
+
+/// Why a GRIP setting is refused; [`super::ConfigError`] names the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GripSettingError {
+    /// `grip_url` is not an http(s) URL (shown without credentials).
+    NotHttp { url: String },
+    /// A `grip_url` parameter whose value is not UTF-8.
+    NotUtf8 { parameter: String },
+    /// A `grip_url` parameter the library does not know.
+    UnknownParameter { parameter: String },
+    /// A proxy's `control_uri` is not an http(s) URL.
+    ControlUriNotHttp { uri: String },
+    /// A proxy with neither `verify_key` nor `key`.
+    NoVerification { uri: String },
+    /// `key` or `verify_key` does not decode.
+    Key { name: &'static str, why: KeyError },
+    /// `key` or `verify_key` is shorter than [`MIN_KEY_BYTES`].
+    KeyTooShort { name: &'static str },
+}
+
+impl std::fmt::Display for GripSettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GripSettingError::NotHttp { url } => {
+                write!(f, "{url:?} must be an http:// or https:// URL")
+            }
+            GripSettingError::NotUtf8 { parameter } => {
+                write!(f, "the value of {parameter:?} is not UTF-8")
+            }
+            GripSettingError::UnknownParameter { parameter } => write!(
+                f,
+                "unknown parameter {parameter:?} (expected iss, key, verify-iss, verify-key)"
+            ),
+            GripSettingError::ControlUriNotHttp { uri } => {
+                write!(f, "control_uri {uri:?} must be an http:// or https:// URL")
+            }
+            GripSettingError::NoVerification { uri } => write!(
+                f,
+                "{uri} has no way to verify Grip-Sig: set Pushpin's sig_key in pushpin.conf to a \
+                 secret of at least {MIN_KEY_BYTES} bytes and verify_key to the same, or key; \
+                 without it anyone could obtain GRIP instructions"
+            ),
+            GripSettingError::Key { name, why } => write!(f, "{name}: {why}"),
+            GripSettingError::KeyTooShort { name } => write!(
+                f,
+                "{name} must be at least {MIN_KEY_BYTES} bytes long, as every other secret \
+                 (Pushpin's default sig_key \"changeme\" is public: set sig_key in pushpin.conf \
+                 to a secret and {name} to the same)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GripSettingError {}
+
+/// Why a configured key does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyError {
+    /// Empty.
+    Empty,
+    /// `base64:` followed by something else.
+    BadBase64,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyError::Empty => "must not be empty",
+            KeyError::BadBase64 => "invalid base64 after \"base64:\"",
+        })
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 impl std::fmt::Debug for GripProxyConfig {
     /// The control URI without credentials; the keys are `***`.
@@ -59,13 +150,12 @@ fn is_http_url(url: &str) -> bool {
 
 /// Parses the single-URL form (`GRIP_URL`): the query parameters `iss`,
 /// `key`, `verify-iss` and `verify-key` become the entry's fields.
-pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
+pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, GripSettingError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     if !is_http_url(base) {
-        return Err(format!(
-            "{:?} must be an http:// or https:// URL",
-            redact_url(url)
-        ));
+        return Err(GripSettingError::NotHttp {
+            url: redact_url(url),
+        });
     }
     let mut proxy = GripProxyConfig {
         control_uri: base.trim_end_matches('/').to_owned(),
@@ -76,7 +166,9 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
         // `+` stays `+`: raw base64 keys contain it.
         let value = percent_decode_str(value)
             .decode_utf8()
-            .map_err(|_| format!("the value of {name:?} is not UTF-8"))?
+            .map_err(|_| GripSettingError::NotUtf8 {
+                parameter: name.to_owned(),
+            })?
             .into_owned();
         match name {
             "iss" => proxy.control_iss = Some(value),
@@ -84,9 +176,9 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
             "verify-iss" => proxy.verify_iss = Some(value),
             "verify-key" => proxy.verify_key = Some(Secret::new(value)),
             other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (expected iss, key, verify-iss, verify-key)"
-                ));
+                return Err(GripSettingError::UnknownParameter {
+                    parameter: other.to_owned(),
+                });
             }
         }
     }
@@ -97,14 +189,14 @@ pub(super) fn parse_grip_url(url: &str) -> Result<GripProxyConfig, String> {
 /// for every other secret.
 pub(crate) const MIN_KEY_BYTES: usize = 16;
 
-/// Validates an entry and fills Fastly's defaults.
-pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> {
+/// Validates an entry, fills Fastly's defaults and decides how publishes
+/// authenticate.
+pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), GripSettingError> {
     proxy.control_uri = proxy.control_uri.trim_end_matches('/').to_owned();
     if !is_http_url(&proxy.control_uri) {
-        return Err(format!(
-            "control_uri {:?} must be an http:// or https:// URL",
-            proxy.control_uri
-        ));
+        return Err(GripSettingError::ControlUriNotHttp {
+            uri: proxy.control_uri.clone(),
+        });
     }
     if let Some(service) = fastly_service(&proxy.control_uri) {
         proxy
@@ -115,25 +207,31 @@ pub(super) fn complete_proxy(proxy: &mut GripProxyConfig) -> Result<(), String> 
             .get_or_insert_with(|| format!("fastly:{service}"));
     }
     if proxy.verify_key.is_none() && proxy.key.is_none() {
-        return Err(format!(
-            "{} has no way to verify Grip-Sig: set Pushpin's sig_key in pushpin.conf to a secret of \
-             at least {MIN_KEY_BYTES} bytes and verify_key to the same, or key; without it anyone \
-             could obtain GRIP instructions",
-            proxy.control_uri
-        ));
+        return Err(GripSettingError::NoVerification {
+            uri: proxy.control_uri.clone(),
+        });
     }
+    let mut decoded_key = None;
     for (name, value) in [("key", &proxy.key), ("verify_key", &proxy.verify_key)] {
         if let Some(value) = value {
-            let key = decode_key(value.expose()).map_err(|why| format!("{name}: {why}"))?;
+            let key =
+                decode_key(value.expose()).map_err(|why| GripSettingError::Key { name, why })?;
             if key.len() < MIN_KEY_BYTES {
-                return Err(format!(
-                    "{name} must be at least {MIN_KEY_BYTES} bytes long, as every other secret \
-                     (Pushpin's default sig_key \"changeme\" is public: set sig_key in pushpin.conf \
-                     to a secret and {name} to the same)"
-                ));
+                return Err(GripSettingError::KeyTooShort { name });
+            }
+            if name == "key" {
+                decoded_key = Some(key);
             }
         }
     }
+    proxy.publish_auth = match (&proxy.control_iss, &proxy.key, decoded_key) {
+        (Some(iss), Some(_), Some(key)) => PublishAuth::Jwt {
+            iss: iss.clone(),
+            key,
+        },
+        (None, Some(key), _) => PublishAuth::Bearer(key.clone()),
+        _ => PublishAuth::None,
+    };
     Ok(())
 }
 
@@ -146,12 +244,10 @@ fn fastly_service(control_uri: &str) -> Option<&str> {
 
 /// A key as configured: `base64:<data>` for binary secrets, otherwise the
 /// UTF-8 bytes of the string.
-pub(crate) fn decode_key(value: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn decode_key(value: &str) -> Result<Vec<u8>, KeyError> {
     match value.strip_prefix("base64:") {
-        Some(encoded) => {
-            base64_decode(encoded).ok_or_else(|| "invalid base64 after \"base64:\"".into())
-        }
-        None if value.is_empty() => Err("must not be empty".into()),
+        Some(encoded) => base64_decode(encoded).ok_or(KeyError::BadBase64),
+        None if value.is_empty() => Err(KeyError::Empty),
         None => Ok(value.as_bytes().to_vec()),
     }
 }
@@ -225,7 +321,7 @@ mod tests {
     fn an_entry_that_cannot_verify_grip_sig_is_refused() {
         let mut proxy = parse_grip_url("http://127.0.0.1:5561").expect("valid");
         let why = complete_proxy(&mut proxy).expect_err("unverifiable");
-        assert!(why.contains("sig_key"), "{why}");
+        assert!(why.to_string().contains("sig_key"), "{why}");
     }
 
     #[test]
@@ -237,7 +333,7 @@ mod tests {
         ] {
             let mut proxy = parse_grip_url(url).expect("parses");
             let why = complete_proxy(&mut proxy).expect_err("too short");
-            assert!(why.contains("at least 16 bytes"), "{why}");
+            assert!(why.to_string().contains("at least 16 bytes"), "{why}");
         }
         let mut proxy =
             parse_grip_url("http://127.0.0.1:5561?verify-key=sixteen-bytes-ok").expect("parses");

@@ -17,37 +17,22 @@
 //! or an alias that disagrees with its nested key aborts launch with a
 //! message naming the key.
 
+mod aliases;
+mod error;
 mod grip;
 mod secret;
+mod validate;
 
-use std::collections::BTreeMap;
-use std::fmt;
-
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rocket::figment::value::{Dict, Value};
 use rocket::figment::{Figment, providers::Serialized};
 use serde::Deserialize;
 
+pub use error::ConfigError;
 #[cfg(test)]
 pub(crate) use grip::FASTLY_PUBLIC_KEY;
 pub use grip::GripProxyConfig;
-pub(crate) use grip::decode_key;
+pub(crate) use grip::{PublishAuth, decode_key};
 pub use secret::Secret;
 pub(crate) use secret::redact_url;
-
-/// Flat, django-eventstream-style names (matched case-insensitively at the
-/// top level of the profile) and the `[eventstream]` key each stands for.
-const ALIASES: &[(&str, &str)] = &[
-    ("eventstream_authorizer", "authorizer"),
-    ("eventstream_channelmanager_class", "authorizer"),
-    ("eventstream_authorizer_class", "authorizer"),
-    ("eventstream_allow_origin", "allow_origins"),
-    ("eventstream_allow_origins", "allow_origins"),
-    ("eventstream_allow_credentials", "allow_credentials"),
-    ("eventstream_allow_headers", "allow_headers"),
-    ("grip_proxies", "grip_proxies"),
-    ("grip_url", "grip_url"),
-];
 
 /// Largest channel limit: per-subscriber bookkeeping uses a 64-bit mask.
 pub(crate) const MAX_CHANNEL_LIMIT: usize = 64;
@@ -338,445 +323,15 @@ impl Default for Config {
     }
 }
 
-/// A setting that aborts launch: the key (as written under
-/// `[eventstream]`, e.g. `eventstream.channel_limit`, or another table's
-/// key such as `databases.eventstream.url`) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The full key, e.g. `eventstream.channel_limit`.
-    pub key: String,
-    /// What is wrong with its value.
-    pub reason: String,
-}
-
-impl ConfigError {
-    /// An error about `eventstream.<key>`.
-    pub(crate) fn new(key: impl fmt::Display, reason: impl fmt::Display) -> Self {
-        ConfigError {
-            key: format!("eventstream.{key}"),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// An error about a key outside `[eventstream]`.
-    pub(crate) fn other(key: impl Into<String>, reason: impl fmt::Display) -> Self {
-        ConfigError {
-            key: key.into(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// Names the key figment stopped at (an unknown field, a bad value);
-    /// figment's path already ends with it.
-    fn from_figment(error: rocket::figment::Error) -> Self {
-        let key = if error.path.is_empty() {
-            "eventstream".to_owned()
-        } else {
-            format!("eventstream.{}", error.path.join("."))
-        };
-        ConfigError {
-            key,
-            reason: error.kind.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A non-negative whole number, however TOML or an environment variable
-/// typed it.
-fn whole(value: &Value) -> Option<u64> {
-    let number = value.to_num_lossy()?;
-    number
-        .to_u128()
-        .or_else(|| number.to_i128().and_then(|n| u128::try_from(n).ok()))
-        .and_then(|n| u64::try_from(n).ok())
-}
-
-/// django-eventstream's `EVENTSTREAM_REDIS = {host, port, db, password}` as
-/// a `redis_url`.
-fn redis_url_from_table(key: &str, value: &Value) -> Result<Value, ConfigError> {
-    let Value::Dict(_, table) = value else {
-        return Err(ConfigError::other(
-            key,
-            "must be a table like { host = \"127.0.0.1\", port = 6379, db = 0, password = \"...\" }",
-        ));
-    };
-    let mut host = "127.0.0.1".to_owned();
-    let mut port = 6379_u64;
-    let mut db = 0_u64;
-    let mut password = None;
-    for (field, value) in table {
-        let wrong =
-            |what: &str| ConfigError::other(format!("{key}.{field}"), format!("must be {what}"));
-        match (field.to_ascii_lowercase().as_str(), value) {
-            ("host", Value::String(_, text)) => host = text.clone(),
-            ("port", value) => port = whole(value).ok_or_else(|| wrong("a port number"))?,
-            ("db", value) => db = whole(value).ok_or_else(|| wrong("a database number"))?,
-            ("password", Value::String(_, text)) => password = Some(text.clone()),
-            ("host" | "password", _) => return Err(wrong("a string")),
-            _ => {
-                return Err(ConfigError::other(
-                    format!("{key}.{field}"),
-                    "unknown field; expected host, port, db or password",
-                ));
-            }
-        }
-    }
-    // Everything but RFC 3986's unreserved characters is escaped.
-    const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    let auth = password.map_or(String::new(), |password| {
-        format!(":{}@", utf8_percent_encode(&password, USERINFO))
-    });
-    Ok(Value::from(format!("redis://{auth}{host}:{port}/{db}")))
-}
-
 impl Config {
     /// Reads and validates the configuration from Rocket's figment.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
-        let profile: Dict = figment.extract().map_err(|e| {
-            ConfigError::other("(profile)", format!("cannot read configuration: {e}"))
-        })?;
-        let mut merged: BTreeMap<String, (String, Value)> = BTreeMap::new();
-        if let Some(nested) = profile.get("eventstream") {
-            let Value::Dict(_, nested) = nested else {
-                return Err(ConfigError::other(
-                    "eventstream",
-                    "must be a table of settings",
-                ));
-            };
-            for (key, value) in nested {
-                merged.insert(key.clone(), (format!("eventstream.{key}"), value.clone()));
-            }
-        }
-        for (key, value) in &profile {
-            let lower = key.to_ascii_lowercase();
-            let (canonical, value) = if lower == "eventstream_redis" {
-                ("redis_url", redis_url_from_table(key, value)?)
-            } else {
-                let Some((_, canonical)) = ALIASES.iter().find(|(alias, _)| *alias == lower) else {
-                    continue;
-                };
-                (*canonical, value.clone())
-            };
-            let value = &value;
-            match merged.get(canonical) {
-                Some((other, existing)) if !same_value(existing, value) => {
-                    return Err(ConfigError::new(
-                        canonical,
-                        format!("`{key}` and `{other}` both set it, to different values"),
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    merged.insert(canonical.into(), (key.clone(), value.clone()));
-                }
-            }
-        }
-        let dict: Dict = merged
-            .into_iter()
-            .map(|(key, (_, value))| (key, value))
-            .collect();
+        let dict = aliases::merged(figment)?;
         let mut config: Config = Figment::from(Serialized::defaults(dict))
             .extract()
             .map_err(ConfigError::from_figment)?;
         config.validate()?;
         Ok(config)
-    }
-
-    /// Checks values that parse but make no sense, naming the key.
-    pub fn validate(&mut self) -> Result<(), ConfigError> {
-        fn bad(key: &str, why: impl fmt::Display) -> Result<(), ConfigError> {
-            Err(ConfigError::new(key, why))
-        }
-        let mount = self.mount.trim_end_matches('/');
-        if !self.mount.starts_with('/') || self.mount.contains(['?', '#', '<', '>']) {
-            return bad(
-                "mount",
-                format!("{:?} must be a path starting with '/'", self.mount),
-            );
-        }
-        self.mount = if mount.is_empty() {
-            "/".into()
-        } else {
-            mount.into()
-        };
-        if !(1..=MAX_CHANNEL_LIMIT).contains(&self.channel_limit) {
-            return bad(
-                "channel_limit",
-                format!(
-                    "must be between 1 and {MAX_CHANNEL_LIMIT}, got {}",
-                    self.channel_limit
-                ),
-            );
-        }
-        if self.keepalive_secs == 0 {
-            return bad("keepalive_secs", "must be at least 1");
-        }
-        if self.allow_origins == AllowedOrigins::Any && self.allow_credentials {
-            return bad(
-                "allow_origins",
-                "\"*\" cannot be combined with allow_credentials = true (browsers refuse it); list the origins instead",
-            );
-        }
-        if let AllowedOrigins::List(origins) = &self.allow_origins {
-            for origin in origins {
-                let valid = origin.split_once("://").is_some_and(|(scheme, host)| {
-                    !scheme.is_empty() && !host.is_empty() && !host.contains('/')
-                });
-                if !valid {
-                    return bad(
-                        "allow_origins",
-                        format!("{origin:?} is not an origin like \"https://example.com\""),
-                    );
-                }
-            }
-        }
-        let is_header_name = |name: &str| {
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if let Some(header) = self
-            .allow_headers
-            .0
-            .iter()
-            .find(|name| !is_header_name(name))
-        {
-            return bad("allow_headers", format!("{header:?} is not a header name"));
-        }
-        if let Some(header) = self
-            .trusted_ip_header
-            .as_deref()
-            .filter(|name| !is_header_name(name))
-        {
-            return bad(
-                "trusted_ip_header",
-                format!("{header:?} is not a header name"),
-            );
-        }
-        for (key, limit) in [
-            ("max_streams", self.max_streams),
-            ("max_streams_per_ip", self.max_streams_per_ip),
-        ] {
-            if limit == Some(0) {
-                return bad(key, "must be at least 1 (leave it unset for no limit)");
-            }
-        }
-        if self
-            .jwt_secret
-            .as_ref()
-            .is_some_and(|secret| secret.expose().len() < 16)
-        {
-            return bad("jwt_secret", "must be at least 16 bytes long");
-        }
-        for (key, pin) in [
-            ("jwt_issuer", &self.jwt_issuer),
-            ("jwt_audience", &self.jwt_audience),
-        ] {
-            if pin.as_deref().is_some_and(|pin| pin.trim().is_empty()) {
-                return bad(key, "must not be empty (leave it unset to accept any)");
-            }
-        }
-        if self
-            .publish_key
-            .as_ref()
-            .is_some_and(|key| key.expose().len() < 16)
-        {
-            return bad("publish_key", "must be at least 16 characters long");
-        }
-        if self
-            .authorizer
-            .as_deref()
-            .is_some_and(|name| name.trim().is_empty())
-        {
-            return bad("authorizer", "must name a registered authorizer");
-        }
-        let ranges: [(&str, u64, u64, u64); 10] = [
-            (
-                "max_queued_bytes",
-                self.max_queued_bytes as u64,
-                1024,
-                1 << 30,
-            ),
-            (
-                "max_id_vector_bytes",
-                self.max_id_vector_bytes as u64,
-                64,
-                1 << 20,
-            ),
-            (
-                "max_event_bytes",
-                self.max_event_bytes as u64,
-                1,
-                16 * 1024 * 1024,
-            ),
-            ("retention_secs", self.retention_secs, 1, u64::MAX / 1000),
-            (
-                "trim_interval_secs",
-                self.trim_interval_secs,
-                1,
-                7 * 24 * 3600,
-            ),
-            ("queue_capacity", self.queue_capacity as u64, 1, 1 << 20),
-            ("chunk_size", self.chunk_size as u64, 512, 1 << 24),
-            ("replay_page", self.replay_page as u64, 1, 100_000),
-            // SQLite binds at most 32,766 values per statement: 8 per event.
-            ("commit_batch", self.commit_batch as u64, 1, 4000),
-            ("broadcast_poll_secs", self.broadcast_poll_secs, 1, 3600),
-        ];
-        for (key, value, min, max) in ranges {
-            if !(min..=max).contains(&value) {
-                return bad(key, format!("must be between {min} and {max}, got {value}"));
-            }
-        }
-        if self.retention_count == Some(0) {
-            return bad(
-                "retention_count",
-                "must be at least 1 (leave it unset for no limit)",
-            );
-        }
-        if self.database.trim().is_empty() {
-            return bad("database", "must name a database under [databases]");
-        }
-        if self.broadcast == Broadcast::Redis && !cfg!(feature = "redis") {
-            return bad(
-                "broadcast",
-                "\"redis\" needs eventstream-rocket's `redis` cargo feature, which this build lacks: \
-                 add features = [\"redis\"] to its dependency, or use broadcast = \"postgres\"",
-            );
-        }
-        if self.broadcast != Broadcast::Local {
-            match &self.bus_key {
-                None => {
-                    return bad(
-                        "bus_key",
-                        "instances on a bus seal what they tell each other with a shared secret: \
-                         set bus_key (at least 16 bytes, the same on every instance)",
-                    );
-                }
-                Some(key) if key.expose().len() < 16 => {
-                    return bad("bus_key", "must be at least 16 bytes long");
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some(url) = &self.redis_url
-            && !url.expose().starts_with("redis://")
-            && !url.expose().starts_with("rediss://")
-        {
-            return bad(
-                "redis_url",
-                format!(
-                    "{} must start with redis:// or rediss://",
-                    redact_url(url.expose())
-                ),
-            );
-        }
-        for (key, path) in [
-            ("health_path", &self.health_path),
-            ("metrics_path", &self.metrics_path),
-        ] {
-            let Some(path) = path else { continue };
-            let malformed = rocket::http::uri::Origin::parse(path)
-                .map_or(true, |origin| origin.query().is_some());
-            if !path.starts_with('/') || path.len() < 2 || path.contains(['<', '>']) || malformed {
-                return bad(
-                    key,
-                    format!(
-                        "{path:?} must be a path like \"/{}\"",
-                        &key[..key.len() - 5]
-                    ),
-                );
-            }
-            let under_mount = self.mount == "/"
-                || path == &self.mount
-                || path.starts_with(&format!("{}/", self.mount));
-            if under_mount {
-                return bad(
-                    key,
-                    format!(
-                        "{path:?} falls under mount {:?}, where it would hide a channel of that name; use a path outside it",
-                        self.mount
-                    ),
-                );
-            }
-        }
-        if self.health_path.is_some() && self.health_path == self.metrics_path {
-            return bad("metrics_path", "must differ from health_path");
-        }
-        self.validate_grip()
-    }
-
-    /// Folds `grip_url` into `grip_proxies`, completes every entry and
-    /// checks the settings GRIP needs.
-    fn validate_grip(&mut self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.grip_url {
-            let proxy = grip::parse_grip_url(url.expose())
-                .map_err(|why| ConfigError::new("grip_url", why))?;
-            self.grip_proxies.push(proxy);
-            self.grip_url = None;
-        }
-        if self.grip_proxies.is_empty() {
-            return Ok(());
-        }
-        for (index, proxy) in self.grip_proxies.iter_mut().enumerate() {
-            grip::complete_proxy(proxy)
-                .map_err(|why| ConfigError::new(format!("grip_proxies[{index}]"), why))?;
-        }
-        if self.channel_limit > grip::MAX_GRIP_CHANNELS {
-            return Err(ConfigError::new(
-                "channel_limit",
-                format!(
-                    "with GRIP at most {} channels fit in a connection (Pushpin allows 20 subscriptions and the user channel takes one), got {}",
-                    grip::MAX_GRIP_CHANNELS,
-                    self.channel_limit
-                ),
-            ));
-        }
-        match &self.link_key {
-            None => {
-                return Err(ConfigError::new(
-                    "link_key",
-                    "GRIP needs a stable secret (at least 16 bytes) to sign next links",
-                ));
-            }
-            Some(key) if key.expose().len() < 16 => {
-                return Err(ConfigError::new(
-                    "link_key",
-                    "must be at least 16 bytes long",
-                ));
-            }
-            Some(_) => {}
-        }
-        if !(5..=86_400).contains(&self.grip_link_timeout_secs) {
-            return Err(ConfigError::new(
-                "grip_link_timeout_secs",
-                format!(
-                    "must be between 5 and 86400, got {}",
-                    self.grip_link_timeout_secs
-                ),
-            ));
-        }
-        if !self.grip_path_prefix.is_empty() && !self.grip_path_prefix.starts_with('/') {
-            return Err(ConfigError::new(
-                "grip_path_prefix",
-                format!("{:?} must start with '/'", self.grip_path_prefix),
-            ));
-        }
-        self.grip_path_prefix = self.grip_path_prefix.trim_end_matches('/').to_owned();
-        Ok(())
     }
 
     /// Whether any GRIP proxy is configured.
@@ -785,21 +340,34 @@ impl Config {
     }
 }
 
-/// Compares two configuration values by content, ignoring where they came from.
-fn same_value(left: &Value, right: &Value) -> bool {
-    match (serde_json::to_value(left), serde_json::to_value(right)) {
-        (Ok(left), Ok(right)) => left == right,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+
     use super::*;
     use rocket::figment::providers::{Format, Toml};
 
-    fn load(toml: &str) -> Result<Config, String> {
-        Config::from_figment(&Figment::from(Toml::string(toml))).map_err(|e| e.to_string())
+    /// What launch would print when it refuses a configuration.
+    #[derive(Debug)]
+    struct Refused(String);
+
+    impl std::ops::Deref for Refused {
+        type Target = str;
+
+        fn deref(&self) -> &str {
+            &self.0
+        }
+    }
+
+    impl fmt::Display for Refused {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    fn load(toml: &str) -> Result<Config, Refused> {
+        Config::from_figment(&Figment::from(Toml::string(toml)))
+            .map_err(|error| Refused(error.to_string()))
     }
 
     #[test]

@@ -21,26 +21,30 @@
 //! The proxy runs the `build-id` filter over this body too, so every `%` in
 //! it is doubled (django-eventstream left the id lines unescaped).
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use rocket::Request;
 
-use crate::authorizer;
-use crate::channel;
+use crate::access::identity::User;
+use crate::access::request_info::query_values;
+use crate::config::Config;
 use crate::context::Context;
 use crate::error::StreamError;
-use crate::event_id::{IdVector, Resume};
-use crate::identity::User;
-use crate::query::query_values;
-use crate::replay::{self, Reader};
-use crate::session::{Refusal, max_chunk_bytes};
+use crate::stream::replay::{Reader, Unavailable};
+use crate::stream::session::{Refusal, max_chunk_bytes};
+use crate::wire::channel;
+use crate::wire::event_id::{IdVector, Resume, ResumeError};
 
 /// The `id_format` of a proxied stream without persistent channels: never
 /// rendered (see [`build`]), only there because `build-id` needs one.
 const NO_IDS: &str = "-";
 
 use super::link::{LinkClaims, next_link};
-use super::publisher::escape_percent;
-use super::{Grip, events_channel, user_key};
+use super::pending::Pending;
+use super::{Grip, escape_percent, events_channel, user_key};
+use crate::stream::admit::admit;
+use crate::wire::channel_set::ChannelSet;
 
 /// What a proxied request carries besides the stream parameters.
 #[derive(Debug, Clone)]
@@ -144,7 +148,7 @@ pub(crate) async fn respond(
     request: &GripRequest,
     channels: Result<Vec<String>, StreamError>,
     user: Result<Option<User>, StreamError>,
-    resume: Result<Resume, String>,
+    resume: Result<Resume, ResumeError>,
 ) -> Proxied {
     // A next link names the stream's channels and user in its token;
     // anything else is a first request, resolved like a direct one.
@@ -164,7 +168,9 @@ pub(crate) async fn respond(
         None => {
             let resolved = channels.and_then(|channels| {
                 let user = user?;
-                let requested = resume.map_err(StreamError::bad_request)?.into_positions();
+                let requested = resume
+                    .map_err(|why| StreamError::bad_request(why.to_string()))?
+                    .into_positions();
                 Ok((channels, user, requested))
             });
             match resolved {
@@ -173,41 +179,47 @@ pub(crate) async fn respond(
             }
         }
     };
-    match build(
-        context,
-        grip,
-        request.proxy,
-        &channels,
-        user.as_ref(),
-        &requested,
+    let asked = Asked {
+        channels: &channels,
+        user: user.as_ref(),
+        requested: &requested,
         is_next,
-    )
-    .await
-    {
+    };
+    match build(context, grip, request.proxy, &asked).await {
         Ok(proxied) => proxied,
         Err(refusal) => Proxied::refused(refusal, context),
     }
 }
 
+/// What a proxied request asks for, once its link or its headers are read.
+struct Asked<'a> {
+    channels: &'a [String],
+    user: Option<&'a User>,
+    /// Where the stream is (first requests: `Last-Event-ID`; next links:
+    /// the link and `Grip-Last`).
+    requested: &'a IdVector,
+    /// A next link rather than a client's first request.
+    is_next: bool,
+}
+
+/// The answer: the opening (or a reset), a page of backlog, and either a
+/// hold or a link to the next page.
 async fn build(
     context: &Context,
     grip: &Grip,
     proxy: usize,
-    channels: &[String],
-    user: Option<&User>,
-    requested: &IdVector,
-    is_next: bool,
+    asked: &Asked<'_>,
 ) -> Result<Proxied, Refusal> {
+    let Asked {
+        channels,
+        user,
+        requested,
+        is_next,
+    } = *asked;
     let config = &context.config;
-    let reliable = authorizer::authorize(context.authorizer.as_ref(), user, channels).await?;
-    replay::check_id_vector(channels, &reliable, config.max_id_vector_bytes)?;
+    let reliable = admit(context, user, channels).await?;
     let user_id = user.map(|user| user.id.as_str());
-    let reader = Reader {
-        storage: &context.storage,
-        metrics: &context.metrics,
-        user_id,
-        single: channels.len() == 1,
-    };
+    let reader = Reader::new(context, user, channels.len());
     let mut start = reader.start(channels, &reliable, requested).await?;
     if is_next {
         // A held stream always has a position on every persistent channel
@@ -223,21 +235,7 @@ async fn build(
     // a response that held past them would make their items arrive with
     // the wrong `prev-id` (see `pending`). So a stream that starts "now"
     // starts where this proxy is, and backlog is read only that far.
-    let in_flight = grip.pending.get(proxy);
-    let readable_until: Vec<Option<u64>> = channels
-        .iter()
-        .map(|channel| in_flight.and_then(|pending| pending.readable_until(channel)))
-        .collect();
-    for (channel, until) in channels.iter().zip(&readable_until) {
-        if let (None, Some(until)) = (requested.get(channel), *until)
-            && start
-                .positions
-                .get(channel)
-                .is_some_and(|position| position > until)
-        {
-            start.positions.set(channel.clone(), until);
-        }
-    }
+    let readable_until = where_the_proxy_is(grip.pending.get(proxy), asked, &mut start.positions);
     let mut body = BytesMut::new();
     if is_next {
         start.write_reset(&mut body);
@@ -248,46 +246,23 @@ async fn build(
     // One page of backlog across the channels (at most `replay_page`
     // events and a chunk's bytes); the rest by next link.
     let mut positions = start.positions;
-    let mut budget = config.replay_page;
-    let max_bytes = max_chunk_bytes(config.chunk_size);
-    let mut more = false;
-    'channels: for (index, channel) in channels.iter().enumerate() {
-        if start.behind & (1 << index) == 0 {
-            continue;
-        }
-        let until = readable_until[index];
-        loop {
-            let position = positions.get(channel).unwrap_or(0);
-            if until.is_some_and(|until| position >= until) {
-                break;
-            }
-            let to_read = until.map_or(budget, |until| {
-                budget.min(until.saturating_sub(position) as usize)
-            });
-            let bytes_left = max_bytes.saturating_sub(body.len());
-            if budget == 0 || bytes_left == 0 {
-                more = true;
-                break 'channels;
-            }
-            let page = reader
-                .page(
-                    &mut body,
-                    channel,
-                    &mut positions,
-                    to_read,
-                    bytes_left,
-                    None,
-                )
-                .await?;
-            budget -= page.events;
-            if page.complete {
-                break;
-            }
-        }
-    }
+    let page = Page {
+        budget: config.replay_page,
+        max_bytes: max_chunk_bytes(config.chunk_size),
+    };
+    let more = page
+        .read(
+            &reader,
+            channels,
+            start.behind,
+            &readable_until,
+            &mut positions,
+            &mut body,
+        )
+        .await?;
     context
         .metrics
-        .grip_answered(is_next, start.behind != 0 || !start.reset.is_empty());
+        .grip_answered(is_next, !start.behind.is_empty() || !start.reset.is_empty());
 
     // A page with more behind it names its end in the link; a held stream's
     // link is shared with every stream of the same channels and user.
@@ -314,10 +289,103 @@ async fn build(
         });
     }
 
+    let headers = hold_headers(config, channels, &reliable, &positions, user_id, &link);
+    Ok(Proxied { headers, body })
+}
+
+/// A stream that starts "now" starts where `in_flight` says this proxy is,
+/// and its backlog is read only that far: events still on their way to the
+/// proxy are left to the publisher, since a response that held past them
+/// would make their items arrive with the wrong `prev-id` (see `pending`).
+/// Returns how far each channel may be read.
+fn where_the_proxy_is(
+    in_flight: Option<&Arc<Pending>>,
+    asked: &Asked<'_>,
+    positions: &mut IdVector,
+) -> Vec<Option<u64>> {
+    let readable_until: Vec<Option<u64>> = asked
+        .channels
+        .iter()
+        .map(|channel| in_flight.and_then(|pending| pending.readable_until(channel)))
+        .collect();
+    for (channel, until) in asked.channels.iter().zip(&readable_until) {
+        if let (None, Some(until)) = (asked.requested.get(channel), *until)
+            && positions
+                .get(channel)
+                .is_some_and(|position| position > until)
+        {
+            positions.set(channel.clone(), until);
+        }
+    }
+    readable_until
+}
+
+/// How much backlog one answer carries.
+struct Page {
+    /// Events, at most.
+    budget: usize,
+    /// Bytes of body, at most.
+    max_bytes: usize,
+}
+
+impl Page {
+    /// Reads the backlog of the channels that are `behind`, each up to
+    /// `readable_until`, into `body`; returns whether more is left for the
+    /// next page.
+    async fn read(
+        mut self,
+        reader: &Reader<'_>,
+        channels: &[String],
+        behind: ChannelSet,
+        readable_until: &[Option<u64>],
+        positions: &mut IdVector,
+        body: &mut BytesMut,
+    ) -> Result<bool, Unavailable> {
+        for (index, channel) in channels.iter().enumerate() {
+            if !behind.contains(index) {
+                continue;
+            }
+            let until = readable_until[index];
+            loop {
+                let position = positions.get(channel).unwrap_or(0);
+                if until.is_some_and(|until| position >= until) {
+                    break;
+                }
+                let to_read = until.map_or(self.budget, |until| {
+                    self.budget.min(until.saturating_sub(position) as usize)
+                });
+                let bytes_left = self.max_bytes.saturating_sub(body.len());
+                if self.budget == 0 || bytes_left == 0 {
+                    return Ok(true);
+                }
+                let page = reader
+                    .page(body, channel, positions, to_read, bytes_left, None)
+                    .await?;
+                self.budget -= page.events;
+                if page.complete {
+                    break;
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The headers of a held stream: its subscriptions (with `prev-id` on
+/// persistent channels), the id format and user for the proxy's filters,
+/// keep-alives, and the next link with its timeout.
+fn hold_headers(
+    config: &Config,
+    channels: &[String],
+    reliable: &[bool],
+    positions: &IdVector,
+    user_id: Option<&str>,
+    link: &str,
+) -> Vec<(&'static str, String)> {
     let key = user_key(user_id);
     let mut subscriptions: Vec<String> = channels
         .iter()
-        .zip(&reliable)
+        .zip(reliable)
         .map(
             |(channel, reliable)| match positions.get(channel).filter(|_| *reliable) {
                 Some(position) => format!(
@@ -369,5 +437,5 @@ async fn build(
             config.grip_link_timeout_secs
         ),
     ));
-    Ok(Proxied { headers, body })
+    headers
 }

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::event_id::IdVector;
+use crate::wire::event_id::IdVector;
 
 /// `iss` of link tokens, so they are never confused with user tokens.
 const ISSUER: &str = "eventstream-link";

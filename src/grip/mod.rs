@@ -30,7 +30,7 @@ pub(crate) mod publisher;
 pub(crate) mod signature;
 pub(crate) mod tail;
 
-use crate::channel;
+use crate::wire::channel;
 
 use std::sync::Arc;
 
@@ -64,6 +64,18 @@ pub(crate) fn user_key(user_id: Option<&str>) -> String {
         Some(id) => format!("u-{}", channel::quote(id)),
         None => "anonymous".into(),
     }
+}
+
+/// `%` is special to the proxy's `build-id` filter; `%%` is a literal `%`.
+pub(crate) fn escape_percent(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    for byte in bytes {
+        out.push(*byte);
+        if *byte == b'%' {
+            out.push(b'%');
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ impl Verifier {
                 (key, Algorithm::ES256)
             } else {
                 (
-                    DecodingKey::from_secret(&decode_key(configured).map_err(bad)?),
+                    DecodingKey::from_secret(
+                        &decode_key(configured).map_err(|why| bad(why.to_string()))?,
+                    ),
                     Algorithm::HS256,
                 )
             };

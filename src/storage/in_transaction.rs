@@ -11,11 +11,9 @@ macro_rules! appending_on {
 
         use rocket_db_pools::sqlx::{self, QueryBuilder, Row};
 
-        use crate::notice::{self, Range, Seal};
-        use crate::storage::{
-            AppendToken, ChannelState, NewEvent, assign_ids, skip_users_column, to_i64, to_u64,
-            token,
-        };
+        use crate::storage::append::{Batch, assign_ids};
+        use crate::storage::handle::{to_i64, to_u64};
+        use crate::storage::rows::{AppendToken, ChannelState, NewEvent, skip_users_column, token};
 
         /// Appends `events` in the open transaction on `connection` and
         /// returns their ids. The counter rows stay locked (PostgreSQL) or
@@ -25,12 +23,10 @@ macro_rules! appending_on {
             events: &[&NewEvent],
             now_ms: i64,
         ) -> Result<Vec<u64>, sqlx::Error> {
-            let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-            let mut last_tokens: BTreeMap<&str, AppendToken> = BTreeMap::new();
-            for event in events {
-                *counts.entry(event.channel.as_str()).or_default() += 1;
-                last_tokens.insert(event.channel.as_str(), event.token);
-            }
+            let Batch {
+                counts,
+                last_tokens,
+            } = Batch::of(events);
             let last_ids = bump_counters!(connection, &counts, &last_tokens);
             let ids = assign_ids(events, &counts, &last_ids);
             insert_events!(connection, events, &ids, now_ms);
@@ -46,27 +42,6 @@ macro_rules! appending_on {
             let channels = [channel.to_owned()];
             let states: BTreeMap<String, ChannelState> = read_states!(&mut *connection, &channels);
             Ok(states.get(channel).map_or(0, |state| state.last_id))
-        }
-
-        /// Tells the other instances of the ranges committed by this
-        /// transaction, inside it: they hear it only if it commits.
-        #[allow(
-            dead_code,
-            reason = "only the PostgreSQL bus announces inside a transaction"
-        )]
-        pub(crate) async fn announce(
-            connection: &mut $connection,
-            seal: &Seal,
-            ranges: Vec<Range>,
-        ) -> Result<(), sqlx::Error> {
-            for payload in seal.committed(ranges, crate::storage::now_ms()) {
-                sqlx::query(notice::NOTIFY_SQL)
-                    .bind(seal.channel())
-                    .bind(payload)
-                    .execute(&mut *connection)
-                    .await?;
-            }
-            Ok(())
         }
     };
 }
@@ -90,4 +65,8 @@ pub(crate) mod sqlite {
 
 pub(crate) mod postgres {
     appending_on!(sqlx::PgConnection);
+
+    /// Tells the other instances of the ranges committed by this
+    /// transaction, inside it.
+    pub(crate) use crate::storage::sql::announce;
 }

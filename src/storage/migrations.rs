@@ -14,7 +14,7 @@ use rocket_db_pools::sqlx::{
     migrate::{Migration, MigrationType, Migrator},
 };
 
-use super::Storage;
+use super::handle::Storage;
 
 /// First version of the reserved range: versions
 /// `1_000_000_000_000_001 ..= 1_000_000_000_000_999` belong to this library.

@@ -12,7 +12,7 @@
 
 use rocket_db_pools::sqlx::{self, Row};
 
-use super::{Storage, to_i64, to_u64};
+use super::handle::{Storage, to_i64, to_u64};
 
 /// Events one piece removes, at most.
 pub(crate) const PIECE_ROWS: u64 = 1000;

@@ -12,7 +12,7 @@ use rocket_db_pools::sqlx::{self, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Visitor;
-use crate::db::Backend;
+use crate::db::DbType;
 use crate::error::ApiError;
 
 /// The rooms the demo page offers; `_staff` is private.
@@ -74,7 +74,7 @@ async fn post(
     let failed = |e: sqlx::Error| ApiError::internal("the message could not be stored", e);
     let not_sent =
         |e: eventstream_rocket::Error| ApiError::internal("the message could not be stored", e);
-    let mut tx = events.begin::<Backend>().await.map_err(not_sent)?;
+    let mut tx = events.begin::<DbType>().await.map_err(not_sent)?;
     let id: i64 =
         sqlx::query("INSERT INTO messages (room, author, text) VALUES ($1, $2, $3) RETURNING id")
             .bind(room)

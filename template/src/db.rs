@@ -15,12 +15,12 @@ pub struct Db(sqlx::PgPool);
 pub struct Db(sqlx::SqlitePool);
 {%- endif %}
 
-/// The database type, for `Events::begin::<Backend>()`: a transaction on
+/// The database type, for `Events::begin::<DbType>()`: a transaction on
 /// this database that also carries events.
 {%- if database == "postgres" %}
-pub type Backend = sqlx::Postgres;
+pub type DbType = sqlx::Postgres;
 {%- else %}
-pub type Backend = sqlx::Sqlite;
+pub type DbType = sqlx::Sqlite;
 {%- endif %}
 
 /// Runs the migrations in `migrations/` at launch.

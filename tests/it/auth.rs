@@ -10,7 +10,7 @@ use eventstream_rocket::{Authorizer, Decision, SendOptions, Stage, User};
 use libtest_mimic::Trial;
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, TestDatabase, on_bus, postgres_bus, spawn_app, token, token_with,
+    AnnUntilRevoked, App, Setup, TestDatabase, on_bus, postgres_bus, spawn_app, token, token_with,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -73,7 +73,7 @@ async fn an_authorizer_that_cannot_tell_keeps_streams_open_and_asks_again() {
         unreachable: Arc::clone(unreachable),
         undecided: Arc::clone(undecided),
     };
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let app = spawn_app(
         on_bus(&database.url, &postgres_bus())
             .stage(
@@ -153,7 +153,7 @@ async fn an_authorizer_that_cannot_tell_keeps_streams_open_and_asks_again() {
 }
 
 async fn private_channels_are_forbidden_to_anonymous_users() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let mut stream = app
         .stream("/events/?channel=public&channel=_b&channel=_a", &[])
         .await;
@@ -174,7 +174,7 @@ async fn private_channels_are_forbidden_to_anonymous_users() {
 }
 
 async fn a_valid_token_in_header_or_query_signs_the_user_in() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let jwt = token("ann", 60);
     let mut by_header = app
         .stream(
@@ -196,7 +196,7 @@ async fn a_valid_token_in_header_or_query_signs_the_user_in() {
 }
 
 async fn bad_credentials_are_forbidden_never_anonymous() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let expired = token("ann", -3600);
     let forged = {
         let mut parts: Vec<String> = token("ann", 60).split('.').map(str::to_owned).collect();
@@ -255,7 +255,7 @@ async fn refusal(app: &crate::helpers::TestApp, path: &str) -> serde_json::Value
 }
 
 async fn tokens_not_valid_yet_are_forbidden() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -271,7 +271,7 @@ async fn tokens_not_valid_yet_are_forbidden() {
 
 async fn pinned_issuer_and_audience_are_enforced_and_signed_by_token_for() {
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .with("eventstream.jwt_issuer", "https://auth.example")
             .with("eventstream.jwt_audience", "events"),
     )
@@ -303,7 +303,7 @@ async fn pinned_issuer_and_audience_are_enforced_and_signed_by_token_for() {
 }
 
 async fn permission_checks_that_still_pass_end_no_stream() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let bob = format!("Bearer {}", token("bob", 60));
     let mut ann_own = app
@@ -347,7 +347,7 @@ async fn permission_checks_that_still_pass_end_no_stream() {
 
 async fn a_kicked_stream_gets_one_forbidden_error_and_ends() {
     let (stage, revoked) = AnnUntilRevoked::stage();
-    let app = spawn_app(App::on(Backend::Sqlite).stage(stage)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).stage(stage)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let mut stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
     stream.next().await.expect("open");
@@ -380,7 +380,7 @@ async fn a_stream_that_stays_behind_is_still_kicked() {
     const BACKLOG: usize = 8000;
     let (stage, revoked) = AnnUntilRevoked::stage();
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .stage(stage)
             .with("eventstream.replay_page", 1),
     )
@@ -463,7 +463,7 @@ async fn a_kick_between_authorizing_and_registering_is_not_lost() {
     });
     let stage = eventstream_rocket::Stage::new()
         .authorizer_named("test::Gated", Gate(std::sync::Arc::clone(&gate)));
-    let app = spawn_app(App::on(Backend::Sqlite).stage(stage)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).stage(stage)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let headers = [("Authorization", ann.as_str())];
     let opening = app.stream("/events/room", &headers);
@@ -489,7 +489,7 @@ async fn a_kick_between_authorizing_and_registering_is_not_lost() {
 /// it and reconnect from its last id), in the header and in the query, on
 /// every backend and through Pushpin; a fresh token for the same user is
 /// let in.
-async fn an_expired_token_is_told_apart_from_a_refusal(backend: Backend) {
+async fn an_expired_token_is_told_apart_from_a_refusal(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let expired = token("ann", -3600);
     let by_header = format!("Bearer {expired}");
@@ -547,7 +547,7 @@ fn moves(frames: &[crate::helpers::Frame]) -> Vec<(String, usize)> {
 /// one on `b`: no frame moves two entries of her id vector (the withheld
 /// position comes in a keep-alive), so the entry an event moves names its
 /// channel (PROTOCOL.md §4.3). Live, and replayed from `a:0,b:0`.
-async fn a_multi_channel_stream_moves_one_entry_per_frame_past_a_withheld_event(backend: Backend) {
+async fn a_multi_channel_stream_moves_one_entry_per_frame_past_a_withheld_event(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let ann = format!("Bearer {}", token("ann", 600));
     let mut live = app
@@ -605,7 +605,7 @@ async fn a_multi_channel_stream_moves_one_entry_per_frame_past_a_withheld_event(
     app.stop().await;
 }
 
-async fn skipped_users_get_neither_the_live_event_nor_its_replay(backend: Backend) {
+async fn skipped_users_get_neither_the_live_event_nor_its_replay(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let mut ann_live = app.stream("/events/room", &[("Authorization", &ann)]).await;

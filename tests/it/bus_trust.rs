@@ -16,8 +16,7 @@ use sqlx::postgres::PgListener;
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
 use crate::helpers::{
-    BUS_KEY, Backend, BusSettings, Sse, TestApp, TestDatabase, on_bus, postgres_bus, spawn_app,
-    token,
+    BUS_KEY, BusSettings, Setup, Sse, TestApp, TestDatabase, on_bus, postgres_bus, spawn_app, token,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -92,8 +91,8 @@ async fn only_their_own(x: Deployment, y: Deployment) {
 #[cfg(feature = "redis")]
 async fn two_deployments_on_one_redis_server_hear_only_their_own() {
     let mut server = RedisServer::start().await;
-    let x_database = TestDatabase::create(Backend::Postgres).await;
-    let y_database = TestDatabase::create(Backend::Postgres).await;
+    let x_database = TestDatabase::create(Setup::Postgres).await;
+    let y_database = TestDatabase::create(Setup::Postgres).await;
     let on_db = |number: u8| -> BusSettings {
         vec![
             ("eventstream.broadcast", "redis".into()),
@@ -120,7 +119,7 @@ async fn two_deployments_on_one_redis_server_hear_only_their_own() {
 }
 
 async fn two_deployments_in_one_postgres_database_hear_only_their_own() {
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let admin = sqlx::PgPool::connect(&database.url)
         .await
         .expect("the database");
@@ -203,7 +202,7 @@ struct Scene {
 }
 
 async fn scene() -> Scene {
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let a = spawn_app(
         on_bus(&database.url, &postgres_bus()).with("eventstream.health_path", "/healthz"),
     )

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::helpers::{App, Backend, Sse, spawn_app};
+use crate::helpers::{App, Setup, Sse, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -19,7 +19,7 @@ const PUBLISHERS: u64 = 4;
 const EVENTS_PER_PUBLISHER: u64 = 150;
 const SUBSCRIBERS: u64 = 12;
 
-async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(backend: Backend) {
+async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(backend: Setup) {
     let app = spawn_app(
         App::on(backend)
             .with("eventstream.queue_capacity", 8)
@@ -58,7 +58,7 @@ async fn every_subscriber_gets_every_event_once_in_order_despite_disconnects(bac
                         // a next-link fetch under load); clients resume from
                         // their last id as after any disconnect. A direct
                         // stream never ends on its own.
-                        assert_eq!(backend, Backend::Pushpin, "a direct stream ended early");
+                        assert_eq!(backend, Setup::Pushpin, "a direct stream ended early");
                         break;
                     };
                     if frame.event() == "keep-alive" {

@@ -3,7 +3,7 @@
 
 use libtest_mimic::Trial;
 
-use crate::helpers::{App, Backend, LogMark, launch_error, spawn_app};
+use crate::helpers::{App, LogMark, Setup, launch_error, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -16,7 +16,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 async fn bad_settings_abort_launch() {
-    let sqlite = || App::on(Backend::Sqlite);
+    let sqlite = || App::on(Setup::Sqlite);
     // The app, the key the error must name, and what else it must mention.
     for (app, key, also) in [
         (
@@ -73,7 +73,7 @@ async fn bad_settings_abort_launch() {
 
 async fn an_authorizer_is_chosen_by_its_rust_path() {
     // The test authorizer's name is its path as the compiler prints it.
-    let app = spawn_app(App::on(Backend::Sqlite).with(
+    let app = spawn_app(App::on(Setup::Sqlite).with(
         "EVENTSTREAM_AUTHORIZER_CLASS",
         "it::helpers::TestAuthorizer",
     ))
@@ -81,7 +81,7 @@ async fn an_authorizer_is_chosen_by_its_rust_path() {
     let mut stream = app.stream("/events/_private", &[]).await;
     assert_eq!(stream.next().await.expect("error").event(), "stream-error");
     app.stop().await;
-    let app = spawn_app(App::on(Backend::Sqlite).with(
+    let app = spawn_app(App::on(Setup::Sqlite).with(
         "eventstream_channelmanager_class",
         "eventstream_rocket::AllowAll",
     ))
@@ -97,7 +97,7 @@ async fn an_authorizer_is_chosen_by_its_rust_path() {
 async fn secrets_never_reach_logs_or_error_bodies() {
     let launches = [
         (
-            App::on(Backend::Sqlite)
+            App::on(Setup::Sqlite)
                 .with(
                     "eventstream.grip_url",
                     "ftp://proxy.example?key=grip-url-secret-0001",
@@ -106,7 +106,7 @@ async fn secrets_never_reach_logs_or_error_bodies() {
             vec!["grip-url-secret-0001", "link-key-secret-0002-0123456789"],
         ),
         (
-            App::on(Backend::Sqlite)
+            App::on(Setup::Sqlite)
                 .with(
                     "eventstream.grip_url",
                     "http://127.0.0.1:5561?key=grip-url-secret-0003&color=red",
@@ -115,25 +115,25 @@ async fn secrets_never_reach_logs_or_error_bodies() {
             vec!["grip-url-secret-0003", "link-key-secret-0004-0123456789"],
         ),
         (
-            App::on(Backend::Sqlite).with(
+            App::on(Setup::Sqlite).with(
                 "databases.eventstream.url",
                 "mysql://app:db-password-0005@localhost/x",
             ),
             vec!["db-password-0005"],
         ),
         (
-            App::on(Backend::Sqlite).with(
+            App::on(Setup::Sqlite).with(
                 "databases.eventstream.url",
                 "postgres://app:db-password-0006@127.0.0.1:1/x",
             ),
             vec!["db-password-0006"],
         ),
         (
-            App::on(Backend::Sqlite).with("eventstream.jwt_secret", "short-0007"),
+            App::on(Setup::Sqlite).with("eventstream.jwt_secret", "short-0007"),
             vec!["short-0007"],
         ),
         (
-            App::on(Backend::Sqlite).with("eventstream.publish_key", "short-0008"),
+            App::on(Setup::Sqlite).with("eventstream.publish_key", "short-0008"),
             vec!["short-0008"],
         ),
     ];
@@ -157,7 +157,7 @@ async fn secrets_never_reach_logs_or_error_bodies() {
         .port();
     let mark = LogMark::now();
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .grip_proxy_at(&format!(
                 "http://user:proxy-password-0009@127.0.0.1:{closed}"
             ))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, spawn_app};
+use crate::helpers::{App, Setup, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -33,7 +33,7 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
+async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/?channel=news", &[]).await;
     assert_eq!(stream.status, 200);
@@ -62,7 +62,7 @@ async fn stream_has_sse_headers_and_opens_with_stream_open(backend: Backend) {
     app.stop().await;
 }
 
-async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
+async fn mount_serves_with_and_without_slash_and_by_path(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut plain = app.stream("/events?channel=news", &[]).await;
     let mut slash = app.stream("/events/?channel=news", &[]).await;
@@ -79,7 +79,7 @@ async fn mount_serves_with_and_without_slash_and_by_path(backend: Backend) {
     app.stop().await;
 }
 
-async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
+async fn live_event_carries_type_channel_id_and_json_data(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/room-1", &[]).await;
     stream.next().await.expect("open");
@@ -113,7 +113,7 @@ async fn live_event_carries_type_channel_id_and_json_data(backend: Backend) {
     app.stop().await;
 }
 
-async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Backend) {
+async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     app.send_event("b", json!(0)).await;
     let mut stream = app
@@ -131,7 +131,7 @@ async fn multi_channel_ids_are_the_sorted_vector_of_all_channels(backend: Backen
     app.stop().await;
 }
 
-async fn channel_names_are_percent_encoded_in_ids(backend: Backend) {
+async fn channel_names_are_percent_encoded_in_ids(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let name = "a b,c:d%é/x";
     let mut stream = app
@@ -157,7 +157,7 @@ async fn channel_names_are_percent_encoded_in_ids(backend: Backend) {
 }
 
 async fn data_lines_split_on_cr_lf_and_crlf() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let mut stream = app.stream("/events/text", &[]).await;
     stream.next().await.expect("open");
     let options = eventstream_rocket::SendOptions::new().pre_encoded(true);
@@ -175,7 +175,7 @@ async fn data_lines_split_on_cr_lf_and_crlf() {
 }
 
 async fn padding_comment_is_sent_first_when_enabled() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.padding", true)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.padding", true)).await;
     let mut stream = app.stream("/events/x", &[]).await;
     let first = stream.next().await.expect("padding");
     assert!(first.comment);
@@ -188,7 +188,7 @@ async fn padding_comment_is_sent_first_when_enabled() {
 }
 
 async fn bad_channel_requests_get_a_bad_request_stream_error() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.channel_limit", 3)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.channel_limit", 3)).await;
     for (path, text) in [
         ("/events/", "No channels specified"),
         (
@@ -220,7 +220,7 @@ async fn bad_channel_requests_get_a_bad_request_stream_error() {
 }
 
 async fn channels_for_request_hook_adds_channels() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let mut stream = app.stream("/events/?channel=a&feed=sports", &[]).await;
     stream.next().await.expect("open");
     app.send_event("feed-sports", json!(1)).await;
@@ -232,7 +232,7 @@ async fn channels_for_request_hook_adds_channels() {
 }
 
 async fn app_route_streams_the_channels_it_computed() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let token = crate::helpers::token("ann", 60);
     let mut mine = app
         .stream(
@@ -251,7 +251,7 @@ async fn app_route_streams_the_channels_it_computed() {
 }
 
 async fn send_rejects_bad_event_types_channels_and_sizes() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.max_event_bytes", 100)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.max_event_bytes", 100)).await;
     for bad in [
         "stream-open",
         "stream-reset",
@@ -298,7 +298,7 @@ async fn send_rejects_bad_event_types_channels_and_sizes() {
 }
 
 async fn keep_alive_follows_silence() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.keepalive_secs", 1)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.keepalive_secs", 1)).await;
     let mut stream = app.stream("/events/quiet", &[]).await;
     stream.next().await.expect("open");
     let started = std::time::Instant::now();
@@ -318,7 +318,7 @@ async fn keep_alive_follows_silence() {
 }
 
 async fn streams_end_cleanly_on_shutdown() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let mut stream = app.stream("/events/a", &[]).await;
     stream.next().await.expect("open");
     let events = app.events.clone();
@@ -333,7 +333,7 @@ async fn streams_end_cleanly_on_shutdown() {
 }
 
 async fn vanished_client_is_unregistered_by_the_next_keep_alive() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.keepalive_secs", 1)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.keepalive_secs", 1)).await;
     let mut stream = app.stream("/events/a", &[]).await;
     stream.next().await.expect("open");
     assert_eq!(app.events.metrics().live_subscribers, 1);
@@ -348,7 +348,7 @@ async fn vanished_client_is_unregistered_by_the_next_keep_alive() {
 }
 
 async fn non_persistent_channels_have_no_ids() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let mut stream = app.stream("/events/live-ticker", &[]).await;
     stream.next().await.expect("open");
     let id = app
@@ -375,7 +375,7 @@ async fn non_persistent_channels_have_no_ids() {
 // A current-thread runtime: the stream's task cannot run while the test
 // publishes without awaiting, so the inbox of 2 overflows deterministically.
 async fn overflowing_a_non_persistent_channel_resets_it_never_drops_silently() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.queue_capacity", 2)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.queue_capacity", 2)).await;
     let mut stream = app.stream("/events/live-fast", &[]).await;
     stream.next().await.expect("open");
     for n in 0..200 {

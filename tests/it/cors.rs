@@ -2,7 +2,7 @@
 
 use libtest_mimic::Trial;
 
-use crate::helpers::{App, Backend, spawn_app};
+use crate::helpers::{App, Setup, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -15,7 +15,7 @@ pub fn tests() -> Vec<Trial> {
 
 async fn listed_origins_are_echoed_and_others_get_nothing() {
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .with(
                 "eventstream.allow_origins",
                 vec!["https://app.example", "http://localhost:3000"],
@@ -86,14 +86,14 @@ async fn listed_origins_are_echoed_and_others_get_nothing() {
 }
 
 async fn wildcard_origin_and_no_cors_by_default() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("EVENTSTREAM_ALLOW_ORIGIN", "*")).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("EVENTSTREAM_ALLOW_ORIGIN", "*")).await;
     let any = app
         .stream("/events/c", &[("Origin", "https://x.example")])
         .await;
     assert_eq!(any.header("access-control-allow-origin"), Some("*"));
     assert_eq!(any.header("access-control-allow-credentials"), None);
     app.stop().await;
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let none = app
         .stream("/events/c", &[("Origin", "https://x.example")])
         .await;

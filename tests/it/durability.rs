@@ -263,7 +263,7 @@ async fn app_behind_cutter() -> (
     CommitCutter,
     crate::helpers::TestDatabase,
 ) {
-    let database = crate::helpers::TestDatabase::create(crate::helpers::Backend::Postgres).await;
+    let database = crate::helpers::TestDatabase::create(crate::helpers::Setup::Postgres).await;
     let (authority, name) = database
         .url
         .trim_start_matches("postgres://")

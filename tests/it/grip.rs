@@ -11,7 +11,7 @@ use eventstream_rocket::User;
 use libtest_mimic::Trial;
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, LINK_KEY, PUSHPIN_SIG_KEY, Pushpin, Relay, Sse, TestApp,
+    AnnUntilRevoked, App, LINK_KEY, PUSHPIN_SIG_KEY, Pushpin, Relay, Setup, Sse, TestApp,
     grip_proxies, grip_sig, spawn_app, token,
 };
 
@@ -32,7 +32,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 async fn only_a_verified_grip_sig_gets_grip_instructions() {
-    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let app = spawn_app(App::on(Setup::Pushpin)).await;
     // Straight to the app, a forged or wrongly keyed header is direct mode.
     for forged in [
         "forged.by.client".to_owned(),
@@ -106,7 +106,7 @@ async fn only_a_verified_grip_sig_gets_grip_instructions() {
 
 async fn next_links_carry_the_proxys_path_prefix() {
     let app =
-        spawn_app(App::on(Backend::Pushpin).with("eventstream.grip_path_prefix", "/api/")).await;
+        spawn_app(App::on(Setup::Pushpin).with("eventstream.grip_path_prefix", "/api/")).await;
     let response = app
         .http
         .get(format!("{}/events/a", app.origin))
@@ -125,7 +125,7 @@ async fn next_links_carry_the_proxys_path_prefix() {
 }
 
 async fn keep_alives_arrive_through_pushpin() {
-    let app = spawn_app(App::on(Backend::Pushpin).with("eventstream.keepalive_secs", 1)).await;
+    let app = spawn_app(App::on(Setup::Pushpin).with("eventstream.keepalive_secs", 1)).await;
     let mut stream = app.stream("/events/quiet", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     let frame = stream
@@ -138,7 +138,7 @@ async fn keep_alives_arrive_through_pushpin() {
 
 async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
     let (stage, revoked) = AnnUntilRevoked::stage();
-    let app = spawn_app(App::on(Backend::Pushpin).stage(stage)).await;
+    let app = spawn_app(App::on(Setup::Pushpin).stage(stage)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let bob = format!("Bearer {}", token("bob", 60));
     let mut ann_stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
@@ -170,7 +170,7 @@ async fn revoking_permission_kicks_proxied_streams_of_that_user_only() {
 }
 
 async fn an_app_restart_while_clients_stay_on_pushpin_loses_nothing() {
-    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let app = spawn_app(App::on(Setup::Pushpin)).await;
     let mut stream = app.stream("/events/r", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     app.send_event("r", json!(1)).await;
@@ -207,7 +207,7 @@ async fn publish_failures_are_retried_counted_and_do_not_block_sends() {
         .expect("free port")
         .port();
     let app =
-        spawn_app(App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
+        spawn_app(App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
             .await;
     let started = std::time::Instant::now();
     assert_eq!(app.send_event("c", json!(1)).await, "c:1");
@@ -303,7 +303,7 @@ async fn streams_in_the_same_state_share_one_next_link() {
     // Pushpin batches session updates by identical link (100 at a time,
     // about 10 batches a second): a link unique per response made 1,000
     // recovering streams drain at 10 a second.
-    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let app = spawn_app(App::on(Setup::Pushpin)).await;
     let (first, _) = proxied(&app, "/events/s", &[]).await;
     let (second, _) = proxied(&app, "/events/?channel=s", &[]).await;
     let link = header(&first, "grip-link").expect("a link").to_owned();
@@ -368,7 +368,7 @@ async fn backlog_pages_are_not_held_and_name_where_they_end() {
     // Pushpin follows a link without a hold at once (no timeout, no update
     // rate limit) but takes no `prev-id` from it: the page's link says
     // where the next page starts.
-    let app = spawn_app(App::on(Backend::Pushpin).with("eventstream.replay_page", 2)).await;
+    let app = spawn_app(App::on(Setup::Pushpin).with("eventstream.replay_page", 2)).await;
     for n in 1..=5 {
         app.send_event("p", json!(n)).await;
     }
@@ -434,7 +434,7 @@ async fn a_recovery_while_the_publisher_is_behind_loses_nothing() {
     let relay = Relay::start(&pushpin.control).await;
     let control = pushpin.control.clone();
     let app = spawn_app(
-        App::on(Backend::Pushpin)
+        App::on(Setup::Pushpin)
             .pushpin(pushpin)
             .with("eventstream.grip_proxies", grip_proxies(&relay.url)),
     )

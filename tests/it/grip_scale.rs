@@ -14,7 +14,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::helpers::{App, Backend, Sse, spawn_app};
+use crate::helpers::{App, Setup, Sse, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -150,7 +150,7 @@ async fn read(
 }
 
 async fn a_thousand_proxied_subscribers_joining_mid_stream_get_every_event_once_in_order() {
-    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let app = spawn_app(App::on(Setup::Pushpin)).await;
     let joined = Arc::new(AtomicUsize::new(0));
 
     // Events flow the whole time: subscribers join while they do.

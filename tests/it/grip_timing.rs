@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, Sse, TestApp, spawn_app};
+use crate::helpers::{App, Setup, Sse, TestApp, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -207,7 +207,7 @@ fn judge(what: &str, delays: &[Duration], problems: &[String], bound: Duration) 
 /// the proxy drops some of each stream's burst, and every stream still
 /// gets all of it, in order, within seconds and without reconnecting.
 async fn the_tail_of_a_burst_reaches_every_proxied_subscriber_within_seconds() {
-    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let app = spawn_app(App::on(Setup::Pushpin)).await;
     let url = app.url("/events/burst");
     let streams = subscribe(&app, &url, "burst", BURST_SUBSCRIBERS).await;
 
@@ -251,7 +251,7 @@ async fn the_tail_of_a_burst_reaches_every_proxied_subscriber_within_seconds() {
 /// Two hundred subscribers on a channel nobody has subscribed to before,
 /// and events at once, at 50 a second: each arrives within its bound.
 async fn a_fresh_channel_delivers_through_pushpin_within_its_bound() {
-    let app = spawn_app(App::on(Backend::Pushpin)).await;
+    let app = spawn_app(App::on(Setup::Pushpin)).await;
     let url = app.url("/events/fresh");
     let streams = subscribe(&app, &url, "fresh", COLD_SUBSCRIBERS).await;
 

@@ -40,7 +40,7 @@ pub use relay::{Relay, SilencingRelay};
 
 /// Which event-log backend a test runs against, and how clients reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Setup {
     Sqlite,
     Postgres,
     /// SQLite, with clients connecting through a real Pushpin (GRIP mode).
@@ -218,8 +218,8 @@ pub fn grip_sig(key: &str, valid_secs: i64) -> String {
 /// the stage and the settings.
 ///
 /// ```text
-/// App::on(Backend::Sqlite).with("eventstream.keepalive_secs", 1)
-/// App::on(Backend::Pushpin).stage(stage)                  // behind a fresh Pushpin
+/// App::on(Setup::Sqlite).with("eventstream.keepalive_secs", 1)
+/// App::on(Setup::Pushpin).stage(stage)                  // behind a fresh Pushpin
 /// App::sharing_database(first.database_url())             // a second instance
 /// App::on_database(kept).pushpin(pushpin)                 // a restart
 /// ```
@@ -232,7 +232,7 @@ pub struct App {
 
 enum Database {
     /// A fresh one for this backend, removed when the app stops.
-    Fresh(Backend),
+    Fresh(Setup),
     /// One kept from a stopped app, removed when this one stops.
     Owned(TestDatabase),
     /// One something else owns (another app, the test), left in place.
@@ -265,12 +265,12 @@ impl App {
     }
 
     /// A fresh database of `backend`, removed when the app stops. With
-    /// [`Backend::Pushpin`]: a SQLite database, and a fresh Pushpin in front
+    /// [`Setup::Pushpin`]: a SQLite database, and a fresh Pushpin in front
     /// of the app that clients connect through.
-    pub fn on(backend: Backend) -> App {
+    pub fn on(backend: Setup) -> App {
         let proxy = match backend {
-            Backend::Pushpin => Proxy::Pushpin(None),
-            Backend::Sqlite | Backend::Postgres => Proxy::Direct,
+            Setup::Pushpin => Proxy::Pushpin(None),
+            Setup::Sqlite | Setup::Postgres => Proxy::Direct,
         };
         App::new(Database::Fresh(backend), proxy)
     }

@@ -12,7 +12,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, LINK_KEY, PUSHPIN_SIG_KEY, Sse, TestApp, grip_sig, spawn_app,
+    AnnUntilRevoked, App, LINK_KEY, PUSHPIN_SIG_KEY, Setup, Sse, TestApp, grip_sig, spawn_app,
     token, token_with,
 };
 
@@ -90,7 +90,7 @@ async fn still_serving(app: &TestApp) {
 }
 
 async fn forged_user_tokens_are_forbidden() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let claims = json!({ "sub": "ann", "exp": now() + 600 });
     let signed = token("ann", 60);
     let mut tampered: Vec<String> = signed.split('.').map(str::to_owned).collect();
@@ -136,7 +136,7 @@ async fn forged_grip_signatures_and_next_links_get_no_instructions() {
         .expect("a free port")
         .port();
     let app =
-        spawn_app(App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
+        spawn_app(App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
             .await;
     let pushpin_claims = json!({ "iss": "pushpin", "exp": now() + 600 });
     for signature in [
@@ -203,7 +203,7 @@ async fn forged_grip_signatures_and_next_links_get_no_instructions() {
 }
 
 async fn other_users_private_channels_are_forbidden() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let bob = format!("Bearer {}", token("bob", 60));
     for headers in [vec![], vec![("Authorization", bob.as_str())]] {
         let error = refused(&app, "/events/_user-ann", &headers).await;
@@ -220,7 +220,7 @@ async fn other_users_private_channels_are_forbidden() {
 
 async fn a_kicked_user_coming_back_is_refused() {
     let (stage, revoked) = AnnUntilRevoked::stage();
-    let app = spawn_app(App::on(Backend::Sqlite).stage(stage)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).stage(stage)).await;
     let ann = format!("Bearer {}", token("ann", 60));
     let mut stream = app.stream("/events/room", &[("Authorization", &ann)]).await;
     stream.next().await.expect("open");
@@ -254,7 +254,7 @@ async fn a_kicked_user_coming_back_is_refused() {
 }
 
 async fn control_characters_cannot_break_frames() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     for event_type in [
         "a\nevent: b",
         "a\rb",
@@ -303,7 +303,7 @@ async fn control_characters_cannot_break_frames() {
 }
 
 async fn awkward_channel_names_are_escaped_or_refused() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let name = "a,b:c%d ü/日本";
     let quoted = "a%2Cb%3Ac%25d%20%C3%BC/%E6%97%A5%E6%9C%AC";
     let mut stream = app
@@ -361,7 +361,7 @@ fn urlencode(text: &str) -> String {
 }
 
 async fn huge_and_malformed_last_event_ids_are_bad_requests() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let repeated = vec!["a:1"; 5000].join(",");
     let many: Vec<String> = (0..3000).map(|n| format!("c{n}:1")).collect();
     let huge_number = format!("a:{}", "9".repeat(5000));
@@ -414,7 +414,7 @@ async fn huge_and_malformed_last_event_ids_are_bad_requests() {
 }
 
 async fn huge_publish_bodies_are_refused_unread() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let body = format!("{{\"data\":\"{}\"}}", "x".repeat(20 * 1024 * 1024));
     let started = std::time::Instant::now();
     let answer = app
@@ -447,7 +447,7 @@ async fn huge_publish_bodies_are_refused_unread() {
 async fn thousands_of_streams_from_one_address_are_capped() {
     const STREAMS: usize = 1500;
     const CAP: u64 = 50;
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.max_streams_per_ip", CAP)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.max_streams_per_ip", CAP)).await;
     let opened =
         futures_util::future::join_all((0..STREAMS).map(|_| app.stream("/events/a", &[]))).await;
     let mut held = Vec::new();

@@ -15,7 +15,7 @@ use sqlx::Row;
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::{
-    AnnUntilRevoked, App, Backend, BusSettings, Cluster, Instance, PUBLISH_KEY, TestApp,
+    AnnUntilRevoked, App, BusSettings, Cluster, Instance, PUBLISH_KEY, Setup, TestApp,
     TestDatabase, launch_error, on_bus, postgres_bus, spawn_app, token,
 };
 #[cfg(feature = "redis")]
@@ -42,7 +42,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 async fn broadcast_settings_are_checked_at_launch() {
-    let sqlite = || App::on(Backend::Sqlite);
+    let sqlite = || App::on(Setup::Sqlite);
     for (app, key, mentions) in [
         // Without the feature it names the feature; with it, SQLite needs
         // broadcast_shared_sqlite.
@@ -61,14 +61,14 @@ async fn broadcast_settings_are_checked_at_launch() {
             &["PostgreSQL", "SQLite", "broadcast = \"local\""][..],
         ),
         (
-            App::on(Backend::Postgres)
+            App::on(Setup::Postgres)
                 .with("eventstream.broadcast", "postgres")
                 .without("eventstream.bus_key"),
             "eventstream.bus_key",
             &["shared secret", "at least 16 bytes"][..],
         ),
         (
-            App::on(Backend::Postgres)
+            App::on(Setup::Postgres)
                 .with("eventstream.broadcast", "postgres")
                 .with("eventstream.bus_key", "short"),
             "eventstream.bus_key",
@@ -124,13 +124,13 @@ async fn messages(stream: &mut crate::helpers::Sse, count: usize) -> Vec<(String
 }
 
 async fn events_sent_on_one_instance_reach_streams_on_another() {
-    delivery(Backend::Postgres, &postgres_bus()).await;
+    delivery(Setup::Postgres, &postgres_bus()).await;
 }
 
 #[cfg(feature = "redis")]
 async fn events_cross_instances_over_redis() {
     let mut server = RedisServer::start().await;
-    delivery(Backend::Postgres, &redis_bus(&server)).await;
+    delivery(Setup::Postgres, &redis_bus(&server)).await;
     server.stop().await;
 }
 
@@ -140,14 +140,14 @@ async fn instances_on_one_sqlite_file_share_events_over_redis() {
     let mut server = RedisServer::start().await;
     let mut bus = redis_bus(&server);
     bus.push(("eventstream.broadcast_shared_sqlite", true.into()));
-    delivery(Backend::Sqlite, &bus).await;
+    delivery(Setup::Sqlite, &bus).await;
     server.stop().await;
 }
 
 /// On `app`, two events (`{"n": first}` and the next) sent in one
 /// application transaction and committed, then one sent in a transaction
 /// that is dropped: it must never reach anyone.
-async fn send_in_transactions(app: &TestApp, storage: Backend, first: u64) {
+async fn send_in_transactions(app: &TestApp, storage: Setup, first: u64) {
     on_backend!(storage, Db => {
         let mut tx = app.events.begin::<Db>().await.expect("begin");
         for n in first..first + 2 {
@@ -169,7 +169,7 @@ async fn send_in_transactions(app: &TestApp, storage: Backend, first: u64) {
 /// event log on `storage`. B also commits two events in an application
 /// transaction: they cross like the writer's (PostgreSQL: the NOTIFY inside
 /// the transaction; Redis: the sender after the commit).
-async fn delivery(storage: Backend, bus: &BusSettings) {
+async fn delivery(storage: Setup, bus: &BusSettings) {
     let database = TestDatabase::create(storage).await;
     let a = spawn_app(on_bus(&database.url, bus)).await;
     let b = spawn_app(on_bus(&database.url, bus)).await;
@@ -241,7 +241,7 @@ async fn a_kick_crosses_instances_over_redis() {
 }
 
 async fn kick_across(bus: &BusSettings) {
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let (stage, revoked) = AnnUntilRevoked::stage();
     let a = spawn_app(on_bus(&database.url, bus).stage(stage)).await;
     let (stage_b, _) = AnnUntilRevoked::stage();
@@ -288,7 +288,7 @@ async fn kick_across(bus: &BusSettings) {
 }
 
 async fn a_live_event_too_large_to_relay_resets_remote_streams() {
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let a = spawn_app(on_bus(&database.url, &postgres_bus())).await;
     let b = spawn_app(on_bus(&database.url, &postgres_bus())).await;
     let mut on_a = a.stream("/events/?channel=live-big", &[]).await;
@@ -561,7 +561,7 @@ async fn three_instances_lose_nothing_under_faults() {
 #[cfg(feature = "redis")]
 async fn three_instances_over_redis_lose_nothing_under_faults() {
     let server = RedisServer::start().await;
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     under_faults(Faults::Redis(server, database)).await;
 }
 
@@ -671,7 +671,7 @@ async fn a_redis_password_never_reaches_logs() {
     let password = "s3cret-redis-password-0451";
     let mark = LogMark::now();
     let app = spawn_app(
-        App::on(Backend::Postgres)
+        App::on(Setup::Postgres)
             .with("eventstream.broadcast", "redis")
             .with(
                 "eventstream.redis_url",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, Sse, TestApp, spawn_app};
+use crate::helpers::{App, Setup, Sse, TestApp, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -28,7 +28,7 @@ pub fn tests() -> Vec<Trial> {
 /// Ten channels of 254 emoji each: a 30 KB id vector on every event of the
 /// stream, which one anonymous client could make the server build.
 async fn oversized_id_vectors_are_refused_at_the_request() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let query: Vec<String> = (0..10)
         .map(|n| format!("channel={n}{}", "\u{1F600}".repeat(253)))
         .collect();
@@ -61,7 +61,7 @@ async fn oversized_id_vectors_are_refused_at_the_request() {
 /// chunk; and every event still arrives, once, in order.
 async fn replay_chunks_stay_within_their_byte_budget() {
     const EVENTS: u64 = 600;
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.chunk_size", 1024)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.chunk_size", 1024)).await;
     let data = "x".repeat(4000);
     let sends = (0..EVENTS).map(|_| app.events.send_event("big", "message", &data));
     for sent in futures_util::future::join_all(sends).await {
@@ -89,7 +89,7 @@ async fn a_client_that_never_reads_pins_at_most_max_queued_bytes() {
     const EVENTS: u64 = 4000;
     const MAX_QUEUED: u64 = 64 * 1024;
     let app =
-        spawn_app(App::on(Backend::Sqlite).with("eventstream.max_queued_bytes", MAX_QUEUED)).await;
+        spawn_app(App::on(Setup::Sqlite).with("eventstream.max_queued_bytes", MAX_QUEUED)).await;
     let mut stream = app.stream("/events/q", &[]).await;
     assert_eq!(stream.next().await.expect("open").event(), "stream-open");
     let data = "y".repeat(4000);
@@ -153,7 +153,7 @@ async fn wait_for_live(app: &TestApp, streams: u64) {
 
 async fn streams_over_max_streams_are_told_to_retry_later() {
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .with("eventstream.max_streams", 2)
             // A closed client is noticed at the next write.
             .with("eventstream.keepalive_secs", 1),
@@ -178,7 +178,7 @@ async fn streams_over_max_streams_are_told_to_retry_later() {
 async fn streams_per_address_count_the_peer_or_the_trusted_header() {
     // By the peer address: every test client is 127.0.0.1, and X-Real-IP
     // (which any client can send) changes nothing.
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.max_streams_per_ip", 1)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.max_streams_per_ip", 1)).await;
     let mut held = app.stream("/events/a", &[("X-Real-IP", "192.0.2.1")]).await;
     assert_eq!(held.next().await.expect("open").event(), "stream-open");
     assert_deferred(app.stream("/events/a", &[("X-Real-IP", "192.0.2.2")]).await).await;
@@ -186,7 +186,7 @@ async fn streams_per_address_count_the_peer_or_the_trusted_header() {
 
     // By the trusted proxy's header: its rightmost entry is the client.
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .with("eventstream.max_streams_per_ip", 1)
             .with("eventstream.trusted_ip_header", "X-Forwarded-For"),
     )
@@ -209,7 +209,7 @@ async fn streams_per_address_count_the_peer_or_the_trusted_header() {
 }
 
 async fn an_unreachable_event_log_asks_clients_to_retry() {
-    let app = spawn_app(App::on(Backend::Postgres)).await;
+    let app = spawn_app(App::on(Setup::Postgres)).await;
     app.send_event("room", json!(1)).await;
     let name = app
         .database_url()

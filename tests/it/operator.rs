@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
-use crate::helpers::{App, Backend, Cluster, TestApp, spawn_app};
+use crate::helpers::{App, Cluster, Setup, TestApp, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -56,7 +56,7 @@ fn with_health(app: App) -> App {
 }
 
 async fn health_is_ok_when_storage_answers() {
-    let app = spawn_app(with_health(App::on(Backend::Sqlite))).await;
+    let app = spawn_app(with_health(App::on(Setup::Sqlite))).await;
     let (status, body) = app.health().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok", "{body}");
@@ -71,7 +71,7 @@ async fn health_is_ok_when_storage_answers() {
 /// publishing fails; and that answer.
 async fn degraded_by_a_proxy_at(port: u16) -> (TestApp, Value) {
     let app = spawn_app(with_health(
-        App::on(Backend::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{port}")),
+        App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{port}")),
     ))
     .await;
     app.send_event("news", json!("x")).await;
@@ -174,7 +174,7 @@ async fn health_is_unavailable_while_storage_is_down() {
 async fn health_is_degraded_while_the_bus_is_down() {
     let mut server = RedisServer::start().await;
     let app = spawn_app(with_health(
-        App::on(Backend::Postgres)
+        App::on(Setup::Postgres)
             .with("eventstream.broadcast", "redis")
             .with("eventstream.redis_url", server.url()),
     ))
@@ -231,8 +231,7 @@ async fn scrape(app: &TestApp) -> (prometheus_parse::Scrape, String) {
 }
 
 async fn a_scrape_parses_as_prometheus_text() {
-    let app =
-        spawn_app(App::on(Backend::Sqlite).with("eventstream.metrics_path", "/metrics")).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.metrics_path", "/metrics")).await;
     let mut first = app.stream("/events/?channel=news", &[]).await;
     let mut second = app.stream("/events/?channel=news", &[]).await;
     first.next_event().await;
@@ -279,7 +278,7 @@ async fn a_scrape_parses_as_prometheus_text() {
 /// up to its publish answer, and once per stream that takes it.
 async fn delivery_timing_breaks_every_event_down_by_stage() {
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .with("eventstream.metrics_path", "/metrics")
             .with("eventstream.delivery_timing", true),
     )

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
 use crate::helpers::{
-    App, Backend, Instance, LINK_KEY, PUBLISH_KEY, Relay, SilencingRelay, TestApp, TestDatabase,
+    App, Instance, LINK_KEY, PUBLISH_KEY, Relay, Setup, SilencingRelay, TestApp, TestDatabase,
     grip_proxies, on_bus, postgres_bus, spawn_app,
 };
 
@@ -106,7 +106,7 @@ async fn health(instance: &Instance) -> Value {
 /// proxy, the rest is hinted (the proxy recovers it from the app once
 /// back), and memory stays under the bound.
 async fn a_hanging_proxy_under_load_costs_bounded_memory() {
-    let database = TestDatabase::create(Backend::Sqlite).await;
+    let database = TestDatabase::create(Setup::Sqlite).await;
     // A relay to a port where nothing listens, paused: connections hang.
     let unused = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -149,7 +149,7 @@ fn grip_settings(control_uri: &str) -> Value {
 #[cfg(feature = "redis")]
 async fn a_bus_down_under_load_costs_bounded_memory() {
     let mut server = RedisServer::start().await;
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let url = server.url();
     server.stop().await;
     let instance = Instance::start(
@@ -181,7 +181,7 @@ async fn a_writer_held_up_holds_a_bounded_number_of_bytes() {
     const SENDS: usize = 200;
     const BOUND: u64 = 64 * 1024 * 1024;
     let app =
-        spawn_app(App::on(Backend::Sqlite).with("eventstream.max_event_bytes", 2 * 1024 * 1024))
+        spawn_app(App::on(Setup::Sqlite).with("eventstream.max_event_bytes", 2 * 1024 * 1024))
             .await;
     let tx = app
         .events
@@ -250,7 +250,7 @@ async fn until_bus(
 /// stream is told it missed events (`stream-reset`) and gets B's events
 /// again.
 async fn a_silent_bus_link_is_noticed_and_replaced() {
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let relay = SilencingRelay::start("127.0.0.1:5432").await;
     // In clear, so that the relay can see which connection listens.
     let through_relay = format!(

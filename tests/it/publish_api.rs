@@ -3,7 +3,7 @@
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, PUBLISH_KEY, spawn_app};
+use crate::helpers::{App, PUBLISH_KEY, Setup, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -16,7 +16,7 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-async fn publish_api_stores_and_delivers(backend: Backend) {
+async fn publish_api_stores_and_delivers(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/news", &[]).await;
     stream.next().await.expect("open");
@@ -56,7 +56,7 @@ async fn publish_api_stores_and_delivers(backend: Backend) {
 }
 
 async fn publish_api_answers_202_for_non_persistent_channels() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let response = app
         .http
         .post(app.url("/events/live-x"))
@@ -74,7 +74,7 @@ async fn publish_api_answers_202_for_non_persistent_channels() {
 }
 
 async fn publish_api_refuses_bad_credentials_and_bad_input() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.max_event_bytes", 1000)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.max_event_bytes", 1000)).await;
     let post = |path: &str| app.http.post(app.url(path));
     let missing = post("/events/c")
         .json(&json!({"data": 1}))
@@ -140,7 +140,7 @@ async fn publish_api_refuses_bad_credentials_and_bad_input() {
 }
 
 async fn publish_api_is_off_without_a_key() {
-    let app = spawn_app(App::on(Backend::Sqlite).without("eventstream.publish_key")).await;
+    let app = spawn_app(App::on(Setup::Sqlite).without("eventstream.publish_key")).await;
     let response = app
         .http
         .post(app.url("/events/c"))

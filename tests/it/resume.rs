@@ -6,7 +6,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, Sse, spawn_app};
+use crate::helpers::{App, Setup, Sse, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -39,7 +39,7 @@ fn expected(channel: &str, range: std::ops::RangeInclusive<u64>) -> Vec<String> 
     range.map(|n| format!("{channel}:{n}")).collect()
 }
 
-async fn resume_from_last_event_id_replays_in_order_then_goes_live(backend: Backend) {
+async fn resume_from_last_event_id_replays_in_order_then_goes_live(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     for n in 1..=5 {
         app.send_event("ch", json!({ "n": n })).await;
@@ -66,7 +66,7 @@ async fn resume_from_last_event_id_replays_in_order_then_goes_live(backend: Back
     app.stop().await;
 }
 
-async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Backend) {
+async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     for n in 1..=4 {
         app.send_event("q", json!(n)).await;
@@ -92,7 +92,7 @@ async fn header_wins_and_the_last_non_empty_query_value_counts(backend: Backend)
     app.stop().await;
 }
 
-async fn one_id_vector_resumes_every_channel(backend: Backend) {
+async fn one_id_vector_resumes_every_channel(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     for n in 1..=3 {
         app.send_event("a", json!(n)).await;
@@ -117,7 +117,7 @@ async fn one_id_vector_resumes_every_channel(backend: Backend) {
     app.stop().await;
 }
 
-async fn a_future_position_is_reset_to_the_current_id(backend: Backend) {
+async fn a_future_position_is_reset_to_the_current_id(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     app.send_event("f", json!(1)).await;
     app.send_event("g", json!(1)).await;
@@ -138,7 +138,7 @@ async fn a_future_position_is_reset_to_the_current_id(backend: Backend) {
     app.stop().await;
 }
 
-async fn trimmed_positions_reset_and_retained_ones_replay(backend: Backend) {
+async fn trimmed_positions_reset_and_retained_ones_replay(backend: Setup) {
     let app = spawn_app(
         App::on(backend)
             .with("eventstream.retention_count", 3)
@@ -202,7 +202,7 @@ async fn trimmed_positions_reset_and_retained_ones_replay(backend: Backend) {
 }
 
 async fn malformed_ids_are_bad_requests_and_error_is_http_400() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     for bad in ["nonsense", "ch:abc", "ch:1:2", "ch:-1", "ch:1,ch:2"] {
         let mut stream = app.stream("/events/ch", &[("Last-Event-ID", bad)]).await;
         let frames = stream.until_end().await;
@@ -229,7 +229,7 @@ async fn malformed_ids_are_bad_requests_and_error_is_http_400() {
     app.stop().await;
 }
 
-async fn long_backlogs_replay_in_pages_without_loss(backend: Backend) {
+async fn long_backlogs_replay_in_pages_without_loss(backend: Setup) {
     let app = spawn_app(App::on(backend).with("eventstream.replay_page", 100)).await;
     let sends: Vec<_> = (0..1050)
         .map(|n| {
@@ -251,7 +251,7 @@ async fn long_backlogs_replay_in_pages_without_loss(backend: Backend) {
     app.stop().await;
 }
 
-async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Backend) {
+async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Setup) {
     let app = spawn_app(App::on(backend).with("eventstream.replay_page", 50)).await;
     for n in 1..=200 {
         app.send_event("h", json!(n)).await;
@@ -282,7 +282,7 @@ async fn hand_over_from_replay_to_live_has_no_gap_or_duplicate(backend: Backend)
 }
 
 async fn a_slow_subscriber_catches_up_from_storage() {
-    let app = spawn_app(App::on(Backend::Sqlite).with("eventstream.queue_capacity", 4)).await;
+    let app = spawn_app(App::on(Setup::Sqlite).with("eventstream.queue_capacity", 4)).await;
     let mut stream = app.stream("/events/slow", &[]).await;
     stream.next().await.expect("open");
     // Publish a burst far larger than the inbox before reading anything.

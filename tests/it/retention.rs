@@ -9,7 +9,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::helpers::{App, Backend, run_sql, spawn_app};
+use crate::helpers::{App, Setup, run_sql, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![on_both_backends => [a_backlog_is_trimmed_while_sends_flow]]
@@ -49,7 +49,7 @@ async fn older_than(url: &str, cutoff_ms: i64) -> i64 {
 /// then the server starts with `retention_secs = 60` while sends flow to
 /// those channels at 20 per second: every old event goes, and no send
 /// waits longer than [`SEND_BOUND`].
-async fn a_backlog_is_trimmed_while_sends_flow(backend: Backend) {
+async fn a_backlog_is_trimmed_while_sends_flow(backend: Setup) {
     // The schema, from an instance that trims nothing.
     let setup =
         spawn_app(App::on(backend).with("eventstream.retention_secs", 10 * 365 * 86_400)).await;

@@ -9,7 +9,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::helpers::{
-    App, Backend, BusSettings, TestApp, TestDatabase, on_bus, postgres_bus, run_sql, spawn_app,
+    App, BusSettings, Setup, TestApp, TestDatabase, on_bus, postgres_bus, run_sql, spawn_app,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -64,7 +64,7 @@ async fn live_at_ten(app: &TestApp) -> crate::helpers::Sse {
     stream
 }
 
-async fn a_live_stream_is_reset_when_the_log_goes_back_in_time(backend: Backend) {
+async fn a_live_stream_is_reset_when_the_log_goes_back_in_time(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut stream = live_at_ten(&app).await;
     roll_back_to_five(&app).await;
@@ -106,7 +106,7 @@ async fn a_live_stream_is_reset_when_the_log_goes_back_in_time(backend: Backend)
     app.stop().await;
 }
 
-async fn a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect(backend: Backend) {
+async fn a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     for n in 1..=10 {
         app.send_event("r", json!(n)).await;
@@ -138,7 +138,7 @@ async fn a_client_ahead_of_a_rolled_back_log_is_reset_on_reconnect(backend: Back
 /// at 10, sees this process's next event, 12, after a gap and catches up
 /// from storage: the row at its position is not the one it delivered, so it
 /// gets `stream-reset` instead of 11 and 12 with the new 6..10 skipped.
-async fn a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it(backend: Backend) {
+async fn a_stream_catching_up_is_reset_when_the_log_was_rewritten_under_it(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut stream = live_at_ten(&app).await;
     roll_back_to_five(&app).await;
@@ -178,7 +178,7 @@ async fn a_stream_on_the_redis_bus_is_reset_when_the_log_goes_back_in_time() {
 /// instance already published), once when it comes from the stream's own
 /// instance after events of the other one.
 async fn reset_on_a_bus(bus: &BusSettings) {
-    let database = TestDatabase::create(Backend::Postgres).await;
+    let database = TestDatabase::create(Setup::Postgres).await;
     let a = spawn_app(on_bus(&database.url, bus)).await;
     let b = spawn_app(on_bus(&database.url, bus)).await;
     for (channel, then_from) in [("r", &b), ("s", &a)] {

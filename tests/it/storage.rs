@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Backend, TestDatabase, spawn_app};
+use crate::helpers::{App, Setup, TestDatabase, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -27,7 +27,7 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend: Backend) {
+async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend: Setup) {
     let first = spawn_app(App::on(backend)).await;
     let second = spawn_app(App::sharing_database(first.database_url())).await;
     let mut tasks = Vec::new();
@@ -65,7 +65,7 @@ async fn concurrent_publishers_on_two_instances_get_gap_free_unique_ids(backend:
     first.stop().await;
 }
 
-async fn events_from_another_instance_reach_live_streams_through_the_gap_check(backend: Backend) {
+async fn events_from_another_instance_reach_live_streams_through_the_gap_check(backend: Setup) {
     let first = spawn_app(App::on(backend)).await;
     let second = spawn_app(App::sharing_database(first.database_url())).await;
     let mut stream = first.stream("/events/shared", &[]).await;
@@ -88,7 +88,7 @@ async fn events_from_another_instance_reach_live_streams_through_the_gap_check(b
     first.stop().await;
 }
 
-async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Backend) {
+async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     for n in 1..=3 {
         app.send_event("a", json!(n)).await;
@@ -139,7 +139,7 @@ async fn snapshot_returns_history_and_the_vector_to_listen_from(backend: Backend
     app.stop().await;
 }
 
-async fn events_survive_a_restart_under_power_durability(backend: Backend) {
+async fn events_survive_a_restart_under_power_durability(backend: Setup) {
     let app = spawn_app(App::on(backend).with("eventstream.durability", "power")).await;
     for n in 1..=5 {
         app.send_event("d", json!(n)).await;
@@ -166,7 +166,7 @@ async fn events_survive_a_restart_under_power_durability(backend: Backend) {
     restarted.stop().await;
 }
 
-async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
+async fn migrations_coexist_with_the_applications_migrator(backend: Setup) {
     use rocket_db_pools::sqlx::migrate::{Migration, MigrationType, Migrator};
     use std::borrow::Cow;
 
@@ -183,7 +183,7 @@ async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
         locking: true,
     };
     match backend {
-        Backend::Sqlite | Backend::Pushpin => {
+        Setup::Sqlite | Setup::Pushpin => {
             let pool = rocket_db_pools::sqlx::SqlitePool::connect(&database.url)
                 .await
                 .expect("connect");
@@ -193,7 +193,7 @@ async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
                 .expect("the app's migrator ignores the library's versions");
             pool.close().await;
         }
-        Backend::Postgres => {
+        Setup::Postgres => {
             let pool = rocket_db_pools::sqlx::PgPool::connect(&database.url)
                 .await
                 .expect("connect");
@@ -210,15 +210,15 @@ async fn migrations_coexist_with_the_applications_migrator(backend: Backend) {
     restarted.stop().await;
 }
 
-async fn an_application_pool_can_hold_the_event_log(backend: Backend) {
+async fn an_application_pool_can_hold_the_event_log(backend: Setup) {
     let database = TestDatabase::create(backend).await;
     let stage = match backend {
-        Backend::Sqlite | Backend::Pushpin => eventstream_rocket::Stage::new().pool(
+        Setup::Sqlite | Setup::Pushpin => eventstream_rocket::Stage::new().pool(
             rocket_db_pools::sqlx::SqlitePool::connect(&format!("{}?mode=rwc", database.url))
                 .await
                 .expect("pool"),
         ),
-        Backend::Postgres => eventstream_rocket::Stage::new().pool(
+        Setup::Postgres => eventstream_rocket::Stage::new().pool(
             rocket_db_pools::sqlx::PgPool::connect(&database.url)
                 .await
                 .expect("pool"),
@@ -240,7 +240,7 @@ async fn an_application_pool_can_hold_the_event_log(backend: Backend) {
 
 async fn retention_trims_events_older_than_retention_secs() {
     let app = spawn_app(
-        App::on(Backend::Sqlite)
+        App::on(Setup::Sqlite)
             .with("eventstream.retention_secs", 1)
             .with("eventstream.trim_interval_secs", 1),
     )
@@ -282,7 +282,7 @@ async fn retention_trims_events_older_than_retention_secs() {
 /// turns on it.
 async fn a_one_connection_sqlite_pool_serves_sends_and_replays() {
     let app =
-        spawn_app(App::on(Backend::Sqlite).with("databases.eventstream.max_connections", 1)).await;
+        spawn_app(App::on(Setup::Sqlite).with("databases.eventstream.max_connections", 1)).await;
     for n in 0..3 {
         app.send_event("pool", json!(n)).await;
     }
@@ -309,7 +309,7 @@ async fn a_one_connection_sqlite_pool_serves_sends_and_replays() {
 /// events are stored one by one. Every good send gets a gap-free id, the
 /// refused one an error, and the streams get exactly the stored events.
 async fn a_sqlite_batch_that_fails_part_way_stores_only_its_good_events() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     let pool = sqlx::SqlitePool::connect(app.database_url())
         .await
         .expect("the event log");
@@ -359,7 +359,7 @@ async fn a_sqlite_batch_that_fails_part_way_stores_only_its_good_events() {
 /// connection to come back: the writer must let go of the SQLite
 /// connection it keeps between batches, or shutdown hangs.
 async fn shutdown_waits_for_no_connection_the_writer_keeps() {
-    let app = spawn_app(App::on(Backend::Sqlite)).await;
+    let app = spawn_app(App::on(Setup::Sqlite)).await;
     app.send_event("kept", json!(1)).await;
     app.stop_within(std::time::Duration::from_secs(5)).await;
 }

@@ -9,7 +9,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::helpers::{App, Backend, Instance, LogMark, TestApp, TestDatabase, spawn_app};
+use crate::helpers::{App, Instance, LogMark, Setup, TestApp, TestDatabase, spawn_app};
 use crate::on_backend;
 
 pub fn tests() -> Vec<Trial> {
@@ -29,7 +29,7 @@ pub fn tests() -> Vec<Trial> {
 const NOTES: &str = "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)";
 
 /// Creates the application's `notes` table in the event log's database.
-async fn create_notes(app: &TestApp, backend: Backend) {
+async fn create_notes(app: &TestApp, backend: Setup) {
     on_backend!(backend, Db => {
         let mut tx = app.events.begin::<Db>().await.expect("begin");
         sqlx::query(NOTES).execute(&mut **tx).await.expect("notes");
@@ -38,7 +38,7 @@ async fn create_notes(app: &TestApp, backend: Backend) {
 }
 
 /// The `notes` rows, in id order.
-async fn notes(app: &TestApp, backend: Backend) -> Vec<String> {
+async fn notes(app: &TestApp, backend: Setup) -> Vec<String> {
     macro_rules! read {
         ($pool:ty) => {{
             let pool = <$pool>::connect(app.database_url())
@@ -55,12 +55,12 @@ async fn notes(app: &TestApp, backend: Backend) -> Vec<String> {
         }};
     }
     match backend {
-        Backend::Postgres => read!(sqlx::PgPool),
+        Setup::Postgres => read!(sqlx::PgPool),
         _ => read!(sqlx::SqlitePool),
     }
 }
 
-async fn a_transaction_commits_its_rows_and_events_together(backend: Backend) {
+async fn a_transaction_commits_its_rows_and_events_together(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     create_notes(&app, backend).await;
     app.send_event("t", json!("before")).await;
@@ -105,7 +105,7 @@ async fn a_transaction_commits_its_rows_and_events_together(backend: Backend) {
     app.stop().await;
 }
 
-async fn a_rolled_back_transaction_delivers_nothing_and_its_ids_are_reused(backend: Backend) {
+async fn a_rolled_back_transaction_delivers_nothing_and_its_ids_are_reused(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     create_notes(&app, backend).await;
     let mut stream = app.stream("/events/t", &[]).await;
@@ -151,7 +151,7 @@ async fn a_rolled_back_transaction_delivers_nothing_and_its_ids_are_reused(backe
     app.stop().await;
 }
 
-async fn sending_outside_an_open_transaction_fails_instead_of_deadlocking(backend: Backend) {
+async fn sending_outside_an_open_transaction_fails_instead_of_deadlocking(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     on_backend!(backend, Db => {
         let mut tx = app.events.begin::<Db>().await.expect("begin");
@@ -178,14 +178,14 @@ async fn sending_outside_an_open_transaction_fails_instead_of_deadlocking(backen
     assert_eq!(app.send_event("t", json!(4)).await, "t:2");
     // The other backend's transaction type is refused with its name.
     let wrong = match backend {
-        Backend::Postgres => app.events.begin::<sqlx::Sqlite>().await.err(),
+        Setup::Postgres => app.events.begin::<sqlx::Sqlite>().await.err(),
         _ => app.events.begin::<sqlx::Postgres>().await.err(),
     };
     match wrong {
         Some(Error::WrongBackend { event_log }) => {
             assert_eq!(
                 event_log,
-                if backend == Backend::Postgres {
+                if backend == Setup::Postgres {
                     "postgres"
                 } else {
                     "sqlite"
@@ -200,7 +200,7 @@ async fn sending_outside_an_open_transaction_fails_instead_of_deadlocking(backen
 /// A transaction open for 2 s (6 s on SQLite): on PostgreSQL sends to other channels
 /// complete meanwhile; on SQLite (one write lock) they wait and complete
 /// after it. None fails, none is stored or delivered twice.
-async fn a_long_transaction_holds_only_what_it_locked(backend: Backend) {
+async fn a_long_transaction_holds_only_what_it_locked(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let logged = LogMark::now();
     let mut other = app.stream("/events/other", &[]).await;
@@ -222,7 +222,7 @@ async fn a_long_transaction_holds_only_what_it_locked(backend: Backend) {
         // longer than its busy timeout (5 s), after which a writer that
         // ran into the write lock instead of waiting its turn would fail.
         let hold = match backend {
-            Backend::Postgres => Duration::from_secs(2),
+            Setup::Postgres => Duration::from_secs(2),
             _ => Duration::from_secs(6),
         };
         let work = tokio::time::sleep(hold);
@@ -233,7 +233,7 @@ async fn a_long_transaction_holds_only_what_it_locked(backend: Backend) {
             ids = &mut senders => Some(ids.expect("senders")),
         };
         match backend {
-            Backend::Postgres => assert!(
+            Setup::Postgres => assert!(
                 finished_during.is_some(),
                 "sends to other channels complete while the transaction is open"
             ),
@@ -282,7 +282,7 @@ async fn a_long_transaction_holds_only_what_it_locked(backend: Backend) {
 /// order; after a rollback the first takes the id the rolled-back event
 /// had. One event per batch: more sends wait than one batch lets go.
 async fn a_send_waiting_for_a_held_channel_holds_up_no_other_channel() {
-    let app = spawn_app(App::on(Backend::Postgres).with("eventstream.commit_batch", 1)).await;
+    let app = spawn_app(App::on(Setup::Postgres).with("eventstream.commit_batch", 1)).await;
     let mut held = app.stream("/events/held", &[]).await;
     held.next().await.expect("open");
     let mut other = app.stream("/events/other", &[]).await;
@@ -360,7 +360,7 @@ async fn a_send_waiting_for_a_held_channel_holds_up_no_other_channel() {
     app.stop().await;
 }
 
-async fn a_commit_whose_caller_stops_waiting_still_fans_out(backend: Backend) {
+async fn a_commit_whose_caller_stops_waiting_still_fans_out(backend: Setup) {
     let app = spawn_app(App::on(backend)).await;
     let mut stream = app.stream("/events/t", &[]).await;
     stream.next().await.expect("open");
@@ -385,20 +385,20 @@ async fn a_commit_whose_caller_stops_waiting_still_fans_out(backend: Backend) {
 /// the `internals` feature). Subscribers of another instance (PostgreSQL,
 /// with the bus) get the event; after a restart, a client that resumes
 /// gets it once, and the next send takes the next id.
-async fn a_crash_between_commit_and_fan_out_delivers_every_event_once(backend: Backend) {
+async fn a_crash_between_commit_and_fan_out_delivers_every_event_once(backend: Setup) {
     if !cfg!(feature = "internals") {
         panic!("this test needs the `internals` feature (scripts/test.sh enables it)");
     }
     let database = TestDatabase::create(backend).await;
     let settings = match backend {
-        Backend::Postgres => vec![
+        Setup::Postgres => vec![
             ("eventstream.broadcast", json!("postgres")),
             ("eventstream.broadcast_poll_secs", json!(1)),
         ],
         _ => vec![],
     };
     let watcher = match backend {
-        Backend::Postgres => Some(
+        Setup::Postgres => Some(
             spawn_app(
                 App::sharing_database(&database.url)
                     .with("eventstream.broadcast", "postgres")

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::Backend;
+use super::Setup;
 
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
@@ -42,11 +42,11 @@ enum Cleanup {
 }
 
 impl TestDatabase {
-    /// A fresh database for `backend` (SQLite for [`Backend::Pushpin`]).
+    /// A fresh database for `backend` (SQLite for [`Setup::Pushpin`]).
     /// The harness runs PostgreSQL tests only where the server answered.
-    pub async fn create(backend: Backend) -> TestDatabase {
+    pub async fn create(backend: Setup) -> TestDatabase {
         match backend {
-            Backend::Sqlite | Backend::Pushpin => {
+            Setup::Sqlite | Setup::Pushpin => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("events.db").display());
                 TestDatabase {
@@ -54,7 +54,7 @@ impl TestDatabase {
                     cleanup: Cleanup::File(dir),
                 }
             }
-            Backend::Postgres => {
+            Setup::Postgres => {
                 let name = unique("es_test");
                 let admin = sqlx::PgPool::connect(&postgres_admin_url())
                     .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 
-use super::Backend;
+use super::Setup;
 use super::database::postgres_admin_url;
 
 /// A service some tests need besides SQLite.
@@ -35,22 +35,22 @@ impl Service {
     }
 }
 
-impl Backend {
+impl Setup {
     /// The service a test on this backend needs (SQLite needs none).
     fn needs(self) -> Option<Service> {
         match self {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(Service::Postgres),
-            Backend::Pushpin => Some(Service::Pushpin),
+            Setup::Sqlite => None,
+            Setup::Postgres => Some(Service::Postgres),
+            Setup::Pushpin => Some(Service::Pushpin),
         }
     }
 
     /// The last segment of a per-backend trial's name.
     fn trial_suffix(self) -> &'static str {
         match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-            Backend::Pushpin => "through_pushpin",
+            Setup::Sqlite => "sqlite",
+            Setup::Postgres => "postgres",
+            Setup::Pushpin => "through_pushpin",
         }
     }
 }
@@ -186,14 +186,9 @@ where
 }
 
 /// One trial per backend, named `<area>::<test>::<backend>`.
-pub fn per_backend<F, Fut>(
-    module_path: &str,
-    test: &str,
-    backends: &[Backend],
-    body: F,
-) -> Vec<Trial>
+pub fn per_backend<F, Fut>(module_path: &str, test: &str, backends: &[Setup], body: F) -> Vec<Trial>
 where
-    F: FnOnce(Backend) -> Fut + Copy + Send + 'static,
+    F: FnOnce(Setup) -> Fut + Copy + Send + 'static,
     Fut: Future<Output = ()>,
 {
     backends
@@ -255,7 +250,7 @@ where
 ///         needs_postgres => [a_fault_test],     // async fn() on PostgreSQL only
 ///         needs_pushpin => [a_grip_test],       // async fn() that starts a Pushpin
 ///         alone_with_pushpin => [a_scale_test], // the same, with no other trial running
-///         on_both_backends => [a_storage_test], // async fn(Backend): ::sqlite, ::postgres
+///         on_both_backends => [a_storage_test], // async fn(Setup): ::sqlite, ::postgres
 ///         on_every_path => [a_contract_test],   // ... and ::through_pushpin
 ///     ]
 /// }
@@ -300,7 +295,7 @@ macro_rules! trials {
         $trials.extend($crate::helpers::per_backend(
             module_path!(),
             stringify!($test),
-            &[$crate::helpers::Backend::Sqlite, $crate::helpers::Backend::Postgres],
+            &[$crate::helpers::Setup::Sqlite, $crate::helpers::Setup::Postgres],
             $test,
         ))
     };
@@ -309,9 +304,9 @@ macro_rules! trials {
             module_path!(),
             stringify!($test),
             &[
-                $crate::helpers::Backend::Sqlite,
-                $crate::helpers::Backend::Postgres,
-                $crate::helpers::Backend::Pushpin,
+                $crate::helpers::Setup::Sqlite,
+                $crate::helpers::Setup::Postgres,
+                $crate::helpers::Setup::Pushpin,
             ],
             $test,
         ))
@@ -325,11 +320,11 @@ macro_rules! trials {
 macro_rules! on_backend {
     ($backend:expr, $db:ident => $body:expr) => {
         match $backend {
-            $crate::helpers::Backend::Postgres => {
+            $crate::helpers::Setup::Postgres => {
                 type $db = sqlx::Postgres;
                 $body
             }
-            $crate::helpers::Backend::Sqlite | $crate::helpers::Backend::Pushpin => {
+            $crate::helpers::Setup::Sqlite | $crate::helpers::Setup::Pushpin => {
                 type $db = sqlx::Sqlite;
                 $body
             }
