@@ -253,21 +253,9 @@ if $compare; then
             done
         fi
     done
-    "$bench" compare --input "$compared" --out-dir "$charts" --markdown "$out/compare.md" --chart-link docs/bench/compare.png
     # The table replaces what stands between the markers in BENCHMARKS.md.
-    python3 - "$out/compare.md" BENCHMARKS.md <<'PY'
-import sys, datetime
-table = open(sys.argv[1]).read()
-path = sys.argv[2]
-text = open(path).read()
-start, end = "<!-- compare:start -->", "<!-- compare:end -->"
-if start not in text or end not in text:
-    sys.exit(f"{path}: the markers {start} / {end} are missing")
-head, rest = text.split(start, 1)
-_, tail = rest.split(end, 1)
-stamp = f"\nMeasured {datetime.date.today()} by `scripts/bench.sh --compare` (release build, this 2-core machine, SQLite, `process` durability; medians of three interleaved rounds; the Pushpin rows with Pushpin 1.36 configured as the README says).\n\n"
-open(path, "w").write(head + start + stamp + table + end + tail)
-PY
+    "$bench" compare --input "$compared" --out-dir "$charts" --markdown "$out/compare.md" \
+        --chart-link docs/bench/compare.png --into BENCHMARKS.md --date "$(date +%F)"
     echo "bench: side by side in BENCHMARKS.md, results in $compared"
     exit 0
 fi
@@ -297,39 +285,7 @@ if [ -n "$regress_from" ]; then
             kill "$pid"
         done
     done
-    python3 - "$regressed" <<'PY'
-import json, statistics, sys
-runs = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    who, *store = r["label"].split()
-    scenario = r["scenario"]
-    if scenario == "fanout":
-        what, value, higher = "fan-out, 1,000 subscribers (frames/s)", r["frames_per_sec"], True
-    elif scenario == "replay":
-        what, value, higher = "replay of 1,000 missed events, p50 (ms)", r["replay"]["p50_ms"], False
-    elif scenario == "storm":
-        what, value, higher = "10,000 clients resuming (s until all)", r["all_resumed_seconds"], False
-    else:
-        what, value, higher = f"durable publish, {store[0]} (events/s)", r["events_per_sec"], True
-    runs.setdefault((what, higher), {}).setdefault(who, []).append((value, r.get("lost", 0)))
-print("| | before (3 runs) | after (3 runs) | change of medians | regression |")
-print("|---|---|---|---|---|")
-failed = False
-for (what, higher), by in runs.items():
-    before = [v for v, _ in by["before"]]
-    after = [v for v, _ in by["after"]]
-    mb, ma = statistics.median(before), statistics.median(after)
-    change = (ma - mb) / mb * 100
-    worse = -change if higher else change
-    outside = ma < min(before) if higher else ma > max(before)
-    regression = worse > 10 and outside
-    lost = sum(l for _, l in by["before"] + by["after"])
-    failed |= regression or lost > 0
-    fmt = lambda xs: ", ".join(f"{x:,.0f}" if x >= 100 else f"{x:.2f}" for x in xs)
-    print(f"| {what} | {fmt(before)} | {fmt(after)} | {change:+.1f} % | {'**yes**' if regression else 'no'}{f', {lost} lost' if lost else ''} |")
-sys.exit(1 if failed else 0)
-PY
+    "$bench" regress --input "$regressed"
     exit $?
 fi
 

@@ -247,7 +247,7 @@ fn figure(value: f64, unit: &str) -> String {
     }
 }
 
-fn thousands(value: u64) -> String {
+pub(crate) fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
@@ -333,6 +333,17 @@ fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
     root.present().map_err(|e| fail(&e))
 }
 
+/// The markers the table stands between in BENCHMARKS.md.
+const START: &str = "<!-- compare:start -->";
+const END: &str = "<!-- compare:end -->";
+
+/// `text` with what stands between the markers replaced by `table`.
+fn between_markers(text: &str, table: &str) -> Option<String> {
+    let (head, rest) = text.split_once(START)?;
+    let (_, tail) = rest.split_once(END)?;
+    Some(format!("{head}{START}{table}{END}{tail}"))
+}
+
 /// `compare --input compare.jsonl --out-dir DIR --markdown FILE`: writes
 /// `DIR/compare.png` and the table (linking the chart as `--chart-link`).
 pub(crate) fn render(options: &Options) -> Result<String, String> {
@@ -347,8 +358,20 @@ pub(crate) fn render(options: &Options) -> Result<String, String> {
     let chart = Path::new(&out_dir).join("compare.png");
     draw(&chart, &rows)?;
     let grip = grip_table(&results);
-    std::fs::write(&markdown_path, markdown(&rows, &link, grip.as_deref()))
-        .map_err(|e| format!("{markdown_path}: {e}"))?;
+    let table = markdown(&rows, &link, grip.as_deref());
+    std::fs::write(&markdown_path, &table).map_err(|e| format!("{markdown_path}: {e}"))?;
+    if let Some(into) = options.maybe("into") {
+        let date = options.text("date", "today");
+        let text = std::fs::read_to_string(&into).map_err(|e| format!("{into}: {e}"))?;
+        let stamp = format!(
+            "Measured {date} by `scripts/bench.sh --compare` (release build, this 2-core machine, \
+             SQLite, `process` durability; medians of three interleaved rounds; the Pushpin rows \
+             with Pushpin 1.36 configured as the README says)."
+        );
+        let replaced = between_markers(&text, &format!("\n{stamp}\n\n{table}"))
+            .ok_or_else(|| format!("{into}: the markers {START} / {END} are missing"))?;
+        std::fs::write(&into, replaced).map_err(|e| format!("{into}: {e}"))?;
+    }
     Ok(serde_json::json!({
         "scenario": "compare",
         "chart": chart,
@@ -391,6 +414,16 @@ mod tests {
         let table = markdown(&rows, "c.png", None);
         assert!(table.contains("| 800,000 | 8,000 | 100.0× |"), "{table}");
         assert!(table.contains("| 40.0 KB | 200 KB | 5.0× |"), "{table}");
+    }
+
+    #[test]
+    fn the_table_replaces_what_stands_between_the_markers() {
+        let text = format!("intro\n{START}\nold table\n{END}\noutro\n");
+        assert_eq!(
+            between_markers(&text, "\nnew\n").as_deref(),
+            Some(format!("intro\n{START}\nnew\n{END}\noutro\n").as_str())
+        );
+        assert_eq!(between_markers("no markers", "x"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod chart;
 mod compare;
 mod publish;
+mod regress;
 mod scenario;
 mod sse;
 mod stages;
@@ -72,7 +73,9 @@ scenarios:
   storm    --clients N --missed N                        reconnect storm with Last-Event-ID
   memory   --subscribers N --server-pid PID              server RSS per idle stream
   chart    --input results.jsonl --out-dir DIR           PNG charts from sweep results
-  compare  --input compare.jsonl --out-dir DIR --markdown FILE   side-by-side table and chart
+  compare  --input compare.jsonl --out-dir DIR --markdown FILE [--into BENCHMARKS.md --date D]
+                                                         side-by-side table and chart
+  regress  --input regress.jsonl                          before/after medians; fails on a regression
 common: --wave N (connects at a time, 256) --channel C (bench) --publish-key K --publish-base URL --publish-url URL --stream-path P
         --label TEXT (stored with the result) --via PROXY (the same, for runs through a proxy)
         --out FILE (append the JSON result)";
@@ -96,6 +99,7 @@ async fn main() -> ExitCode {
             "memory" => scenario::memory(&options).await,
             "chart" => chart::render(&options),
             "compare" => compare::render(&options),
+            "regress" => regress::render(&options),
             other => Err(format!("unknown scenario {other:?}\n{USAGE}")),
         },
     };
