@@ -99,6 +99,46 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl Error {
+    /// The text a client may read: everything but the database's own words
+    /// (they go to the log).
+    pub(crate) fn client_text(&self) -> String {
+        match self {
+            Error::Storage(_) => "the event could not be stored".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A handler can return `Result<_, Error>`: a failed send answers with the
+/// status its kind calls for (400 for a bad channel or event type, 413 for
+/// data over `max_event_bytes`, 500 otherwise) and a small JSON body naming
+/// the condition, as the publish API does:
+///
+/// ```text
+/// HTTP/1.1 500 Internal Server Error
+/// {"error":"internal-error","text":"the event could not be stored"}
+/// ```
+///
+/// A storage failure is logged with the database's words; the client reads
+/// only that the event could not be stored.
+impl<'r> rocket::response::Responder<'r, 'static> for Error {
+    fn respond_to(self, _: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
+        use rocket::http::{ContentType, Status};
+        let condition = self.api_condition();
+        if let Error::Storage(_) = &self {
+            log::error!("eventstream: {self}");
+        }
+        let body = serde_json::json!({ "error": condition.name(), "text": self.client_text() })
+            .to_string();
+        rocket::Response::build()
+            .status(Status::from_code(condition.status()).unwrap_or(Status::InternalServerError))
+            .header(ContentType::JSON)
+            .sized_body(body.len(), std::io::Cursor::new(body))
+            .ok()
+    }
+}
+
 /// The `error` of a publish API answer, with its HTTP status: each is
 /// named here once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,14 +62,15 @@ impl SendOptions {
 /// `&State<Events>` in handlers, or clone it into background tasks.
 ///
 /// ```no_run
-/// # use rocket::{post, State, serde::json::Json};
-/// # use eventstream_rocket::Events;
+/// # use rocket::{post, State};
+/// # use eventstream_rocket::{Error, Events};
 /// #[post("/rooms/<room>", data = "<text>")]
-/// async fn say(room: &str, text: String, events: &State<Events>) -> Result<String, String> {
+/// async fn say(room: &str, text: String, events: &State<Events>) -> Result<String, Error> {
+///     // A failed send answers with its status and condition (`Error` is
+///     // a responder); `None` is a live-only channel's (no stored id).
 ///     let id = events
 ///         .send_event(room, "message", &serde_json::json!({ "text": text }))
-///         .await
-///         .map_err(|e| e.to_string())?;
+///         .await?;
 ///     Ok(id.map(|id| id.to_string()).unwrap_or_default())
 /// }
 /// ```

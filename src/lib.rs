@@ -13,12 +13,13 @@
 //!
 //! ```no_run
 //! use rocket::{State, post, routes};
-//! use eventstream_rocket::{Events, Stage};
+//! use eventstream_rocket::{Error, Events, Stage};
 //!
 //! #[post("/say/<room>", data = "<text>")]
-//! async fn say(room: &str, text: String, events: &State<Events>) -> Option<String> {
-//!     let id = events.send_event(room, "message", &serde_json::json!({ "text": text })).await.ok()?;
-//!     id.map(|id| id.to_string())
+//! async fn say(room: &str, text: String, events: &State<Events>) -> Result<String, Error> {
+//!     // A failed send answers with its status and `{"error": .., "text": ..}`.
+//!     let id = events.send_event(room, "message", &serde_json::json!({ "text": text })).await?;
+//!     Ok(id.map(|id| id.to_string()).unwrap_or_default())
 //! }
 //!
 //! #[rocket::launch]

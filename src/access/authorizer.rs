@@ -28,9 +28,12 @@ use crate::error::StreamError;
 #[rocket::async_trait]
 pub trait Authorizer: Send + Sync + 'static {
     /// The name `EVENTSTREAM_AUTHORIZER` selects this authorizer by. Defaults
-    /// to the type's path as the compiler prints it
-    /// (`my_app::auth::PrivateChannels`); override it to pin a name that
-    /// survives refactoring.
+    /// to the type's path (`my_app::auth::PrivateChannels`). A configured
+    /// name also selects it by the type's own name, its last segment
+    /// (`PrivateChannels`, or `other::path::PrivateChannels` after the type
+    /// moved), so neither a refactoring nor the compiler's spelling of the
+    /// path breaks a configuration; override it (or use
+    /// `Stage::authorizer_named`) to pin a name of your own.
     fn name() -> String
     where
         Self: Sized,

@@ -1,7 +1,10 @@
-//! django-eventstream's setting names, accepted as aliases: flat keys at
-//! the top of a profile (in any case), folded into `[eventstream]` before
-//! it is read. An alias and its nested key may both be set only to the
-//! same value.
+//! Flat setting names, folded into `[eventstream]` before it is read:
+//! `eventstream_<key>` at the top of a profile (in any case: how
+//! `ROCKET_EVENTSTREAM_<KEY>` arrives) for every key, and
+//! django-eventstream's names as aliases.
+//!
+//! The environment overrides `Rocket.toml`, as Rocket's own `ROCKET_*`
+//! variables do; two spellings of one key in the same source must agree.
 
 use std::collections::BTreeMap;
 
@@ -25,13 +28,27 @@ const ALIASES: &[(&str, &str)] = &[
     ("grip_url", "grip_url"),
 ];
 
-/// The `[eventstream]` table with every alias folded in, each value keyed
-/// by its `[eventstream]` name.
+/// A value of one key, where it was written and whether the environment
+/// gave it.
+struct Setting {
+    spelled: String,
+    value: Value,
+    from_env: bool,
+}
+
+/// The `[eventstream]` table with every flat key and alias folded in, each
+/// value keyed by its `[eventstream]` name.
 pub(super) fn merged(figment: &Figment) -> Result<Dict, ConfigError> {
     let profile: Dict = figment
         .extract()
         .map_err(|e| ConfigError::other("(profile)", format!("cannot read configuration: {e}")))?;
-    let mut merged: BTreeMap<String, (String, Value)> = BTreeMap::new();
+    // Rocket reads `ROCKET_*` variables with a provider of that name.
+    let from_env = |value: &Value| {
+        figment
+            .get_metadata(value.tag())
+            .is_some_and(|metadata| metadata.name.contains("environment"))
+    };
+    let mut merged: BTreeMap<String, Setting> = BTreeMap::new();
     if let Some(nested) = profile.get("eventstream") {
         let Value::Dict(_, nested) = nested else {
             return Err(ConfigError::other(
@@ -40,36 +57,56 @@ pub(super) fn merged(figment: &Figment) -> Result<Dict, ConfigError> {
             ));
         };
         for (key, value) in nested {
-            merged.insert(key.clone(), (format!("eventstream.{key}"), value.clone()));
+            let setting = Setting {
+                spelled: format!("eventstream.{key}"),
+                value: value.clone(),
+                from_env: from_env(value),
+            };
+            merged.insert(key.clone(), setting);
         }
     }
     for (key, value) in &profile {
         let lower = key.to_ascii_lowercase();
         let (canonical, value) = if lower == "eventstream_redis" {
-            ("redis_url", redis_url_from_table(key, value)?)
+            ("redis_url".to_owned(), redis_url_from_table(key, value)?)
+        } else if let Some((_, canonical)) = ALIASES.iter().find(|(alias, _)| *alias == lower) {
+            ((*canonical).to_owned(), value.clone())
+        } else if let Some(canonical) = lower.strip_prefix("eventstream_") {
+            // Any key: an unknown one is refused when the table is read.
+            (canonical.to_owned(), value.clone())
         } else {
-            let Some((_, canonical)) = ALIASES.iter().find(|(alias, _)| *alias == lower) else {
-                continue;
-            };
-            (*canonical, value.clone())
+            continue;
         };
-        let value = &value;
-        match merged.get(canonical) {
-            Some((other, existing)) if !same_value(existing, value) => {
+        let setting = Setting {
+            spelled: key.clone(),
+            from_env: from_env(&value),
+            value,
+        };
+        match merged.get(&canonical) {
+            None => {
+                merged.insert(canonical, setting);
+            }
+            Some(existing) if same_value(&existing.value, &setting.value) => {}
+            // The environment overrides a file.
+            Some(existing) if existing.from_env != setting.from_env => {
+                if setting.from_env {
+                    merged.insert(canonical, setting);
+                }
+            }
+            Some(existing) => {
                 return Err(ConfigError::new(
                     canonical,
-                    format!("`{key}` and `{other}` both set it, to different values"),
+                    format!(
+                        "`{}` and `{}` both set it, to different values",
+                        setting.spelled, existing.spelled
+                    ),
                 ));
-            }
-            Some(_) => {}
-            None => {
-                merged.insert(canonical.into(), (key.clone(), value.clone()));
             }
         }
     }
     Ok(merged
         .into_iter()
-        .map(|(key, (_, value))| (key, value))
+        .map(|(key, setting)| (key, setting.value))
         .collect())
 }
 

@@ -37,6 +37,13 @@ use crate::storage::{Storage, migrations};
 use crate::write::retention;
 use crate::write::writer::Writer;
 
+/// The type's own name in a path: `PrivateChannels` for
+/// `my_app::auth::PrivateChannels` (generic arguments left out).
+fn type_name_of(path: &str) -> &str {
+    let path = path.split('<').next().unwrap_or(path);
+    path.rsplit("::").next().unwrap_or(path)
+}
+
 /// Attaches eventstream to a Rocket application.
 ///
 /// ```no_run
@@ -149,18 +156,34 @@ impl Stage {
         };
         match &config.authorizer {
             Some(wanted) => {
-                if let Some((_, found)) = self.authorizers.iter().find(|(name, _)| name == wanted) {
-                    Ok(Arc::clone(found))
-                } else if *wanted == AllowAll::name() {
-                    Ok(Arc::new(AllowAll))
-                } else {
-                    Err(ConfigError::new(
+                // The name as registered; else the type's own name, which
+                // survives moving the type and however the compiler spells
+                // the path before it.
+                let exact = self.authorizers.iter().find(|(name, _)| name == wanted);
+                let by_type: Vec<_> = self
+                    .authorizers
+                    .iter()
+                    .filter(|(name, _)| type_name_of(name) == type_name_of(wanted))
+                    .collect();
+                match (exact, by_type.as_slice()) {
+                    (Some((_, found)), _) | (None, [(_, found)]) => Ok(Arc::clone(found)),
+                    (None, []) if type_name_of(wanted) == type_name_of(&AllowAll::name()) => {
+                        Ok(Arc::new(AllowAll))
+                    }
+                    (None, []) => Err(ConfigError::new(
                         "authorizer",
                         format!(
                             "no authorizer named {wanted:?} is registered with the stage; registered: {}",
                             registered()
                         ),
-                    ))
+                    )),
+                    (None, _) => Err(ConfigError::new(
+                        "authorizer",
+                        format!(
+                            "{wanted:?} could be any of several registered authorizers; give one's full name: {}",
+                            registered()
+                        ),
+                    )),
                 }
             }
             None => match self.authorizers.as_slice() {

@@ -24,7 +24,8 @@ mod pages;
 #[cfg(test)]
 mod tests;
 
-use rocket::fs::{FileServer, relative};
+use rocket::fairing::AdHoc;
+use rocket::fs::FileServer;
 use rocket_db_pools::Database;
 use rocket_dyn_templates::Template;
 
@@ -40,7 +41,29 @@ pub fn app(figment: rocket::figment::Figment) -> rocket::Rocket<rocket::Build> {
         .attach(pages::stage())
         .attach(error::stage())
         .attach(Template::fairing())
-        .mount("/static", FileServer::from(relative!("static")))
+        .attach(static_files())
+}
+
+/// Serves `static_dir` (Rocket.toml; `static` by default) at `/static`,
+/// relative to the working directory as `template_dir` is: the binary runs
+/// wherever it is deployed, next to its `static/` and `templates/`.
+fn static_files() -> AdHoc {
+    AdHoc::try_on_ignite("static files", |rocket| async move {
+        let dir: String = rocket
+            .figment()
+            .extract_inner("static_dir")
+            .unwrap_or_else(|_| "static".to_owned());
+        if !std::path::Path::new(&dir).is_dir() {
+            let here = std::env::current_dir().unwrap_or_default();
+            error!(
+                "static_dir {dir:?} is not a directory (relative to {}): deploy the static/ \
+                 directory next to the binary, or set static_dir in Rocket.toml",
+                here.display()
+            );
+            return Err(rocket);
+        }
+        Ok(rocket.mount("/static", FileServer::from(dir)))
+    })
 }
 
 #[launch]

@@ -29,7 +29,7 @@ use rocket::{Request, Shutdown};
 pub use cluster::Cluster;
 pub use database::{TestDatabase, postgres_admin_url};
 pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_name};
-pub use instance::{Instance, rss_kib, serve_if_asked};
+pub use instance::{Instance, Launch, rss_kib, serve_if_asked};
 pub use logs::{LogMark, capture_logs};
 pub use sse::{Frame, Sse};
 
@@ -167,6 +167,21 @@ async fn my_notifications(stream: StreamRequest) -> EventStream {
         None => "public-notices".into(),
     };
     stream.channels([channel]).await
+}
+
+/// The README's handler, word for word: `Error` answers a failed send.
+#[rocket::post("/rooms/<room>", data = "<text>")]
+async fn say(
+    room: &str,
+    text: String,
+    events: &rocket::State<Events>,
+) -> Result<String, eventstream_rocket::Error> {
+    let id = events
+        .send_event(room, "message", &serde_json::json!({ "text": text }))
+        .await?;
+    // `None` on a live-only channel: its events are not stored, so they
+    // have no id.
+    Ok(id.map(|id| id.to_string()).unwrap_or_default())
 }
 
 const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
@@ -413,7 +428,7 @@ pub async fn try_spawn_app(app: App) -> Result<TestApp, LaunchError> {
     let stage = stage.unwrap_or_else(|| Stage::new().authorizer::<TestAuthorizer>());
     let rocket = rocket::custom(figment)
         .attach(stage)
-        .mount("/", rocket::routes![my_notifications])
+        .mount("/", rocket::routes![my_notifications, say])
         .attach(rocket::fairing::AdHoc::on_liftoff(
             "test ready",
             move |rocket| {

@@ -20,9 +20,11 @@ mod config;
 mod contract;
 mod cors;
 mod durability;
+mod environment;
 mod grip;
 mod grip_scale;
 mod grip_timing;
+mod handler;
 mod hostile;
 mod instances;
 mod layout;
@@ -53,9 +55,11 @@ fn main() {
         contract::tests(),
         cors::tests(),
         durability::tests(),
+        environment::tests(),
         grip::tests(),
         grip_scale::tests(),
         grip_timing::tests(),
+        handler::tests(),
         hostile::tests(),
         instances::tests(),
         layout::tests(),

@@ -75,20 +75,13 @@ impl ApiResponse {
         )
     }
 
-    /// The answer to a send that failed; an internal error is logged and
-    /// described in general words.
+    /// The answer to a send that failed, as [`Error`] answers in a
+    /// handler; a storage failure is logged.
     fn failed(events: &Events, channel: &str, error: &Error) -> Self {
-        match error.api_condition() {
-            ApiCondition::InternalError => {
-                log::error!("eventstream: publish to {channel:?} failed: {error}");
-                Self::error(
-                    events,
-                    ApiCondition::InternalError,
-                    "the event could not be stored",
-                )
-            }
-            condition => Self::error(events, condition, error.to_string()),
+        if let Error::Storage(_) = error {
+            log::error!("eventstream: publish to {channel:?} failed: {error}");
         }
+        Self::error(events, error.api_condition(), error.client_text())
     }
 }
 

@@ -20,20 +20,58 @@ pub struct Instance {
     pub url: String,
 }
 
+/// What an instance is started with besides its database: settings
+/// (`eventstream.*` keys) added or left out of the test defaults, and
+/// environment variables (`ROCKET_*` ones reach its figment as they would
+/// an app's).
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub settings: &'a [(&'a str, Value)],
+    pub without: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+impl Launch<'_> {
+    fn command(&self, database_url: &str) -> Command {
+        let settings: Map<String, Value> = self
+            .settings
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        let spec = serde_json::json!({
+            "database": database_url,
+            "settings": settings,
+            "without": self.without,
+        });
+        let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+        command.env(VARIABLE, spec.to_string()).kill_on_drop(true);
+        for (name, value) in self.env {
+            command.env(name, value);
+        }
+        command
+    }
+}
+
 impl Instance {
     /// Starts an instance on `database_url` with the test defaults and
     /// `settings` (`eventstream.*` keys); returns once it accepts streams.
     pub async fn start(database_url: &str, settings: &[(&str, Value)]) -> Instance {
-        let settings: Map<String, Value> = settings
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        let spec = serde_json::json!({ "database": database_url, "settings": settings });
-        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-            .env(VARIABLE, spec.to_string())
+        Instance::launch(
+            database_url,
+            Launch {
+                settings,
+                ..Launch::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts an instance as `launch` says; returns once it accepts streams.
+    pub async fn launch(database_url: &str, launch: Launch<'_>) -> Instance {
+        let mut child = launch
+            .command(database_url)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .expect("the instance starts");
         let stdout = child.stdout.take().expect("piped");
@@ -48,6 +86,24 @@ impl Instance {
             .unwrap_or_else(|| panic!("unexpected first line from the instance: {ready:?}"))
             .to_owned();
         Instance { child, url }
+    }
+
+    /// Starts an instance that must not launch; returns what it printed
+    /// on its way out.
+    pub async fn refused(database_url: &str, launch: Launch<'_>) -> String {
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            launch
+                .command(database_url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .expect("the instance ends within 30 s")
+        .expect("the instance runs");
+        assert!(!output.status.success(), "the instance launched");
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
     /// Starts an instance that sends one event (`"crashed"` on `channel`)
@@ -102,6 +158,9 @@ pub fn serve_if_asked() {
     let spec: Value = serde_json::from_str(&spec).expect("an instance spec");
     let database = spec["database"].as_str().expect("a database URL");
     let mut app = App::sharing_database(database);
+    for key in spec["without"].as_array().into_iter().flatten() {
+        app = app.without(key.as_str().expect("a setting name"));
+    }
     for (key, value) in spec["settings"].as_object().into_iter().flatten() {
         let value: rocket::figment::value::Value =
             serde_json::from_value(value.clone()).expect("a setting value");
