@@ -33,6 +33,9 @@ pub enum Error {
     Closed,
     /// A token was requested but `eventstream.jwt_secret` is not configured.
     NoJwtSecret,
+    /// A sign-in cookie was asked for but `eventstream.identity_cookie` is
+    /// not configured.
+    NoIdentityCookie,
     /// A token could not be signed.
     Token(String),
     /// The calling task holds an open [`EventTx`](crate::EventTx): sending
@@ -69,6 +72,7 @@ impl fmt::Display for Error {
             ),
             Error::Closed => f.write_str("the event stage has shut down"),
             Error::NoJwtSecret => f.write_str("no eventstream.jwt_secret is configured"),
+            Error::NoIdentityCookie => f.write_str("no eventstream.identity_cookie is configured"),
             Error::Token(why) => write!(f, "cannot sign a token: {why}"),
             Error::TransactionOpen => f.write_str(
                 "this task holds an open EventTx: send through it (tx.send_event) or commit it first",

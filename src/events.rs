@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::access::identity::{self, Pins, User};
+use crate::access::sign_in::CookieIdentity;
 use crate::config::Config;
 use crate::context::Context;
 use crate::delivery::fanout::{Kick, LiveEvent};
@@ -234,6 +235,28 @@ impl Events {
         request: &rocket::Request<'_>,
     ) -> Result<Option<User>, StreamError> {
         self.context.identity.identify(request).await
+    }
+
+    /// Signs `user` in on this browser: the private cookie `identity_cookie`
+    /// names, which the stage reads when a request carries no token, so the
+    /// app's own pages need no token in their stream URLs. Needs `identity_cookie`
+    /// (and, in release, Rocket's `secret_key`).
+    pub fn sign_in(&self, cookies: &rocket::http::CookieJar<'_>, user: &User) -> Result<(), Error> {
+        let name = self
+            .context
+            .config
+            .identity_cookie
+            .as_deref()
+            .ok_or(Error::NoIdentityCookie)?;
+        CookieIdentity::named(name).sign_in(cookies, user);
+        Ok(())
+    }
+
+    /// Signs the browser out (removes the `identity_cookie`).
+    pub fn sign_out(&self, cookies: &rocket::http::CookieJar<'_>) {
+        if let Some(name) = &self.context.config.identity_cookie {
+            CookieIdentity::named(name).sign_out(cookies);
+        }
     }
 
     /// Whether `user` may read `channel`, by the stage's authorizer.

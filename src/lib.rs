@@ -120,6 +120,7 @@ pub mod internals;
 
 pub use access::authorizer::{AllowAll, Authorizer, Decision};
 pub use access::identity::{Identify, JwtIdentity, User};
+pub use access::sign_in::{CookieIdentity, FirstOf, GuardIdentity};
 pub use config::{
     AllowedOrigins, Broadcast, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,
 };

@@ -157,8 +157,12 @@ test('messages from another tab and from the publish API appear within a second'
   await page.close();
 });
 
-test('the private room is refused anonymously and opens after sign-in', async () => {
+test('signed in by its cookie, a tab reads the private room; an anonymous tab is refused', async () => {
   const page = await browser.newPage();
+  const streams = [];
+  page.on('request', (request) => {
+    if (request.url().includes('/events/')) streams.push(request.url());
+  });
   await page.goto(app.origin + '/');
   await page.waitForSelector('#status[data-state="live"]');
   await page.click('button[data-room="_staff"]');
@@ -172,6 +176,24 @@ test('the private room is refused anonymously and opens after sign-in', async ()
   await page.fill('#send input[name="text"]', 'for staff only');
   await page.click('#send button');
   await waitForText(page, 'for staff only', 1000);
+  assert.ok(streams.some((url) => url.includes('/events/_staff')), 'the private room was streamed');
+  assert.deepEqual(
+    streams.filter((url) => url.includes('token=')),
+    [],
+    'no token in any stream URL: the cookie signs the tab in',
+  );
+  const cookies = await page.context().cookies();
+  assert.ok(cookies.some((cookie) => cookie.httpOnly && cookie.name.endsWith('_user')), 'an HttpOnly sign-in cookie');
+
+  // Another tab, in a context of its own (no cookie): refused.
+  const anonymous = await browser.newContext();
+  const other = await anonymous.newPage();
+  await other.goto(app.origin + '/');
+  await other.waitForSelector('#status[data-state="live"]');
+  await other.click('button[data-room="_staff"]');
+  await other.waitForSelector('#status[data-state="forbidden"]');
+  assert.equal((await texts(other)).includes('for staff only'), false, 'nothing private shown');
+  await anonymous.close();
   await page.close();
 });
 
@@ -215,7 +237,7 @@ test('the page works on the polyfill when EventSource is missing', async () => {
   await publish(app.origin, 'delivered through the polyfill');
   await waitForText(page, 'delivered through the polyfill', 1000);
 
-  // Signed in, the polyfill sends the token as an Authorization header.
+  // Signed in, the polyfill's requests carry the sign-in cookie too.
   await page.fill('#sign-in input[name="name"]', 'cy');
   await page.click('#sign-in button');
   await page.click('button[data-room="_staff"]');

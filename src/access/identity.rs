@@ -14,12 +14,38 @@ pub struct User {
     /// A stable id: compared with `skip_user_ids` and used to find the
     /// streams `channel_permission_changed` ends.
     pub id: String,
+    roles: Vec<String>,
 }
 
 impl User {
-    /// A user with this id.
+    /// A user with this id (and no roles).
     pub fn new(id: impl Into<String>) -> Self {
-        User { id: id.into() }
+        User {
+            id: id.into(),
+            roles: Vec::new(),
+        }
+    }
+
+    /// The user with these roles: what an authorizer can check without
+    /// looking the user up again. A token's `roles` claim and a sign-in
+    /// cookie carry them.
+    pub fn with_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The user's roles.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    /// Whether the user has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|held| held == role)
     }
 }
 
@@ -48,6 +74,9 @@ pub struct JwtIdentity {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Optional: the user's roles.
+    #[serde(default)]
+    roles: Vec<String>,
 }
 
 /// Seconds of clock skew tolerated on `exp`.
@@ -101,7 +130,9 @@ impl JwtIdentity {
             ));
         };
         match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-            Ok(data) if !data.claims.sub.is_empty() => Ok(User::new(data.claims.sub)),
+            Ok(data) if !data.claims.sub.is_empty() => {
+                Ok(User::new(data.claims.sub).with_roles(data.claims.roles))
+            }
             Ok(_) => Err(StreamError::unauthenticated("invalid token: empty sub")),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
                 Err(StreamError::credentials_expired("token expired"))
@@ -204,6 +235,28 @@ mod tests {
         let other = JwtIdentity::new(Some("another-secret-0123456789abcdef"));
         assert!(other.verify(&token).is_err());
         assert!(JwtIdentity::new(None).verify(&token).is_err());
+    }
+
+    #[test]
+    fn a_roles_claim_gives_the_user_roles() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let claims = serde_json::json!({
+            "sub": "ann",
+            "roles": ["staff", "admin"],
+            "exp": jsonwebtoken::get_current_timestamp() + 60,
+        });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("signed");
+        let user = JwtIdentity::new(Some(secret))
+            .verify(&token)
+            .expect("valid");
+        assert_eq!(user.roles(), ["staff", "admin"]);
+        assert!(user.has_role("staff") && !user.has_role("guest"));
+        assert_eq!(user, User::new("ann").with_roles(["staff", "admin"]));
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub(crate) mod cors;
 pub(crate) mod identity;
 pub(crate) mod limits;
 pub(crate) mod request_info;
+pub(crate) mod sign_in;

@@ -182,6 +182,10 @@ pub struct Config {
     /// When set, user tokens must carry this `aud`; `Events::token_for`
     /// signs it in.
     pub jwt_audience: Option<String>,
+    /// The private cookie that signs a browser in on the app's own origin
+    /// ([`Events::sign_in`](crate::Events::sign_in)); read when a request
+    /// carries no token. Off unless set.
+    pub identity_cookie: Option<String>,
     /// Bearer key for the publish HTTP API; the API is off without it.
     pub publish_key: Option<Secret>,
     /// Largest encoded event data accepted, in bytes.
@@ -290,6 +294,7 @@ impl Default for Config {
             jwt_secret: None,
             jwt_issuer: None,
             jwt_audience: None,
+            identity_cookie: None,
             publish_key: None,
             max_event_bytes: 64 * 1024,
             durability: Durability::Process,

@@ -214,6 +214,18 @@ fn check_access(config: &Config) -> Result<(), ConfigError> {
     {
         return bad("authorizer", "must name a registered authorizer");
     }
+    if let Some(name) = &config.identity_cookie {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return bad(
+                "identity_cookie",
+                format!("{name:?} is not a cookie name (1-64 letters, digits, '_' or '-')"),
+            );
+        }
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::access::authorizer::{AllowAll, Authorizer};
 use crate::access::identity::{Identify, JwtIdentity};
 use crate::access::limits::StreamLimits;
+use crate::access::sign_in::{CookieIdentity, FirstOf};
 use crate::config::{Config, ConfigError, Secret};
 use crate::context::Context;
 use crate::delivery::fanout::{Fanout, Outlet};
@@ -202,15 +203,20 @@ impl Stage {
 }
 
 /// The built-in JWT identity with the configured secret and pins.
-fn builtin_identity(config: &Config) -> JwtIdentity {
-    let mut identity = JwtIdentity::new(config.jwt_secret.as_ref().map(Secret::expose));
+/// A token, when the request carries one (a bad one is refused, even with
+/// a cookie); else the sign-in cookie, when `identity_cookie` names one.
+fn builtin_identity(config: &Config) -> Arc<dyn Identify> {
+    let mut jwt = JwtIdentity::new(config.jwt_secret.as_ref().map(Secret::expose));
     if let Some(issuer) = &config.jwt_issuer {
-        identity = identity.issuer(issuer);
+        jwt = jwt.issuer(issuer);
     }
     if let Some(audience) = &config.jwt_audience {
-        identity = identity.audience(audience);
+        jwt = jwt.audience(audience);
     }
-    identity
+    match &config.identity_cookie {
+        Some(name) => Arc::new(FirstOf(jwt, CookieIdentity::named(name))),
+        None => Arc::new(jwt),
+    }
 }
 
 #[rocket::async_trait]
@@ -287,7 +293,7 @@ impl Stage {
         let identity = self
             .identity
             .clone()
-            .unwrap_or_else(|| Arc::new(builtin_identity(&config)));
+            .unwrap_or_else(|| builtin_identity(&config));
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
         let bus = open::start_bus(&config, &storage, &hub, &metrics).await?;

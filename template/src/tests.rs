@@ -328,12 +328,18 @@ async fn history_survives_the_event_log_being_trimmed() {
     client.rocket().shutdown().notify();
 }
 
-/// The release profile on `database`, without the development secrets.
+/// The release profile on `database`, without the development secrets
+/// (with a `secret_key`, which Rocket requires in release to encrypt the
+/// sign-in cookie).
 fn release(database: &TestDatabase) -> rocket::figment::Figment {
     rocket::Config::figment()
         .select("release")
         .merge(("databases.eventstream.url", database.url.as_str()))
         .merge(("log_level", "off"))
+        .merge((
+            "secret_key",
+            "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=",
+        ))
 }
 
 /// The release profile with real secrets set.

@@ -23,17 +23,12 @@
 
   const demo = {
     room: null,
-    token: null,
     user: null,
     source: null,
     // Every state the indicator showed, for the end-to-end tests.
     states: [],
   };
   window.demo = demo;
-
-  // With the polyfill standing in for EventSource, the token can travel in
-  // a header instead of the URL (where it would reach access logs).
-  const polyfilled = typeof window.EventSourcePolyfill === 'function' && window.EventSource === window.EventSourcePolyfill;
 
   function setStatus(state) {
     demo.states.push(state);
@@ -45,10 +40,6 @@
     noticeEl.hidden = !text;
     noticeEl.textContent = text || '';
     noticeEl.className = 'notice' + (kind ? ' ' + kind : '');
-  }
-
-  function authHeaders() {
-    return demo.token ? { Authorization: 'Bearer ' + demo.token } : {};
   }
 
   // The app's JSON routes refuse with {"error": "<what to tell the user>"}.
@@ -80,33 +71,16 @@
     });
   }
 
-  // A fresh token for the signed-in user, when the stream says the last one
-  // expired. The demo signs in again under the same name; a real app asks
-  // its own session for a new token here.
-  async function renewToken() {
-    const response = await fetch('/sign-in', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: demo.user }),
-    });
-    if (!response.ok) throw new Error('sign-in answered ' + response.status);
-    demo.token = (await response.json()).token;
-    demo.renewals = (demo.renewals || 0) + 1;
-  }
-
   function listen(room, lastEventId) {
     if (demo.source) demo.source.close();
     const path = '/events/' + encodeURIComponent(room);
     // sharedKey: the tabs of this app share one connection per room (the
     // browser allows about six per origin); tabs of different users do not.
     const options = { lastEventId: lastEventId, max_retry_time: 3000, sharedKey: 'chat user:' + (demo.user || '') };
-    // The url and the headers are functions: each (re)connection sends the
-    // token the page holds then, and an expired one is renewed.
-    if (demo.token) options.renewCredentials = renewToken;
-    if (demo.token && polyfilled) options.headers = authHeaders;
-    const url = () =>
-      demo.token && !polyfilled ? path + '?token=' + encodeURIComponent(demo.token) : path;
-    const source = new ReconnectingEventSource(url, options);
+    // Who is reading: the sign-in cookie, which the browser sends with
+    // every request of this origin (the stream's too, EventSource or the
+    // polyfill). No token in the URL, where access logs would keep it.
+    const source = new ReconnectingEventSource(path, options);
     source.onstatechange = (state) => {
       setStatus(state);
       if (state === 'live') notice('');
@@ -129,7 +103,7 @@
   }
 
   async function fetchHistory(room) {
-    const response = await fetch('/rooms/' + encodeURIComponent(room) + '/history', { headers: authHeaders() });
+    const response = await fetch('/rooms/' + encodeURIComponent(room) + '/history');
     if (response.status === 403) {
       if (demo.source) demo.source.close();
       demo.source = null;
@@ -173,8 +147,9 @@
       notice('Sign-in failed: ' + (await errorText(response)));
       return;
     }
+    // The answer set the sign-in cookie (and carries a token for other
+    // clients, which this page does not need).
     const session = await response.json();
-    demo.token = session.token;
     demo.user = session.user;
     whoEl.textContent = 'signed in as ' + session.user;
     openRoom(demo.room);
@@ -185,7 +160,7 @@
     const form = event.target;
     const response = await fetch('/rooms/' + encodeURIComponent(demo.room) + '/messages', {
       method: 'POST',
-      headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()),
+      headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ author: form.elements.author.value, text: form.elements.text.value }),
     });
     if (response.ok) {
