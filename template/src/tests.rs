@@ -336,10 +336,7 @@ fn release(database: &TestDatabase) -> rocket::figment::Figment {
         .select("release")
         .merge(("databases.eventstream.url", database.url.as_str()))
         .merge(("log_level", "off"))
-        .merge((
-            "secret_key",
-            "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=",
-        ))
+        .merge(("secret_key", "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk="))
 }
 
 /// The release profile with real secrets set.

@@ -29,6 +29,9 @@ pub struct Launch<'a> {
     pub settings: &'a [(&'a str, Value)],
     pub without: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
+    /// Send one event on this channel in a transaction, then die between
+    /// its COMMIT and the fan-out.
+    pub commit_then_crash: Option<&'a str>,
 }
 
 impl Launch<'_> {
@@ -42,6 +45,7 @@ impl Launch<'_> {
             "database": database_url,
             "settings": settings,
             "without": self.without,
+            "commit_then_crash": self.commit_then_crash,
         });
         let mut command = Command::new(std::env::current_exe().expect("the test binary"));
         command.env(VARIABLE, spec.to_string()).kill_on_drop(true);
@@ -114,21 +118,16 @@ impl Instance {
         settings: &[(&str, Value)],
         channel: &str,
     ) -> std::process::ExitStatus {
-        let settings: Map<String, Value> = settings
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        let spec = serde_json::json!({
-            "database": database_url,
-            "settings": settings,
-            "commit_then_crash": channel,
-        });
-        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-            .env(VARIABLE, spec.to_string())
-            .env("EVENTSTREAM_FAULT_CRASH_AFTER_COMMIT", "1")
+        let launch = Launch {
+            settings,
+            env: &[("EVENTSTREAM_FAULT_CRASH_AFTER_COMMIT", "1")],
+            commit_then_crash: Some(channel),
+            ..Launch::default()
+        };
+        let mut child = launch
+            .command(database_url)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .expect("the instance starts");
         tokio::time::timeout(Duration::from_secs(60), child.wait())
