@@ -261,7 +261,7 @@ if $compare; then
 fi
 
 # No regression: the same loads against the before server and this
-# checkout's, interleaved, three rounds (issue 16, target 4).
+# checkout's, interleaved, three rounds.
 if [ -n "$regress_from" ]; then
     regressed="$out/regress.jsonl"
     measure() { "$bench" "$@" --publish-key "$key" --out "$regressed" >/dev/null; }
@@ -477,7 +477,7 @@ if [ "$section" = scale ]; then
     exit 0
 fi
 
-# The delivery floor (issue 16, target 1): 100 subscribers x 20 events/s
+# The delivery floor: 100 subscribers x 20 events/s
 # published through the HTTP API, split at the publish answer, against ours
 # with delivery_timing on (the server's own breakdown, step by step) and
 # the two controls, interleaved. Events are stamped when their request is

@@ -19,12 +19,14 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 port=${ROCKET_PORT:-8000}
 
 if [ ! -e "$dest/Cargo.toml" ]; then
-    (cd "$repo" && cargo run -q -p eventstream-rocket-generator -- new eventstream-demo --destination "$dest" --lib-path "$repo")
+    echo "demo: building the generator (the first build compiles the dependencies: a few minutes)"
+    (cd "$repo" && cargo run -p eventstream-rocket-generator -- new eventstream-demo --destination "$dest" --lib-path "$repo")
     # Same dependency versions as the library build: nothing is rebuilt twice.
     cp "$repo/Cargo.lock" "$dest/Cargo.lock"
 fi
 cd "$dest"
 echo "demo: building $dest"
-cargo build -q
+# Cargo's own progress lines ("Compiling ...") show where the build is.
+cargo build
 echo "demo: serving http://127.0.0.1:$port  (Ctrl-C stops it)"
 ROCKET_PORT=$port exec cargo run -q

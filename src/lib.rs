@@ -118,6 +118,24 @@ mod write;
 #[cfg(feature = "internals")]
 pub mod internals;
 
+/// The Rust examples of the README and the guide, compiled as doctests so
+/// that they cannot drift from the API.
+#[cfg(doctest)]
+mod documents {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../docs/authentication.md")]
+    struct Authentication;
+    #[doc = include_str!("../docs/sending.md")]
+    struct Sending;
+    #[doc = include_str!("../docs/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../docs/clients.md")]
+    struct Clients;
+}
+
 pub use access::authorizer::{AllowAll, Authorizer, Decision};
 pub use access::identity::{Identify, JwtIdentity, User};
 pub use access::sign_in::{CookieIdentity, FirstOf, GuardIdentity};

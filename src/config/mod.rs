@@ -157,126 +157,207 @@ impl<'de> Deserialize<'de> for HeaderList {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct Config {
-    /// Where the stream and the publish API are mounted.
+    /// Where the routes are mounted.
+    ///
+    /// Default: `"/events"`.
     pub mount: String,
-    /// The registered authorizer to use, by name (its Rust path).
+    /// Which registered `Authorizer` to use, by name: its path, or the type's
+    /// own name (`PrivateChannels`).
+    ///
+    /// Default: the only registered one, else `eventstream_rocket::AllowAll`.
     pub authorizer: Option<String>,
-    /// Most channels one stream may subscribe to.
+    /// Most channels per stream (1–64).
+    ///
+    /// Default: `10`.
     pub channel_limit: usize,
-    /// Seconds without output after which a `keep-alive` event is sent.
+    /// A `keep-alive` event after this much silence.
+    ///
+    /// Default: `20`.
     pub keepalive_secs: u64,
     /// Send a 2 KB comment first, for very old browsers.
+    ///
+    /// Default: `false`.
     pub padding: bool,
-    /// Cross-origin callers allowed to connect.
+    /// CORS origins: a list, a comma-separated string, or `"*"`.
+    ///
+    /// Default: none.
     pub allow_origins: AllowedOrigins,
-    /// Send `Access-Control-Allow-Credentials: true`.
+    /// `Access-Control-Allow-Credentials: true` (not with `"*"`).
+    ///
+    /// Default: `false`.
     pub allow_credentials: bool,
-    /// Request headers a cross-origin caller may send.
+    /// `Access-Control-Allow-Headers`.
+    ///
+    /// Default: `["Last-Event-ID", "Authorization"]`.
     pub allow_headers: HeaderList,
-    /// HS256 secret for the built-in JWT identity; tokens are refused
-    /// without it.
+    /// HS256 secret of the built-in identity (≥ 16 bytes); without it, tokens
+    /// are refused.
+    ///
+    /// Default: none.
     pub jwt_secret: Option<Secret>,
-    /// When set, user tokens must carry this `iss`; `Events::token_for`
-    /// signs it in.
+    /// When set, user tokens must carry this `iss` / `aud` (and
+    /// `Events::token_for` signs them in); `nbf` is always checked.
+    ///
+    /// Default: none.
     pub jwt_issuer: Option<String>,
-    /// When set, user tokens must carry this `aud`; `Events::token_for`
-    /// signs it in.
+    /// When set, user tokens must carry this `iss` / `aud` (and
+    /// `Events::token_for` signs them in); `nbf` is always checked.
+    ///
+    /// Default: none.
     pub jwt_audience: Option<String>,
-    /// The private cookie that signs a browser in on the app's own origin
-    /// ([`Events::sign_in`](crate::Events::sign_in)); read when a request
-    /// carries no token. Off unless set.
+    /// The private cookie `Events::sign_in` sets; the built-in identity reads
+    /// it when a request carries no token (a bad token is refused, cookie or
+    /// not). Rocket encrypts it with its `secret_key` (set it in release).
+    ///
+    /// Default: none.
     pub identity_cookie: Option<String>,
-    /// Bearer key for the publish HTTP API; the API is off without it.
+    /// Bearer key of `POST /events/<channel>` (≥ 16 characters); without it,
+    /// the API is not mounted.
+    ///
+    /// Default: none.
     pub publish_key: Option<Secret>,
-    /// Largest encoded event data accepted, in bytes.
+    /// Largest event data, for `send` and the publish API.
+    ///
+    /// Default: `65536`.
     pub max_event_bytes: usize,
-    /// What a committed event survives.
+    /// PostgreSQL.
+    ///
+    /// Default: SQLite.
     pub durability: Durability,
-    /// Events older than this many seconds are trimmed.
+    /// Events older than this are trimmed.
+    ///
+    /// Default: `86400`.
     pub retention_secs: u64,
-    /// At most this many events are kept per channel (unlimited if unset).
+    /// At most this many events kept per channel.
+    ///
+    /// Default: unlimited.
     pub retention_count: Option<u64>,
-    /// How often the trimming task runs.
+    /// How often retention runs (in the background, never on the send path).
+    ///
+    /// Default: `60`.
     pub trim_interval_secs: u64,
-    /// Most streams this process holds open at once; unlimited if unset.
-    /// Over it, clients are told to retry later.
+    /// Most streams this process holds open; over it, clients get `retry:` (1–5
+    /// s, jittered) and come back.
+    ///
+    /// Default: unlimited.
     pub max_streams: Option<usize>,
-    /// Most streams from one client address (the peer address, or
-    /// `trusted_ip_header`); unlimited if unset.
+    /// Most streams per client address (the peer's, or `trusted_ip_header`'s).
+    ///
+    /// Default: unlimited.
     pub max_streams_per_ip: Option<usize>,
-    /// A header a trusted proxy in front sets to the client's address, e.g.
-    /// `X-Forwarded-For` (its rightmost entry counts, the one the proxy
-    /// added). Unset: the peer address; `X-Real-IP` is never trusted on
-    /// its own, since any client can send it.
+    /// Header a trusted proxy in front sets to the client address, e.g.
+    /// `X-Forwarded-For` (rightmost entry); never set it without such a proxy.
+    ///
+    /// Default: none.
     pub trusted_ip_header: Option<String>,
-    /// Frames a subscriber may have queued before it falls back to replaying
-    /// from storage.
+    /// Live frames a stream may have queued before it catches up from storage
+    /// instead.
+    ///
+    /// Default: `256`.
     pub queue_capacity: usize,
-    /// Frame bytes a subscriber may have queued before it falls back to
-    /// replaying from storage (with `queue_capacity`, whichever comes first).
+    /// Frame bytes a stream may have queued before it catches up from storage
+    /// instead (with `queue_capacity`).
+    ///
+    /// Default: `1048576`.
     pub max_queued_bytes: usize,
-    /// Longest id vector a stream may carry: its persistent channels'
-    /// quoted names, counting 20 digits per sequence. Every event of a
-    /// multi-channel stream repeats it, so it bounds what one event costs.
+    /// Longest id vector a stream may carry (its persistent channels' quoted
+    /// names, 20 digits each); a longer request gets a `bad-request` error.
+    ///
+    /// Default: `4096`.
     pub max_id_vector_bytes: usize,
-    /// Size of the body chunks queued frames are coalesced into.
+    /// Queued frames are coalesced into body chunks of up to this size; a
+    /// replay chunk stops at 8 × this (after at least one event). Rocket
+    /// reserves this much per stream: `2048` saves about 2 KB of RSS per idle
+    /// stream, at about a quarter of fan-out and a third of replay speed
+    /// (BENCHMARKS.md).
+    ///
+    /// Default: `8192`.
     pub chunk_size: usize,
-    /// Events read from storage per query while replaying.
+    /// Events read per query while replaying.
+    ///
+    /// Default: `500`.
     pub replay_page: usize,
     /// Most events committed in one transaction.
+    ///
+    /// Default: `256`.
     pub commit_batch: usize,
-    /// Name of the database under `[databases]` that holds the event log.
+    /// Which `[databases.<name>]` entry holds the event log.
+    ///
+    /// Default: `"eventstream"`.
     pub database: String,
-    /// How live events reach other instances: `local` (one instance),
-    /// `postgres` (instances sharing a PostgreSQL event log) or `redis`.
+    /// How live events reach other instances of the app: `"local"` (one
+    /// instance), `"postgres"` (instances sharing a PostgreSQL event log tell
+    /// each other over `LISTEN`/`NOTIFY`; refused with SQLite) or `"redis"`
+    /// (over Redis pub/sub; needs the crate's `redis` feature). See `docs/deploying.md`.
+    ///
+    /// Default: `"local"`.
     pub broadcast: Broadcast,
-    /// With a bus (`postgres` or `redis`): how often each instance compares the
-    /// channels its streams listen to with the event log, so that an event
-    /// whose notification was lost reaches them at most this late.
+    /// With `"postgres"`: how often each instance compares its listened
+    /// channels with the event log; an event whose notification was lost
+    /// reaches its streams at most this late (1–3600).
+    ///
+    /// Default: `5`.
     pub broadcast_poll_secs: u64,
-    /// With `broadcast = "redis"`: the Redis server, e.g.
-    /// `redis://:password@host:6379/0` (default `redis://127.0.0.1:6379`).
-    /// django-eventstream's `EVENTSTREAM_REDIS` table (`host`, `port`,
-    /// `db`, `password`) is accepted instead.
+    /// With `"redis"`: the server (`redis://:password@host:port/db`; the
+    /// password is never logged). django-eventstream's `EVENTSTREAM_REDIS = {
+    /// host, port, db, password }` is accepted instead.
+    ///
+    /// Default: `"redis://127.0.0.1:6379"`.
     pub redis_url: Option<Secret>,
-    /// With a bus (`postgres` or `redis`): the secret every instance of the
-    /// deployment shares (at least 16 bytes, the same on each). It seals
-    /// what instances tell each other, so that nobody else who can
-    /// `NOTIFY` on the database or `PUBLISH` on the Redis server can write
-    /// into streams, end them or stall them; with the event log's own id it
-    /// also names the bus channel, so deployments sharing a server never
-    /// hear each other. Required with a bus.
+    /// With `"postgres"` or `"redis"`: required, at least 16 bytes, the same on
+    /// every instance of the deployment. It seals what instances tell each
+    /// other (nobody else who can `NOTIFY` or `PUBLISH` moves a stream) and,
+    /// with the event log's own id, names the bus channel, so deployments
+    /// sharing a Redis server or a database never hear each other.
+    ///
+    /// Default: none.
     pub bus_key: Option<Secret>,
-    /// With `broadcast = "redis"` and SQLite storage: every instance opens
-    /// the same SQLite file on one host (the library cannot tell two paths
-    /// to one file from two files, so it must be told).
+    /// With `"redis"` and SQLite storage: every instance opens the same SQLite
+    /// file on one host (otherwise refused: resume needs one shared event log).
+    ///
+    /// Default: `false`.
     pub broadcast_shared_sqlite: bool,
-    /// Where the health check answers (e.g. `/healthz`); off when unset.
-    /// Must not fall under `mount`.
+    /// E.g. `"/healthz"`: 200 `ok`, 200 `degraded` (bus or a GRIP proxy down;
+    /// streams still work from storage) or 503 `unavailable` (storage down),
+    /// with details; must be outside `mount`.
+    ///
+    /// Default: off.
     pub health_path: Option<String>,
-    /// Where Prometheus scrapes the counters (e.g. `/metrics`); off when
-    /// unset. Must not fall under `mount`.
+    /// E.g. `"/metrics"`: Prometheus/OpenMetrics text (counters, commit batch
+    /// sizes, publish latency; no per-channel labels); must be outside `mount`.
+    ///
+    /// Default: off.
     pub metrics_path: Option<String>,
-    /// Record where delivery time goes, step by step, in the
-    /// `eventstream_delivery_stage_seconds` histogram of `metrics_path`.
-    /// Off by default: it costs clock reads per event and a histogram
-    /// update per stream and event.
+    /// With `metrics_path`: time each step of a persisted event's way out
+    /// (writer queue, commit, hub, fan-out, publish answer, each stream's wake-
+    /// up and hand-over to Rocket) in
+    /// `eventstream_delivery_stage_seconds{stage=...}`; costs clock reads per
+    /// event and a histogram update per stream and event, so it is for
+    /// diagnosis.
+    ///
+    /// Default: `false`.
     pub delivery_timing: bool,
-    /// GRIP proxies (Pushpin, Fastly Fanout) that hold connections and
-    /// receive every published event.
+    /// GRIP proxies: `{ control_uri, control_iss, key, verify_iss, verify_key
+    /// }` (keys plain or `base64:`).
+    ///
+    /// Default: none.
     pub grip_proxies: Vec<GripProxyConfig>,
-    /// One GRIP proxy as a URL, e.g. `http://127.0.0.1:5561?verify-key=<sig_key>`
-    /// or `https://api.fastly.com/service/<id>?verify-iss=fastly:<id>&key=<token>`.
+    /// One proxy as a URL with `iss`, `key`, `verify-iss`, `verify-key`
+    /// parameters.
+    ///
+    /// Default: none.
     pub grip_url: Option<Secret>,
-    /// Secret that signs the next links handed to GRIP proxies. Must be
-    /// stable across restarts and the same on every instance.
+    /// Secret that signs next links; stable across restarts and instances.
+    ///
+    /// Default: none (required with GRIP).
     pub link_key: Option<Secret>,
-    /// Seconds after which an idle proxied stream re-fetches its next link
-    /// (which re-checks permissions). Pushpin's default is 120.
+    /// Idle time after which a proxied stream re-fetches its link.
+    ///
+    /// Default: `120`.
     pub grip_link_timeout_secs: u64,
-    /// Path the proxy puts in front of the app's paths (e.g. `/api` when
-    /// the proxy maps `/api/events/` to the app's `/events/`); next links
-    /// are built with it.
+    /// Path the proxy adds in front of the app's paths, for next links.
+    ///
+    /// Default: `""`.
     pub grip_path_prefix: String,
 }
 
