@@ -65,7 +65,8 @@ pub(super) fn merged(figment: &Figment) -> Result<Dict, ConfigError> {
             merged.insert(key.clone(), setting);
         }
     }
-    for (key, value) in &profile {
+    for (key, original) in &profile {
+        let value = original;
         let lower = key.to_ascii_lowercase();
         let (canonical, value) = if lower == "eventstream_redis" {
             ("redis_url".to_owned(), redis_url_from_table(key, value)?)
@@ -79,7 +80,8 @@ pub(super) fn merged(figment: &Figment) -> Result<Dict, ConfigError> {
         };
         let setting = Setting {
             spelled: key.clone(),
-            from_env: from_env(&value),
+            // The original's: a value built from a table has no source.
+            from_env: from_env(original),
             value,
         };
         match merged.get(&canonical) {

@@ -12,6 +12,7 @@ pub fn tests() -> Vec<Trial> {
         needs_nothing => [
             a_publish_key_from_the_environment_overrides_rocket_toml,
             a_misspelled_variable_aborts_launch_naming_the_key_meant,
+            a_redis_table_from_the_environment_overrides_rocket_toml,
         ],
     ]
 }
@@ -98,4 +99,30 @@ async fn a_misspelled_variable_aborts_launch_naming_the_key_meant() {
         !printed.contains(ENV_KEY),
         "no secret in the output: {printed}"
     );
+}
+
+/// django-eventstream's `EVENTSTREAM_REDIS` table, given as a variable,
+/// overrides a `redis_url` in the file like any other variable (the URL
+/// made from the table keeps where it came from).
+async fn a_redis_table_from_the_environment_overrides_rocket_toml() {
+    let database = TestDatabase::create(Setup::Sqlite).await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = dir.path().join("Rocket.toml");
+    std::fs::write(
+        &config,
+        "[default.eventstream]\nredis_url = \"redis://file-host:6379/0\"\n",
+    )
+    .expect("Rocket.toml");
+    let instance = Instance::launch(
+        &database.url,
+        Launch {
+            env: &[
+                ("ROCKET_CONFIG", config.to_str().expect("a UTF-8 path")),
+                ("ROCKET_EVENTSTREAM_REDIS", "{host=\"env-host\"}"),
+            ],
+            ..Launch::default()
+        },
+    )
+    .await;
+    instance.kill().await;
 }
