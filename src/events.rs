@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::access::identity::{self, Pins, User};
+#[cfg(feature = "cookies")]
 use crate::access::sign_in::CookieIdentity;
 use crate::config::Config;
 use crate::context::Context;
@@ -240,7 +241,8 @@ impl Events {
     /// Signs `user` in on this browser: the private cookie `identity_cookie`
     /// names, which the stage reads when a request carries no token, so the
     /// app's own pages need no token in their stream URLs. Needs `identity_cookie`
-    /// (and, in release, Rocket's `secret_key`).
+    /// (and, in release, Rocket's `secret_key`) and the `cookies` feature.
+    #[cfg(feature = "cookies")]
     pub fn sign_in(&self, cookies: &rocket::http::CookieJar<'_>, user: &User) -> Result<(), Error> {
         let name = self
             .context
@@ -253,6 +255,7 @@ impl Events {
     }
 
     /// Signs the browser out (removes the `identity_cookie`).
+    #[cfg(feature = "cookies")]
     pub fn sign_out(&self, cookies: &rocket::http::CookieJar<'_>) {
         if let Some(name) = &self.context.config.identity_cookie {
             CookieIdentity::named(name).sign_out(cookies);

@@ -138,7 +138,9 @@ mod documents {
 
 pub use access::authorizer::{AllowAll, Authorizer, Decision};
 pub use access::identity::{Identify, JwtIdentity, User};
-pub use access::sign_in::{CookieIdentity, FirstOf, GuardIdentity};
+#[cfg(feature = "cookies")]
+pub use access::sign_in::CookieIdentity;
+pub use access::sign_in::{FirstOf, GuardIdentity};
 pub use config::{
     AllowedOrigins, Broadcast, Config, ConfigError, Durability, GripProxyConfig, HeaderList, Secret,
 };

@@ -1,19 +1,23 @@
 //! Identities for a browser on the app's own origin: the app's private
 //! sign-in cookie, or a request guard the app already has. A same-origin
 //! `EventSource` sends the app's cookies, so neither puts a token in the
-//! URL (where access logs keep it) or needs a polyfill for a header.
+//! URL (where access logs keep it) or needs a polyfill for a header. The
+//! cookie needs the `cookies` cargo feature.
 
 use std::marker::PhantomData;
 
 use rocket::Request;
+#[cfg(feature = "cookies")]
 use rocket::http::{Cookie, CookieJar, SameSite};
 use rocket::request::{FromRequest, Outcome};
+#[cfg(feature = "cookies")]
 use serde::{Deserialize, Serialize};
 
 use crate::access::identity::{Identify, User};
 use crate::error::StreamError;
 
 /// The user a sign-in cookie carries.
+#[cfg(feature = "cookies")]
 #[derive(Serialize, Deserialize)]
 struct Signed {
     id: String,
@@ -26,11 +30,14 @@ struct Signed {
 /// only the app can have written it. Set `identity_cookie` in the
 /// configuration to have the stage use it (when a request carries no
 /// token), and sign in with [`Events::sign_in`](crate::Events::sign_in).
+/// Needs the `cookies` cargo feature (Rocket's private cookies).
+#[cfg(feature = "cookies")]
 #[derive(Debug, Clone)]
 pub struct CookieIdentity {
     name: String,
 }
 
+#[cfg(feature = "cookies")]
 impl CookieIdentity {
     /// Reads the private cookie `name`.
     pub fn named(name: impl Into<String>) -> Self {
@@ -59,6 +66,7 @@ impl CookieIdentity {
     }
 }
 
+#[cfg(feature = "cookies")]
 #[rocket::async_trait]
 impl Identify for CookieIdentity {
     /// The cookie's user, or anonymous without one. A cookie that does not

@@ -208,6 +208,7 @@ pub struct Config {
     /// The private cookie `Events::sign_in` sets; the built-in identity reads
     /// it when a request carries no token (a bad token is refused, cookie or
     /// not). Rocket encrypts it with its `secret_key` (set it in release).
+    /// Needs the `cookies` cargo feature.
     ///
     /// Default: none.
     pub identity_cookie: Option<String>,

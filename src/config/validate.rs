@@ -214,6 +214,13 @@ fn check_access(config: &Config) -> Result<(), ConfigError> {
     {
         return bad("authorizer", "must name a registered authorizer");
     }
+    if config.identity_cookie.is_some() && !cfg!(feature = "cookies") {
+        return bad(
+            "identity_cookie",
+            "the sign-in cookie needs eventstream-rocket's `cookies` cargo feature, which this \
+             build lacks: add features = [\"cookies\"] to its dependency",
+        );
+    }
     if let Some(name) = &config.identity_cookie {
         let valid = (1..=64).contains(&name.len())
             && name

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::access::authorizer::{AllowAll, Authorizer};
 use crate::access::identity::{Identify, JwtIdentity};
 use crate::access::limits::StreamLimits;
+#[cfg(feature = "cookies")]
 use crate::access::sign_in::{CookieIdentity, FirstOf};
 use crate::config::{Config, ConfigError, Secret};
 use crate::context::Context;
@@ -213,10 +214,12 @@ fn builtin_identity(config: &Config) -> Arc<dyn Identify> {
     if let Some(audience) = &config.jwt_audience {
         jwt = jwt.audience(audience);
     }
-    match &config.identity_cookie {
-        Some(name) => Arc::new(FirstOf(jwt, CookieIdentity::named(name))),
-        None => Arc::new(jwt),
+    // Config::validate refuses identity_cookie without the feature.
+    #[cfg(feature = "cookies")]
+    if let Some(name) = &config.identity_cookie {
+        return Arc::new(FirstOf(jwt, CookieIdentity::named(name)));
     }
+    Arc::new(jwt)
 }
 
 #[rocket::async_trait]

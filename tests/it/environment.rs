@@ -13,6 +13,7 @@ pub fn tests() -> Vec<Trial> {
             a_publish_key_from_the_environment_overrides_rocket_toml,
             a_misspelled_variable_aborts_launch_naming_the_key_meant,
             a_redis_table_from_the_environment_overrides_rocket_toml,
+            a_release_build_launches_without_a_secret_key,
         ],
     ]
 }
@@ -124,5 +125,34 @@ async fn a_redis_table_from_the_environment_overrides_rocket_toml() {
         },
     )
     .await;
+    instance.kill().await;
+}
+
+/// The release profile needs no Rocket `secret_key` unless the app signs
+/// browsers in with the library's cookie (the `cookies` feature): an app
+/// that does not use cookies launches as before.
+async fn a_release_build_launches_without_a_secret_key() {
+    let database = TestDatabase::create(Setup::Sqlite).await;
+    // A build with the feature needs the key, as documented.
+    let env: &[(&str, &str)] = if cfg!(feature = "cookies") {
+        &[
+            ("ROCKET_PROFILE", "release"),
+            (
+                "ROCKET_SECRET_KEY",
+                "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=",
+            ),
+        ]
+    } else {
+        &[("ROCKET_PROFILE", "release")]
+    };
+    let instance = Instance::launch(
+        &database.url,
+        Launch {
+            env,
+            ..Launch::default()
+        },
+    )
+    .await;
+    assert_eq!(publish(&instance.url, PUBLISH_KEY).await, 201);
     instance.kill().await;
 }
