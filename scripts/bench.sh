@@ -117,6 +117,28 @@ start_server() {
     return 1
 }
 
+# start_control rocket|raw: a control server on a free port
+# (bench/examples/control_rocket: a minimal Rocket ByteStream;
+# control_raw: a raw tokio writer). Sets $port and $pid.
+start_control() {
+    port=$(free_port)
+    case $1 in
+        rocket) ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off \
+            "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 & ;;
+        raw) "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 & ;;
+    esac
+    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_$1.log"
+}
+
+# start_control_grip MODE: the control GRIP origin (bench/examples/control_grip,
+# MODE plain or filters) on a free port, publishing to $control. Sets
+# $origin and $pid.
+start_control_grip() {
+    origin=$(free_port)
+    "$bin_dir/examples/control_grip" "127.0.0.1:$origin" "$control/publish/" "$1" > "$work/control_grip.log" 2>&1 &
+    pid=$!; pids+=("$pid"); wait_port "$origin" "$work/control_grip.log"
+}
+
 run() {
     echo "::: bench $*" >&2
     "$bench" "$@" --publish-key "$key" --out "$results"
@@ -242,9 +264,7 @@ if $compare; then
             for mode in plain filters; do
                 if [ "$mode" = plain ]; then label="control: plain GRIP origin"; else label="control: GRIP origin, our Grip-Channel"; fi
                 pick_pushpin_ports
-                origin=$(free_port)
-                "$bin_dir/examples/control_grip" "127.0.0.1:$origin" "$control/publish/" "$mode" > "$work/control_grip.log" 2>&1 &
-                pid=$!; pids+=("$pid"); wait_port "$origin" "$work/control_grip.log"
+                start_control_grip "$mode"
                 start_pushpin "$origin"
                 grip_pair "$label" --url "http://127.0.0.1:$http_port" \
                     --publish-base "http://127.0.0.1:$origin/events" --channel
@@ -415,9 +435,7 @@ if want grip && command -v pushpin >/dev/null 2>&1; then
     kill "$pid"
     if ! $quick; then
         pick_pushpin_ports
-        origin=$(free_port)
-        "$bin_dir/examples/control_grip" "127.0.0.1:$origin" "$control/publish/" filters > "$work/control_grip.log" 2>&1 &
-        pid=$!; pids+=("$pid"); wait_port "$origin" "$work/control_grip.log"
+        start_control_grip filters
         start_pushpin "$origin"
         grip_runs "control: trivial GRIP origin, same Grip-Channel" "$origin"
         kill "$pid"
@@ -427,15 +445,11 @@ fi
 # Control runs for the broadcast sweep (10,000 subscribers x 1 event/s):
 # the same load against a minimal Rocket stream and a raw tokio writer.
 if want controls && ! $quick; then
-    port=$(free_port)
-    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+    start_control rocket
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: minimal Rocket ByteStream"
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: minimal Rocket ByteStream"
     kill "$pid"
-    port=$(free_port)
-    "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+    start_control raw
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 10000 --rate 1 --seconds "$SEC" --label "control: raw tokio writer"
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers 1000 --rate 10 --seconds "$SEC" --label "control: raw tokio writer"
     kill "$pid"
@@ -463,14 +477,10 @@ if [ "$section" = scale ]; then
     run latency --url "$url" --channel b --subscribers "$streams" --rate 1 --seconds 20 --wave 512 --label "scale: eventstream-rocket"
     run storm --url "$url" --channel s --clients "$streams" --missed 10 --wave 512 --label "scale: eventstream-rocket"
     kill "$pid"
-    port=$(free_port)
-    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+    start_control rocket
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers "$streams" --rate 1 --seconds 20 --wave 512 --label "scale: control: minimal Rocket ByteStream"
     kill "$pid"
-    port=$(free_port)
-    "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+    start_control raw
     run latency --url "http://127.0.0.1:$port" --channel c --subscribers "$streams" --rate 1 --seconds 20 --wave 512 --label "scale: control: raw tokio writer"
     kill "$pid"
     echo "bench: scale results in $results" >&2
@@ -489,15 +499,11 @@ if want floor && ! $quick; then
         run latency --url "http://127.0.0.1:$port" --channel floor --subscribers 100 --rate 20 --seconds "$SEC" \
             --split 1 --from send --stages "http://127.0.0.1:$port/metrics" --label "floor: eventstream-rocket"
         kill "$pid"
-        port=$(free_port)
-        "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
-        pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+        start_control raw
         run latency --url "http://127.0.0.1:$port" --channel c --subscribers 100 --rate 20 --seconds "$SEC" \
             --split 1 --from send --label "floor: control: raw tokio writer"
         kill "$pid"
-        port=$(free_port)
-        ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
-        pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+        start_control rocket
         run latency --url "http://127.0.0.1:$port" --channel c --subscribers 100 --rate 20 --seconds "$SEC" \
             --split 1 --from send --label "floor: control: minimal Rocket ByteStream"
         kill "$pid"
@@ -508,14 +514,10 @@ fi
 # chunk_size, with the fan-out each chunk_size gives: the table chunk_size's
 # default is picked from.
 if want memory && ! $quick; then
-    port=$(free_port)
-    "$bin_dir/examples/control_raw" "127.0.0.1:$port" > "$work/control_raw.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_raw.log"
+    start_control raw
     run memory --url "http://127.0.0.1:$port" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "control: raw tokio writer"
     kill "$pid"
-    port=$(free_port)
-    ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=off "$bin_dir/examples/control_rocket" > "$work/control_rocket.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port "$port" "$work/control_rocket.log"
+    start_control rocket
     run memory --url "http://127.0.0.1:$port" --channel idle --subscribers "$MEM" --server-pid "$pid" --label "control: minimal Rocket ByteStream"
     kill "$pid"
     for chunk in 1024 2048 4096 8192; do
