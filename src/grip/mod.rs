@@ -83,6 +83,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn percent_is_doubled_for_build_id() {
+        assert_eq!(escape_percent(b"a%20b %I"), b"a%%20b %%I");
+    }
+
+    #[test]
     fn user_keys_are_encoded_and_distinct_from_anonymous() {
         assert_eq!(user_key(Some("ann")), "u-ann");
         assert_eq!(user_key(Some("a,b;c")), "u-a%2Cb%3Bc");

@@ -14,7 +14,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::helpers::{App, Setup, Sse, spawn_app};
+use crate::helpers::{App, Setup, Sse, open_after, seq_of, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -62,24 +62,10 @@ fn check(start: u64, ids: &[u64], last: u64) -> Option<String> {
     ))
 }
 
-fn seq_of(id: Option<&str>) -> u64 {
-    id.and_then(|id| id.rsplit(':').next())
-        .and_then(|seq| seq.parse().ok())
-        .unwrap_or_else(|| panic!("an id ending in a number, got {id:?}"))
-}
-
 /// Opens the stream, resuming after `after` if given; returns it and the
 /// position its `stream-open` names.
 async fn open(http: reqwest::Client, url: String, after: Option<u64>) -> (Sse, u64) {
-    let mut request = http.get(url);
-    if let Some(after) = after {
-        request = request.header("Last-Event-ID", format!("scale:{after}"));
-    }
-    let mut stream = Sse::from_response(request.send().await.expect("a response"));
-    assert_eq!(stream.status, 200, "through Pushpin");
-    let open = stream.next_within(STALL).await.expect("stream-open");
-    assert_eq!(open.event(), "stream-open");
-    (stream, seq_of(open.id.as_deref()))
+    open_after(&http, &url, "scale", after, STALL).await
 }
 
 /// What a subscriber read: the ids, and how often its stream ended early

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::helpers::{App, Setup, Sse, TestApp, spawn_app};
+use crate::helpers::{App, Setup, Sse, TestApp, open_after, seq_of, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -56,12 +56,6 @@ const ENDED_MAX: usize = 10;
 /// How long readers wait past a bound before reporting what is missing.
 const GRACE: Duration = Duration::from_secs(5);
 
-fn seq_of(id: Option<&str>) -> u64 {
-    id.and_then(|id| id.rsplit(':').next())
-        .and_then(|seq| seq.parse().ok())
-        .unwrap_or_else(|| panic!("an id ending in a number, got {id:?}"))
-}
-
 /// What one subscriber read: each event's number and when it arrived, and
 /// how often the proxy ended its stream.
 struct Reading {
@@ -69,25 +63,12 @@ struct Reading {
     ended: usize,
 }
 
-/// Opens a stream on `url`, after event `after` of `channel`; returns
-/// once its `stream-open` names that position.
+/// Opens a stream on `url`, after event `after` of `channel` (0: a fresh
+/// start); returns once its `stream-open` names that position.
 async fn open(http: reqwest::Client, url: String, channel: &str, after: u64) -> Sse {
-    let mut request = http.get(url);
-    if after > 0 {
-        request = request.header("Last-Event-ID", format!("{channel}:{after}"));
-    }
-    let mut stream = Sse::from_response(request.send().await.expect("a response"));
-    assert_eq!(stream.status, 200, "through Pushpin");
-    let open = stream
-        .next_within(Duration::from_secs(20))
-        .await
-        .expect("stream-open");
-    assert_eq!(open.event(), "stream-open");
-    assert_eq!(
-        seq_of(open.id.as_deref()),
-        after,
-        "where it was asked to start"
-    );
+    let resume = (after > 0).then_some(after);
+    let (stream, from) = open_after(&http, &url, channel, resume, Duration::from_secs(20)).await;
+    assert_eq!(from, after, "where it was asked to start");
     stream
 }
 

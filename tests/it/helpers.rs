@@ -31,7 +31,7 @@ pub use database::{TestDatabase, postgres_admin_url};
 pub use harness::{Flavor, Service, per_backend, probe_services, trial, trial_name};
 pub use instance::{Instance, Launch, rss_kib, serve_if_asked};
 pub use logs::{LogMark, capture_logs};
-pub use sse::{Frame, Sse};
+pub use sse::{Frame, Sse, open_after, seq_of};
 
 pub use pushpin::Pushpin;
 #[cfg(feature = "redis")]

@@ -3,9 +3,6 @@
 
 use serde_json::{Value, json};
 
-#[cfg(test)]
-use crate::grip::escape_percent;
-
 /// The id line of a published event: the proxy's `build-id` filter
 /// replaces it with each subscriber's own id vector.
 pub(super) const ID_PLACEHOLDER: &str = "%I";
@@ -13,8 +10,6 @@ pub(super) const ID_PLACEHOLDER: &str = "%I";
 pub(super) const BATCH_ITEMS: usize = 512;
 /// Pushpin refuses bodies over 1,000,000 bytes; stay below with room.
 const BATCH_BYTES: usize = 900_000;
-
-pub(super) static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Splits items into request bodies under the proxy's size limit.
 pub(super) fn bodies(items: &[Value]) -> Vec<(String, Vec<usize>)> {
@@ -50,11 +45,6 @@ pub(super) fn hint(channel: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_is_doubled_for_build_id() {
-        assert_eq!(escape_percent(b"a%20b %I"), b"a%%20b %%I");
-    }
 
     #[test]
     fn bodies_stay_under_the_proxy_limit() {

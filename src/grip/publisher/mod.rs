@@ -40,7 +40,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use self::item::{ID_PLACEHOLDER, KICKS};
+use self::item::ID_PLACEHOLDER;
 use self::proxy::Target;
 use self::task::{Queued, Shared, run};
 use super::pending::Pending;
@@ -299,6 +299,9 @@ impl GripPublisher {
         );
     }
 }
+
+/// Kicks published so far: makes each kick's item ids unique.
+static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Every event and kick also goes to the proxies.
 impl Outlet for GripPublisher {

@@ -140,3 +140,32 @@ impl Sse {
         Some(frame)
     }
 }
+
+/// The number after the last `:` of an id (`room:7`, or a vector's last
+/// entry); panics on anything else.
+pub fn seq_of(id: Option<&str>) -> u64 {
+    id.and_then(|id| id.rsplit(':').next())
+        .and_then(|seq| seq.parse().ok())
+        .unwrap_or_else(|| panic!("an id ending in a number, got {id:?}"))
+}
+
+/// Opens a stream on `url` (of one `channel`), resuming after `after` if
+/// given; returns it, once its `stream-open` came within `wait`, and the
+/// position that names.
+pub async fn open_after(
+    http: &reqwest::Client,
+    url: &str,
+    channel: &str,
+    after: Option<u64>,
+    wait: Duration,
+) -> (Sse, u64) {
+    let mut request = http.get(url);
+    if let Some(after) = after {
+        request = request.header("Last-Event-ID", format!("{channel}:{after}"));
+    }
+    let mut stream = Sse::from_response(request.send().await.expect("a response"));
+    assert_eq!(stream.status, 200);
+    let open = stream.next_within(wait).await.expect("stream-open");
+    assert_eq!(open.event(), "stream-open");
+    (stream, seq_of(open.id.as_deref()))
+}
