@@ -395,7 +395,13 @@ async fn settle(
         writer,
         seq: seqs[0],
     };
-    match storage.wait_for_append(first, IN_DOUBT_WAIT).await {
+    let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
+    let ended = retry_until(deadline, || {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        storage.wait_for_append(first, within)
+    })
+    .await;
+    match ended {
         Ok(InDoubt::Committed | InDoubt::Ended) => {}
         Ok(InDoubt::RolledBack) => return Err(Error::Storage(error)),
         Ok(InDoubt::StillOpen) | Err(_) => {
@@ -405,7 +411,7 @@ async fn settle(
             return Err(Error::Indeterminate);
         }
     }
-    match storage.find_appended(writer, &seqs).await {
+    match retry_until(deadline, || storage.find_appended(writer, &seqs)).await {
         Ok(found) if found.len() == seqs.len() => Ok(()),
         Ok(found) if found.is_empty() => Err(Error::Storage(error)),
         Ok(_) | Err(_) => {
@@ -416,6 +422,32 @@ async fn settle(
         }
     }
 }
+
+/// Runs `ask` until it gets an answer from the database or `deadline`
+/// passes. The network failure that lost a COMMIT's answer also broke the
+/// other connections the pool held; the first of them to be used may fail
+/// the same way, and a fresh one answers.
+async fn retry_until<T, F, Fut>(deadline: tokio::time::Instant, mut ask: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    loop {
+        match ask().await {
+            Err(error)
+                if storage::commit_outcome_unknown(&error)
+                    && tokio::time::Instant::now() + LOOKUP_RETRY < deadline =>
+            {
+                log::warn!("eventstream: looking up a commit that got no answer failed ({error}); trying again");
+                tokio::time::sleep(LOOKUP_RETRY).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// The pause between two lookups of an unanswered commit.
+const LOOKUP_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The id range each channel received in the transaction.
 fn ranges(sent: &[LiveEvent]) -> Vec<Range> {
