@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::delivery::fanout::Fanout;
 use crate::delivery::hub::Hub;
 use crate::measure::metrics::Metrics;
+use crate::presence::Presence;
 use crate::storage::Storage;
 use crate::write::writer::Writer;
 
@@ -29,4 +30,6 @@ pub(crate) struct Context {
     pub(crate) identity: Arc<dyn Identify>,
     /// `max_streams` and `max_streams_per_ip`, and the streams counted.
     pub(crate) limits: Arc<StreamLimits>,
+    /// Who reads which channel, here and elsewhere.
+    pub(crate) presence: Arc<Presence>,
 }

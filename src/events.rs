@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::presence::ChannelPresence;
 use crate::access::identity::{self, Pins, User};
 #[cfg(feature = "cookies")]
 use crate::access::sign_in::CookieIdentity;
@@ -180,6 +181,20 @@ impl Events {
     ) -> Result<(Vec<Event>, IdVector), Error> {
         let channels = validated(channels)?;
         Ok(self.context.storage.snapshot(&channels, limit).await?)
+    }
+
+    /// Who reads `channel` right now: its open streams and distinct
+    /// signed-in users, on every instance of the bus and behind GRIP
+    /// proxies, and (up to `presence_list_max`) the users the
+    /// authorizer lets be named ([`Authorizer::presence`](crate::Authorizer::presence)).
+    ///
+    /// This process's streams count at once; other instances' within
+    /// `presence_interval_ms` (and leave within `presence_lease_secs` when
+    /// one dies); a stream held by a proxy counts from its first request
+    /// and leaves within two `grip_link_timeout_secs` and 5 s of closing.
+    pub fn presence(&self, channel: &str) -> Result<ChannelPresence, Error> {
+        channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))?;
+        Ok(self.context.presence.answer(channel))
     }
 
     /// Call after revoking `user`'s access to `channel`: if the authorizer

@@ -84,6 +84,7 @@
 //! | leaves | `access` | what a request says about itself, identities, the authorizer, CORS, stream limits |
 //! | storage | `storage` | the event log in SQL: appending, reading, trimming a piece |
 //! | delivery | `delivery` | the fan-out step and the hub, this process's streams |
+//! | presence | `presence` | who reads which channel: this process's streams, other instances' reports, proxied streams' leases; coalesced `stream-presence` events |
 //! | writing | `write` | group commit; who may write now; sends kept aside for open transactions; retention |
 //! | handle | `context` | what the stage built, shared by the layers above |
 //! | handle | `events` | the public [`Events`] |
@@ -108,6 +109,7 @@ mod error;
 mod events;
 mod grip;
 mod measure;
+mod presence;
 mod stage;
 mod storage;
 mod stream;
@@ -138,6 +140,7 @@ mod documents {
 
 pub use access::authorizer::{AllowAll, Authorizer, Decision};
 pub use access::identity::{Identify, JwtIdentity, User};
+pub use access::presence_rule::{PresenceRule, PresenceView};
 #[cfg(feature = "cookies")]
 pub use access::sign_in::CookieIdentity;
 pub use access::sign_in::{FirstOf, GuardIdentity};
@@ -148,6 +151,7 @@ pub use edge::request::StreamRequest;
 pub use error::{Condition, Error, StreamError};
 pub use events::{Events, SendOptions};
 pub use measure::metrics::MetricsSnapshot;
+pub use presence::ChannelPresence;
 pub use stage::{DEFAULT_DATABASE_URL, EventLog, Stage};
 pub use storage::Event;
 pub use storage::migrations::MIGRATION_VERSION_BASE;

@@ -7,6 +7,7 @@
 use rocket::Request;
 
 use crate::access::identity::User;
+use crate::access::presence_rule::PresenceRule;
 use crate::error::StreamError;
 
 /// Decides what a stream may contain.
@@ -85,6 +86,34 @@ pub trait Authorizer: Send + Sync + 'static {
     fn is_channel_reliable(&self, channel: &str) -> bool {
         let _ = channel;
         true
+    }
+
+    /// What `user` (`None`: anonymous) sees of `channel`'s presence, and
+    /// whether `user` is named in it. Asked once per channel when a stream
+    /// opens (the stream can already read the channel). The default lets
+    /// readers see the counts and names nobody; return
+    /// [`PresenceRule::MEMBER`] where readers know each other (a chat room).
+    ///
+    /// ```
+    /// use eventstream_rocket::{Authorizer, PresenceRule, User};
+    ///
+    /// #[derive(Default)]
+    /// pub struct Rooms;
+    ///
+    /// impl Authorizer for Rooms {
+    ///     fn presence(&self, user: Option<&User>, channel: &str) -> PresenceRule {
+    ///         // Room members see who is in; moderators are never shown.
+    ///         let hidden = user.is_some_and(|user| user.has_role("moderator"));
+    ///         PresenceRule {
+    ///             listed: channel.starts_with("room-") && !hidden,
+    ///             ..PresenceRule::MEMBER
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn presence(&self, user: Option<&User>, channel: &str) -> PresenceRule {
+        let _ = (user, channel);
+        PresenceRule::default()
     }
 }
 

@@ -9,5 +9,6 @@ pub(crate) mod authorizer;
 pub(crate) mod cors;
 pub(crate) mod identity;
 pub(crate) mod limits;
+pub(crate) mod presence_rule;
 pub(crate) mod request_info;
 pub(crate) mod sign_in;

@@ -48,6 +48,7 @@ use crate::delivery::fanout::Outlet;
 use crate::delivery::hub::Hub;
 use crate::measure::metrics::Metrics;
 use crate::measure::throttle::Throttle;
+use crate::presence::Presence;
 use crate::storage::Storage;
 use crate::wire::notice::Seal;
 
@@ -95,6 +96,7 @@ impl Bus {
         metrics: Arc<Metrics>,
         poll: Duration,
         key: &[u8],
+        presence: Arc<Presence>,
     ) -> Result<Bus, BusError> {
         let log_id = storage.log_id().await.map_err(BusError::LogId)?;
         // Never 0, so it cannot match a notice that lacks one.
@@ -116,15 +118,6 @@ impl Bus {
             heard,
             missed: Arc::clone(&missed),
             metrics: Arc::clone(&metrics),
-            state: Arc::clone(&state),
-        };
-        let receiver = receiver::Receiver {
-            storage,
-            hub,
-            sequencer: Arc::clone(&sequencer),
-            metrics: Arc::clone(&metrics),
-            poll,
-            missed,
             state: Arc::clone(&state),
         };
         let (listening, sending, writer_announces) = match transport {
@@ -166,6 +159,19 @@ impl Bus {
             !writer_announces,
             Arc::clone(&metrics),
         ));
+        let receiver = receiver::Receiver {
+            storage,
+            hub,
+            sequencer: Arc::clone(&sequencer),
+            metrics: Arc::clone(&metrics),
+            poll,
+            missed,
+            state: Arc::clone(&state),
+            presence: Arc::clone(&presence),
+            sender: Arc::clone(&sender),
+            origin: seal.origin(),
+        };
+
         let heartbeat = {
             let sender = Arc::clone(&sender);
             tokio::spawn(async move {
@@ -176,11 +182,13 @@ impl Bus {
                 }
             })
         };
+        let reporting = tokio::spawn(report_presence(presence, Arc::clone(&sender)));
         let tasks = vec![
             listening,
             tokio::spawn(receiver.run(hand_off)),
             tokio::spawn(Arc::clone(&sender).run(sending)),
             heartbeat,
+            reporting,
         ];
         Ok(Bus {
             seal,
@@ -190,5 +198,33 @@ impl Bus {
             state,
             tasks,
         })
+    }
+}
+
+/// Tells the other instances, once per `presence_interval_ms`, what
+/// changed in this instance's share of presence (nothing when nothing
+/// changed), and renews its lease with a heartbeat every third of it.
+async fn report_presence(presence: Arc<Presence>, sender: Arc<sender::Sender>) {
+    let settings = presence.settings();
+    let mut every = tokio::time::interval(settings.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let renew = settings.lease / 3;
+    let mut renewed = tokio::time::Instant::now();
+    // The others may know nothing of this instance (it just started, or
+    // restarted with a new id): the first report is a full one.
+    presence.full_report_due();
+    loop {
+        every.tick().await;
+        let parts = presence.report_changes();
+        if !parts.is_empty() {
+            renewed = tokio::time::Instant::now();
+        }
+        for part in parts {
+            sender.presence(part);
+        }
+        if renewed.elapsed() >= renew {
+            renewed = tokio::time::Instant::now();
+            sender.presence(presence.heartbeat());
+        }
     }
 }

@@ -19,10 +19,12 @@ use tokio::sync::mpsc;
 
 use super::error::BusError;
 use super::listener::{BusState, Heard};
+use super::sender::Sender;
 use super::sequencer::{Claim, Read, Sequencer};
 use crate::delivery::fanout::LiveEvent;
 use crate::delivery::hub::Hub;
 use crate::measure::metrics::Metrics;
+use crate::presence::Presence;
 use crate::storage::{ChannelState, Event, Storage};
 use crate::stream::replay::Mark;
 use crate::wire::frame;
@@ -49,6 +51,12 @@ pub(crate) struct Receiver {
     pub(crate) missed: Arc<AtomicBool>,
     /// The hand-off's byte count, given back as notices are taken.
     pub(crate) state: Arc<BusState>,
+    /// Takes the other instances' presence reports.
+    pub(crate) presence: Arc<Presence>,
+    /// Asks another instance for a full presence report.
+    pub(crate) sender: Arc<Sender>,
+    /// This instance's id on the bus.
+    pub(crate) origin: u64,
 }
 
 impl Receiver {
@@ -118,6 +126,25 @@ impl Receiver {
                 Body::Lost(channel) => self.hub.missed(&channel),
                 // Heartbeats stop at the listener.
                 Body::Ping {} => {}
+                Body::Presence(report) => match report.check() {
+                    Ok(()) => {
+                        if self.presence.heard(notice.origin, report) {
+                            self.sender.ask_presence(notice.origin);
+                        }
+                    }
+                    Err(why) => {
+                        self.metrics.bus_refused();
+                        log::warn!(
+                            "eventstream: refused a presence report of instance {:x}: {why}",
+                            notice.origin
+                        );
+                    }
+                },
+                Body::PresenceAsk { origin } => {
+                    if origin == self.origin {
+                        self.presence.full_report_due();
+                    }
+                }
                 Body::Kick {
                     channel,
                     user_id,

@@ -28,6 +28,7 @@ use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
 use crate::measure::metrics::Metrics;
 use crate::storage::now_ms;
 use crate::wire::notice::{Body, FRESHNESS_MS, Range, Seal};
+use crate::wire::presence_report::PresenceReport;
 
 /// Live-only events queued for other instances, at most; commit ranges
 /// waiting to be announced, at most.
@@ -93,6 +94,8 @@ fn weight(body: &Body) -> usize {
             channel, user_id, ..
         } => channel.len() + user_id.as_ref().map_or(0, String::len) + 64,
         Body::Lost(channel) => channel.len(),
+        Body::Presence(report) => 64 + report.channels.len() * 128,
+        Body::PresenceAsk { .. } => 16,
         Body::Committed(ranges) => ranges.len() * 64,
         Body::Ping {} => 16,
     }
@@ -154,6 +157,23 @@ impl Sender {
     pub(crate) fn ping(&self) {
         self.queue().ping = true;
         self.queued.notify_one();
+    }
+
+    /// Queues a presence report part. One that finds the queue full is
+    /// dropped: the receivers see it in the next digest and ask for a
+    /// full report.
+    pub(crate) fn presence(&self, report: PresenceReport) {
+        let body = Body::Presence(report);
+        if !(self.seal.fits(&body) && self.push(body, false)) {
+            log::warn!(
+                "eventstream: a presence report could not be queued for the other instances; they will ask for it again"
+            );
+        }
+    }
+
+    /// Asks instance `origin` for a full presence report.
+    pub(crate) fn ask_presence(&self, origin: u64) {
+        self.push(Body::PresenceAsk { origin }, false);
     }
 
     /// A committed event to announce: extends the waiting range of its

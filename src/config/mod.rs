@@ -360,6 +360,21 @@ pub struct Config {
     ///
     /// Default: `""`.
     pub grip_path_prefix: String,
+    /// At most one `stream-presence` event per channel per this many
+    /// milliseconds, however many readers join or leave meanwhile.
+    ///
+    /// Default: `1000`.
+    pub presence_interval_ms: u64,
+    /// Users named in a presence answer or event, at most.
+    ///
+    /// Default: `100`.
+    pub presence_list_max: usize,
+    /// How long an instance's presence report stands without a word from
+    /// it (it renews every third of this): a killed instance's readers
+    /// leave the counts within it.
+    ///
+    /// Default: `15`.
+    pub presence_lease_secs: u64,
 }
 
 impl Default for Config {
@@ -406,11 +421,22 @@ impl Default for Config {
             link_key: None,
             grip_link_timeout_secs: 120,
             grip_path_prefix: String::new(),
+            presence_interval_ms: 1000,
+            presence_list_max: 100,
+            presence_lease_secs: 15,
         }
     }
 }
 
 impl Config {
+    /// How long a stream held by a GRIP proxy counts in presence after its
+    /// last request: two link timeouts (the proxy re-fetches a link at
+    /// most one timeout after the last, and its update queue may hold it
+    /// back) and 5 s.
+    pub fn presence_proxied_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.grip_link_timeout_secs * 2 + 5)
+    }
+
     /// Reads and validates the configuration from Rocket's figment.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
         let dict = aliases::merged(figment)?;

@@ -121,6 +121,24 @@ fn check_limits(config: &Config) -> Result<(), ConfigError> {
             ),
         );
     }
+    if !(100..=60_000).contains(&config.presence_interval_ms) {
+        return bad(
+            "presence_interval_ms",
+            format!("{} must be between 100 and 60000", config.presence_interval_ms),
+        );
+    }
+    if config.presence_list_max > 10_000 {
+        return bad(
+            "presence_list_max",
+            format!("{} must be at most 10000", config.presence_list_max),
+        );
+    }
+    if !(3..=3_600).contains(&config.presence_lease_secs) {
+        return bad(
+            "presence_lease_secs",
+            format!("{} must be between 3 and 3600", config.presence_lease_secs),
+        );
+    }
     if config.keepalive_secs == 0 {
         return bad("keepalive_secs", "must be at least 1");
     }

@@ -13,9 +13,12 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
+
+use crate::access::presence_rule::PresenceView;
 use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
 use crate::error::StreamError;
 use crate::measure::metrics::Metrics;
@@ -36,6 +39,8 @@ pub(crate) struct Mail {
     pub(crate) overflowed: ChannelSet,
     /// The subscriber must end with this error (permission revoked).
     pub(crate) kicked: Option<StreamError>,
+    /// `stream-presence` frames, by channel index: the latest of each.
+    pub(crate) presence: Vec<(usize, Bytes)>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +50,9 @@ struct Inbox {
     bytes: usize,
     overflowed: ChannelSet,
     kicked: Option<StreamError>,
+    /// The latest `stream-presence` frame per watched channel index (a
+    /// newer one replaces it: at most one per channel waits).
+    presence: Vec<(usize, Bytes)>,
     /// Kicks may have been missed: ask the authorizer again.
     recheck: bool,
     /// The stream's task, waiting for any of the above. Kept under the
@@ -58,6 +66,7 @@ impl Inbox {
         !self.queue.is_empty()
             || !self.overflowed.is_empty()
             || self.kicked.is_some()
+            || !self.presence.is_empty()
             || self.recheck
     }
 }
@@ -80,6 +89,9 @@ pub(crate) struct Subscriber {
     limits: InboxLimits,
     /// The live-only channels (nothing to catch up from), as a [`ChannelSet`]'s bits.
     live_only: AtomicU64,
+    /// Per channel index: what the stream sees of its presence (set once,
+    /// by streams that ask for presence).
+    presence: OnceLock<Vec<PresenceView>>,
     inbox: Mutex<Inbox>,
 }
 
@@ -87,6 +99,18 @@ impl Subscriber {
     /// Marks which of its channels are live-only.
     pub(crate) fn set_live_only(&self, live_only: ChannelSet) {
         self.live_only.store(live_only.bits(), Ordering::Relaxed);
+    }
+
+    /// Sets, once, what the stream sees of each channel's presence.
+    pub(crate) fn watch_presence(&self, views: Vec<PresenceView>) {
+        let _ = self.presence.set(views);
+    }
+
+    fn presence_view(&self, index: usize) -> PresenceView {
+        self.presence
+            .get()
+            .and_then(|views| views.get(index).copied())
+            .unwrap_or(PresenceView::Hidden)
     }
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
@@ -132,6 +156,7 @@ impl Subscriber {
         Mail {
             overflowed: std::mem::take(&mut inbox.overflowed),
             kicked: inbox.kicked.take(),
+            presence: std::mem::take(&mut inbox.presence),
         }
     }
 
@@ -249,6 +274,7 @@ impl Hub {
             channels,
             limits,
             live_only: AtomicU64::new(0),
+            presence: OnceLock::new(),
             inbox: Mutex::new(Inbox::default()),
         });
         {
@@ -294,6 +320,29 @@ impl Hub {
             for (subscriber, index) in listeners.values() {
                 subscriber.deliver(*index, event);
             }
+        }
+    }
+
+    /// Gives the streams of `channel` that watch its presence their frame:
+    /// `named` to those who may see users, `counts` to those who may see
+    /// counts. A frame still waiting is replaced (coalesced).
+    pub(crate) fn presence(&self, channel: &str, counts: &Bytes, named: &Bytes) {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(listeners) = map.get(channel) else {
+            return;
+        };
+        for (subscriber, index) in listeners.values() {
+            let frame = match subscriber.presence_view(*index) {
+                PresenceView::Hidden => continue,
+                PresenceView::Counts => counts,
+                PresenceView::Users => named,
+            };
+            subscriber.tell(|inbox| {
+                match inbox.presence.iter_mut().find(|(at, _)| at == index) {
+                    Some(waiting) => waiting.1 = frame.clone(),
+                    None => inbox.presence.push((*index, frame.clone())),
+                }
+            });
         }
     }
 

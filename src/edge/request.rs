@@ -52,6 +52,26 @@ pub struct StreamRequest {
     grip: Option<(Arc<Grip>, GripRequest)>,
     /// The client's address, for `max_streams_per_ip`.
     address: Option<IpAddr>,
+    /// `presence=1`: the stream asked for `stream-presence` events.
+    presence: Result<bool, StreamError>,
+}
+
+/// The `presence` query parameter: absent or `0`/`false` for no, `1`/`true`
+/// for yes; anything else is a bad request, not a silent no.
+fn presence_asked(values: &[&str]) -> Result<bool, StreamError> {
+    match values {
+        [] => Ok(false),
+        [one] => match *one {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            other => Err(StreamError::bad_request(format!(
+                "Invalid request: presence={other:?}; use presence=1 or leave it out."
+            ))),
+        },
+        _ => Err(StreamError::bad_request(
+            "Invalid request: presence is given more than once.",
+        )),
+    }
 }
 
 impl std::fmt::Debug for StreamRequest {
@@ -110,7 +130,9 @@ impl StreamRequest {
     pub(crate) async fn respond(self, channels: Result<Vec<String>, StreamError>) -> EventStream {
         let limit = self.context.config.channel_limit;
         let after_error = matches!(self.resume, Ok(Resume::AfterError));
+        let presence = self.presence.clone();
         let channels = channels.and_then(|channels| {
+            presence?;
             channel::validate_list(channels, limit)
                 .map_err(|why| StreamError::bad_request(format!("Invalid request: {why}.")))
         });
@@ -136,6 +158,7 @@ impl StreamRequest {
             resume: self.resume,
             shutdown: self.shutdown,
             address: self.address,
+            presence: self.presence.unwrap_or(false),
         };
         EventStream::open(plan, after_error).await
     }
@@ -175,6 +198,7 @@ impl<'r> FromRequest<'r> for StreamRequest {
             GripRequest::from_request(grip, request).map(|proxied| (Arc::clone(grip), proxied))
         });
         let address = client_address(request, context.config.trusted_ip_header.as_deref());
+        let presence = presence_asked(&query_values(request, "presence"));
         Outcome::Success(StreamRequest {
             context,
             user,
@@ -183,6 +207,7 @@ impl<'r> FromRequest<'r> for StreamRequest {
             shutdown,
             grip,
             address,
+            presence,
         })
     }
 }

@@ -218,6 +218,13 @@ async fn build(
     } = *asked;
     let config = &context.config;
     let reliable = admit(context, user, channels).await?;
+    // The proxy holds the connection: each of its requests is what
+    // presence knows of the stream (see `hold_headers`).
+    let rules: Vec<_> = channels
+        .iter()
+        .map(|channel| context.authorizer.presence(user, channel))
+        .collect();
+    context.presence.sighted(user, channels, &rules);
     let user_id = user.map(|user| user.id.as_str());
     let reader = Reader::new(context, user, channels.len());
     let mut start = reader.start(channels, &reliable, requested).await?;
@@ -371,6 +378,9 @@ impl Page {
     }
 }
 
+/// A channel no item is published on (see `hold_headers`).
+pub(crate) const LEASE_CHANNEL: &str = "eventstream-lease";
+
 /// The headers of a held stream: its subscriptions (with `prev-id` on
 /// persistent channels), the id format and user for the proxy's filters,
 /// keep-alives, and the next link with its timeout.
@@ -399,6 +409,12 @@ fn hold_headers(
     // `build-id` too: the user channel carries the keep-alive that shows the
     // position of an event withheld from this user (see the publisher).
     subscriptions.push(format!("user-{key}; filter=require-sub; filter=build-id"));
+    // Nothing is ever published here. The proxy re-fetches a held
+    // stream's next link once `timeout` passes without every one of its
+    // channels carrying a message; this one never does, so every proxied
+    // stream asks at least once per `grip_link_timeout_secs`, however busy
+    // its other channels are: what presence's proxied lease counts on.
+    subscriptions.push(LEASE_CHANNEL.to_owned());
 
     // Always set: the user channel runs `build-id` on every stream, and the
     // filter refuses to run without it. A stream without persistent

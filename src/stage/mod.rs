@@ -14,6 +14,7 @@ pub use self::open::{DEFAULT_DATABASE_URL, EventLog};
 use self::open::{FetchPool, PoolSource};
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::{Build, Orbit, Rocket};
@@ -35,6 +36,7 @@ use crate::events::Events;
 use crate::grip::{Grip, link::Linker, publisher::GripPublisher, signature::Verifier};
 use crate::measure::metrics::Metrics;
 use crate::measure::throttle::Throttle;
+use crate::presence::{self, Presence, ticker};
 use crate::storage::{Storage, migrations};
 use crate::write::retention;
 use crate::write::writer::Writer;
@@ -299,7 +301,16 @@ impl Stage {
             .unwrap_or_else(|| builtin_identity(&config));
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
-        let bus = open::start_bus(&config, &storage, &hub, &metrics).await?;
+        let presence = Presence::new(
+            presence::Settings {
+                interval: Duration::from_millis(config.presence_interval_ms),
+                list_max: config.presence_list_max,
+                lease: Duration::from_secs(config.presence_lease_secs),
+                proxied_lease: config.presence_proxied_lease(),
+            },
+            Arc::clone(&hub),
+        );
+        let bus = open::start_bus(&config, &storage, &hub, &metrics, &presence).await?;
         let mut outlets: Vec<Arc<dyn Outlet>> = match &bus {
             // Committed events reach the hub through the sequencer, which
             // orders them with those of the other instances.
@@ -348,6 +359,7 @@ impl Stage {
             details_logged: Throttle::every_ms(60_000),
         };
         tasks.extend(bus.into_iter().flat_map(|bus| bus.tasks));
+        tasks.push(tokio::spawn(ticker::run(Arc::clone(&presence))));
         let limits = Arc::new(StreamLimits::new(
             config.max_streams,
             config.max_streams_per_ip,
@@ -366,6 +378,7 @@ impl Stage {
             authorizer,
             identity,
             limits,
+            presence,
         };
         Ok(Ignited {
             events: Events::new(context),

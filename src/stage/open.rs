@@ -10,6 +10,7 @@ use rocket::{Build, Rocket};
 use rocket_db_pools::sqlx::{PgPool, SqlitePool};
 
 use super::error::IgniteError;
+use crate::presence::Presence;
 use crate::bus::{Bus, Transport};
 #[cfg(feature = "redis")]
 use crate::config::Secret;
@@ -81,6 +82,7 @@ pub(super) async fn start_bus(
     storage: &Storage,
     hub: &Arc<Hub>,
     metrics: &Arc<Metrics>,
+    presence: &Arc<Presence>,
 ) -> Result<Option<Bus>, IgniteError> {
     let transport = match (config.broadcast, storage) {
         (Broadcast::Local, _) => return Ok(None),
@@ -124,6 +126,7 @@ pub(super) async fn start_bus(
             .bus_key
             .as_ref()
             .map_or(&[][..], |key| key.expose().as_bytes()),
+        Arc::clone(presence),
     )
     .await
     .map(Some)

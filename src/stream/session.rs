@@ -29,6 +29,7 @@ use crate::delivery::fanout::LiveEvent;
 use crate::delivery::hub::{Delivery, InboxLimits, Registration};
 use crate::error::StreamError;
 use crate::measure::timing;
+use crate::presence::Attendance;
 use crate::stream::admit::admit;
 pub(crate) use crate::stream::refusal::Refusal;
 use crate::stream::replay::{self, Mark, Reader};
@@ -45,6 +46,8 @@ pub(crate) struct Plan {
     pub(crate) shutdown: Shutdown,
     /// The client's address, for `max_streams_per_ip`.
     pub(crate) address: Option<IpAddr>,
+    /// The stream asked for `stream-presence` events (`presence=1`).
+    pub(crate) presence: bool,
 }
 
 /// How soon a stream asks again after its authorizer could not tell.
@@ -74,6 +77,8 @@ pub(crate) struct Session {
     finished: bool,
     /// This stream's place under `max_streams` / `max_streams_per_ip`.
     _permit: StreamPermit,
+    /// This stream's place in its channels' presence.
+    _attendance: Attendance,
     /// Events to read per replay page: `replay_page`, or fewer after a
     /// page of large events hit the chunk's byte budget.
     page_limit: usize,
@@ -111,6 +116,7 @@ impl Plan {
             resume,
             shutdown,
             address,
+            presence,
         } = self;
         let channels = channels?;
         let requested = resume
@@ -145,6 +151,20 @@ impl Plan {
         let start = reader.start(&channels, &reliable, &requested).await?;
         let mut first = BytesMut::new();
         start.write_opening(&mut first, context.config.padding);
+        let rules: Vec<_> = channels
+            .iter()
+            .map(|channel| context.authorizer.presence(user.as_ref(), channel))
+            .collect();
+        if presence {
+            registration.watch_presence(rules.iter().map(|rule| rule.view).collect());
+        }
+        let (attendance, snapshots) =
+            context
+                .presence
+                .attend(user.as_ref(), &channels, &rules, presence);
+        for snapshot in snapshots {
+            first.extend_from_slice(&snapshot);
+        }
         let keepalive = Duration::from_secs(context.config.keepalive_secs);
         let session = Session {
             registration,
@@ -161,6 +181,7 @@ impl Plan {
             shutdown,
             finished: false,
             _permit: permit,
+            _attendance: attendance,
             page_limit: context.config.replay_page,
             context,
         };
@@ -298,7 +319,11 @@ impl Session {
             self.finished = true;
             return None;
         }
-        if mail.overflowed.is_empty() && inbox.len() == 1 && !self.is_multi() {
+        if mail.overflowed.is_empty()
+            && mail.presence.is_empty()
+            && inbox.len() == 1
+            && !self.is_multi()
+        {
             let event = &inbox[0].event;
             let next = match event.seq {
                 Some(seq) => self
@@ -368,6 +393,10 @@ impl Session {
             // Non-persistent channels cannot be replayed: say so.
             self.context.metrics.reset();
             frame::stream_reset(out, &lost_live, &self.positions);
+        }
+        // Without an id line: they move no resume position.
+        for (_, presence) in mail.presence {
+            out.extend_from_slice(&presence);
         }
         None
     }

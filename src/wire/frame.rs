@@ -23,8 +23,13 @@ use crate::error::StreamError;
 use crate::wire::event_id::{EventId, IdVector};
 
 /// Event types the library itself emits; applications cannot send them.
-pub const RESERVED_EVENT_TYPES: [&str; 4] =
-    ["stream-open", "stream-reset", "stream-error", "keep-alive"];
+pub const RESERVED_EVENT_TYPES: [&str; 5] = [
+    "stream-open",
+    "stream-reset",
+    "stream-error",
+    "keep-alive",
+    "stream-presence",
+];
 
 /// Longest event type accepted, in bytes.
 const MAX_EVENT_TYPE_BYTES: usize = 255;

@@ -9,3 +9,4 @@ pub(crate) mod channel_set;
 pub(crate) mod event_id;
 pub(crate) mod frame;
 pub(crate) mod notice;
+pub(crate) mod presence_report;

@@ -33,6 +33,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::presence_report::PresenceReport;
 use crate::error::StreamError;
 
 /// Sends one notice (`$2`) on a channel (`$1`): the writer inside a
@@ -104,6 +105,17 @@ pub(crate) enum Body {
     /// the bus carries notices both ways.
     #[serde(rename = "ping")]
     Ping {},
+    /// Who reads which channel through the sender (see
+    /// [`super::presence_report`]).
+    #[serde(rename = "presence")]
+    Presence(PresenceReport),
+    /// Asks instance `o` for a full presence report (a receiver's view of
+    /// it disagrees with its digest).
+    #[serde(rename = "ask")]
+    PresenceAsk {
+        #[serde(rename = "o")]
+        origin: u64,
+    },
     /// A revoked permission: end the user's streams on the channel.
     #[serde(rename = "kick")]
     Kick {

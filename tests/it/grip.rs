@@ -78,7 +78,7 @@ async fn only_a_verified_grip_sig_gets_grip_instructions() {
     assert_eq!(header("grip-hold"), "stream");
     assert_eq!(
         header("grip-channel"),
-        "events-b%20c; prev-id=1; filter=build-id; filter=skip-users, events-live-x; filter=skip-users, user-anonymous; filter=require-sub; filter=build-id"
+        "events-b%20c; prev-id=1; filter=build-id; filter=skip-users, events-live-x; filter=skip-users, user-anonymous; filter=require-sub; filter=build-id, eventstream-lease"
     );
     assert_eq!(
         header("grip-set-meta"),
@@ -321,7 +321,7 @@ async fn streams_in_the_same_state_share_one_next_link() {
     assert_eq!(
         header(&first, "grip-channel"),
         Some(
-            "events-s; prev-id=0; filter=build-id; filter=skip-users, user-anonymous; filter=require-sub; filter=build-id"
+            "events-s; prev-id=0; filter=build-id; filter=skip-users, user-anonymous; filter=require-sub; filter=build-id, eventstream-lease"
         )
     );
 

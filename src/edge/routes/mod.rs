@@ -5,6 +5,7 @@
 //! GET     <mount>/<channel>             stream one channel
 //! GET     <mount>/_next/<token>         a GRIP proxy following a next link
 //! POST    <mount>/<channel>             publish API (with a publish_key)
+//! GET     <mount>/_presence/<channel>   who reads it (with a publish_key)
 //! OPTIONS <mount>, <mount>/<channel>    CORS preflight
 //! ```
 //!
@@ -114,7 +115,7 @@ pub(crate) fn routes(publish: bool) -> Vec<Route> {
         preflight_channel
     ];
     if publish {
-        routes.extend(rocket::routes![publish_api::publish]);
+        routes.extend(rocket::routes![publish_api::publish, publish_api::presence]);
     }
     routes
 }

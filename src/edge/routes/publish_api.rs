@@ -15,6 +15,16 @@
 //! 413                             data larger than max_event_bytes
 //! ```
 //!
+//! Presence, behind the same key:
+//!
+//! ```text
+//! GET <mount>/_presence/<channel>
+//! Authorization: Bearer <eventstream.publish_key>
+//!
+//! 200 {"channel":"room","streams":3,"users":2,"listed":["ana"],"truncated":false}
+//! 400 {"error":"bad-request","text":...}   bad channel name
+//! ```
+//!
 //! Mounted only when a `publish_key` is configured. The key is compared in
 //! constant time.
 
@@ -211,6 +221,24 @@ pub(crate) async fn publish(
             serde_json::json!({ "id": id.to_string() }),
         ),
         Ok(None) => ApiResponse::new(events, Status::Accepted, serde_json::json!({ "id": null })),
+        Err(error) => ApiResponse::failed(events, channel, &error),
+    }
+}
+
+/// `GET <mount>/_presence/<channel>`: who reads the channel now. Two
+/// segments, so it cannot collide with a channel's stream route.
+#[rocket::get("/_presence/<channel>")]
+pub(crate) fn presence(channel: &str, credentials: Credentials, events: &State<Events>) -> ApiResponse {
+    let events = events.inner();
+    if let Err(refusal) = authorize(credentials.0.as_deref(), events) {
+        return refusal;
+    }
+    match events.presence(channel) {
+        Ok(answer) => ApiResponse::new(
+            events,
+            Status::Ok,
+            serde_json::to_value(answer).unwrap_or_default(),
+        ),
         Err(error) => ApiResponse::failed(events, channel, &error),
     }
 }

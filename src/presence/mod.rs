@@ -1,0 +1,585 @@
+//! Presence: how many streams and which users read a channel right now,
+//! across instances and behind proxies, and the coalesced
+//! `stream-presence` events of the streams that ask for them.
+//!
+//! Three sources make one view:
+//!
+//! - this process's own streams, counted when they open and when they
+//!   close (an [`Attendance`] each), never per event: the fan-out does no
+//!   presence work;
+//! - other instances, from their reports over the bus
+//!   ([`crate::wire::presence_report`]), each standing for its sender's
+//!   lease, so a killed instance drops out without cleanup;
+//! - streams a GRIP proxy holds, seen whenever their request reaches the
+//!   app (the first one, and every next link the proxy follows), each
+//!   standing for the proxied lease: a join is seen at once, a leave only
+//!   when the proxy stops asking.
+//!
+//! Every `presence_interval_ms` the [`ticker`] drops what outlived its
+//! lease and gives each channel whose view changed one `stream-presence`
+//! event, for the whole interval, however many joined or left: its cost
+//! follows the channels that change, not the audience.
+
+mod answer;
+mod event;
+mod tally;
+pub(crate) mod ticker;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+pub use self::answer::ChannelPresence;
+use self::tally::Tally;
+use crate::access::identity::User;
+use crate::access::presence_rule::{PresenceRule, PresenceView};
+use crate::delivery::hub::Hub;
+use crate::wire::presence_report::{
+    ChannelReport, Digest, PresenceReport, REPORT_ID_BYTES, REPORT_IDS,
+};
+
+/// Other instances remembered, at most.
+const MAX_INSTANCES: usize = 256;
+/// Channels one other instance may report, at most.
+const MAX_REMOTE_CHANNELS: usize = 100_000;
+/// Proxied readers (channel and user) tracked, at most.
+const MAX_PROXIED: usize = 200_000;
+/// A report part's entries weigh at most this many bytes as JSON, so a
+/// part fits in one bus notice.
+const PART_BYTES: usize = 6_000;
+
+/// How presence behaves (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// At most one `stream-presence` per channel per this.
+    pub(crate) interval: Duration,
+    /// Users named per answer or event, at most.
+    pub(crate) list_max: usize,
+    /// How long an instance's report stands without a word from it.
+    pub(crate) lease: Duration,
+    /// How long a proxied stream counts after its last request.
+    pub(crate) proxied_lease: Duration,
+}
+
+/// The registry behind presence (one per stage).
+#[derive(Debug)]
+pub(crate) struct Presence {
+    settings: Settings,
+    state: Mutex<State>,
+    hub: Arc<Hub>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    local: HashMap<String, Tally>,
+    /// Per channel, per proxied reader (user id, `None` anonymous).
+    proxied: HashMap<String, HashMap<Option<String>, Sighting>>,
+    proxied_count: usize,
+    remote: HashMap<u64, Instance>,
+    /// Channels whose share of this instance changed since it was reported.
+    unreported: BTreeSet<String>,
+    /// What the other instances were last told, per channel.
+    reported: HashMap<String, ChannelReport>,
+    full_report_due: bool,
+    /// Channels whose view may have changed since their last event.
+    unannounced: BTreeSet<String>,
+    /// Streams of this process that asked for presence, per channel.
+    viewers: HashMap<String, usize>,
+    /// Per channel with viewers: what its last event (or the first
+    /// viewer's snapshot) said.
+    shown: HashMap<String, ChannelPresence>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sighting {
+    expires: Instant,
+    listed: bool,
+}
+
+#[derive(Debug)]
+struct Instance {
+    expires: Instant,
+    lease: Duration,
+    channels: HashMap<String, ChannelReport>,
+    /// When a full report was last asked of it.
+    asked: Option<Instant>,
+}
+
+/// One stream's place in the counts; leaving when dropped.
+#[derive(Debug)]
+pub(crate) struct Attendance {
+    presence: Arc<Presence>,
+    user: Option<String>,
+    channels: Vec<String>,
+    /// Per channel: whether the stream watches its presence.
+    watching: Vec<bool>,
+}
+
+impl Drop for Attendance {
+    fn drop(&mut self) {
+        let mut state = self.presence.state();
+        for (channel, watching) in self.channels.iter().zip(&self.watching) {
+            if let Some(tally) = state.local.get_mut(channel)
+                && tally.leave(self.user.as_deref())
+            {
+                state.local.remove(channel);
+            }
+            if *watching && let Some(viewers) = state.viewers.get_mut(channel) {
+                *viewers -= 1;
+                if *viewers == 0 {
+                    state.viewers.remove(channel);
+                    state.shown.remove(channel);
+                }
+            }
+            state.changed(channel);
+        }
+    }
+}
+
+impl State {
+    fn changed(&mut self, channel: &str) {
+        if !self.unreported.contains(channel) {
+            self.unreported.insert(channel.to_owned());
+        }
+        if self.viewers.contains_key(channel) && !self.unannounced.contains(channel) {
+            self.unannounced.insert(channel.to_owned());
+        }
+    }
+
+    fn remote_changed(&mut self, channel: &str) {
+        if self.viewers.contains_key(channel) && !self.unannounced.contains(channel) {
+            self.unannounced.insert(channel.to_owned());
+        }
+    }
+
+    /// The channel's readers, everywhere, as one answer.
+    fn view(&self, channel: &str, list_max: usize) -> ChannelPresence {
+        let mut streams = 0;
+        let mut more = 0;
+        // Per user id: named?
+        let mut users: HashMap<&str, bool> = HashMap::new();
+        let mut proxied: BTreeSet<Option<&str>> = BTreeSet::new();
+        if let Some(tally) = self.local.get(channel) {
+            streams += tally.streams;
+            for (id, (_, listed)) in &tally.users {
+                add_user(&mut users, id.as_str(), *listed);
+            }
+        }
+        if let Some(readers) = self.proxied.get(channel) {
+            for (id, sighting) in readers {
+                proxied.insert(id.as_deref());
+                if let Some(id) = id {
+                    add_user(&mut users, id.as_str(), sighting.listed);
+                }
+            }
+        }
+        for instance in self.remote.values() {
+            let Some(report) = instance.channels.get(channel) else {
+                continue;
+            };
+            streams += report.streams + report.more_proxied;
+            more += report.more_users + report.more_proxied;
+            for (id, listed) in &report.users {
+                add_user(&mut users, id.as_str(), *listed);
+            }
+            for (id, listed) in &report.proxied {
+                proxied.insert(id.as_deref());
+                if let Some(id) = id {
+                    add_user(&mut users, id.as_str(), *listed);
+                }
+            }
+        }
+        streams += proxied.len() as u64;
+        let mut listed: Vec<String> = users
+            .iter()
+            .filter(|(_, listed)| **listed)
+            .map(|(id, _)| (*id).to_owned())
+            .collect();
+        listed.sort_unstable();
+        let truncated = listed.len() > list_max;
+        listed.truncate(list_max);
+        ChannelPresence {
+            channel: channel.to_owned(),
+            streams,
+            users: users.len() as u64 + more,
+            listed,
+            truncated,
+        }
+    }
+
+    /// This instance's share of `channel`, as reported to the others.
+    fn share(&self, channel: &str) -> ChannelReport {
+        let mut report = ChannelReport {
+            channel: channel.to_owned(),
+            ..ChannelReport::default()
+        };
+        if let Some(tally) = self.local.get(channel) {
+            report.streams = tally.streams;
+            let users: Vec<(String, bool)> = tally
+                .users
+                .iter()
+                .map(|(id, (_, listed))| (id.clone(), *listed))
+                .collect();
+            let (named, more) = name_some(users);
+            report.users = named;
+            report.more_users = more;
+        }
+        if let Some(readers) = self.proxied.get(channel) {
+            let mut named = Vec::new();
+            let mut anonymous = false;
+            for (id, sighting) in readers {
+                match id {
+                    Some(id) => named.push((id.clone(), sighting.listed)),
+                    None => anonymous = true,
+                }
+            }
+            let (named, more) = name_some(named);
+            report.proxied = named.into_iter().map(|(id, listed)| (Some(id), listed)).collect();
+            if anonymous {
+                report.proxied.insert(0, (None, false));
+            }
+            report.more_proxied = more;
+        }
+        report
+    }
+}
+
+/// Counts user `id` once, named if any source names it.
+fn add_user<'a>(users: &mut HashMap<&'a str, bool>, id: &'a str, listed: bool) {
+    *users.entry(id).or_default() |= listed;
+}
+
+/// The users a report names (the named-in-presence ones first, then by
+/// id; ids that fit), sorted by id, and how many it only counts.
+fn name_some(mut users: Vec<(String, bool)>) -> (Vec<(String, bool)>, u64) {
+    let total = users.len();
+    users.retain(|(id, _)| id.len() <= REPORT_ID_BYTES);
+    users.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    users.truncate(REPORT_IDS);
+    users.sort_unstable();
+    let more = (total - users.len()) as u64;
+    (users, more)
+}
+
+impl Presence {
+    pub(crate) fn new(settings: Settings, hub: Arc<Hub>) -> Arc<Presence> {
+        Arc::new(Presence {
+            settings,
+            state: Mutex::default(),
+            hub,
+        })
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a stream of `user` on `channels` (`rules` per channel) until
+    /// the returned attendance is dropped. With `watching`, the stream
+    /// also follows the presence of the channels it may see, and gets
+    /// their snapshot frames now (one per channel, in order).
+    pub(crate) fn attend(
+        self: &Arc<Self>,
+        user: Option<&User>,
+        channels: &[String],
+        rules: &[PresenceRule],
+        watching: bool,
+    ) -> (Attendance, Vec<Bytes>) {
+        let user_id = user.map(|user| user.id.clone());
+        let mut snapshots = Vec::new();
+        let mut watched = Vec::with_capacity(channels.len());
+        let mut state = self.state();
+        for (channel, rule) in channels.iter().zip(rules) {
+            state
+                .local
+                .entry(channel.clone())
+                .or_default()
+                .join(user_id.as_deref(), rule.listed && user.is_some());
+            let watches = watching && rule.view != PresenceView::Hidden;
+            if watches {
+                *state.viewers.entry(channel.clone()).or_default() += 1;
+            }
+            state.changed(channel);
+            watched.push(watches);
+            if watches {
+                let now = state.view(channel, self.settings.list_max);
+                snapshots.push(event::snapshot(&now, rule.view == PresenceView::Users));
+                state.shown.entry(channel.clone()).or_insert(now);
+            }
+        }
+        drop(state);
+        let attendance = Attendance {
+            presence: Arc::clone(self),
+            user: user_id,
+            channels: channels.to_vec(),
+            watching: watched,
+        };
+        (attendance, snapshots)
+    }
+
+    /// Who reads `channel` now.
+    pub(crate) fn answer(&self, channel: &str) -> ChannelPresence {
+        self.state().view(channel, self.settings.list_max)
+    }
+
+    /// A proxied stream of `user` on `channels` (`rules` per channel)
+    /// reached the app: it counts for the proxied lease from now.
+    pub(crate) fn sighted(&self, user: Option<&User>, channels: &[String], rules: &[PresenceRule]) {
+        let expires = Instant::now() + self.settings.proxied_lease;
+        let key = user.map(|user| user.id.clone());
+        let mut state = self.state();
+        for (channel, rule) in channels.iter().zip(rules) {
+            let sighting = Sighting {
+                expires,
+                listed: rule.listed && user.is_some(),
+            };
+            let full = state.proxied_count >= MAX_PROXIED;
+            let readers = state.proxied.entry(channel.clone()).or_default();
+            let known = readers.contains_key(&key);
+            if !known && full {
+                continue;
+            }
+            let before = readers.insert(key.clone(), sighting);
+            if readers.is_empty() {
+                state.proxied.remove(channel);
+            }
+            if before.is_none() {
+                state.proxied_count += 1;
+            }
+            if before.is_none_or(|before| before.listed != sighting.listed) {
+                state.changed(channel);
+            }
+        }
+    }
+
+    /// Drops proxied readers and instances whose lease ran out.
+    fn expire(&self, state: &mut State, now: Instant) {
+        let mut gone = Vec::new();
+        state.proxied.retain(|channel, readers| {
+            let before = readers.len();
+            readers.retain(|_, sighting| sighting.expires > now);
+            if readers.len() != before {
+                gone.push((channel.clone(), before - readers.len()));
+            }
+            !readers.is_empty()
+        });
+        for (channel, count) in gone {
+            state.proxied_count -= count;
+            state.changed(&channel);
+        }
+        let dead: Vec<u64> = state
+            .remote
+            .iter()
+            .filter(|(_, instance)| instance.expires <= now)
+            .map(|(origin, _)| *origin)
+            .collect();
+        for origin in dead {
+            if let Some(instance) = state.remote.remove(&origin) {
+                log::info!(
+                    "eventstream: instance {origin:x} sent no presence report for {:?}; its readers leave the counts",
+                    instance.lease
+                );
+                for channel in instance.channels.keys() {
+                    state.remote_changed(channel);
+                }
+            }
+        }
+    }
+
+    /// Takes another instance's report. Returns whether its digest
+    /// disagrees with what this instance heard from it, and a full report
+    /// should be asked for (at most once per third of its lease).
+    pub(crate) fn heard(&self, origin: u64, report: PresenceReport) -> bool {
+        let now = Instant::now();
+        let lease = Duration::from_millis(report.lease_ms);
+        let mut state = self.state();
+        if !state.remote.contains_key(&origin) && state.remote.len() >= MAX_INSTANCES {
+            log::warn!(
+                "eventstream: presence reports from more than {MAX_INSTANCES} instances; instance {origin:x} is not counted"
+            );
+            return false;
+        }
+        let instance = state.remote.entry(origin).or_insert_with(|| Instance {
+            expires: now,
+            lease,
+            channels: HashMap::new(),
+            asked: None,
+        });
+        instance.expires = now + lease;
+        instance.lease = lease;
+        let mut touched: Vec<String> = Vec::new();
+        if report.reset {
+            touched.extend(instance.channels.drain().map(|(channel, _)| channel));
+        }
+        for entry in report.channels {
+            touched.push(entry.channel.clone());
+            if entry.is_empty() {
+                instance.channels.remove(&entry.channel);
+            } else if instance.channels.len() < MAX_REMOTE_CHANNELS
+                || instance.channels.contains_key(&entry.channel)
+            {
+                instance.channels.insert(entry.channel.clone(), entry);
+            }
+        }
+        let ask = match report.digest {
+            Some(digest) if digest != Digest::of(instance.channels.values()) => {
+                let due = instance
+                    .asked
+                    .is_none_or(|asked| now.duration_since(asked) >= lease / 3);
+                if due {
+                    instance.asked = Some(now);
+                }
+                due
+            }
+            _ => false,
+        };
+        for channel in touched {
+            state.remote_changed(&channel);
+        }
+        ask
+    }
+
+    /// Another instance asked for everything this one reports.
+    pub(crate) fn full_report_due(&self) {
+        self.state().full_report_due = true;
+    }
+
+    /// What changed in this instance's share since the last call, as
+    /// report parts that each fit in a notice (the last one with the
+    /// digest); empty when nothing changed.
+    pub(crate) fn report_changes(&self) -> Vec<PresenceReport> {
+        let lease_ms = self.settings.lease.as_millis() as u64;
+        let mut state = self.state();
+        let full = std::mem::take(&mut state.full_report_due);
+        let channels: Vec<String> = if full {
+            state.unreported.clear();
+            let mut all: BTreeSet<String> = state.local.keys().cloned().collect();
+            all.extend(state.proxied.keys().cloned());
+            all.into_iter().collect()
+        } else {
+            std::mem::take(&mut state.unreported).into_iter().collect()
+        };
+        let mut entries = Vec::new();
+        if full {
+            state.reported.clear();
+        }
+        for channel in channels {
+            let share = state.share(&channel);
+            let before = state.reported.get(&channel);
+            if !full && before.is_none_or(ChannelReport::is_empty) && share.is_empty() {
+                continue;
+            }
+            if before == Some(&share) {
+                continue;
+            }
+            if share.is_empty() {
+                state.reported.remove(&channel);
+            } else {
+                state.reported.insert(channel, share.clone());
+            }
+            entries.push(share);
+        }
+        if entries.is_empty() && !full {
+            return Vec::new();
+        }
+        let digest = Digest::of(state.reported.values());
+        drop(state);
+        let mut parts: Vec<PresenceReport> = Vec::new();
+        let mut bytes = 0;
+        for entry in entries {
+            let size = serde_json::to_string(&entry).map_or(0, |text| text.len());
+            match parts.last_mut() {
+                Some(part) if bytes + size <= PART_BYTES => part.channels.push(entry),
+                _ => {
+                    parts.push(PresenceReport {
+                        lease_ms,
+                        reset: full && parts.is_empty(),
+                        channels: vec![entry],
+                        digest: None,
+                    });
+                    bytes = 0;
+                }
+            }
+            bytes += size;
+        }
+        if parts.is_empty() {
+            parts.push(PresenceReport {
+                lease_ms,
+                reset: full,
+                channels: Vec::new(),
+                digest: None,
+            });
+        }
+        if let Some(last) = parts.last_mut() {
+            last.digest = Some(digest);
+        }
+        parts
+    }
+
+    /// A report with no change: renews this instance's lease with the
+    /// others and lets them check their view of it.
+    pub(crate) fn heartbeat(&self) -> PresenceReport {
+        let state = self.state();
+        PresenceReport {
+            lease_ms: self.settings.lease.as_millis() as u64,
+            reset: false,
+            channels: Vec::new(),
+            digest: Some(Digest::of(state.reported.values())),
+        }
+    }
+
+    /// One round of the ticker: expiries, then one event per channel whose
+    /// view changed for the streams here that watch it. Returns how many
+    /// channels got one.
+    pub(crate) fn tick(&self) -> usize {
+        let list_max = self.settings.list_max;
+        let mut frames = Vec::new();
+        {
+            let mut state = self.state();
+            self.expire(&mut state, Instant::now());
+            for channel in std::mem::take(&mut state.unannounced) {
+                if !state.viewers.contains_key(&channel) {
+                    continue;
+                }
+                let now = state.view(&channel, list_max);
+                let before = state.shown.get(&channel);
+                if before == Some(&now) {
+                    continue;
+                }
+                let (joined, left) = match before {
+                    Some(before) => (
+                        difference(&now.listed, &before.listed),
+                        difference(&before.listed, &now.listed),
+                    ),
+                    None => (now.listed.iter().map(String::as_str).collect(), Vec::new()),
+                };
+                let named = event::change(&now, &joined, &left, list_max);
+                let counts = event::counts(&now);
+                frames.push((channel.clone(), counts, named));
+                state.shown.insert(channel, now);
+            }
+        }
+        for (channel, counts, named) in &frames {
+            self.hub.presence(channel, counts, named);
+        }
+        frames.len()
+    }
+}
+
+/// The names in `a` and not in `b` (both sorted).
+fn difference<'a>(a: &'a [String], b: &[String]) -> Vec<&'a str> {
+    a.iter()
+        .filter(|name| b.binary_search(name).is_err())
+        .map(String::as_str)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

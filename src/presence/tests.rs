@@ -1,0 +1,159 @@
+use super::*;
+use crate::measure::metrics::Metrics;
+
+fn presence(interval_ms: u64) -> Arc<Presence> {
+    let hub = Arc::new(Hub::new(Arc::new(Metrics::default())));
+    Presence::new(
+        Settings {
+            interval: Duration::from_millis(interval_ms),
+            list_max: 2,
+            lease: Duration::from_secs(3),
+            proxied_lease: Duration::from_secs(5),
+        },
+        hub,
+    )
+}
+
+fn channels(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
+}
+
+const LISTED: PresenceRule = PresenceRule::MEMBER;
+
+#[test]
+fn joins_and_leaves_move_the_counts() {
+    let presence = presence(1000);
+    let room = channels(&["room"]);
+    let ana = User::new("ana");
+    let (first, _) = presence.attend(Some(&ana), &room, &[LISTED], false);
+    let (second, _) = presence.attend(Some(&ana), &room, &[LISTED], false);
+    let (anonymous, _) = presence.attend(None, &room, &[LISTED], false);
+    let now = presence.answer("room");
+    assert_eq!((now.streams, now.users, now.listed.clone()), (3, 1, vec!["ana".to_owned()]));
+    drop(first);
+    drop(anonymous);
+    assert_eq!(presence.answer("room").streams, 1);
+    drop(second);
+    assert_eq!(presence.answer("room"), ChannelPresence {
+        channel: "room".into(),
+        streams: 0,
+        users: 0,
+        listed: Vec::new(),
+        truncated: false,
+    });
+}
+
+#[test]
+fn unlisted_users_are_counted_and_never_named() {
+    let presence = presence(1000);
+    let room = channels(&["room"]);
+    let hidden = PresenceRule {
+        listed: false,
+        ..LISTED
+    };
+    let (_a, _) = presence.attend(Some(&User::new("ana")), &room, &[LISTED], false);
+    let (_b, _) = presence.attend(Some(&User::new("bob")), &room, &[hidden], false);
+    let now = presence.answer("room");
+    assert_eq!((now.users, now.listed), (2, vec!["ana".to_owned()]));
+}
+
+#[test]
+fn lists_are_capped() {
+    let presence = presence(1000);
+    let room = channels(&["room"]);
+    let attendances: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| presence.attend(Some(&User::new(*id)), &room, &[LISTED], false))
+        .collect();
+    let now = presence.answer("room");
+    assert_eq!((now.users, now.listed.len(), now.truncated), (3, 2, true));
+    drop(attendances);
+}
+
+#[test]
+fn another_instances_report_counts_until_its_lease_ends() {
+    let presence = presence(1000);
+    let report = PresenceReport {
+        lease_ms: 1000,
+        reset: false,
+        channels: vec![ChannelReport {
+            channel: "room".into(),
+            streams: 4,
+            users: vec![("ana".into(), true)],
+            ..ChannelReport::default()
+        }],
+        digest: None,
+    };
+    assert!(!presence.heard(9, report));
+    let (_local, _) = presence.attend(Some(&User::new("ana")), &channels(&["room"]), &[LISTED], false);
+    let now = presence.answer("room");
+    assert_eq!((now.streams, now.users), (5, 1), "ana on two instances is one user");
+    let mut state = presence.state();
+    presence.expire(&mut state, Instant::now() + Duration::from_millis(1001));
+    assert_eq!(state.view("room", 10).streams, 1);
+}
+
+#[test]
+fn a_digest_that_disagrees_asks_for_a_full_report() {
+    let sender = presence(1000);
+    let receiver = presence(1000);
+    let (_a, _) = sender.attend(Some(&User::new("ana")), &channels(&["a"]), &[LISTED], false);
+    let parts = sender.report_changes();
+    // The first report is lost; the second (and the heartbeat) disagree.
+    let (_b, _) = sender.attend(None, &channels(&["b"]), &[LISTED], false);
+    for part in sender.report_changes() {
+        assert!(receiver.heard(1, part), "the digest shows what was missed");
+    }
+    assert!(!receiver.heard(1, sender.heartbeat()), "asked once per third of a lease");
+    sender.full_report_due();
+    let full = sender.report_changes();
+    assert!(full[0].reset);
+    for part in full {
+        assert!(!receiver.heard(1, part));
+    }
+    assert_eq!(receiver.answer("a").streams, 1);
+    assert_eq!(receiver.answer("b").streams, 1);
+    drop(parts);
+}
+
+#[test]
+fn nothing_changed_reports_nothing() {
+    let presence = presence(1000);
+    assert!(presence.report_changes().is_empty());
+    let (attendance, _) = presence.attend(None, &channels(&["a"]), &[LISTED], false);
+    assert_eq!(presence.report_changes().len(), 1);
+    assert!(presence.report_changes().is_empty());
+    drop(attendance);
+    let gone = presence.report_changes();
+    assert!(gone[0].channels[0].is_empty(), "a channel emptied is reported as such");
+}
+
+#[test]
+fn proxied_readers_count_once_per_user_until_their_lease_ends() {
+    let presence = presence(1000);
+    let room = channels(&["room"]);
+    presence.sighted(Some(&User::new("ana")), &room, &[LISTED]);
+    presence.sighted(Some(&User::new("ana")), &room, &[LISTED]);
+    presence.sighted(None, &room, &[LISTED]);
+    let now = presence.answer("room");
+    assert_eq!((now.streams, now.users), (2, 1));
+    let mut state = presence.state();
+    presence.expire(&mut state, Instant::now() + Duration::from_secs(6));
+    assert_eq!(state.view("room", 10).streams, 0);
+    assert_eq!(state.proxied_count, 0);
+}
+
+#[test]
+fn a_burst_of_joins_is_one_event_per_tick() {
+    let presence = presence(1000);
+    let room = channels(&["room"]);
+    let (_viewer, snapshots) = presence.attend(Some(&User::new("v")), &room, &[LISTED], true);
+    assert_eq!(snapshots.len(), 1);
+    let joined: Vec<_> = (0..1000)
+        .map(|n| presence.attend(Some(&User::new(format!("u{n}"))), &room, &[LISTED], false))
+        .collect();
+    assert_eq!(presence.tick(), 1);
+    assert_eq!(presence.tick(), 0, "nothing changed since");
+    drop(joined);
+    assert_eq!(presence.tick(), 1);
+}
