@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::presence::ChannelPresence;
 use crate::access::identity::{self, Pins, User};
 #[cfg(feature = "cookies")]
 use crate::access::sign_in::CookieIdentity;
@@ -14,6 +13,7 @@ use crate::context::Context;
 use crate::delivery::fanout::{Kick, LiveEvent};
 use crate::error::{Error, StreamError};
 use crate::measure::metrics::MetricsSnapshot;
+use crate::presence::ChannelPresence;
 use crate::storage::{AppendToken, Event, NewEvent};
 use crate::wire::channel;
 use crate::wire::event_id::{EventId, IdVector};

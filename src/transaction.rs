@@ -427,7 +427,10 @@ async fn settle(
 /// passes. The network failure that lost a COMMIT's answer also broke the
 /// other connections the pool held; the first of them to be used may fail
 /// the same way, and a fresh one answers.
-async fn retry_until<T, F, Fut>(deadline: tokio::time::Instant, mut ask: F) -> Result<T, sqlx::Error>
+async fn retry_until<T, F, Fut>(
+    deadline: tokio::time::Instant,
+    mut ask: F,
+) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -438,7 +441,9 @@ where
                 if storage::commit_outcome_unknown(&error)
                     && tokio::time::Instant::now() + LOOKUP_RETRY < deadline =>
             {
-                log::warn!("eventstream: looking up a commit that got no answer failed ({error}); trying again");
+                log::warn!(
+                    "eventstream: looking up a commit that got no answer failed ({error}); trying again"
+                );
                 tokio::time::sleep(LOOKUP_RETRY).await;
             }
             answer => return answer,

@@ -124,7 +124,10 @@ fn check_limits(config: &Config) -> Result<(), ConfigError> {
     if !(100..=60_000).contains(&config.presence_interval_ms) {
         return bad(
             "presence_interval_ms",
-            format!("{} must be between 100 and 60000", config.presence_interval_ms),
+            format!(
+                "{} must be between 100 and 60000",
+                config.presence_interval_ms
+            ),
         );
     }
     if config.presence_list_max > 10_000 {

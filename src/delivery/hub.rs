@@ -337,12 +337,12 @@ impl Hub {
                 PresenceView::Counts => counts,
                 PresenceView::Users => named,
             };
-            subscriber.tell(|inbox| {
-                match inbox.presence.iter_mut().find(|(at, _)| at == index) {
+            subscriber.tell(
+                |inbox| match inbox.presence.iter_mut().find(|(at, _)| at == index) {
                     Some(waiting) => waiting.1 = frame.clone(),
                     None => inbox.presence.push((*index, frame.clone())),
-                }
-            });
+                },
+            );
         }
     }
 

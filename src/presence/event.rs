@@ -19,8 +19,9 @@ fn frame(data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("event: stream-presence\ndata: {data}\n\n"))
 }
 
-/// What a new stream is told first: the counts, and (`named`) who is there.
-pub(crate) fn snapshot(now: &ChannelPresence, named: bool) -> Bytes {
+/// What a new stream is told first: the counts, and (`named`) who is
+/// there, at most `list_max` of them.
+pub(crate) fn snapshot(now: &ChannelPresence, named: bool, list_max: usize) -> Bytes {
     if !named {
         return counts(now);
     }
@@ -28,8 +29,8 @@ pub(crate) fn snapshot(now: &ChannelPresence, named: bool) -> Bytes {
         "channel": now.channel,
         "streams": now.streams,
         "users": now.users,
-        "present": now.listed,
-        "truncated": now.truncated,
+        "present": &now.listed[..now.listed.len().min(list_max)],
+        "truncated": now.truncated || now.listed.len() > list_max,
     }))
 }
 
@@ -74,13 +75,24 @@ mod tests {
             listed: vec!["ana".into()],
             truncated: false,
         };
-        for frame in [snapshot(&now, true), counts(&now), change(&now, &["ana"], &[], 10)] {
+        for frame in [
+            snapshot(&now, true, 10),
+            counts(&now),
+            change(&now, &["ana"], &[], 10),
+        ] {
             let text = std::str::from_utf8(&frame).expect("UTF-8");
-            assert!(text.starts_with("event: stream-presence\ndata: {"), "{text}");
+            assert!(
+                text.starts_with("event: stream-presence\ndata: {"),
+                "{text}"
+            );
             assert_eq!(text.matches('\n').count(), 3, "{text:?}");
             assert!(!text.contains("id:"));
         }
         let cut = change(&now, &["a", "b", "c"], &[], 2);
-        assert!(std::str::from_utf8(&cut).unwrap().contains("\"truncated\":true"));
+        assert!(
+            std::str::from_utf8(&cut)
+                .unwrap()
+                .contains("\"truncated\":true")
+        );
     }
 }

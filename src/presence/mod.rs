@@ -89,7 +89,7 @@ struct State {
     /// Streams of this process that asked for presence, per channel.
     viewers: HashMap<String, usize>,
     /// Per channel with viewers: what its last event (or the first
-    /// viewer's snapshot) said.
+    /// viewer's snapshot) said, with every named user.
     shown: HashMap<String, ChannelPresence>,
 }
 
@@ -237,7 +237,10 @@ impl State {
                 }
             }
             let (named, more) = name_some(named);
-            report.proxied = named.into_iter().map(|(id, listed)| (Some(id), listed)).collect();
+            report.proxied = named
+                .into_iter()
+                .map(|(id, listed)| (Some(id), listed))
+                .collect();
             if anonymous {
                 report.proxied.insert(0, (None, false));
             }
@@ -309,8 +312,12 @@ impl Presence {
             state.changed(channel);
             watched.push(watches);
             if watches {
-                let now = state.view(channel, self.settings.list_max);
-                snapshots.push(event::snapshot(&now, rule.view == PresenceView::Users));
+                let now = state.view(channel, usize::MAX);
+                snapshots.push(event::snapshot(
+                    &now,
+                    rule.view == PresenceView::Users,
+                    self.settings.list_max,
+                ));
                 state.shown.entry(channel.clone()).or_insert(now);
             }
         }
@@ -548,7 +555,9 @@ impl Presence {
                 if !state.viewers.contains_key(&channel) {
                     continue;
                 }
-                let now = state.view(&channel, list_max);
+                // Uncapped here, so that who joined and left is right
+                // however many are named; events cap their lists.
+                let now = state.view(&channel, usize::MAX);
                 let before = state.shown.get(&channel);
                 if before == Some(&now) {
                     continue;

@@ -29,18 +29,24 @@ fn joins_and_leaves_move_the_counts() {
     let (second, _) = presence.attend(Some(&ana), &room, &[LISTED], false);
     let (anonymous, _) = presence.attend(None, &room, &[LISTED], false);
     let now = presence.answer("room");
-    assert_eq!((now.streams, now.users, now.listed.clone()), (3, 1, vec!["ana".to_owned()]));
+    assert_eq!(
+        (now.streams, now.users, now.listed.clone()),
+        (3, 1, vec!["ana".to_owned()])
+    );
     drop(first);
     drop(anonymous);
     assert_eq!(presence.answer("room").streams, 1);
     drop(second);
-    assert_eq!(presence.answer("room"), ChannelPresence {
-        channel: "room".into(),
-        streams: 0,
-        users: 0,
-        listed: Vec::new(),
-        truncated: false,
-    });
+    assert_eq!(
+        presence.answer("room"),
+        ChannelPresence {
+            channel: "room".into(),
+            streams: 0,
+            users: 0,
+            listed: Vec::new(),
+            truncated: false,
+        }
+    );
 }
 
 #[test]
@@ -85,9 +91,18 @@ fn another_instances_report_counts_until_its_lease_ends() {
         digest: None,
     };
     assert!(!presence.heard(9, report));
-    let (_local, _) = presence.attend(Some(&User::new("ana")), &channels(&["room"]), &[LISTED], false);
+    let (_local, _) = presence.attend(
+        Some(&User::new("ana")),
+        &channels(&["room"]),
+        &[LISTED],
+        false,
+    );
     let now = presence.answer("room");
-    assert_eq!((now.streams, now.users), (5, 1), "ana on two instances is one user");
+    assert_eq!(
+        (now.streams, now.users),
+        (5, 1),
+        "ana on two instances is one user"
+    );
     let mut state = presence.state();
     presence.expire(&mut state, Instant::now() + Duration::from_millis(1001));
     assert_eq!(state.view("room", 10).streams, 1);
@@ -104,7 +119,10 @@ fn a_digest_that_disagrees_asks_for_a_full_report() {
     for part in sender.report_changes() {
         assert!(receiver.heard(1, part), "the digest shows what was missed");
     }
-    assert!(!receiver.heard(1, sender.heartbeat()), "asked once per third of a lease");
+    assert!(
+        !receiver.heard(1, sender.heartbeat()),
+        "asked once per third of a lease"
+    );
     sender.full_report_due();
     let full = sender.report_changes();
     assert!(full[0].reset);
@@ -125,7 +143,10 @@ fn nothing_changed_reports_nothing() {
     assert!(presence.report_changes().is_empty());
     drop(attendance);
     let gone = presence.report_changes();
-    assert!(gone[0].channels[0].is_empty(), "a channel emptied is reported as such");
+    assert!(
+        gone[0].channels[0].is_empty(),
+        "a channel emptied is reported as such"
+    );
 }
 
 #[test]

@@ -10,13 +10,13 @@ use rocket::{Build, Rocket};
 use rocket_db_pools::sqlx::{PgPool, SqlitePool};
 
 use super::error::IgniteError;
-use crate::presence::Presence;
 use crate::bus::{Bus, Transport};
 #[cfg(feature = "redis")]
 use crate::config::Secret;
 use crate::config::{Broadcast, Config, ConfigError, redact_url};
 use crate::delivery::hub::Hub;
 use crate::measure::metrics::Metrics;
+use crate::presence::Presence;
 use crate::storage::Storage;
 
 /// The Redis server used by `broadcast = "redis"` when `redis_url` is not

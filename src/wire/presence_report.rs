@@ -82,7 +82,10 @@ impl ChannelReport {
         }
         let long = |id: &str| id.len() > REPORT_ID_BYTES;
         if self.users.iter().any(|(id, _)| long(id))
-            || self.proxied.iter().any(|(id, _)| id.as_deref().is_some_and(long))
+            || self
+                .proxied
+                .iter()
+                .any(|(id, _)| id.as_deref().is_some_and(long))
         {
             return Err(format!("a user id longer than {REPORT_ID_BYTES} bytes"));
         }

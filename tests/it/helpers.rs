@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use eventstream_rocket::StreamError;
 use eventstream_rocket::{
-    Authorizer, EventStream, Events, MetricsSnapshot, Stage, StreamRequest, User,
+    Authorizer, EventStream, Events, MetricsSnapshot, PresenceRule, Stage, StreamRequest, User,
 };
 use rocket::figment::providers::Serialized;
 use rocket::figment::value::Value;
@@ -133,6 +133,14 @@ impl Authorizer for TestAuthorizer {
 
     fn is_channel_reliable(&self, channel: &str) -> bool {
         !channel.starts_with("live-")
+    }
+
+    /// Readers see who else is there; `ghost-` users are never named.
+    fn presence(&self, user: Option<&User>, _channel: &str) -> PresenceRule {
+        PresenceRule {
+            listed: !user.is_some_and(|user| user.id.starts_with("ghost-")),
+            ..PresenceRule::MEMBER
+        }
     }
 }
 

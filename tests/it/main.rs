@@ -31,6 +31,7 @@ mod layout;
 mod limits;
 mod operator;
 mod outages;
+mod presence;
 mod publish_api;
 mod resume;
 mod retention;
@@ -66,6 +67,7 @@ fn main() {
         limits::tests(),
         operator::tests(),
         outages::tests(),
+        presence::tests(),
         publish_api::tests(),
         resume::tests(),
         retention::tests(),

@@ -228,7 +228,11 @@ pub(crate) async fn publish(
 /// `GET <mount>/_presence/<channel>`: who reads the channel now. Two
 /// segments, so it cannot collide with a channel's stream route.
 #[rocket::get("/_presence/<channel>")]
-pub(crate) fn presence(channel: &str, credentials: Credentials, events: &State<Events>) -> ApiResponse {
+pub(crate) fn presence(
+    channel: &str,
+    credentials: Credentials,
+    events: &State<Events>,
+) -> ApiResponse {
     let events = events.inner();
     if let Err(refusal) = authorize(credentials.0.as_deref(), events) {
         return refusal;

@@ -280,6 +280,9 @@ macro_rules! trials {
     (@needs_pushpin $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), MultiThread)
     };
+    (@alone $trials:ident $test:ident) => {
+        $crate::trials!(@one $trials $test, None, Alone)
+    };
     (@alone_with_pushpin $trials:ident $test:ident) => {
         $crate::trials!(@one $trials $test, Some($crate::helpers::Service::Pushpin), Alone)
     };
