@@ -102,6 +102,7 @@ impl Bus {
         // Never 0, so it cannot match a notice that lacks one.
         let origin = RandomState::new().hash_one(std::process::id()) | 1;
         let seal = Arc::new(Seal::new(origin, &log_id, key));
+        presence.set_origin(origin);
         let sequencer = Arc::new(sequencer::Sequencer::new(Arc::clone(&hub)));
         let (heard, hand_off) = mpsc::channel(HAND_OFF_DEPTH);
         let missed = Arc::new(AtomicBool::new(false));

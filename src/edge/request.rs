@@ -147,6 +147,7 @@ impl StreamRequest {
                 channels,
                 self.user,
                 self.resume,
+                matches!(self.presence, Ok(true)),
             )
             .await;
             return EventStream::finite(self.context, proxied.headers, proxied.body);

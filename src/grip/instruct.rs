@@ -42,7 +42,8 @@ const NO_IDS: &str = "-";
 
 use super::link::{LinkClaims, next_link};
 use super::pending::Pending;
-use super::{Grip, escape_percent, events_channel, user_key};
+use super::{Grip, escape_percent, events_channel, presence_channel, user_key};
+use crate::access::presence_rule::PresenceView;
 use crate::stream::admit::admit;
 use crate::wire::channel_set::ChannelSet;
 
@@ -149,14 +150,16 @@ pub(crate) async fn respond(
     channels: Result<Vec<String>, StreamError>,
     user: Result<Option<User>, StreamError>,
     resume: Result<Resume, ResumeError>,
+    presence: bool,
 ) -> Proxied {
     // A next link names the stream's channels and user in its token;
     // anything else is a first request, resolved like a direct one.
-    let (channels, user, requested, is_next) = match &request.link_token {
+    let (channels, user, requested, is_next, presence) = match &request.link_token {
         Some(token) => match grip.linker.verify(token) {
             Ok(claims) => {
                 let from = continue_from(&claims, &request.last);
-                (claims.channels, claims.user.map(User::new), from, true)
+                let presence = claims.presence;
+                (claims.channels, claims.user.map(User::new), from, true, presence)
             }
             Err(why) => {
                 // An expired or foreign link: end the stream without an
@@ -174,7 +177,7 @@ pub(crate) async fn respond(
                 Ok((channels, user, requested))
             });
             match resolved {
-                Ok((channels, user, requested)) => (channels, user, requested, false),
+                Ok((channels, user, requested)) => (channels, user, requested, false, presence),
                 Err(error) => return Proxied::refused(Refusal::Error(error), context),
             }
         }
@@ -184,6 +187,7 @@ pub(crate) async fn respond(
         user: user.as_ref(),
         requested: &requested,
         is_next,
+        presence,
     };
     match build(context, grip, request.proxy, &asked).await {
         Ok(proxied) => proxied,
@@ -200,6 +204,8 @@ struct Asked<'a> {
     requested: &'a IdVector,
     /// A next link rather than a client's first request.
     is_next: bool,
+    /// The stream asked for `stream-presence` events.
+    presence: bool,
 }
 
 /// The answer: the opening (or a reset), a page of backlog, and either a
@@ -215,6 +221,7 @@ async fn build(
         user,
         requested,
         is_next,
+        presence,
     } = *asked;
     let config = &context.config;
     let reliable = admit(context, user, channels).await?;
@@ -224,7 +231,9 @@ async fn build(
         .iter()
         .map(|channel| context.authorizer.presence(user, channel))
         .collect();
-    context.presence.sighted(user, channels, &rules);
+    let snapshots = context
+        .presence
+        .sighted(user, channels, &rules, presence);
     let user_id = user.map(|user| user.id.as_str());
     let reader = Reader::new(context, user, channels.len());
     let mut start = reader.start(channels, &reliable, requested).await?;
@@ -248,6 +257,10 @@ async fn build(
         start.write_reset(&mut body);
     } else {
         start.write_opening(&mut body, config.padding);
+        // Later ones come as items on the presence channels.
+        for snapshot in &snapshots {
+            body.extend_from_slice(snapshot);
+        }
     }
 
     // One page of backlog across the channels (at most `replay_page`
@@ -275,19 +288,15 @@ async fn build(
     // link is shared with every stream of the same channels and user.
     let token = grip
         .linker
-        .sign(channels, user_id, more.then_some(&positions))
+        .sign(channels, user_id, more.then_some(&positions), presence)
         .map_err(|why| {
             log::error!("eventstream: cannot sign a next link: {why}");
             StreamError::internal("cannot sign the next link")
         })?;
     let link = next_link(&config.grip_path_prefix, &config.mount, &token);
-    // The proxy runs the build-id filter over this body too: escape `%`.
-    let build_id = reliable.iter().any(|reliable| *reliable);
-    let body = if build_id {
-        Bytes::from(escape_percent(&body))
-    } else {
-        body.freeze()
-    };
+    // The proxy runs the build-id filter over this body too (the user
+    // channel always has it): escape `%`.
+    let body = Bytes::from(escape_percent(&body));
     if more {
         // Not held: the proxy sends the page and follows the link at once.
         return Ok(Proxied {
@@ -296,7 +305,20 @@ async fn build(
         });
     }
 
-    let headers = hold_headers(config, channels, &reliable, &positions, user_id, &link);
+    let watched: Vec<PresenceView> = if presence {
+        rules.iter().map(|rule| rule.view).collect()
+    } else {
+        Vec::new()
+    };
+    let headers = hold_headers(
+        config,
+        channels,
+        &reliable,
+        &positions,
+        user_id,
+        &link,
+        &watched,
+    );
     Ok(Proxied { headers, body })
 }
 
@@ -391,6 +413,7 @@ fn hold_headers(
     positions: &IdVector,
     user_id: Option<&str>,
     link: &str,
+    watched: &[PresenceView],
 ) -> Vec<(&'static str, String)> {
     let key = user_key(user_id);
     let mut subscriptions: Vec<String> = channels
@@ -415,6 +438,15 @@ fn hold_headers(
     // stream asks at least once per `grip_link_timeout_secs`, however busy
     // its other channels are: what presence's proxied lease counts on.
     subscriptions.push(LEASE_CHANNEL.to_owned());
+    // `presence=1`: each channel's presence events, as this reader may
+    // see them (no filter: they carry no id).
+    for (channel, view) in channels.iter().zip(watched) {
+        match view {
+            PresenceView::Hidden => {}
+            PresenceView::Counts => subscriptions.push(presence_channel(channel, false)),
+            PresenceView::Users => subscriptions.push(presence_channel(channel, true)),
+        }
+    }
 
     // Always set: the user channel runs `build-id` on every stream, and the
     // filter refuses to run without it. A stream without persistent

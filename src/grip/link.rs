@@ -52,6 +52,9 @@ pub(crate) struct LinkClaims {
     /// Where a backlog page ended, per persistent channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) positions: Option<BTreeMap<String, u64>>,
+    /// The stream asked for `stream-presence` events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) presence: bool,
 }
 
 impl LinkClaims {
@@ -98,13 +101,14 @@ impl Linker {
         }
     }
 
-    /// The token for a stream of `channels` read by `user`; `positions`
-    /// only for a backlog page.
+    /// The token for a stream of `channels` read by `user` (watching
+    /// presence or not); `positions` only for a backlog page.
     pub(crate) fn sign(
         &self,
         channels: &[String],
         user: Option<&str>,
         positions: Option<&IdVector>,
+        presence: bool,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let expires = jsonwebtoken::get_current_timestamp() + self.lifetime_secs;
         let claims = LinkClaims {
@@ -118,6 +122,7 @@ impl Linker {
                     .map(|(channel, seq)| (channel.to_owned(), seq))
                     .collect()
             }),
+            presence,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -146,7 +151,7 @@ mod tests {
         let mut positions = IdVector::new();
         positions.set("a", 7);
         let token = linker
-            .sign(&["a".into(), "b c".into()], Some("ann"), Some(&positions))
+            .sign(&["a".into(), "b c".into()], Some("ann"), Some(&positions), false)
             .expect("signed");
         let claims = linker.verify(&token).expect("valid");
         assert_eq!(claims.channels, ["a", "b c"]);
@@ -160,7 +165,7 @@ mod tests {
     #[test]
     fn streams_in_the_same_state_share_one_link() {
         let linker = Linker::new("link-key-0123456789abcdef", 120);
-        let sign = |user: Option<&str>| linker.sign(&["a".into()], user, None).expect("signed");
+        let sign = |user: Option<&str>| linker.sign(&["a".into()], user, None, false).expect("signed");
         // Signed at different moments within one expiry step (a test
         // crossing a step boundary signs again).
         let (first, second) = loop {

@@ -56,6 +56,13 @@ pub(crate) fn events_channel(name: &str) -> String {
     format!("events-{}", channel::quote(name))
 }
 
+/// The proxy channel of `name`'s `stream-presence` events: `presence-u-…`
+/// for readers who may see users, `presence-c-…` for counts only.
+pub(crate) fn presence_channel(name: &str, named: bool) -> String {
+    let kind = if named { 'u' } else { 'c' };
+    format!("presence-{kind}-{}", channel::quote(name))
+}
+
 /// How a user is named in proxy metadata (`user`, `skip_users`) and in the
 /// kick channel `user-<key>`: percent-encoded, so ids with `,` or `;`
 /// cannot break the lists, and distinct from `anonymous`.

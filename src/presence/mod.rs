@@ -18,7 +18,9 @@
 //! Every `presence_interval_ms` the [`ticker`] drops what outlived its
 //! lease and gives each channel whose view changed one `stream-presence`
 //! event, for the whole interval, however many joined or left: its cost
-//! follows the channels that change, not the audience.
+//! follows the channels that change, not the audience. Streams held by a
+//! proxy get theirs as items on the channel's presence channels, from one
+//! instance only (the one with the lowest id on the bus).
 
 mod answer;
 mod event;
@@ -26,7 +28,7 @@ mod tally;
 pub(crate) mod ticker;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,12 +66,31 @@ pub(crate) struct Settings {
     pub(crate) proxied_lease: Duration,
 }
 
+/// Where the `stream-presence` events of streams a proxy holds go (the
+/// GRIP publisher).
+pub(crate) trait ProxiedPresence: Send + Sync + 'static {
+    /// Publishes `channel`'s event: `named` to readers who may see users,
+    /// `counts` to those who may see counts.
+    fn presence(&self, channel: &str, counts: &Bytes, named: &Bytes);
+}
+
 /// The registry behind presence (one per stage).
-#[derive(Debug)]
 pub(crate) struct Presence {
     settings: Settings,
     state: Mutex<State>,
     hub: Arc<Hub>,
+    /// Set with GRIP.
+    proxied: OnceLock<Arc<dyn ProxiedPresence>>,
+    /// This instance's id on the bus, if there is one.
+    origin: OnceLock<u64>,
+}
+
+impl std::fmt::Debug for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presence")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +109,9 @@ struct State {
     unannounced: BTreeSet<String>,
     /// Streams of this process that asked for presence, per channel.
     viewers: HashMap<String, usize>,
+    /// Proxied streams that asked for presence and reached this instance,
+    /// per channel: until when they count.
+    proxied_viewers: HashMap<String, Instant>,
     /// Per channel with viewers: what its last event (or the first
     /// viewer's snapshot) said, with every named user.
     shown: HashMap<String, ChannelPresence>,
@@ -131,7 +155,9 @@ impl Drop for Attendance {
                 *viewers -= 1;
                 if *viewers == 0 {
                     state.viewers.remove(channel);
-                    state.shown.remove(channel);
+                    if !state.watched(channel) {
+                        state.shown.remove(channel);
+                    }
                 }
             }
             state.changed(channel);
@@ -144,15 +170,24 @@ impl State {
         if !self.unreported.contains(channel) {
             self.unreported.insert(channel.to_owned());
         }
-        if self.viewers.contains_key(channel) && !self.unannounced.contains(channel) {
+        self.remote_changed(channel);
+    }
+
+    fn remote_changed(&mut self, channel: &str) {
+        if !self.unannounced.contains(channel) {
             self.unannounced.insert(channel.to_owned());
         }
     }
 
-    fn remote_changed(&mut self, channel: &str) {
-        if self.viewers.contains_key(channel) && !self.unannounced.contains(channel) {
-            self.unannounced.insert(channel.to_owned());
-        }
+    /// Whether some stream a proxy holds, anywhere, watches `channel`.
+    fn watched(&self, channel: &str) -> bool {
+        self.proxied_viewers.contains_key(channel)
+            || self.remote.values().any(|instance| {
+                instance
+                    .channels
+                    .get(channel)
+                    .is_some_and(|report| report.watched)
+            })
     }
 
     /// The channel's readers, everywhere, as one answer.
@@ -246,6 +281,7 @@ impl State {
             }
             report.more_proxied = more;
         }
+        report.watched = self.proxied_viewers.contains_key(channel);
         report
     }
 }
@@ -273,7 +309,20 @@ impl Presence {
             settings,
             state: Mutex::default(),
             hub,
+            proxied: OnceLock::new(),
+            origin: OnceLock::new(),
         })
+    }
+
+    /// Sends the events of streams a proxy holds to `outlet`.
+    pub(crate) fn publish_to(&self, outlet: Arc<dyn ProxiedPresence>) {
+        let _ = self.proxied.set(outlet);
+    }
+
+    /// This instance's id on the bus: of the instances that hear each
+    /// other, the lowest one publishes proxied streams' events.
+    pub(crate) fn set_origin(&self, origin: u64) {
+        let _ = self.origin.set(origin);
     }
 
     pub(crate) fn settings(&self) -> Settings {
@@ -337,11 +386,30 @@ impl Presence {
     }
 
     /// A proxied stream of `user` on `channels` (`rules` per channel)
-    /// reached the app: it counts for the proxied lease from now.
-    pub(crate) fn sighted(&self, user: Option<&User>, channels: &[String], rules: &[PresenceRule]) {
+    /// reached the app: it counts for the proxied lease from now. With
+    /// `watching`, it follows the presence of the channels it may see:
+    /// returns their snapshot frames, for its first answer.
+    pub(crate) fn sighted(
+        &self,
+        user: Option<&User>,
+        channels: &[String],
+        rules: &[PresenceRule],
+        watching: bool,
+    ) -> Vec<Bytes> {
         let expires = Instant::now() + self.settings.proxied_lease;
         let key = user.map(|user| user.id.clone());
+        let mut snapshots = Vec::new();
         let mut state = self.state();
+        if watching {
+            for (channel, rule) in channels.iter().zip(rules) {
+                if rule.view == PresenceView::Hidden {
+                    continue;
+                }
+                if state.proxied_viewers.insert(channel.clone(), expires).is_none() {
+                    state.changed(channel);
+                }
+            }
+        }
         for (channel, rule) in channels.iter().zip(rules) {
             let sighting = Sighting {
                 expires,
@@ -364,6 +432,21 @@ impl Presence {
                 state.changed(channel);
             }
         }
+        if watching {
+            for (channel, rule) in channels.iter().zip(rules) {
+                if rule.view == PresenceView::Hidden {
+                    continue;
+                }
+                let now = state.view(channel, usize::MAX);
+                snapshots.push(event::snapshot(
+                    &now,
+                    rule.view == PresenceView::Users,
+                    self.settings.list_max,
+                ));
+                state.shown.entry(channel.clone()).or_insert(now);
+            }
+        }
+        snapshots
     }
 
     /// Drops proxied readers and instances whose lease ran out.
@@ -379,6 +462,16 @@ impl Presence {
         });
         for (channel, count) in gone {
             state.proxied_count -= count;
+            state.changed(&channel);
+        }
+        let unwatched: Vec<String> = state
+            .proxied_viewers
+            .iter()
+            .filter(|(_, expires)| **expires <= now)
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        for channel in unwatched {
+            state.proxied_viewers.remove(&channel);
             state.changed(&channel);
         }
         let dead: Vec<u64> = state
@@ -551,8 +644,16 @@ impl Presence {
         {
             let mut state = self.state();
             self.expire(&mut state, Instant::now());
+            let leader = self.origin.get().is_none_or(|me| {
+                state.remote.keys().all(|origin| origin > me)
+            });
             for channel in std::mem::take(&mut state.unannounced) {
-                if !state.viewers.contains_key(&channel) {
+                let direct = state.viewers.contains_key(&channel);
+                let proxied = leader && self.proxied.get().is_some() && state.watched(&channel);
+                if !direct && !proxied {
+                    if !state.watched(&channel) {
+                        state.shown.remove(&channel);
+                    }
                     continue;
                 }
                 // Uncapped here, so that who joined and left is right
@@ -571,12 +672,17 @@ impl Presence {
                 };
                 let named = event::change(&now, &joined, &left, list_max);
                 let counts = event::counts(&now);
-                frames.push((channel.clone(), counts, named));
+                frames.push((channel.clone(), counts, named, direct, proxied));
                 state.shown.insert(channel, now);
             }
         }
-        for (channel, counts, named) in &frames {
-            self.hub.presence(channel, counts, named);
+        for (channel, counts, named, direct, proxied) in &frames {
+            if *direct {
+                self.hub.presence(channel, counts, named);
+            }
+            if *proxied && let Some(outlet) = self.proxied.get() {
+                outlet.presence(channel, counts, named);
+            }
         }
         frames.len()
     }

@@ -153,9 +153,9 @@ fn nothing_changed_reports_nothing() {
 fn proxied_readers_count_once_per_user_until_their_lease_ends() {
     let presence = presence(1000);
     let room = channels(&["room"]);
-    presence.sighted(Some(&User::new("ana")), &room, &[LISTED]);
-    presence.sighted(Some(&User::new("ana")), &room, &[LISTED]);
-    presence.sighted(None, &room, &[LISTED]);
+    presence.sighted(Some(&User::new("ana")), &room, &[LISTED], false);
+    presence.sighted(Some(&User::new("ana")), &room, &[LISTED], false);
+    presence.sighted(None, &room, &[LISTED], false);
     let now = presence.answer("room");
     assert_eq!((now.streams, now.users), (2, 1));
     let mut state = presence.state();
@@ -177,4 +177,39 @@ fn a_burst_of_joins_is_one_event_per_tick() {
     assert_eq!(presence.tick(), 0, "nothing changed since");
     drop(joined);
     assert_eq!(presence.tick(), 1);
+}
+
+/// Counts what it is given to publish.
+#[derive(Default)]
+struct Proxy(std::sync::atomic::AtomicUsize);
+
+impl ProxiedPresence for Proxy {
+    fn presence(&self, _channel: &str, _counts: &Bytes, _named: &Bytes) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn only_the_lowest_instance_publishes_proxied_events() {
+    let room = channels(&["room"]);
+    let published = |origin: u64, other: u64| {
+        let presence = presence(1000);
+        let proxy = Arc::new(Proxy::default());
+        presence.publish_to(Arc::clone(&proxy) as Arc<dyn ProxiedPresence>);
+        presence.set_origin(origin);
+        let alive = PresenceReport {
+            lease_ms: 10_000,
+            reset: false,
+            channels: Vec::new(),
+            digest: None,
+        };
+        presence.heard(other, alive);
+        let snapshots = presence.sighted(None, &room, &[LISTED], true);
+        assert_eq!(snapshots.len(), 1, "the first answer carries a snapshot");
+        presence.sighted(Some(&User::new("ana")), &room, &[LISTED], false);
+        presence.tick();
+        proxy.0.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(published(1, 2), 1);
+    assert_eq!(published(3, 2), 0, "instance 2 publishes");
 }

@@ -323,6 +323,7 @@ impl Stage {
             let publisher = GripPublisher::spawn(&config.grip_proxies, Arc::clone(&metrics));
             let pending = publisher.pending();
             publishing = Some(publisher.clone());
+            presence.publish_to(Arc::new(publisher.clone()));
             outlets.push(Arc::new(publisher));
             Some(Arc::new(Grip {
                 pending,

@@ -50,6 +50,10 @@ pub(crate) struct ChannelReport {
     /// Proxied readers beyond `proxied`.
     #[serde(rename = "q", default, skip_serializing_if = "is_zero")]
     pub(crate) more_proxied: u64,
+    /// Some proxied reader here asked for presence events (the proxy gets
+    /// them from one instance).
+    #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) watched: bool,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -64,6 +68,7 @@ impl ChannelReport {
             && self.more_users == 0
             && self.proxied.is_empty()
             && self.more_proxied == 0
+            && !self.watched
     }
 
     /// A hash of the entry, the same on every instance.

@@ -384,7 +384,8 @@ async fn three_instances_on_the_redis_bus_agree_and_drop_a_killed_one() {
 /// `grip_link_timeout_secs` (5 s here, the shortest allowed) while it is
 /// open, whatever its channels carry. A reader stays counted past several
 /// link timeouts, and one who closed leaves within the proxied lease
-/// (2 × 5 s + 5 s).
+/// (2 × 5 s + 5 s). A proxied stream that asked for presence gets its
+/// events through the proxy; one that did not gets none.
 async fn counts_follow_streams_held_by_pushpin() {
     let app = spawn_app(
         App::on(Setup::Pushpin)
@@ -395,9 +396,11 @@ async fn counts_follow_streams_held_by_pushpin() {
     let http = &app.http;
     let through = app.base.as_str();
     let origin = app.origin.as_str();
-    let ana = open(http, through, "lobby", Some("ana"), false).await;
+    let mut ana = open(http, through, "lobby", Some("ana"), true).await;
+    let first = next_presence(&mut ana, Duration::from_secs(5)).await;
+    assert_eq!(first["present"], json!(["ana"]), "{first}");
     let bob = open(http, through, "lobby", Some("bob"), false).await;
-    let anonymous = open(http, through, "lobby", None, false).await;
+    let mut anonymous = open(http, through, "lobby", None, false).await;
     let joined = until_presence(
         http,
         origin,
@@ -406,6 +409,12 @@ async fn counts_follow_streams_held_by_pushpin() {
         Duration::from_secs(2),
     )
     .await;
+    loop {
+        let event = next_presence(&mut ana, Duration::from_secs(5)).await;
+        if event["streams"] == 3 {
+            break;
+        }
+    }
     // Busy channel: the lease must not depend on the channel being quiet.
     let busy = {
         let events = app.events.clone();
@@ -418,15 +427,15 @@ async fn counts_follow_streams_held_by_pushpin() {
     };
     drop(bob);
     let closed_at = Instant::now();
-    until_presence(
-        http,
-        origin,
-        "lobby",
-        (2, 1, &["ana"]),
-        Duration::from_secs(20),
-    )
-    .await;
+    until_presence(http, origin, "lobby", (2, 1, &["ana"]), Duration::from_secs(20)).await;
     let left = closed_at.elapsed();
+    let event = loop {
+        let event = next_presence(&mut ana, Duration::from_secs(5)).await;
+        if event["streams"] == 2 {
+            break event;
+        }
+    };
+    assert_eq!(event["left"], json!(["bob"]), "{event}");
     // Three link timeouts later ana and the anonymous reader still count.
     let held_until = closed_at + Duration::from_secs(17);
     while Instant::now() < held_until {
@@ -444,6 +453,15 @@ async fn counts_follow_streams_held_by_pushpin() {
     );
     // The lease, and one presence interval.
     assert!(left <= Duration::from_secs(17), "{left:?}");
+    // The stream that did not ask saw no presence event.
+    app.send_event("lobby", json!("the end")).await;
+    loop {
+        let frame = anonymous.next_event().await;
+        assert_ne!(frame.event(), "stream-presence", "{frame:?}");
+        if frame.data.contains("the end") {
+            break;
+        }
+    }
     drop((ana, anonymous));
     app.stop().await;
 }

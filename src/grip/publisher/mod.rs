@@ -44,10 +44,11 @@ use self::item::ID_PLACEHOLDER;
 use self::proxy::Target;
 use self::task::{Queued, Shared, run};
 use super::pending::Pending;
-use super::{escape_percent, events_channel, user_key};
+use super::{escape_percent, events_channel, presence_channel, user_key};
 use crate::config::GripProxyConfig;
 use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
 use crate::measure::metrics::Metrics;
+use crate::presence::ProxiedPresence;
 use crate::wire::frame::{self, Frame, IdLine};
 
 /// Items waiting per proxy before new ones are replaced by a hint.
@@ -302,6 +303,26 @@ impl GripPublisher {
 
 /// Kicks published so far: makes each kick's item ids unique.
 static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The `stream-presence` events of proxied streams that asked for them,
+/// on `presence-u-<channel>` and `presence-c-<channel>`: live only, no id,
+/// no filter. One lost to a full queue is followed by a hint, like any
+/// item, and the next one carries the counts anew.
+impl ProxiedPresence for GripPublisher {
+    fn presence(&self, channel: &str, counts: &Bytes, named: &Bytes) {
+        for (frame, named) in [(counts, false), (named, true)] {
+            let grip_channel = presence_channel(channel, named);
+            let item = json!({
+                "channel": grip_channel,
+                "formats": {"http-stream": {
+                    "content": String::from_utf8_lossy(frame),
+                    "content-filters": [],
+                }},
+            });
+            self.enqueue(&grip_channel, None, &item, frame.len() + 256);
+        }
+    }
+}
 
 /// Every event and kick also goes to the proxies.
 impl Outlet for GripPublisher {
