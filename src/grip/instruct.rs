@@ -159,7 +159,13 @@ pub(crate) async fn respond(
             Ok(claims) => {
                 let from = continue_from(&claims, &request.last);
                 let presence = claims.presence;
-                (claims.channels, claims.user.map(User::new), from, true, presence)
+                (
+                    claims.channels,
+                    claims.user.map(User::new),
+                    from,
+                    true,
+                    presence,
+                )
             }
             Err(why) => {
                 // An expired or foreign link: end the stream without an
@@ -231,9 +237,7 @@ async fn build(
         .iter()
         .map(|channel| context.authorizer.presence(user, channel))
         .collect();
-    let snapshots = context
-        .presence
-        .sighted(user, channels, &rules, presence);
+    let snapshots = context.presence.sighted(user, channels, &rules, presence);
     let user_id = user.map(|user| user.id.as_str());
     let reader = Reader::new(context, user, channels.len());
     let mut start = reader.start(channels, &reliable, requested).await?;
@@ -311,13 +315,7 @@ async fn build(
         Vec::new()
     };
     let headers = hold_headers(
-        config,
-        channels,
-        &reliable,
-        &positions,
-        user_id,
-        &link,
-        &watched,
+        config, channels, &reliable, &positions, user_id, &link, &watched,
     );
     Ok(Proxied { headers, body })
 }

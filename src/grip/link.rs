@@ -151,7 +151,12 @@ mod tests {
         let mut positions = IdVector::new();
         positions.set("a", 7);
         let token = linker
-            .sign(&["a".into(), "b c".into()], Some("ann"), Some(&positions), false)
+            .sign(
+                &["a".into(), "b c".into()],
+                Some("ann"),
+                Some(&positions),
+                false,
+            )
             .expect("signed");
         let claims = linker.verify(&token).expect("valid");
         assert_eq!(claims.channels, ["a", "b c"]);
@@ -165,7 +170,11 @@ mod tests {
     #[test]
     fn streams_in_the_same_state_share_one_link() {
         let linker = Linker::new("link-key-0123456789abcdef", 120);
-        let sign = |user: Option<&str>| linker.sign(&["a".into()], user, None, false).expect("signed");
+        let sign = |user: Option<&str>| {
+            linker
+                .sign(&["a".into()], user, None, false)
+                .expect("signed")
+        };
         // Signed at different moments within one expiry step (a test
         // crossing a step boundary signs again).
         let (first, second) = loop {

@@ -405,7 +405,11 @@ impl Presence {
                 if rule.view == PresenceView::Hidden {
                     continue;
                 }
-                if state.proxied_viewers.insert(channel.clone(), expires).is_none() {
+                if state
+                    .proxied_viewers
+                    .insert(channel.clone(), expires)
+                    .is_none()
+                {
                     state.changed(channel);
                 }
             }
@@ -644,9 +648,10 @@ impl Presence {
         {
             let mut state = self.state();
             self.expire(&mut state, Instant::now());
-            let leader = self.origin.get().is_none_or(|me| {
-                state.remote.keys().all(|origin| origin > me)
-            });
+            let leader = self
+                .origin
+                .get()
+                .is_none_or(|me| state.remote.keys().all(|origin| origin > me));
             for channel in std::mem::take(&mut state.unannounced) {
                 let direct = state.viewers.contains_key(&channel);
                 let proxied = leader && self.proxied.get().is_some() && state.watched(&channel);

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use eventstream_rocket::SendOptions;
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 
@@ -400,49 +401,65 @@ async fn counts_follow_streams_held_by_pushpin() {
     let first = next_presence(&mut ana, Duration::from_secs(5)).await;
     assert_eq!(first["present"], json!(["ana"]), "{first}");
     let bob = open(http, through, "lobby", Some("bob"), false).await;
+    let cat = open(http, through, "lobby", Some("cat"), false).await;
     let mut anonymous = open(http, through, "lobby", None, false).await;
     let joined = until_presence(
         http,
         origin,
         "lobby",
-        (3, 2, &["ana", "bob"]),
+        (4, 3, &["ana", "bob", "cat"]),
         Duration::from_secs(2),
     )
     .await;
     loop {
         let event = next_presence(&mut ana, Duration::from_secs(5)).await;
-        if event["streams"] == 3 {
+        if event["streams"] == 4 {
             break;
         }
     }
-    // Busy channel: the lease must not depend on the channel being quiet.
+    // Every channel of cat's stream busy (the lobby, and his own user
+    // channel, which carries a keep-alive for each event withheld from
+    // him): the proxy then re-fetches his link only because of the channel
+    // nothing is ever published on.
     let busy = {
         let events = app.events.clone();
         tokio::spawn(async move {
+            let skip_cat = SendOptions::new().skip_user_ids(["cat"]);
             loop {
                 let _ = events.send_event("lobby", "message", &json!("busy")).await;
+                let _ = events
+                    .send_event_with("lobby", "message", &json!("not for cat"), skip_cat.clone())
+                    .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
     };
     drop(bob);
     let closed_at = Instant::now();
-    until_presence(http, origin, "lobby", (2, 1, &["ana"]), Duration::from_secs(20)).await;
+    until_presence(
+        http,
+        origin,
+        "lobby",
+        (3, 2, &["ana", "cat"]),
+        Duration::from_secs(20),
+    )
+    .await;
     let left = closed_at.elapsed();
     let event = loop {
         let event = next_presence(&mut ana, Duration::from_secs(5)).await;
-        if event["streams"] == 2 {
+        if event["streams"] == 3 {
             break event;
         }
     };
     assert_eq!(event["left"], json!(["bob"]), "{event}");
-    // Three link timeouts later ana and the anonymous reader still count.
+    // Three link timeouts later ana, cat and the anonymous reader still
+    // count.
     let held_until = closed_at + Duration::from_secs(17);
     while Instant::now() < held_until {
         let now = presence(http, origin, "lobby").await;
         assert_eq!(
             (now["streams"].clone(), now["users"].clone()),
-            (json!(2), json!(1)),
+            (json!(3), json!(2)),
             "open proxied streams stay counted: {now}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -462,6 +479,6 @@ async fn counts_follow_streams_held_by_pushpin() {
             break;
         }
     }
-    drop((ana, anonymous));
+    drop((ana, cat, anonymous));
     app.stop().await;
 }
