@@ -6,7 +6,7 @@
 #   scripts/bench.sh --quick    # a smoke run: dev build, tiny counts, seconds,
 #                               # no thresholds (what .ci/run runs)
 #   EVENTSTREAM_BENCH_SECTION=broadcast scripts/bench.sh
-#                               # one section: core, publish, broadcast, grip, controls, floor, memory
+#                               # one section: core, publish, broadcast, grip, presence, controls, floor, memory
 #   EVENTSTREAM_BENCH_SECTION=scale scripts/bench.sh
 #                               # as many streams as the machine allows (up to
 #                               # 100,000): idle memory, broadcast with both
@@ -440,6 +440,27 @@ if want grip && command -v pushpin >/dev/null 2>&1; then
         grip_runs "control: trivial GRIP origin, same Grip-Channel" "$origin"
         kill "$pid"
     fi
+fi
+
+# Presence: the same fan-out and the same join with and without every
+# stream asking for presence events (presence=1), three interleaved rounds,
+# each on fresh channels; the join runs keep one more stream watching
+# presence to count the events a join storm causes.
+if want presence; then
+    start_server presence "sqlite://$work/presence.db" process
+    url="http://127.0.0.1:$port"
+    if $quick; then PF=20; PE=100; PJ=50; rounds=1; else PF=1000; PE=2000; PJ=10000; rounds=3; fi
+    for round in $(seq 1 "$rounds"); do
+        for mode in without with; do
+            query=""; [ "$mode" = with ] && query="?presence=1"
+            run fanout --url "$url" --channel "pf$round$mode" --stream-path "/events/pf$round$mode$query" \
+                --subscribers "$PF" --events "$PE" --in-flight 64 --label "presence: fan-out, $mode presence=1"
+            run join --url "$url" --channel "pj$round$mode" --stream-path "/events/pj$round$mode$query" \
+                --subscribers "$PJ" --rate 20 --warmup 2 --seconds 3 --presence-watch 1 \
+                --label "presence: join storm, $mode presence=1"
+        done
+    done
+    kill "$pid"
 fi
 
 # Control runs for the broadcast sweep (10,000 subscribers x 1 event/s):

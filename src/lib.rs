@@ -136,6 +136,8 @@ mod documents {
     struct Configuration;
     #[doc = include_str!("../docs/clients.md")]
     struct Clients;
+    #[doc = include_str!("../docs/presence.md")]
+    struct Presence;
 }
 
 pub use access::authorizer::{AllowAll, Authorizer, Decision};

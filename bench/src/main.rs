@@ -67,7 +67,8 @@ const USAGE: &str = "usage: eventstream-bench <scenario> --url URL [options]
 scenarios:
   fanout   --subscribers N --events N --in-flight N      frames/s delivered, loss
   latency  --subscribers N --rate N --seconds N [--warmup S] [--in-flight N] [--split 1] [--stages METRICS_URL] [--from due|send]  due-to-parse latency
-  join     --subscribers N --rate N --warmup S --seconds N  subscribers joining while events flow
+  join     --subscribers N --rate N --warmup S --seconds N [--presence-watch 1]
+                                                         subscribers joining while events flow
   publish  --publishers N --in-flight N --channels N --seconds N   sustained publish rate
   replay   --events N --runs N                           time to replay N missed events
   storm    --clients N --missed N                        reconnect storm with Last-Event-ID

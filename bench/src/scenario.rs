@@ -739,6 +739,29 @@ pub(crate) async fn join(options: &Options) -> Result<String, String> {
         })
     };
     warm.notified().await;
+    // `--presence-watch 1`: one more stream, open before the joins and
+    // asking for presence events, counts the `stream-presence` events the
+    // joins cause.
+    let watcher = match options.number("presence-watch", 0)? {
+        0 => None,
+        _ => {
+            let path = with_query(&target.stream_path, "presence=1");
+            let mut watcher = Subscriber::connect(target.addr, &path, None)
+                .await
+                .map_err(|e| format!("the presence watcher could not connect: {e}"))?;
+            // Its own snapshot first.
+            loop {
+                match watcher.next_frame().await {
+                    Ok(Some(frame)) if frame.kind == Kind::Presence => break,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return Err("the presence watcher's stream ended".into()),
+                }
+            }
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let counting = tokio::spawn(count_presence(watcher, stop_rx));
+            Some((stop_tx, counting))
+        }
+    };
     let started = Instant::now();
     let (last_tx, last_rx) = tokio::sync::watch::channel(None);
     // Each joiner is read from the moment its stream opened, so an event's
@@ -759,14 +782,60 @@ pub(crate) async fn join(options: &Options) -> Result<String, String> {
         tallies.push(reader.await.map_err(|e| e.to_string())??);
     }
     let summary = total(tallies)?;
+    let presence = match watcher {
+        None => serde_json::Value::Null,
+        Some((stop, counting)) => {
+            let _ = stop.send(());
+            let (events, first, last) = counting.await.map_err(|e| e.to_string())?;
+            let span = match (first, last) {
+                (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+                _ => 0.0,
+            };
+            serde_json::json!({
+                "events": events,
+                "from_first_to_last_seconds": span,
+            })
+        }
+    };
     Ok(summary.added_to(serde_json::json!({
         "scenario": "join",
+        "presence_watcher": presence,
         "subscribers": subscribers,
         "rate": rate,
         "joined_seconds": joined_in.as_secs_f64(),
         "events": sent,
         "connect_retries": connect_retries,
     })))
+}
+
+/// `path` with `pair` added to its query.
+fn with_query(path: &str, pair: &str) -> String {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{separator}{pair}")
+}
+
+/// Counts `stream-presence` events until told to stop: how many, and
+/// when the first and the last arrived.
+async fn count_presence(
+    mut watcher: Subscriber,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> (u64, Option<Instant>, Option<Instant>) {
+    let (mut events, mut first, mut last) = (0, None, None);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return (events, first, last),
+            frame = watcher.next_frame() => match frame {
+                Ok(Some(frame)) if frame.kind == Kind::Presence => {
+                    events += 1;
+                    let now = Instant::now();
+                    first.get_or_insert(now);
+                    last = Some(now);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return (events, first, last),
+            },
+        }
+    }
 }
 
 /// Reads one joiner from its `stream-open` at `start` until it has every

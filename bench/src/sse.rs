@@ -18,6 +18,7 @@ pub(crate) enum Kind {
     KeepAlive,
     Reset,
     Error,
+    Presence,
     Other,
 }
 
@@ -205,6 +206,7 @@ fn parse(block: &[u8]) -> Frame {
                 b"keep-alive" => Kind::KeepAlive,
                 b"stream-reset" => Kind::Reset,
                 b"stream-error" => Kind::Error,
+                b"stream-presence" => Kind::Presence,
                 _ => Kind::Other,
             };
         } else if let Some(value) = field(line, b"id") {

@@ -20,6 +20,8 @@ pub struct Client {
     pub(crate) channels: Vec<String>,
     pub(crate) tokens: Option<Arc<dyn TokenProvider>>,
     pub(crate) token_in_query: bool,
+    /// Ask for `stream-presence` events.
+    pub(crate) presence: bool,
     pub(crate) cursor: Arc<dyn CursorStore>,
     pub(crate) heartbeat: Duration,
     pub(crate) min_delay: Duration,
@@ -93,6 +95,7 @@ impl Client {
                 channels: Vec::new(),
                 tokens: None,
                 token_in_query: false,
+                presence: false,
                 cursor: Arc::new(MemoryCursor::default()),
                 heartbeat: Duration::from_secs(60),
                 min_delay: Duration::from_millis(250),
@@ -145,6 +148,14 @@ impl ClientBuilder {
     /// strip `Authorization`).
     pub fn token_in_query(mut self, in_query: bool) -> Self {
         self.client.token_in_query = in_query;
+        self
+    }
+
+    /// Also yield the channels' presence ([`Item::Presence`](crate::Item::Presence)):
+    /// who reads them, coalesced by the server to one per channel per
+    /// interval. Off by default.
+    pub fn presence(mut self, presence: bool) -> Self {
+        self.client.presence = presence;
         self
     }
 

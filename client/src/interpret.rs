@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 
-use crate::item::{Condition, Event, Item, Reset, StreamError};
+use crate::item::{Condition, Event, Item, Presence, Reset, StreamError};
 use crate::position::Positions;
 use crate::sse::Frame;
 use crate::subscription::{State, lock};
@@ -64,6 +64,16 @@ pub(crate) fn handle<T: DeserializeOwned>(
                 positions,
             }))
         }
+        // Live only, without an id: moves no position.
+        "stream-presence" => match serde_json::from_str::<Presence>(&frame.data) {
+            Ok(presence) => Outcome::Yield(Item::Presence(presence)),
+            Err(error) => {
+                log::warn!(
+                    "eventstream-client: an unreadable stream-presence ({error}) was skipped"
+                );
+                Outcome::Skip
+            }
+        },
         "stream-error" => {
             let error = serde_json::from_str(&frame.data).unwrap_or_else(|_| StreamError {
                 condition: Condition::InternalError,
@@ -181,6 +191,32 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn presence_moves_no_position() {
+        let channels = ["a".to_owned()];
+        let state = state();
+        handle::<serde_json::Value>(frame("stream-open", Some("a:2"), ""), &channels, &state);
+        let presence = handle::<serde_json::Value>(
+            frame(
+                "stream-presence",
+                None,
+                r#"{"channel":"a","streams":2,"users":1,"joined":["ana"],"left":[],"truncated":false}"#,
+            ),
+            &channels,
+            &state,
+        );
+        match presence {
+            Outcome::Yield(Item::Presence(presence)) => {
+                assert_eq!(
+                    (presence.streams, presence.joined),
+                    (2, vec!["ana".to_owned()])
+                );
+            }
+            _ => panic!("a presence item"),
+        }
+        assert_eq!(lock(&state).received.get("a"), Some(2));
     }
 
     #[test]

@@ -110,6 +110,32 @@ pub struct Reset {
     pub positions: Positions,
 }
 
+/// A `stream-presence` (PROTOCOL.md §4.7): a channel's readers, and who
+/// joined and left since the previous one. Keep a set: add `present` and
+/// `joined`, remove `left`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Presence {
+    /// The channel.
+    pub channel: String,
+    /// Open streams reading it.
+    pub streams: u64,
+    /// Distinct signed-in users among them.
+    pub users: u64,
+    /// Who is there: on the first one per channel after each connect.
+    #[serde(default)]
+    pub present: Option<Vec<String>>,
+    /// Who joined since the previous one.
+    #[serde(default)]
+    pub joined: Vec<String>,
+    /// Who left since the previous one.
+    #[serde(default)]
+    pub left: Vec<String>,
+    /// A list was cut at the server's `presence_list_max` (the counts are
+    /// exact).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
 /// Why the client is connecting again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -160,6 +186,9 @@ pub enum Item<T> {
     },
     /// The server could not continue some channels from their position.
     Reset(Reset),
+    /// Who reads a channel (with [`ClientBuilder::presence`](crate::ClientBuilder::presence)):
+    /// live only, it moves no position.
+    Presence(Presence),
     /// The server ended the stream for good (the last item).
     Error(StreamError),
 }

@@ -51,6 +51,6 @@ mod subscription;
 
 pub use client::{Client, ClientBuilder, TokenProvider};
 pub use cursor::{CursorStore, FileCursor, MemoryCursor};
-pub use item::{Condition, Event, Item, Reconnect, Reset, StreamError};
+pub use item::{Condition, Event, Item, Presence, Reconnect, Reset, StreamError};
 pub use position::Positions;
 pub use subscription::Subscription;

@@ -63,6 +63,9 @@ pub(crate) fn run<T: DeserializeOwned + Send + 'static>(
             if !last.is_empty() {
                 request = request.header("Last-Event-ID", &last);
             }
+            if client.presence {
+                request = request.query(&[("presence", "1")]);
+            }
             match (&token, client.token_in_query) {
                 (Some(token), true) => request = request.query(&[("token", token.as_str())]),
                 (Some(token), false) => request = request.bearer_auth(token),

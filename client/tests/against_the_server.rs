@@ -129,8 +129,9 @@ async fn take_events(
                 event.seq.expect("an id"),
                 event.data["n"].as_i64().expect("n"),
             )),
-            // The connection coming and going is reported, not an event.
-            Item::Connected | Item::Reconnecting(_) => {}
+            // The connection coming and going is reported, not an event;
+            // so is presence.
+            Item::Connected | Item::Reconnecting(_) | Item::Presence(_) => {}
             _ => panic!("unexpected {item:?}"),
         }
         items.ack(&item).expect("acknowledged");
@@ -660,5 +661,51 @@ async fn a_token_that_expires_is_renewed_and_the_stream_goes_on() {
     let expected: Vec<(u64, i64)> = (1..=10).map(|n| (n as u64, n)).collect();
     assert_eq!(seen, expected, "every event once, in order");
     assert_eq!(renewals.load(Ordering::SeqCst), 1, "renewed once");
+    server.kill().await;
+}
+
+/// The next presence item of `items`, skipping events and connections.
+async fn next_presence(
+    items: &mut eventstream_client::Subscription<Value>,
+) -> eventstream_client::Presence {
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), items.next())
+            .await
+            .expect("an item within 10 s")
+            .expect("the stream goes on");
+        if let Item::Presence(presence) = item {
+            return presence;
+        }
+    }
+}
+
+#[tokio::test]
+async fn presence_arrives_when_asked_for_and_moves_no_position() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let port = free_port();
+    let server = Server::start(port, &dir.path().join("events.db"), "").await;
+    let client = |user: &str, presence: bool| {
+        Client::builder(server.url())
+            .channel("room")
+            .token(token(user))
+            .presence(presence)
+            .build()
+            .subscribe::<Value>()
+            .expect("a memory cursor")
+    };
+    let mut ann = client("ann", true);
+    let first = next_presence(&mut ann).await;
+    assert_eq!(
+        (first.channel.as_str(), first.streams, first.users),
+        ("room", 1, 1)
+    );
+    // The example server's authorizer names nobody: counts only.
+    assert_eq!(first.present, None);
+    let mut bob = client("bob", false);
+    let joined = next_presence(&mut ann).await;
+    assert_eq!((joined.streams, joined.users), (2, 2));
+    server.publish("room", json!({ "n": 1 }), &[]).await;
+    assert_eq!(take_events(&mut ann, 1).await, [(1, 1)]);
+    assert_eq!(take_events(&mut bob, 1).await, [(1, 1)]);
     server.kill().await;
 }

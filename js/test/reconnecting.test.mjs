@@ -285,6 +285,32 @@ describe('ReconnectingEventSource', () => {
     assert.deepEqual(pageErrors, []);
   });
 
+  test('(p) presence: true asks for stream-presence, which reaches onpresence and moves no id', async (t) => {
+    const { page, server, requests, pageErrors } = await setup(t);
+    assert.equal(await publish(server.origin, 'room-p', { n: 1 }), 'room-p:1');
+    const url = `${server.origin}/events/?channel=room-p`;
+    await page.evaluate((u) => {
+      openRES('p', u, { presence: true }, { types: ['message'] });
+      const entry = window.records.p;
+      entry.rec.presence = [];
+      entry.es.onpresence = (event) =>
+        entry.rec.presence.push({ data: JSON.parse(event.data), esLastEventId: entry.es.lastEventId });
+    }, url);
+    await waitRec(page, 'p', (rec) => rec.presence.length === 1);
+    assert.equal(requests[0].url, `${url}&presence=1`);
+    // A second reader: the first is told within the server's interval.
+    await page.evaluate((u) => openRES('q', u, {}, { types: ['message'] }), url);
+    await waitRec(page, 'p', (rec) => rec.presence.some((p) => p.data.streams === 2));
+    await publish(server.origin, 'room-p', { n: 2 });
+    await waitRec(page, 'p', (rec) => rec.events.some((e) => e.lastEventId === 'room-p:2'));
+    const r = await rec(page, 'p');
+    assert.deepEqual(r.presence[0].data, { channel: 'room-p', streams: 1, users: 0 });
+    assert.equal(r.presence[0].esLastEventId, 'room-p:1', 'presence moved no id');
+    const q = await rec(page, 'q');
+    assert.equal(q.events.length, 1, 'the reader that did not ask got its message only');
+    assert.deepEqual(pageErrors, []);
+  });
+
   test('(k) a signed-in stream whose token expired renews it across a server restart: nothing lost or repeated', async (t) => {
     const defer = cleanupAfter(t);
     let server = await startServer();

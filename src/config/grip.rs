@@ -7,8 +7,13 @@ use serde::Deserialize;
 
 use super::secret::{Secret, redact_url};
 
-/// Pushpin allows 20 subscriptions per connection; the user channel takes one.
-pub(crate) const MAX_GRIP_CHANNELS: usize = 19;
+/// Pushpin allows 20 subscriptions per connection; the user channel and
+/// the lease channel take two.
+pub(crate) const MAX_GRIP_CHANNELS: usize = 18;
+
+/// Channels of a proxied stream that asks for presence, at most: each
+/// takes a second subscription for its presence events.
+pub(crate) const MAX_GRIP_PRESENCE_CHANNELS: usize = 9;
 
 /// Fastly Fanout's public key for `Grip-Sig` (ES256), as Fastly publishes it.
 pub(crate) const FASTLY_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----

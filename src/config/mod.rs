@@ -30,6 +30,7 @@ pub use error::ConfigError;
 #[cfg(test)]
 pub(crate) use grip::FASTLY_PUBLIC_KEY;
 pub use grip::GripProxyConfig;
+pub(crate) use grip::MAX_GRIP_PRESENCE_CHANNELS;
 pub(crate) use grip::{PublishAuth, decode_key};
 pub use secret::Secret;
 pub(crate) use secret::redact_url;
@@ -612,11 +613,11 @@ mod tests {
         let error = load(&format!("[eventstream]\n{pushpin}\n")).expect_err("no link_key");
         assert!(error.contains("link_key"), "{error}");
         let error = load(&format!(
-            "[eventstream]\n{pushpin}\nlink_key = '0123456789abcdef0'\nchannel_limit = 20\n"
+            "[eventstream]\n{pushpin}\nlink_key = '0123456789abcdef0'\nchannel_limit = 19\n"
         ))
         .expect_err("too many channels for Pushpin");
         assert!(
-            error.contains("channel_limit") && error.contains("19"),
+            error.contains("channel_limit") && error.contains("18"),
             "{error}"
         );
         let error = load(

@@ -70,7 +70,7 @@ impl Config {
             return Err(ConfigError::new(
                 "channel_limit",
                 format!(
-                    "with GRIP at most {} channels fit in a connection (Pushpin allows 20 subscriptions and the user channel takes one), got {}",
+                    "with GRIP at most {} channels fit in a connection (Pushpin allows 20 subscriptions and the user and lease channels take two), got {}",
                     MAX_GRIP_CHANNELS, self.channel_limit
                 ),
             ));

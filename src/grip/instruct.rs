@@ -28,7 +28,7 @@ use rocket::Request;
 
 use crate::access::identity::User;
 use crate::access::request_info::query_values;
-use crate::config::Config;
+use crate::config::{Config, MAX_GRIP_PRESENCE_CHANNELS};
 use crate::context::Context;
 use crate::error::StreamError;
 use crate::stream::replay::{Reader, Unavailable};
@@ -230,6 +230,12 @@ async fn build(
         presence,
     } = *asked;
     let config = &context.config;
+    if presence && channels.len() > MAX_GRIP_PRESENCE_CHANNELS {
+        // The proxy would drop subscriptions past its limit, silently.
+        return Err(Refusal::Error(StreamError::bad_request(format!(
+            "Invalid request: behind a proxy, presence=1 allows at most {MAX_GRIP_PRESENCE_CHANNELS} channels per stream (each takes a second subscription)."
+        ))));
+    }
     let reliable = admit(context, user, channels).await?;
     // The proxy holds the connection: each of its requests is what
     // presence knows of the stream (see `hold_headers`).

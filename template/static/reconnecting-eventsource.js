@@ -13,6 +13,7 @@
  *     headers: {...},            // passed on, for EventSourcePolyfill
  *     sharedKey: 'user:ann',     // opt in to one connection for all tabs
  *     renewCredentials: fn,      // see "Credentials that expire"
+ *     presence: false,           // also receive `stream-presence` events
  *     debug: false,              // log what it does, in words (console)
  *   });
  *   es.addEventListener('message', function (e) { ... e.lastEventId, e.data ... });
@@ -23,8 +24,8 @@
  * onopen, onmessage, onerror, addEventListener(type, fn),
  * removeEventListener(type, fn), close().
  * Every configuration key other than max_retry_time, lastEventId,
- * eventSourceClass, sharedKey, renewCredentials and debug is passed to the
- * EventSource constructor.
+ * eventSourceClass, sharedKey, renewCredentials, presence and debug is
+ * passed to the EventSource constructor.
  *
  * Credentials that expire:
  *   `url` may be a function returning the url, and `headers` (for
@@ -41,6 +42,12 @@
  * Extras:
  *   onreset(event)        called for a `stream-reset` event (the listed
  *                         channels could not be resumed: reload their state).
+ *   onpresence(event)     called for a `stream-presence` event (with
+ *                         `presence: true`, which adds `presence=1` to the
+ *                         url): JSON with the channel's `streams` and
+ *                         `users`, and `present` (on open), or `joined` and
+ *                         `left` (since the previous one). It carries no id
+ *                         and moves none.
  *   onstreamerror(event)  called for a `stream-error` event. The source is
  *                         closed for good before it runs (readyState CLOSED,
  *                         state "error"): the condition will not go away by
@@ -124,7 +131,7 @@
     var BASE_DELAY = 250;
     var DEFAULT_MAX_RETRY_TIME = 3000;
     // Types always listened to, so that their ids are kept.
-    var TRACKED_TYPES = ['message', 'stream-open', 'stream-reset', 'stream-error', 'keep-alive'];
+    var TRACKED_TYPES = ['message', 'stream-open', 'stream-reset', 'stream-error', 'keep-alive', 'stream-presence'];
     // Our own options; everything else goes to the EventSource constructor.
     var OWN_OPTIONS = [
       'max_retry_time',
@@ -132,6 +139,7 @@
       'eventSourceClass',
       'sharedKey',
       'renewCredentials',
+      'presence',
       'debug',
       'headers',
     ];
@@ -196,6 +204,17 @@
       return url + separator + 'lastEventId=' + encodeURIComponent(id) + hash;
     }
 
+    function withParameter(url, name, value) {
+      var hash = '';
+      var at = url.indexOf('#');
+      if (at !== -1) {
+        hash = url.slice(at);
+        url = url.slice(0, at);
+      }
+      var separator = url.indexOf('?') === -1 ? '?' : '&';
+      return url + separator + name + '=' + encodeURIComponent(value) + hash;
+    }
+
     function ReconnectingEventSource(url, configuration) {
       if (!(this instanceof ReconnectingEventSource)) {
         throw new TypeError("Failed to construct 'ReconnectingEventSource': use 'new'.");
@@ -214,6 +233,17 @@
       }
 
       var urlOf = typeof url === 'function' ? url : null;
+      if (config.presence === true) {
+        // Part of the url, so tabs sharing a connection agree on it.
+        if (urlOf) {
+          var given = urlOf;
+          urlOf = function () {
+            return withParameter(String(given()), 'presence', '1');
+          };
+        } else {
+          url = withParameter(String(url), 'presence', '1');
+        }
+      }
       this.url = String(urlOf ? urlOf() : url);
       this.withCredentials = Boolean(config.withCredentials);
       this.readyState = CONNECTING;
@@ -222,6 +252,7 @@
       this.onmessage = null;
       this.onerror = null;
       this.onreset = null;
+      this.onpresence = null;
       this.onstreamerror = null;
       this.onstatechange = null;
 
@@ -459,7 +490,8 @@
     // Every event of the stream: keep its id, then hand it on.
     proto._onEvent = function (type, event) {
       var previous = this._.lastEventId;
-      this._trackId(event);
+      // Presence carries no id of its own: it never moves the cursor.
+      if (type !== 'stream-presence') this._trackId(event);
       if (type === 'stream-error' && this._renew(event)) return;
       if (this._.shared) this._.shared.forward(type, event, previous);
       if (type === 'stream-open') this._.renewing = false;
@@ -482,7 +514,8 @@
         if (this.readyState === OPEN) this._setState('live');
         return;
       }
-      if (type === 'message') call(this.onmessage, this, event);
+      if (type === 'stream-presence') call(this.onpresence, this, event);
+      else if (type === 'message') call(this.onmessage, this, event);
       else if (type === 'open') call(this.onopen, this, event);
       else if (type === 'error') call(this.onerror, this, event);
       // As with EventTarget, the listeners still see this event when the
