@@ -444,8 +444,9 @@ fi
 
 # Presence: the same fan-out and the same join with and without every
 # stream asking for presence events (presence=1), three interleaved rounds,
-# each on fresh channels; the join runs keep one more stream watching
-# presence to count the events a join storm causes.
+# each on fresh channels; the join runs connect every joiner at once (one
+# wave) and keep one more stream watching presence, to count the events a
+# join storm causes.
 if want presence; then
     start_server presence "sqlite://$work/presence.db" process
     url="http://127.0.0.1:$port"
@@ -456,7 +457,7 @@ if want presence; then
             run fanout --url "$url" --channel "pf$round$mode" --stream-path "/events/pf$round$mode$query" \
                 --subscribers "$PF" --events "$PE" --in-flight 64 --label "presence: fan-out, $mode presence=1"
             run join --url "$url" --channel "pj$round$mode" --stream-path "/events/pj$round$mode$query" \
-                --subscribers "$PJ" --rate 20 --warmup 2 --seconds 3 --presence-watch 1 \
+                --subscribers "$PJ" --wave "$PJ" --rate 1 --warmup 2 --seconds 2 --presence-watch 1 \
                 --label "presence: join storm, $mode presence=1"
         done
     done

@@ -808,8 +808,12 @@ pub(crate) async fn join(options: &Options) -> Result<String, String> {
     })))
 }
 
-/// `path` with `pair` added to its query.
+/// `path` with `pair` added to its query, unless it is there already.
 fn with_query(path: &str, pair: &str) -> String {
+    let query = path.split_once('?').map_or("", |(_, query)| query);
+    if query.split('&').any(|item| item == pair) {
+        return path.to_owned();
+    }
     let separator = if path.contains('?') { '&' } else { '?' };
     format!("{path}{separator}{pair}")
 }

@@ -197,6 +197,31 @@ test('signed in by its cookie, a tab reads the private room; an anonymous tab is
   await page.close();
 });
 
+test('readers of a room see who else reads it, by name once signed in', async () => {
+  const contexts = [await browser.newContext(), await browser.newContext()];
+  const pages = [];
+  for (const [context, name] of [[contexts[0], 'cleo'], [contexts[1], 'dan']]) {
+    const page = await context.newPage();
+    await page.goto(app.origin + '/');
+    await page.waitForSelector('#status[data-state="live"]');
+    await page.fill('#sign-in input[name="name"]', name);
+    await page.click('#sign-in button');
+    await page.waitForFunction((n) => document.getElementById('who').textContent === 'signed in as ' + n, name);
+    await page.waitForSelector('#status[data-state="live"]');
+    pages.push(page);
+  }
+  // Within the server's presence interval (1 s), with room for the page.
+  for (const page of pages) {
+    await page.waitForFunction(
+      () => /reading: .*cleo, dan/.test(document.getElementById('presence').textContent),
+      null,
+      { timeout: 5000 },
+    );
+  }
+  await pages[0].screenshot({ path: path.join(ARTIFACTS, 'demo-presence.png') });
+  for (const context of contexts) await context.close();
+});
+
 test('after a restart the page shows every missed message once, in order', async () => {
   const page = await browser.newPage();
   await page.goto(app.origin + '/');

@@ -419,16 +419,18 @@ impl Presence {
                 expires,
                 listed: rule.listed && user.is_some(),
             };
-            let full = state.proxied_count >= MAX_PROXIED;
-            let readers = state.proxied.entry(channel.clone()).or_default();
-            let known = readers.contains_key(&key);
-            if !known && full {
+            let known = state
+                .proxied
+                .get(channel)
+                .is_some_and(|readers| readers.contains_key(&key));
+            if !known && state.proxied_count >= MAX_PROXIED {
                 continue;
             }
-            let before = readers.insert(key.clone(), sighting);
-            if readers.is_empty() {
-                state.proxied.remove(channel);
-            }
+            let before = state
+                .proxied
+                .entry(channel.clone())
+                .or_default()
+                .insert(key.clone(), sighting);
             if before.is_none() {
                 state.proxied_count += 1;
             }

@@ -8,7 +8,8 @@
 //!   `events.send_event(room, "message", &message)`. Its event log lives in
 //!   the app's database ([`Db`]), next to the `messages` table.
 //! - [`PrivateChannels`] decides who may read what: rooms starting with `_`
-//!   need a signed-in user (`auth` hands out the tokens). Rocket.toml selects
+//!   need a signed-in user (`auth` hands out the tokens). Readers of a room
+//!   see who else reads it (the page asks for `stream-presence` events). Rocket.toml selects
 //!   it by its path (move or rename it there too):
 //!   `EVENTSTREAM_AUTHORIZER = "{{crate_name}}::events::PrivateChannels"`.
 //! - The options and secrets are configuration: `[default.eventstream]` and
@@ -16,7 +17,7 @@
 //!   production. In release builds the app refuses to start with the
 //!   development secrets, the way Rocket insists on a `secret_key`.
 
-use eventstream_rocket::{Authorizer, Stage, User};
+use eventstream_rocket::{Authorizer, PresenceRule, Stage, User};
 use rocket::fairing::{self, AdHoc};
 use rocket::{Build, Rocket};
 
@@ -30,6 +31,11 @@ pub struct PrivateChannels;
 impl Authorizer for PrivateChannels {
     async fn can_read_channel(&self, user: Option<&User>, channel: &str) -> bool {
         !channel.starts_with('_') || user.is_some()
+    }
+
+    /// A room's readers see who else is in it, signed-in users by name.
+    fn presence(&self, _user: Option<&User>, _channel: &str) -> PresenceRule {
+        PresenceRule::MEMBER
     }
 }
 

@@ -10,6 +10,7 @@
   const statusEl = document.getElementById('status');
   const noticeEl = document.getElementById('notice');
   const listEl = document.getElementById('messages');
+  const presenceEl = document.getElementById('presence');
   const whoEl = document.getElementById('who');
   const labels = {
     connecting: 'connecting…',
@@ -27,6 +28,8 @@
     source: null,
     // Every state the indicator showed, for the end-to-end tests.
     states: [],
+    // Who reads the current room (the users it names).
+    here: new Set(),
   };
   window.demo = demo;
 
@@ -76,7 +79,13 @@
     const path = '/events/' + encodeURIComponent(room);
     // sharedKey: the tabs of this app share one connection per room (the
     // browser allows about six per origin); tabs of different users do not.
-    const options = { lastEventId: lastEventId, max_retry_time: 3000, sharedKey: 'chat user:' + (demo.user || '') };
+    // presence: who else reads the room, at most one update a second.
+    const options = {
+      lastEventId: lastEventId,
+      max_retry_time: 3000,
+      sharedKey: 'chat user:' + (demo.user || ''),
+      presence: true,
+    };
     // Who is reading: the sign-in cookie, which the browser sends with
     // every request of this origin (the stream's too, EventSource or the
     // polyfill). No token in the URL, where access logs would keep it.
@@ -94,12 +103,23 @@
       const history = await fetchHistory(room);
       if (history) render(history);
     });
+    source.onpresence = (event) => showPresence(JSON.parse(event.data));
     source.addEventListener('stream-error', (event) => {
       const error = JSON.parse(event.data);
       notice('The stream stopped: ' + error.text + (error.condition === 'forbidden' ? ' (sign in?)' : ''));
       setStatus('error');
     });
     demo.source = source;
+  }
+
+  // Who reads the room: `present` on open, then who joined and left.
+  function showPresence(presence) {
+    if (presence.present) demo.here = new Set(presence.present);
+    (presence.joined || []).forEach((name) => demo.here.add(name));
+    (presence.left || []).forEach((name) => demo.here.delete(name));
+    const names = Array.from(demo.here).sort();
+    const reading = presence.streams === 1 ? '1 reading' : presence.streams + ' reading';
+    presenceEl.textContent = names.length ? reading + ': ' + names.join(', ') : reading;
   }
 
   async function fetchHistory(room) {
