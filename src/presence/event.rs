@@ -91,7 +91,7 @@ mod tests {
         let cut = change(&now, &["a", "b", "c"], &[], 2);
         assert!(
             std::str::from_utf8(&cut)
-                .unwrap()
+                .expect("UTF-8")
                 .contains("\"truncated\":true")
         );
     }
