@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::delivery::fanout::Fanout;
 use crate::delivery::hub::Hub;
 use crate::measure::metrics::Metrics;
+use crate::measure::proxies::ProxyProbe;
 use crate::presence::Presence;
 use crate::storage::Storage;
 use crate::write::writer::Writer;
@@ -32,4 +33,6 @@ pub(crate) struct Context {
     pub(crate) limits: Arc<StreamLimits>,
     /// Who reads which channel, here and elsewhere.
     pub(crate) presence: Arc<Presence>,
+    /// With GRIP: how publishing to each proxy goes.
+    pub(crate) proxies: Option<Arc<dyn ProxyProbe>>,
 }

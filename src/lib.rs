@@ -89,6 +89,7 @@
 //! | handle | `context` | what the stage built, shared by the layers above |
 //! | handle | `events` | the public [`Events`] |
 //! | handle | `transaction` | [`EventTx`], sending inside the application's transaction |
+//! | handle | `explain` | the delivery trace, [`Events::explain`] |
 //! | streams | `stream` | catching up from storage; one live stream; the responder |
 //! | GRIP | `grip` | Pushpin / Fanout: signatures, links, instructions, the publisher outlet |
 //! | bus | `bus` | other instances (`broadcast = "postgres"` or `"redis"`): the sender outlet, the listeners, the sequencer in front of the hub |
@@ -107,6 +108,7 @@ mod delivery;
 mod edge;
 mod error;
 mod events;
+mod explain;
 mod grip;
 mod measure;
 mod presence;
@@ -138,6 +140,8 @@ mod documents {
     struct Clients;
     #[doc = include_str!("../docs/presence.md")]
     struct Presence;
+    #[doc = include_str!("../docs/operating.md")]
+    struct Operating;
 }
 
 pub use access::authorizer::{AllowAll, Authorizer, Decision};
@@ -152,7 +156,11 @@ pub use config::{
 pub use edge::request::StreamRequest;
 pub use error::{Condition, Error, StreamError};
 pub use events::{Events, SendOptions};
+pub use explain::{
+    AccessCheck, Explanation, InstanceReaders, KickSeen, LocalStreams, ResumeCheck, StoredChannel,
+};
 pub use measure::metrics::MetricsSnapshot;
+pub use measure::proxies::ProxyState;
 pub use presence::ChannelPresence;
 pub use stage::{DEFAULT_DATABASE_URL, EventLog, Stage};
 pub use storage::Event;

@@ -498,7 +498,8 @@
       if (type === 'stream-error') {
         this._log(
           'giving up: the server ended the stream (' + event.data + '); ' +
-            "the server's operator can see why in its delivery trace"
+            "the server's operator can see why in its delivery trace " +
+            '(Events::explain, or explain_path, for this channel and id)'
         );
         this._stop();
         this._setState('error');

@@ -81,7 +81,7 @@ pub(crate) fn run<T: DeserializeOwned + Send + 'static>(
                     let status = response.status();
                     if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
                         let text = response.text().await.unwrap_or_default();
-                        log::warn!("eventstream-client: giving up: the server answered {status}");
+                        log::warn!("eventstream-client: giving up: the server answered {status}; the server's operator can see why in its delivery trace (Events::explain, or explain_path)");
                         yield Item::Error(StreamError {
                             condition: Condition::Http(status.as_u16()),
                             text,
@@ -143,7 +143,7 @@ pub(crate) fn run<T: DeserializeOwned + Send + 'static>(
                 Attempt::Over(item) => {
                     if let Item::Error(error) = &item {
                         log::warn!(
-                            "eventstream-client: giving up: {} ({}); what the server knows of this stream: its operator's delivery trace",
+                            "eventstream-client: giving up: {} ({}); the server's operator can see why in its delivery trace (Events::explain, or explain_path, for this channel, user and position)",
                             error.condition,
                             error.text
                         );

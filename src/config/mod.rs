@@ -330,6 +330,16 @@ pub struct Config {
     ///
     /// Default: off.
     pub metrics_path: Option<String>,
+    /// E.g. `"/explain"`: the delivery trace (`GET <path>?channel=…`), behind
+    /// `explain_key`, or `publish_key` without one; must be outside `mount`.
+    ///
+    /// Default: off.
+    pub explain_path: Option<String>,
+    /// Bearer key of `explain_path` (≥ 16 characters), for operators who
+    /// should not hold the publish key.
+    ///
+    /// Default: none (`publish_key`).
+    pub explain_key: Option<Secret>,
     /// With `metrics_path`: time each step of a persisted event's way out
     /// (writer queue, commit, hub, fan-out, publish answer, each stream's wake-
     /// up and hand-over to Rocket) in
@@ -416,6 +426,8 @@ impl Default for Config {
             broadcast_shared_sqlite: false,
             health_path: None,
             metrics_path: None,
+            explain_path: None,
+            explain_key: None,
             delivery_timing: false,
             grip_proxies: Vec::new(),
             grip_url: None,

@@ -353,6 +353,7 @@ fn check_operator_paths(config: &Config) -> Result<(), ConfigError> {
     for (key, path, example) in [
         ("health_path", &config.health_path, "/health"),
         ("metrics_path", &config.metrics_path, "/metrics"),
+        ("explain_path", &config.explain_path, "/explain"),
     ] {
         let Some(path) = path else { continue };
         let malformed =
@@ -375,6 +376,30 @@ fn check_operator_paths(config: &Config) -> Result<(), ConfigError> {
     }
     if config.health_path.is_some() && config.health_path == config.metrics_path {
         return bad("metrics_path", "must differ from health_path");
+    }
+    if let Some(path) = &config.explain_path {
+        if [&config.health_path, &config.metrics_path]
+            .iter()
+            .any(|other| other.as_ref() == Some(path))
+        {
+            return bad(
+                "explain_path",
+                "must differ from health_path and metrics_path",
+            );
+        }
+        if config.explain_key.is_none() && config.publish_key.is_none() {
+            return bad(
+                "explain_path",
+                "the delivery trace needs a key: set explain_key (or publish_key)",
+            );
+        }
+    }
+    if config
+        .explain_key
+        .as_ref()
+        .is_some_and(|key| key.expose().len() < 16)
+    {
+        return bad("explain_key", "must be at least 16 characters long");
     }
     Ok(())
 }

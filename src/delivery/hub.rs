@@ -21,7 +21,9 @@ use bytes::Bytes;
 use crate::access::presence_rule::PresenceView;
 use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
 use crate::error::StreamError;
+use crate::measure::kicks::KickRecord;
 use crate::measure::metrics::Metrics;
+use crate::storage::now_ms;
 use crate::wire::channel_set::ChannelSet;
 
 /// One queued event, tagged with the index of its channel in the
@@ -201,6 +203,16 @@ impl Future for Woken<'_> {
         }
         Poll::Pending
     }
+}
+
+/// A channel's streams in this process, as the delivery trace shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    pub(crate) streams: usize,
+    /// The most events one stream has waiting in its inbox.
+    pub(crate) most_queued: usize,
+    /// Streams whose inbox overflowed: they catch up from storage.
+    pub(crate) overflowed: usize,
 }
 
 /// The subscribers of one channel, by key, each with the index the
@@ -431,7 +443,35 @@ impl Hub {
             }
         }
         self.metrics.kicked(kicked);
+        self.metrics.kick_log.record(KickRecord {
+            at_ms: now_ms(),
+            channel: channel.to_owned(),
+            user_id: user_id.map(str::to_owned),
+            streams: kicked,
+        });
         kicked
+    }
+
+    /// This process's streams of `channel`: how many, the most events one
+    /// of them has queued, and how many overflowed (they are reading
+    /// storage to catch up). Walks the channel's streams: for the delivery
+    /// trace, not the hot path.
+    pub(crate) fn backlog(&self, channel: &str) -> Backlog {
+        let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+        let mut backlog = Backlog::default();
+        for (subscriber, index) in map
+            .get(channel)
+            .into_iter()
+            .flat_map(|listeners| listeners.values())
+        {
+            let inbox = subscriber.inbox();
+            backlog.streams += 1;
+            backlog.most_queued = backlog.most_queued.max(inbox.queue.len());
+            if inbox.overflowed.contains(*index) {
+                backlog.overflowed += 1;
+            }
+        }
+        backlog
     }
 }
 

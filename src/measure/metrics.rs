@@ -16,6 +16,8 @@ pub(crate) struct Metrics {
     pub(crate) publish_seconds: PublishSeconds,
     /// Filled only with `delivery_timing` on (see `timing`).
     pub(crate) stage_seconds: StageSeconds,
+    /// The last kicks, for the delivery trace.
+    pub(crate) kick_log: super::kicks::KickLog,
     kicks: AtomicU64,
     bus_fills: AtomicU64,
     live_subscribers: AtomicU64,

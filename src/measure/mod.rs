@@ -4,6 +4,8 @@
 //!
 //! Leaves: nothing here imports another layer, so every layer may count.
 
+pub(crate) mod kicks;
 pub(crate) mod metrics;
+pub(crate) mod proxies;
 pub(crate) mod throttle;
 pub(crate) mod timing;

@@ -380,6 +380,32 @@ impl Presence {
         (attendance, snapshots)
     }
 
+    /// Streams of `channel` per instance: this one's own (`None`), then
+    /// each other instance's (by its id on the bus), as last reported; and
+    /// the proxied readers this instance has seen.
+    pub(crate) fn instances(&self, channel: &str) -> (Vec<(Option<u64>, u64)>, u64) {
+        let state = self.state();
+        let mut instances = vec![(
+            None,
+            state.local.get(channel).map_or(0, |tally| tally.streams),
+        )];
+        let mut remote: Vec<(Option<u64>, u64)> = state
+            .remote
+            .iter()
+            .filter_map(|(origin, instance)| {
+                let report = instance.channels.get(channel)?;
+                Some((Some(*origin), report.streams))
+            })
+            .collect();
+        remote.sort_unstable();
+        instances.extend(remote);
+        let proxied = state
+            .proxied
+            .get(channel)
+            .map_or(0, |readers| readers.len() as u64);
+        (instances, proxied)
+    }
+
     /// Who reads `channel` now.
     pub(crate) fn answer(&self, channel: &str) -> ChannelPresence {
         self.state().view(channel, self.settings.list_max)

@@ -35,6 +35,7 @@ use crate::edge::routes;
 use crate::events::Events;
 use crate::grip::{Grip, link::Linker, publisher::GripPublisher, signature::Verifier};
 use crate::measure::metrics::Metrics;
+use crate::measure::proxies::ProxyProbe;
 use crate::measure::throttle::Throttle;
 use crate::presence::{self, Presence, ticker};
 use crate::storage::{Storage, migrations};
@@ -356,7 +357,7 @@ impl Stage {
         let health = Health {
             storage: storage.clone(),
             bus: bus.as_ref().map(|bus| Arc::clone(&bus.state)),
-            grip: publishing,
+            grip: publishing.clone(),
             details_logged: Throttle::every_ms(60_000),
         };
         tasks.extend(bus.into_iter().flat_map(|bus| bus.tasks));
@@ -380,6 +381,9 @@ impl Stage {
             identity,
             limits,
             presence,
+            proxies: publishing
+                .clone()
+                .map(|publisher| Arc::new(publisher) as Arc<dyn ProxyProbe>),
         };
         Ok(Ignited {
             events: Events::new(context),

@@ -192,7 +192,7 @@ async fn say(
     Ok(id.map(|id| id.to_string()).unwrap_or_default())
 }
 
-const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
 pub const PUBLISH_KEY: &str = "test-publish-key-0123456789";
 
 /// An HS256 JWT with `claims` plus `exp` = now + `valid_secs` (negative:

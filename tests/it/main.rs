@@ -21,6 +21,7 @@ mod contract;
 mod cors;
 mod durability;
 mod environment;
+mod explain;
 mod grip;
 mod grip_scale;
 mod grip_timing;
@@ -57,6 +58,7 @@ fn main() {
         cors::tests(),
         durability::tests(),
         environment::tests(),
+        explain::tests(),
         grip::tests(),
         grip_scale::tests(),
         grip_timing::tests(),

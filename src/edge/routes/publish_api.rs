@@ -67,7 +67,7 @@ pub(crate) struct ApiResponse {
 }
 
 impl ApiResponse {
-    fn new(events: &Events, status: Status, body: serde_json::Value) -> Self {
+    pub(crate) fn new(events: &Events, status: Status, body: serde_json::Value) -> Self {
         ApiResponse {
             status,
             body: body.to_string(),
@@ -76,7 +76,7 @@ impl ApiResponse {
         }
     }
 
-    fn error(events: &Events, condition: ApiCondition, text: impl Into<String>) -> Self {
+    pub(crate) fn error(events: &Events, condition: ApiCondition, text: impl Into<String>) -> Self {
         let text: String = text.into();
         Self::new(
             events,
@@ -87,7 +87,7 @@ impl ApiResponse {
 
     /// The answer to a send that failed, as [`Error`] answers in a
     /// handler; a storage failure is logged.
-    fn failed(events: &Events, channel: &str, error: &Error) -> Self {
+    pub(crate) fn failed(events: &Events, channel: &str, error: &Error) -> Self {
         if let Error::Storage(_) = error {
             log::error!("eventstream: publish to {channel:?} failed: {error}");
         }
@@ -111,7 +111,8 @@ impl<'r> Responder<'r, 'static> for ApiResponse {
     }
 }
 
-/// Checks the bearer key; `Err` is the response to send instead.
+/// Checks the bearer key against the publish key; `Err` is the response
+/// to send instead.
 fn authorize(request_key: Option<&str>, events: &Events) -> Result<(), ApiResponse> {
     let expected = events
         .context()
@@ -119,12 +120,22 @@ fn authorize(request_key: Option<&str>, events: &Events) -> Result<(), ApiRespon
         .publish_key
         .as_ref()
         .map_or("", Secret::expose);
+    check_key(request_key, expected, events)
+}
+
+/// Checks an `Authorization` header against the bearer key `expected` (in
+/// constant time; an empty key lets nobody in).
+pub(crate) fn check_key(
+    request_key: Option<&str>,
+    expected: &str,
+    events: &Events,
+) -> Result<(), ApiResponse> {
     match request_key.and_then(bearer) {
         None => {
             let mut response = ApiResponse::error(
                 events,
                 ApiCondition::Unauthorized,
-                "send the publish key as \"Authorization: Bearer <key>\"",
+                "send the key as \"Authorization: Bearer <key>\"",
             );
             response.challenge = true;
             Err(response)
@@ -137,7 +148,7 @@ fn authorize(request_key: Option<&str>, events: &Events) -> Result<(), ApiRespon
         Some(_) => Err(ApiResponse::error(
             events,
             ApiCondition::Forbidden,
-            "wrong publish key",
+            "wrong key",
         )),
     }
 }

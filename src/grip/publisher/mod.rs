@@ -42,12 +42,13 @@ use tokio::sync::mpsc;
 
 use self::item::ID_PLACEHOLDER;
 use self::proxy::Target;
-use self::task::{Queued, Shared, run};
+use self::task::{PublishRecord, Queued, Shared, run};
 use super::pending::Pending;
 use super::{escape_percent, events_channel, presence_channel, user_key};
 use crate::config::GripProxyConfig;
 use crate::delivery::fanout::{Kick, LiveEvent, Outlet};
 use crate::measure::metrics::Metrics;
+use crate::measure::proxies::{ProxyProbe, ProxyState};
 use crate::presence::ProxiedPresence;
 use crate::wire::frame::{self, Frame, IdLine};
 
@@ -69,6 +70,8 @@ struct Lane {
     last_error: Arc<Mutex<Option<String>>>,
     /// What the queued items and the batch being sent weigh.
     bytes: Arc<AtomicUsize>,
+    /// The last success and the items given up.
+    record: Arc<PublishRecord>,
 }
 
 /// How publishing to one proxy is going, for the health check.
@@ -110,6 +113,7 @@ impl GripPublisher {
                 let label = target.label.clone();
                 let last_error = Arc::new(Mutex::new(None));
                 let bytes = Arc::new(AtomicUsize::new(0));
+                let record = Arc::new(PublishRecord::default());
                 tokio::spawn(run(
                     target,
                     items,
@@ -118,6 +122,7 @@ impl GripPublisher {
                         pending: Arc::clone(&pending),
                         last_error: Arc::clone(&last_error),
                         bytes: Arc::clone(&bytes),
+                        record: Arc::clone(&record),
                         metrics: Arc::clone(&metrics),
                     },
                 ));
@@ -128,6 +133,7 @@ impl GripPublisher {
                     label,
                     last_error,
                     bytes,
+                    record,
                 }
             })
             .collect();
@@ -303,6 +309,28 @@ impl GripPublisher {
 
 /// Kicks published so far: makes each kick's item ids unique.
 static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Each proxy's publishing, for the delivery trace.
+impl ProxyProbe for GripPublisher {
+    fn proxy_states(&self) -> Vec<ProxyState> {
+        let now = crate::storage::now_ms();
+        self.status()
+            .into_iter()
+            .zip(&self.lanes)
+            .map(|(status, lane)| {
+                let success = lane.record.last_success_ms.load(Ordering::Relaxed);
+                ProxyState {
+                    proxy: status.proxy,
+                    queued: status.queued,
+                    queued_bytes: status.queued_bytes,
+                    given_up: lane.record.given_up.load(Ordering::Relaxed),
+                    last_success_age_ms: (success > 0).then(|| (now - success).max(0) as u64),
+                    last_error: status.last_error,
+                }
+            })
+            .collect()
+    }
+}
 
 /// The `stream-presence` events of proxied streams that asked for them,
 /// on `presence-u-<channel>` and `presence-c-<channel>`: live only, no id,

@@ -39,10 +39,20 @@ pub(super) struct Shared {
     pub(super) overflowed: Arc<Mutex<BTreeSet<String>>>,
     pub(super) pending: Arc<Pending>,
     pub(super) last_error: Arc<Mutex<Option<String>>>,
+    /// When a publish last succeeded (ms since the epoch; 0: never), and
+    /// the items given up so far.
+    pub(super) record: Arc<PublishRecord>,
     /// What the queue and the batch weigh; a batch gives its share back
     /// once it is published or given up.
     pub(super) bytes: Arc<AtomicUsize>,
     pub(super) metrics: Arc<Metrics>,
+}
+
+/// The last success and the items given up, for the delivery trace.
+#[derive(Debug, Default)]
+pub(crate) struct PublishRecord {
+    pub(crate) last_success_ms: std::sync::atomic::AtomicI64,
+    pub(crate) given_up: std::sync::atomic::AtomicU64,
 }
 
 /// Publishes what `items` brings to `target`, until the queue closes.
@@ -164,6 +174,7 @@ impl Task {
         let Shared {
             metrics,
             last_error,
+            record,
             ..
         } = &self.shared;
         // What the health check shows: the last failure, cleared by a success.
@@ -177,6 +188,9 @@ impl Task {
                     metrics.grip_publish_request();
                     metrics.grip_published(items as u64);
                     record_outcome(None);
+                    record
+                        .last_success_ms
+                        .store(crate::storage::now_ms(), Ordering::Relaxed);
                     return true;
                 }
                 Err(why) if attempt + 1 < ATTEMPTS => {
@@ -191,6 +205,7 @@ impl Task {
                 Err(why) => {
                     record_outcome(Some(why.summary()));
                     metrics.grip_failed(items as u64);
+                    record.given_up.fetch_add(items as u64, Ordering::Relaxed);
                     log::error!(
                         "eventstream: giving up on {items} items for {} ({why}); their channels will be hinted",
                         target.label
