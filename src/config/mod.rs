@@ -615,6 +615,23 @@ mod tests {
     }
 
     #[test]
+    fn the_delivery_trace_needs_a_key_and_its_own_path() {
+        let error = load("[eventstream]\nexplain_path = '/explain'\n").expect_err("no key");
+        assert!(error.contains("explain_key"), "{error}");
+        let config =
+            load("[eventstream]\nexplain_path = '/explain'\npublish_key = '0123456789abcdef0'\n")
+                .expect("the publish key serves");
+        assert_eq!(config.explain_path.as_deref(), Some("/explain"));
+        let error =
+            load("[eventstream]\nexplain_path = '/events/x'\nexplain_key = '0123456789abcdef0'\n")
+                .expect_err("under mount");
+        assert!(error.contains("explain_path"), "{error}");
+        let error = load("[eventstream]\nexplain_path = '/explain'\nexplain_key = 'short'\n")
+            .expect_err("a short key");
+        assert!(error.contains("explain_key"), "{error}");
+    }
+
+    #[test]
     fn grip_settings_are_checked_at_launch() {
         let pushpin = "grip_proxies = [{ control_uri = 'http://127.0.0.1:5561', verify_iss = 'pushpin', verify_key = 'pushpin-sig-key-0123456789' }]";
         let config = load(&format!(
