@@ -702,6 +702,11 @@ async fn presence_arrives_when_asked_for_and_moves_no_position() {
     // The example server's authorizer names nobody: counts only.
     assert_eq!(first.present, None);
     let mut bob = client("bob", false);
+    // A subscription connects when it is first polled.
+    let connected = tokio::time::timeout(Duration::from_secs(10), bob.next())
+        .await
+        .expect("bob connects within 10 s");
+    assert!(matches!(connected, Some(Item::Connected)), "{connected:?}");
     let joined = next_presence(&mut ann).await;
     assert_eq!((joined.streams, joined.users), (2, 2));
     server.publish("room", json!({ "n": 1 }), &[]).await;
