@@ -361,13 +361,7 @@ impl Presence {
             state.changed(channel);
             watched.push(watches);
             if watches {
-                let now = state.view(channel, usize::MAX);
-                snapshots.push(event::snapshot(
-                    &now,
-                    rule.view == PresenceView::Users,
-                    self.settings.list_max,
-                ));
-                state.shown.entry(channel.clone()).or_insert(now);
+                snapshots.push(self.first_look(&mut state, channel, rule.view));
             }
         }
         drop(state);
@@ -469,16 +463,19 @@ impl Presence {
                 if rule.view == PresenceView::Hidden {
                     continue;
                 }
-                let now = state.view(channel, usize::MAX);
-                snapshots.push(event::snapshot(
-                    &now,
-                    rule.view == PresenceView::Users,
-                    self.settings.list_max,
-                ));
-                state.shown.entry(channel.clone()).or_insert(now);
+                snapshots.push(self.first_look(&mut state, channel, rule.view));
             }
         }
         snapshots
+    }
+
+    /// A new watcher's snapshot of `channel` (as `view` lets it see); the
+    /// channel's later events are told against what it shows.
+    fn first_look(&self, state: &mut State, channel: &str, view: PresenceView) -> Bytes {
+        let now = state.view(channel, usize::MAX);
+        let snapshot = event::snapshot(&now, view == PresenceView::Users, self.settings.list_max);
+        state.shown.entry(channel.to_owned()).or_insert(now);
+        snapshot
     }
 
     /// Drops proxied readers and instances whose lease ran out.

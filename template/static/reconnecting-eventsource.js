@@ -193,17 +193,10 @@
     }
 
     function withLastEventId(url, id) {
-      if (!id) return url;
-      var hash = '';
-      var at = url.indexOf('#');
-      if (at !== -1) {
-        hash = url.slice(at);
-        url = url.slice(0, at);
-      }
-      var separator = url.indexOf('?') === -1 ? '?' : '&';
-      return url + separator + 'lastEventId=' + encodeURIComponent(id) + hash;
+      return id ? withParameter(url, 'lastEventId', id) : url;
     }
 
+    // `url` with `name=value` added to its query (before any fragment).
     function withParameter(url, name, value) {
       var hash = '';
       var at = url.indexOf('#');
