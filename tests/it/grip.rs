@@ -27,7 +27,10 @@ pub fn tests() -> Vec<Trial> {
             backlog_pages_are_not_held_and_name_where_they_end,
             a_recovery_while_the_publisher_is_behind_loses_nothing,
         ],
-        needs_nothing => [publish_failures_are_retried_counted_and_do_not_block_sends],
+        needs_nothing => [
+            publish_failures_are_retried_counted_and_do_not_block_sends,
+            presence_subscriptions_fit_in_the_proxys_limit,
+        ],
     ]
 }
 
@@ -475,5 +478,40 @@ async fn a_recovery_while_the_publisher_is_behind_loses_nothing() {
             (Some(format!("behind:{n}")), json!(n))
         );
     }
+    app.stop().await;
+}
+
+/// A proxied stream that asks for presence takes a second subscription per
+/// channel: up to 9 channels it gets them (with names: the test authorizer
+/// lets readers see users), beyond that it is refused, rather than have the
+/// proxy drop subscriptions silently.
+async fn presence_subscriptions_fit_in_the_proxys_limit() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let app =
+        spawn_app(App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
+            .await;
+    let path = |channels: usize| {
+        let query: Vec<String> = (0..channels).map(|n| format!("channel=c{n}")).collect();
+        format!("/events/?{}&presence=1", query.join("&"))
+    };
+    let (headers, body) = proxied(&app, &path(9), &[]).await;
+    let subscriptions = header(&headers, "grip-channel").expect("held");
+    assert_eq!(
+        subscriptions.matches("presence-u-").count(),
+        9,
+        "{subscriptions}"
+    );
+    assert_eq!(subscriptions.split(", ").count(), 20, "{subscriptions}");
+    assert_eq!(body.matches("event: stream-presence").count(), 9, "{body}");
+
+    let (headers, body) = proxied(&app, &path(10), &[]).await;
+    assert_eq!(header(&headers, "grip-hold"), None);
+    assert!(
+        body.contains("stream-error") && body.contains("presence=1 allows at most 9"),
+        "{body}"
+    );
     app.stop().await;
 }
