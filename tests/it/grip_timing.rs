@@ -63,12 +63,14 @@ struct Reading {
     ended: usize,
 }
 
-/// Opens a stream on `url`, after event `after` of `channel` (0: a fresh
-/// start); returns once its `stream-open` names that position.
-async fn open(http: reqwest::Client, url: String, channel: &str, after: u64) -> Sse {
-    let resume = (after > 0).then_some(after);
-    let (stream, from) = open_after(&http, &url, channel, resume, Duration::from_secs(20)).await;
-    assert_eq!(from, after, "where it was asked to start");
+/// Opens a stream on `url`: a fresh start (`after` is `None`, before any
+/// event of `channel`), or a resume after event `after` (0 included: a
+/// reader the proxy ended before its first event resumes from the start,
+/// not from wherever the channel is by then); returns once its
+/// `stream-open` names that position.
+async fn open(http: reqwest::Client, url: String, channel: &str, after: Option<u64>) -> Sse {
+    let (stream, from) = open_after(&http, &url, channel, after, Duration::from_secs(20)).await;
+    assert_eq!(from, after.unwrap_or(0), "where it was asked to start");
     stream
 }
 
@@ -77,7 +79,7 @@ async fn subscribe(app: &TestApp, url: &str, channel: &'static str, count: usize
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count / WAVE {
         let opens: Vec<_> = (0..WAVE)
-            .map(|_| tokio::spawn(open(app.http.clone(), url.to_owned(), channel, 0)))
+            .map(|_| tokio::spawn(open(app.http.clone(), url.to_owned(), channel, None)))
             .collect();
         for opened in opens {
             streams.push(opened.await.expect("subscriber connected"));
@@ -110,7 +112,7 @@ async fn read(
             Some(None) if reading.ended < 3 => {
                 reading.ended += 1;
                 let position = reading.arrivals.last().map_or(0, |(seq, _)| *seq);
-                stream = open(http.clone(), url.clone(), channel, position).await;
+                stream = open(http.clone(), url.clone(), channel, Some(position)).await;
             }
             Some(None) | None => break,
         }
