@@ -100,8 +100,10 @@ struct State {
     proxied: HashMap<String, HashMap<Option<String>, Sighting>>,
     proxied_count: usize,
     remote: HashMap<u64, Instance>,
-    /// Channels whose share of this instance changed since it was reported.
+    /// With a bus: channels whose share of this instance changed since it
+    /// was reported (without one nothing reports, and nothing is kept).
     unreported: BTreeSet<String>,
+    reporting: bool,
     /// What the other instances were last told, per channel.
     reported: HashMap<String, ChannelReport>,
     full_report_due: bool,
@@ -167,7 +169,7 @@ impl Drop for Attendance {
 
 impl State {
     fn changed(&mut self, channel: &str) {
-        if !self.unreported.contains(channel) {
+        if self.reporting && !self.unreported.contains(channel) {
             self.unreported.insert(channel.to_owned());
         }
         self.remote_changed(channel);
@@ -323,6 +325,7 @@ impl Presence {
     /// other, the lowest one publishes proxied streams' events.
     pub(crate) fn set_origin(&self, origin: u64) {
         let _ = self.origin.set(origin);
+        self.state().reporting = true;
     }
 
     pub(crate) fn settings(&self) -> Settings {

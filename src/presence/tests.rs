@@ -111,6 +111,7 @@ fn another_instances_report_counts_until_its_lease_ends() {
 #[test]
 fn a_digest_that_disagrees_asks_for_a_full_report() {
     let sender = presence(1000);
+    sender.set_origin(1);
     let receiver = presence(1000);
     let (_a, _) = sender.attend(Some(&User::new("ana")), &channels(&["a"]), &[LISTED], false);
     let parts = sender.report_changes();
@@ -135,8 +136,22 @@ fn a_digest_that_disagrees_asks_for_a_full_report() {
 }
 
 #[test]
+fn without_a_bus_nothing_is_kept_for_reports() {
+    let presence = presence(1000);
+    for n in 0..100 {
+        let (attendance, _) =
+            presence.attend(None, &channels(&[&format!("c{n}")]), &[LISTED], false);
+        drop(attendance);
+    }
+    presence.tick();
+    let state = presence.state();
+    assert!(state.unreported.is_empty() && state.local.is_empty() && state.unannounced.is_empty());
+}
+
+#[test]
 fn nothing_changed_reports_nothing() {
     let presence = presence(1000);
+    presence.set_origin(1);
     assert!(presence.report_changes().is_empty());
     let (attendance, _) = presence.attend(None, &channels(&["a"]), &[LISTED], false);
     assert_eq!(presence.report_changes().len(), 1);
