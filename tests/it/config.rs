@@ -3,7 +3,7 @@
 
 use libtest_mimic::Trial;
 
-use crate::helpers::{App, LogMark, Setup, launch_error, spawn_app};
+use crate::helpers::{App, LogMark, Setup, closed_port, launch_error, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -160,10 +160,7 @@ async fn secrets_never_reach_logs_or_error_bodies() {
 
     // A running server with every kind of secret, publishing to a proxy
     // that does not answer (its URL carries credentials).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let closed = closed_port();
     let mark = LogMark::now();
     let app = spawn_app(
         App::on(Setup::Sqlite)

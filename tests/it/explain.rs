@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     App, BUS_KEY, BusSettings, Instance, JWT_SECRET, LINK_KEY, PUBLISH_KEY, Setup, Sse,
-    TestDatabase, postgres_bus, spawn_app, token,
+    TestDatabase, closed_port, postgres_bus, spawn_app, token,
 };
 #[cfg(feature = "redis")]
 use crate::helpers::{RedisServer, redis_bus};
@@ -180,10 +180,7 @@ async fn a_live_only_channel_is_said_to_be_live_only() {
 }
 
 async fn a_proxy_that_is_down_shows_in_the_trace() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let closed = closed_port();
     let app = spawn_app(
         explaining(App::on(Setup::Sqlite)).grip_proxy_at(&format!("http://127.0.0.1:{closed}")),
     )

@@ -12,7 +12,7 @@ use libtest_mimic::Trial;
 
 use crate::helpers::{
     AnnUntilRevoked, App, LINK_KEY, PUSHPIN_SIG_KEY, Pushpin, Relay, Setup, Sse, TestApp,
-    grip_proxies, grip_sig, spawn_app, token,
+    closed_port, grip_proxies, grip_sig, spawn_app, token,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -205,10 +205,7 @@ async fn an_app_restart_while_clients_stay_on_pushpin_loses_nothing() {
 }
 
 async fn publish_failures_are_retried_counted_and_do_not_block_sends() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let closed = closed_port();
     let app =
         spawn_app(App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
             .await;
@@ -486,10 +483,7 @@ async fn a_recovery_while_the_publisher_is_behind_loses_nothing() {
 /// lets readers see users), beyond that it is refused, rather than have the
 /// proxy drop subscriptions silently.
 async fn presence_subscriptions_fit_in_the_proxys_limit() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let closed = closed_port();
     let app =
         spawn_app(App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
             .await;

@@ -79,6 +79,15 @@ pub async fn run_sql(url: &str, statements: &[&str]) {
 /// The settings of a bus.
 pub type BusSettings = Vec<(&'static str, serde_json::Value)>;
 
+/// A loopback port nothing listens on (bound, then let go): connecting to
+/// it is refused, as with a proxy or a server that is down.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 pub fn postgres_bus() -> BusSettings {
     vec![("eventstream.broadcast", "postgres".into())]
 }

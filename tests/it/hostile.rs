@@ -12,8 +12,8 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::helpers::{
-    AnnUntilRevoked, App, LINK_KEY, PUSHPIN_SIG_KEY, Setup, Sse, TestApp, grip_sig, spawn_app,
-    token, token_with,
+    AnnUntilRevoked, App, LINK_KEY, PUSHPIN_SIG_KEY, Setup, Sse, TestApp, closed_port, grip_sig,
+    spawn_app, token, token_with,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -131,10 +131,7 @@ async fn forged_user_tokens_are_forbidden() {
 }
 
 async fn forged_grip_signatures_and_next_links_get_no_instructions() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let closed = closed_port();
     let app =
         spawn_app(App::on(Setup::Sqlite).grip_proxy_at(&format!("http://127.0.0.1:{closed}")))
             .await;

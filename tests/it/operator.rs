@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
-use crate::helpers::{App, Cluster, Setup, TestApp, spawn_app};
+use crate::helpers::{App, Cluster, Setup, TestApp, closed_port, spawn_app};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -87,10 +87,7 @@ async fn degraded_by_a_proxy_at(port: u16) -> (TestApp, Value) {
 
 async fn a_failing_grip_proxy_degrades_health() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = closed_port();
     let (app, body) = degraded_by_a_proxy_at(port).await;
     let proxy = &body["grip"][0];
     assert!(proxy["last_error"].is_string(), "{body}");

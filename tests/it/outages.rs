@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::helpers::RedisServer;
 use crate::helpers::{
     App, Instance, LINK_KEY, PUBLISH_KEY, Relay, Setup, SilencingRelay, TestApp, TestDatabase,
-    grip_proxies, on_bus, postgres_bus, spawn_app,
+    closed_port, grip_proxies, on_bus, postgres_bus, spawn_app,
 };
 
 pub fn tests() -> Vec<Trial> {
@@ -108,10 +108,7 @@ async fn health(instance: &Instance) -> Value {
 async fn a_hanging_proxy_under_load_costs_bounded_memory() {
     let database = TestDatabase::create(Setup::Sqlite).await;
     // A relay to a port where nothing listens, paused: connections hang.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let unused = closed_port();
     let relay = Relay::start(&format!("http://127.0.0.1:{unused}")).await;
     relay.pause();
     let instance = Instance::start(

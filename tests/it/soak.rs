@@ -38,7 +38,9 @@ use tokio::sync::watch;
 
 #[cfg(feature = "redis")]
 use crate::helpers::RedisServer;
-use crate::helpers::{Cluster, Instance, LINK_KEY, PUBLISH_KEY, PUSHPIN_SIG_KEY, Pushpin, Sse};
+use crate::helpers::{
+    Cluster, Instance, LINK_KEY, PUBLISH_KEY, PUSHPIN_SIG_KEY, Pushpin, Sse, closed_port,
+};
 
 pub fn tests() -> Vec<Trial> {
     crate::trials![
@@ -96,10 +98,7 @@ async fn soak_on_the_redis_bus() {
 }
 
 async fn soak_through_pushpin() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = closed_port();
     soak(Bus::Grip {
         pushpin: Pushpin::reserve(),
         port,
