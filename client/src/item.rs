@@ -111,8 +111,8 @@ pub struct Reset {
 }
 
 /// A `stream-presence` (PROTOCOL.md §4.7): a channel's readers, and who
-/// joined and left since the previous one. Keep a set: add `present` and
-/// `joined`, remove `left`.
+/// joined and left since the previous one. Keep a set: replace it with
+/// `present` when given, add `joined`, remove `left`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Presence {
     /// The channel.
@@ -121,7 +121,8 @@ pub struct Presence {
     pub streams: u64,
     /// Distinct signed-in users among them.
     pub users: u64,
-    /// Who is there: on the first one per channel after each connect.
+    /// Who is there: on the first one per channel after each connect, and
+    /// whenever the server sends the whole list again.
     #[serde(default)]
     pub present: Option<Vec<String>>,
     /// Who joined since the previous one.

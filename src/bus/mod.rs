@@ -223,9 +223,11 @@ async fn report_presence(presence: Arc<Presence>, sender: Arc<sender::Sender>) {
         for part in parts {
             sender.presence(part);
         }
-        if renewed.elapsed() >= renew {
+        if renewed.elapsed() >= renew
+            && let Some(heartbeat) = presence.heartbeat()
+        {
             renewed = tokio::time::Instant::now();
-            sender.presence(presence.heartbeat());
+            sender.presence(heartbeat);
         }
     }
 }

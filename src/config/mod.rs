@@ -632,6 +632,15 @@ mod tests {
     }
 
     #[test]
+    fn presence_renews_its_lease_often_enough() {
+        let error = load("[eventstream]\npresence_interval_ms = 5000\npresence_lease_secs = 3\n")
+            .expect_err("an interval longer than a third of the lease");
+        assert!(error.contains("presence_interval_ms"), "{error}");
+        load("[eventstream]\npresence_interval_ms = 1000\npresence_lease_secs = 3\n")
+            .expect("a third of the lease");
+    }
+
+    #[test]
     fn grip_settings_are_checked_at_launch() {
         let pushpin = "grip_proxies = [{ control_uri = 'http://127.0.0.1:5561', verify_iss = 'pushpin', verify_key = 'pushpin-sig-key-0123456789' }]";
         let config = load(&format!(

@@ -142,6 +142,16 @@ fn check_limits(config: &Config) -> Result<(), ConfigError> {
             format!("{} must be between 3 and 3600", config.presence_lease_secs),
         );
     }
+    // Instances renew their lease on the report tick, three times a lease.
+    if config.presence_interval_ms * 3 > config.presence_lease_secs * 1000 {
+        return bad(
+            "presence_interval_ms",
+            format!(
+                "{} must be at most a third of presence_lease_secs ({} s), or instances' readers flap in and out of the counts",
+                config.presence_interval_ms, config.presence_lease_secs
+            ),
+        );
+    }
     if config.keepalive_secs == 0 {
         return bad("keepalive_secs", "must be at least 1");
     }

@@ -205,6 +205,15 @@ impl Future for Woken<'_> {
     }
 }
 
+/// One channel's `stream-presence` frames for one round: the counts alone,
+/// the change since the previous round, and the whole list.
+#[derive(Debug, Clone)]
+pub(crate) struct PresenceFrames {
+    pub(crate) counts: Bytes,
+    pub(crate) change: Bytes,
+    pub(crate) snapshot: Bytes,
+}
+
 /// A channel's streams in this process, as the delivery trace shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Backlog {
@@ -335,24 +344,26 @@ impl Hub {
         }
     }
 
-    /// Gives the streams of `channel` that watch its presence their frame:
-    /// `named` to those who may see users, `counts` to those who may see
-    /// counts. A frame still waiting is replaced (coalesced).
-    pub(crate) fn presence(&self, channel: &str, counts: &Bytes, named: &Bytes) {
+    /// Gives the streams of `channel` that watch its presence their frame,
+    /// at most one waiting per stream and channel: counts replace counts;
+    /// for those who may see users, the change since the previous event,
+    /// or, when one is still waiting (the stream is behind), the whole
+    /// list, since two changes cannot be told as one.
+    pub(crate) fn presence(&self, channel: &str, frames: &PresenceFrames) {
         let map = self.channels.read().unwrap_or_else(PoisonError::into_inner);
         let Some(listeners) = map.get(channel) else {
             return;
         };
         for (subscriber, index) in listeners.values() {
-            let frame = match subscriber.presence_view(*index) {
+            let (first, again) = match subscriber.presence_view(*index) {
                 PresenceView::Hidden => continue,
-                PresenceView::Counts => counts,
-                PresenceView::Users => named,
+                PresenceView::Counts => (&frames.counts, &frames.counts),
+                PresenceView::Users => (&frames.change, &frames.snapshot),
             };
             subscriber.tell(
                 |inbox| match inbox.presence.iter_mut().find(|(at, _)| at == index) {
-                    Some(waiting) => waiting.1 = frame.clone(),
-                    None => inbox.presence.push((*index, frame.clone())),
+                    Some(waiting) => waiting.1 = again.clone(),
+                    None => inbox.presence.push((*index, first.clone())),
                 },
             );
         }

@@ -8,6 +8,8 @@
 //! ```
 //!
 //! A reader who may see counts only gets `channel`, `streams` and `users`.
+//! A stream that fell behind (a change still waiting) and streams held by
+//! a proxy get the whole list (`present`) instead of a change.
 
 use bytes::Bytes;
 use serde_json::json;

@@ -27,7 +27,7 @@ mod event;
 mod tally;
 pub(crate) mod ticker;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -38,9 +38,9 @@ pub use self::answer::ChannelPresence;
 use self::tally::Tally;
 use crate::access::identity::User;
 use crate::access::presence_rule::{PresenceRule, PresenceView};
-use crate::delivery::hub::Hub;
+use crate::delivery::hub::{Hub, PresenceFrames};
 use crate::wire::presence_report::{
-    ChannelReport, Digest, PresenceReport, REPORT_ID_BYTES, REPORT_IDS,
+    ChannelReport, Digest, PresenceReport, REPORT_ID_BYTES, REPORT_IDS, escaped_len,
 };
 
 /// Other instances remembered, at most.
@@ -52,6 +52,10 @@ const MAX_PROXIED: usize = 200_000;
 /// A report part's entries weigh at most this many bytes as JSON, so a
 /// part fits in one bus notice.
 const PART_BYTES: usize = 6_000;
+/// Report parts handed to the bus per round, at most (about 200 KB): a
+/// full report of many channels is spread over rounds instead of filling
+/// the bus's queue, which live-only events share.
+const PARTS_PER_ROUND: usize = 32;
 
 /// How presence behaves (from the configuration).
 #[derive(Debug, Clone, Copy)]
@@ -69,8 +73,8 @@ pub(crate) struct Settings {
 /// Where the `stream-presence` events of streams a proxy holds go (the
 /// GRIP publisher).
 pub(crate) trait ProxiedPresence: Send + Sync + 'static {
-    /// Publishes `channel`'s event: `named` to readers who may see users,
-    /// `counts` to those who may see counts.
+    /// Publishes `channel`'s event: `named` (the whole list) to readers who
+    /// may see users, `counts` to those who may see counts.
     fn presence(&self, channel: &str, counts: &Bytes, named: &Bytes);
 }
 
@@ -106,6 +110,9 @@ struct State {
     reporting: bool,
     /// What the other instances were last told, per channel.
     reported: HashMap<String, ChannelReport>,
+    /// Report parts made and not yet handed to the bus: a large report
+    /// goes out [`PARTS_PER_ROUND`] parts a round.
+    outbox: VecDeque<PresenceReport>,
     full_report_due: bool,
     /// Channels whose view may have changed since their last event.
     unannounced: BTreeSet<String>,
@@ -142,14 +149,18 @@ pub(crate) struct Attendance {
     channels: Vec<String>,
     /// Per channel: whether the stream watches its presence.
     watching: Vec<bool>,
+    /// Per channel: whether it joined named.
+    listed: Vec<bool>,
 }
 
 impl Drop for Attendance {
     fn drop(&mut self) {
         let mut state = self.presence.state();
-        for (channel, watching) in self.channels.iter().zip(&self.watching) {
+        for ((channel, watching), listed) in
+            self.channels.iter().zip(&self.watching).zip(&self.listed)
+        {
             if let Some(tally) = state.local.get_mut(channel)
-                && tally.leave(self.user.as_deref())
+                && tally.leave(self.user.as_deref(), *listed)
             {
                 state.local.remove(channel);
             }
@@ -201,8 +212,8 @@ impl State {
         let mut proxied: BTreeSet<Option<&str>> = BTreeSet::new();
         if let Some(tally) = self.local.get(channel) {
             streams += tally.streams;
-            for (id, (_, listed)) in &tally.users {
-                add_user(&mut users, id.as_str(), *listed);
+            for (id, streams) in &tally.users {
+                add_user(&mut users, id.as_str(), Tally::named(streams));
             }
         }
         if let Some(readers) = self.proxied.get(channel) {
@@ -258,7 +269,7 @@ impl State {
             let users: Vec<(String, bool)> = tally
                 .users
                 .iter()
-                .map(|(id, (_, listed))| (id.clone(), *listed))
+                .map(|(id, streams)| (id.clone(), Tally::named(streams)))
                 .collect();
             let (named, more) = name_some(users);
             report.users = named;
@@ -297,7 +308,7 @@ fn add_user<'a>(users: &mut HashMap<&'a str, bool>, id: &'a str, listed: bool) {
 /// id; ids that fit), sorted by id, and how many it only counts.
 fn name_some(mut users: Vec<(String, bool)>) -> (Vec<(String, bool)>, u64) {
     let total = users.len();
-    users.retain(|(id, _)| id.len() <= REPORT_ID_BYTES);
+    users.retain(|(id, _)| escaped_len(id) <= REPORT_ID_BYTES);
     users.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     users.truncate(REPORT_IDS);
     users.sort_unstable();
@@ -350,13 +361,16 @@ impl Presence {
         let user_id = user.map(|user| user.id.clone());
         let mut snapshots = Vec::new();
         let mut watched = Vec::with_capacity(channels.len());
+        let mut named = Vec::with_capacity(channels.len());
         let mut state = self.state();
         for (channel, rule) in channels.iter().zip(rules) {
+            let listed = rule.listed && user.is_some();
+            named.push(listed);
             state
                 .local
                 .entry(channel.clone())
                 .or_default()
-                .join(user_id.as_deref(), rule.listed && user.is_some());
+                .join(user_id.as_deref(), listed);
             let watches = watching && rule.view != PresenceView::Hidden;
             if watches {
                 *state.viewers.entry(channel.clone()).or_default() += 1;
@@ -373,6 +387,7 @@ impl Presence {
             user: user_id,
             channels: channels.to_vec(),
             watching: watched,
+            listed: named,
         };
         (attendance, snapshots)
     }
@@ -584,11 +599,24 @@ impl Presence {
     }
 
     /// What changed in this instance's share since the last call, as
-    /// report parts that each fit in a notice (the last one with the
-    /// digest); empty when nothing changed.
+    /// report parts that each fit in a notice (the last one of a report
+    /// with the digest), at most [`PARTS_PER_ROUND`] of them; empty when
+    /// nothing changed. A report's remaining parts come first next time;
+    /// changes meanwhile wait for them.
     pub(crate) fn report_changes(&self) -> Vec<PresenceReport> {
-        let lease_ms = self.settings.lease.as_millis() as u64;
         let mut state = self.state();
+        if state.outbox.is_empty() {
+            let parts = self.make_report(&mut state);
+            state.outbox.extend(parts);
+        }
+        let count = state.outbox.len().min(PARTS_PER_ROUND);
+        state.outbox.drain(..count).collect()
+    }
+
+    /// The parts of the next report: everything when a full one is due,
+    /// else the channels whose share changed.
+    fn make_report(&self, state: &mut State) -> Vec<PresenceReport> {
+        let lease_ms = self.settings.lease.as_millis() as u64;
         let full = std::mem::take(&mut state.full_report_due);
         let channels: Vec<String> = if full {
             state.unreported.clear();
@@ -622,7 +650,6 @@ impl Presence {
             return Vec::new();
         }
         let digest = Digest::of(state.reported.values());
-        drop(state);
         let mut parts: Vec<PresenceReport> = Vec::new();
         let mut bytes = 0;
         for entry in entries {
@@ -656,15 +683,17 @@ impl Presence {
     }
 
     /// A report with no change: renews this instance's lease with the
-    /// others and lets them check their view of it.
-    pub(crate) fn heartbeat(&self) -> PresenceReport {
+    /// others and lets them check their view of it. `None` while a report
+    /// is still going out (its parts renew the lease, and its digest would
+    /// not match what the others heard so far).
+    pub(crate) fn heartbeat(&self) -> Option<PresenceReport> {
         let state = self.state();
-        PresenceReport {
+        state.outbox.is_empty().then(|| PresenceReport {
             lease_ms: self.settings.lease.as_millis() as u64,
             reset: false,
             channels: Vec::new(),
             digest: Some(Digest::of(state.reported.values())),
-        }
+        })
     }
 
     /// One round of the ticker: expiries, then one event per channel whose
@@ -703,18 +732,24 @@ impl Presence {
                     ),
                     None => (now.listed.iter().map(String::as_str).collect(), Vec::new()),
                 };
-                let named = event::change(&now, &joined, &left, list_max);
-                let counts = event::counts(&now);
-                frames.push((channel.clone(), counts, named, direct, proxied));
+                let round = PresenceFrames {
+                    counts: event::counts(&now),
+                    change: event::change(&now, &joined, &left, list_max),
+                    snapshot: event::snapshot(&now, true, list_max),
+                };
+                frames.push((channel.clone(), round, direct, proxied));
                 state.shown.insert(channel, now);
             }
         }
-        for (channel, counts, named, direct, proxied) in &frames {
+        for (channel, round, direct, proxied) in &frames {
             if *direct {
-                self.hub.presence(channel, counts, named);
+                self.hub.presence(channel, round);
             }
+            // Proxied watchers get the whole list every time: their first
+            // answer may have come from another instance, and an item the
+            // proxy got before their subscription is lost to them.
             if *proxied && let Some(outlet) = self.proxied.get() {
-                outlet.presence(channel, counts, named);
+                outlet.presence(channel, &round.counts, &round.snapshot);
             }
         }
         frames.len()

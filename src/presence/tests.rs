@@ -121,7 +121,7 @@ fn a_digest_that_disagrees_asks_for_a_full_report() {
         assert!(receiver.heard(1, part), "the digest shows what was missed");
     }
     assert!(
-        !receiver.heard(1, sender.heartbeat()),
+        !receiver.heard(1, sender.heartbeat().expect("nothing is going out")),
         "asked once per third of a lease"
     );
     sender.full_report_due();
@@ -227,4 +227,71 @@ fn only_the_lowest_instance_publishes_proxied_events() {
     };
     assert_eq!(published(1, 2), 1);
     assert_eq!(published(3, 2), 0, "instance 2 publishes");
+}
+
+#[test]
+fn a_stream_that_fell_behind_gets_the_whole_list_not_the_last_change() {
+    use crate::delivery::hub::InboxLimits;
+    let presence = presence(1000);
+    let room = channels(&["room"]);
+    let registration = presence.hub.subscribe(
+        Some("v".into()),
+        room.clone(),
+        InboxLimits {
+            entries: 16,
+            bytes: 1 << 16,
+        },
+    );
+    registration.watch_presence(vec![PresenceView::Users]);
+    let (_viewer, _) = presence.attend(Some(&User::new("v")), &room, &[LISTED], true);
+    // Two rounds while the stream writes nothing: bob's change, then cat's.
+    let (_bob, _) = presence.attend(Some(&User::new("bob")), &room, &[LISTED], false);
+    presence.tick();
+    let (_cat, _) = presence.attend(Some(&User::new("cat")), &room, &[LISTED], false);
+    presence.tick();
+    let mail = registration.take(&mut std::collections::VecDeque::new());
+    assert_eq!(mail.presence.len(), 1, "one frame waits per channel");
+    let text = String::from_utf8(mail.presence[0].1.to_vec()).expect("UTF-8");
+    assert!(
+        text.contains(r#""present":["bob","cat"]"#),
+        "bob's join must not be lost: {text}"
+    );
+}
+
+#[test]
+fn a_large_report_goes_out_over_rounds() {
+    let sender = presence(1000);
+    sender.set_origin(1);
+    let receiver = presence(1000);
+    // Enough channels for many parts.
+    let attendances: Vec<_> = (0..20_000)
+        .map(|n| {
+            sender.attend(
+                None,
+                &channels(&[&format!("channel-{n:05}")]),
+                &[LISTED],
+                false,
+            )
+        })
+        .collect();
+    let mut rounds = 0;
+    loop {
+        let parts = sender.report_changes();
+        if parts.is_empty() {
+            break;
+        }
+        assert!(parts.len() <= PARTS_PER_ROUND);
+        rounds += 1;
+        assert!(sender.heartbeat().is_none() || parts.last().is_some_and(|p| p.digest.is_some()));
+        for part in parts {
+            assert!(
+                !receiver.heard(1, part),
+                "every part arrived: the digest agrees"
+            );
+        }
+    }
+    assert!(rounds > 1, "{rounds} round(s)");
+    assert_eq!(receiver.answer("channel-19999").streams, 1);
+    assert!(sender.heartbeat().is_some());
+    drop(attendances);
 }

@@ -56,6 +56,12 @@ pub(crate) struct ChannelReport {
     pub(crate) watched: bool,
 }
 
+/// How long `id` is in a report (JSON escapes some characters); what
+/// [`REPORT_ID_BYTES`] limits, so an entry always fits in a notice.
+pub(crate) fn escaped_len(id: &str) -> usize {
+    serde_json::to_string(id).map_or(usize::MAX, |text| text.len() - 2)
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }
@@ -85,7 +91,7 @@ impl ChannelReport {
         if self.users.len() > REPORT_IDS || self.proxied.len() > REPORT_IDS {
             return Err(format!("more than {REPORT_IDS} users named"));
         }
-        let long = |id: &str| id.len() > REPORT_ID_BYTES;
+        let long = |id: &str| escaped_len(id) > REPORT_ID_BYTES;
         if self.users.iter().any(|(id, _)| long(id))
             || self
                 .proxied
@@ -191,6 +197,9 @@ mod tests {
         let mut crowded = fine.clone();
         crowded.channels[0].users = (0..=REPORT_IDS).map(|n| (n.to_string(), true)).collect();
         assert!(crowded.check().is_err());
+        let mut escaped = fine.clone();
+        escaped.channels[0].users = vec![("\"".repeat(40), true)];
+        assert!(escaped.check().is_err(), "40 quotes are 80 bytes in JSON");
         let mut bad_name = fine;
         bad_name.channels[0].channel = String::new();
         assert!(bad_name.check().is_err());

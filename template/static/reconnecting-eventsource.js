@@ -196,8 +196,12 @@
       return id ? withParameter(url, 'lastEventId', id) : url;
     }
 
-    // `url` with `name=value` added to its query (before any fragment).
+    // `url` with `name=value` added to its query (before any fragment),
+    // unless it is there already.
     function withParameter(url, name, value) {
+      var pair = name + '=' + encodeURIComponent(value);
+      var query = url.split('#')[0].split('?')[1] || '';
+      if (query.split('&').indexOf(pair) !== -1) return url;
       var hash = '';
       var at = url.indexOf('#');
       if (at !== -1) {
