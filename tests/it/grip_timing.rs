@@ -38,8 +38,9 @@ const BURST_SUBSCRIBERS: usize = 1000;
 const BURST_EVENTS: u64 = 400;
 /// Every frame of the burst arrives within this long of the burst's start.
 /// Without a hint at its end, a stream that lost the tail at the proxy
-/// waits for its link timeout (120 s).
-const BURST_BOUND: Duration = Duration::from_secs(6);
+/// waits for its link timeout (120 s). Measured runs end within 2–4 s, and
+/// up to 6 s on a busy machine: the bound leaves room for that.
+const BURST_BOUND: Duration = Duration::from_secs(10);
 
 /// Subscribers on the fresh channel, and its events, at 50 a second.
 const COLD_SUBSCRIBERS: usize = 200;
