@@ -74,22 +74,6 @@ struct Lane {
     record: Arc<PublishRecord>,
 }
 
-/// How publishing to one proxy is going, for the health check.
-#[derive(Debug, Clone)]
-pub(crate) struct ProxyStatus {
-    /// The control URI, without credentials.
-    pub(crate) proxy: String,
-    /// Items waiting to be published.
-    pub(crate) queued: usize,
-    /// What they weigh, with the batch being sent (at most
-    /// [`QUEUE_BYTES`]).
-    pub(crate) queued_bytes: usize,
-    /// Why the last publish request failed, unless one succeeded since:
-    /// the status the proxy answered, or that it did not answer (never
-    /// what it said: that goes to the log).
-    pub(crate) last_error: Option<String>,
-}
-
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub(crate) struct GripPublisher {
@@ -148,19 +132,28 @@ impl GripPublisher {
             .collect()
     }
 
-    /// How publishing to each proxy is going.
-    pub(crate) fn status(&self) -> Vec<ProxyStatus> {
+    /// How publishing to each proxy is going (the health check and the
+    /// delivery trace show it). `queued_bytes` is at most [`QUEUE_BYTES`];
+    /// `last_error` is the status the proxy answered, or that it did not
+    /// answer, never what it said (that goes to the log).
+    pub(crate) fn status(&self) -> Vec<ProxyState> {
+        let now = crate::storage::now_ms();
         self.lanes
             .iter()
-            .map(|lane| ProxyStatus {
-                proxy: lane.label.clone(),
-                queued: lane.queue.max_capacity() - lane.queue.capacity(),
-                queued_bytes: lane.bytes.load(Ordering::Acquire),
-                last_error: lane
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
+            .map(|lane| {
+                let success = lane.record.last_success_ms.load(Ordering::Relaxed);
+                ProxyState {
+                    proxy: lane.label.clone(),
+                    queued: lane.queue.max_capacity() - lane.queue.capacity(),
+                    queued_bytes: lane.bytes.load(Ordering::Acquire),
+                    given_up: lane.record.given_up.load(Ordering::Relaxed),
+                    last_success_age_ms: (success > 0).then(|| (now - success).max(0) as u64),
+                    last_error: lane
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                }
             })
             .collect()
     }
@@ -313,22 +306,7 @@ static KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0
 /// Each proxy's publishing, for the delivery trace.
 impl ProxyProbe for GripPublisher {
     fn proxy_states(&self) -> Vec<ProxyState> {
-        let now = crate::storage::now_ms();
         self.status()
-            .into_iter()
-            .zip(&self.lanes)
-            .map(|(status, lane)| {
-                let success = lane.record.last_success_ms.load(Ordering::Relaxed);
-                ProxyState {
-                    proxy: status.proxy,
-                    queued: status.queued,
-                    queued_bytes: status.queued_bytes,
-                    given_up: lane.record.given_up.load(Ordering::Relaxed),
-                    last_success_age_ms: (success > 0).then(|| (now - success).max(0) as u64),
-                    last_error: status.last_error,
-                }
-            })
-            .collect()
     }
 }
 
