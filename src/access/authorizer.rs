@@ -150,6 +150,19 @@ impl Authorizer for AllowAll {
     }
 }
 
+/// What `user` sees of each of `channels`' presence, and whether they are
+/// named there: the authorizer's [`Authorizer::presence`], per channel.
+pub(crate) fn presence_rules(
+    authorizer: &dyn Authorizer,
+    user: Option<&User>,
+    channels: &[String],
+) -> Vec<PresenceRule> {
+    channels
+        .iter()
+        .map(|channel| authorizer.presence(user, channel))
+        .collect()
+}
+
 /// Checks every channel of a stream with `authorizer`: all readable, a
 /// `forbidden` error naming the ones that are not, or (none refused) that
 /// some cannot be told now. Returns, per channel, whether it is persisted.

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use rocket::Request;
 
+use crate::access::authorizer::presence_rules;
 use crate::access::identity::User;
 use crate::access::request_info::query_values;
 use crate::config::{Config, MAX_GRIP_PRESENCE_CHANNELS};
@@ -239,11 +240,8 @@ async fn build(
     let reliable = admit(context, user, channels).await?;
     // The proxy holds the connection: each of its requests is what
     // presence knows of the stream (see `hold_headers`).
-    let rules: Vec<_> = channels
-        .iter()
-        .map(|channel| context.authorizer.presence(user, channel))
-        .collect();
-    let snapshots = context.presence.sighted(user, channels, &rules, presence);
+    let rules = presence_rules(context.authorizer.as_ref(), user, channels);
+    context.presence.sighted(user, channels, &rules, presence);
     let user_id = user.map(|user| user.id.as_str());
     let reader = Reader::new(context, user, channels.len());
     let mut start = reader.start(channels, &reliable, requested).await?;
@@ -267,9 +265,11 @@ async fn build(
         start.write_reset(&mut body);
     } else {
         start.write_opening(&mut body, config.padding);
-        // Later ones come as items on the presence channels.
-        for snapshot in &snapshots {
-            body.extend_from_slice(snapshot);
+        if presence {
+            // Later ones come as items on the presence channels.
+            for snapshot in context.presence.snapshots(channels, &rules) {
+                body.extend_from_slice(&snapshot);
+            }
         }
     }
 

@@ -425,18 +425,17 @@ impl Presence {
 
     /// A proxied stream of `user` on `channels` (`rules` per channel)
     /// reached the app: it counts for the proxied lease from now. With
-    /// `watching`, it follows the presence of the channels it may see:
-    /// returns their snapshot frames, for its first answer.
+    /// `watching`, it follows the presence of the channels it may see
+    /// (its first answer carries [`Presence::snapshots`]).
     pub(crate) fn sighted(
         &self,
         user: Option<&User>,
         channels: &[String],
         rules: &[PresenceRule],
         watching: bool,
-    ) -> Vec<Bytes> {
+    ) {
         let expires = Instant::now() + self.settings.proxied_lease;
         let key = user.map(|user| user.id.clone());
-        let mut snapshots = Vec::new();
         let mut state = self.state();
         if watching {
             for (channel, rule) in channels.iter().zip(rules) {
@@ -476,15 +475,19 @@ impl Presence {
                 state.changed(channel);
             }
         }
-        if watching {
-            for (channel, rule) in channels.iter().zip(rules) {
-                if rule.view == PresenceView::Hidden {
-                    continue;
-                }
-                snapshots.push(self.first_look(&mut state, channel, rule.view));
-            }
-        }
-        snapshots
+    }
+
+    /// A new proxied watcher's snapshot frames of `channels` (`rules` per
+    /// channel), for the first answer only: later ones come as proxy
+    /// items.
+    pub(crate) fn snapshots(&self, channels: &[String], rules: &[PresenceRule]) -> Vec<Bytes> {
+        let mut state = self.state();
+        channels
+            .iter()
+            .zip(rules)
+            .filter(|(_, rule)| rule.view != PresenceView::Hidden)
+            .map(|(channel, rule)| self.first_look(&mut state, channel, rule.view))
+            .collect()
     }
 
     /// A new watcher's snapshot of `channel` (as `view` lets it see); the

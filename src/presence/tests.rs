@@ -219,7 +219,8 @@ fn only_the_lowest_instance_publishes_proxied_events() {
             digest: None,
         };
         presence.heard(other, alive);
-        let snapshots = presence.sighted(None, &room, &[LISTED], true);
+        presence.sighted(None, &room, &[LISTED], true);
+        let snapshots = presence.snapshots(&room, &[LISTED]);
         assert_eq!(snapshots.len(), 1, "the first answer carries a snapshot");
         presence.sighted(Some(&User::new("ana")), &room, &[LISTED], false);
         presence.tick();

@@ -151,10 +151,8 @@ impl Plan {
         let start = reader.start(&channels, &reliable, &requested).await?;
         let mut first = BytesMut::new();
         start.write_opening(&mut first, context.config.padding);
-        let rules: Vec<_> = channels
-            .iter()
-            .map(|channel| context.authorizer.presence(user.as_ref(), channel))
-            .collect();
+        let rules =
+            authorizer::presence_rules(context.authorizer.as_ref(), user.as_ref(), &channels);
         if presence {
             registration.watch_presence(rules.iter().map(|rule| rule.view).collect());
         }
