@@ -193,7 +193,7 @@ impl Events {
     /// one dies); a stream held by a proxy counts from its first request
     /// and leaves within two `grip_link_timeout_secs` and 5 s of closing.
     pub fn presence(&self, channel: &str) -> Result<ChannelPresence, Error> {
-        channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))?;
+        valid(channel)?;
         Ok(self.context.presence.answer(channel))
     }
 
@@ -334,7 +334,7 @@ impl Outgoing {
         data: String,
         skip_user_ids: Vec<String>,
     ) -> Result<Outgoing, Error> {
-        channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))?;
+        valid(channel)?;
         frame::validate_event_type(event_type)
             .map_err(|why| Error::InvalidEventType(why.to_string()))?;
         let max = context.config.max_event_bytes;
@@ -361,6 +361,11 @@ impl Outgoing {
             stored,
         })
     }
+}
+
+/// Checks a channel name given to the API.
+pub(crate) fn valid(channel: &str) -> Result<(), Error> {
+    channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))
 }
 
 /// Checks the names given to `current_id` and `snapshot`.

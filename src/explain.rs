@@ -16,11 +16,10 @@ use serde::Serialize;
 use crate::access::authorizer::Decision;
 use crate::access::identity::User;
 use crate::error::Error;
-use crate::events::Events;
+use crate::events::{self, Events};
 use crate::measure::proxies::ProxyState;
 use crate::presence::ChannelPresence;
 use crate::storage::now_ms;
-use crate::wire::channel;
 use crate::wire::event_id::Resume;
 
 /// The delivery trace of one channel, as [`Events::explain`] gives it.
@@ -144,7 +143,7 @@ impl Events {
         user: Option<&User>,
         last_event_id: Option<&str>,
     ) -> Result<Explanation, Error> {
-        channel::validate(channel).map_err(|why| Error::InvalidChannel(why.to_string()))?;
+        events::valid(channel)?;
         let context = self.context();
         let persistent = context.authorizer.is_channel_reliable(channel);
         let storage = if persistent {
