@@ -179,14 +179,17 @@ impl Drop for Attendance {
 }
 
 impl State {
+    /// This instance's share of `channel` changed: report it (with a bus)
+    /// and announce it.
     fn changed(&mut self, channel: &str) {
         if self.reporting && !self.unreported.contains(channel) {
             self.unreported.insert(channel.to_owned());
         }
-        self.remote_changed(channel);
+        self.announce_later(channel);
     }
 
-    fn remote_changed(&mut self, channel: &str) {
+    /// `channel`'s view may have changed: the next tick looks at it.
+    fn announce_later(&mut self, channel: &str) {
         if !self.unannounced.contains(channel) {
             self.unannounced.insert(channel.to_owned());
         }
@@ -537,7 +540,7 @@ impl Presence {
                     instance.lease
                 );
                 for channel in instance.channels.keys() {
-                    state.remote_changed(channel);
+                    state.announce_later(channel);
                 }
             }
         }
@@ -591,7 +594,7 @@ impl Presence {
             _ => false,
         };
         for channel in touched {
-            state.remote_changed(&channel);
+            state.announce_later(&channel);
         }
         ask
     }
@@ -714,9 +717,10 @@ impl Presence {
                 .is_none_or(|me| state.remote.keys().all(|origin| origin > me));
             for channel in std::mem::take(&mut state.unannounced) {
                 let direct = state.viewers.contains_key(&channel);
-                let proxied = leader && self.proxied.get().is_some() && state.watched(&channel);
+                let watched = state.watched(&channel);
+                let proxied = leader && self.proxied.get().is_some() && watched;
                 if !direct && !proxied {
-                    if !state.watched(&channel) {
+                    if !watched {
                         state.shown.remove(&channel);
                     }
                     continue;

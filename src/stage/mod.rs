@@ -381,9 +381,7 @@ impl Stage {
             identity,
             limits,
             presence,
-            proxies: publishing
-                .clone()
-                .map(|publisher| Arc::new(publisher) as Arc<dyn ProxyProbe>),
+            proxies: publishing.map(|publisher| Arc::new(publisher) as Arc<dyn ProxyProbe>),
         };
         Ok(Ignited {
             events: Events::new(context),
