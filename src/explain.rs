@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::events::{self, Events};
 use crate::measure::proxies::ProxyState;
 use crate::presence::ChannelPresence;
-use crate::storage::now_ms;
+use crate::storage::{ChannelState, now_ms};
 use crate::wire::event_id::Resume;
 
 /// The delivery trace of one channel, as [`Events::explain`] gives it.
@@ -146,18 +146,18 @@ impl Events {
         events::valid(channel)?;
         let context = self.context();
         let persistent = context.authorizer.is_channel_reliable(channel);
-        let storage = if persistent {
+        let state = if persistent {
             let names = [channel.to_owned()];
             let states = context.storage.channel_states(&names).await?;
-            let state = states.get(channel);
-            Some(StoredChannel {
-                last_id: state.map_or(0, |state| state.last_id),
-                trimmed_through: state.map_or(0, |state| state.trimmed_through),
-            })
+            Some(states.get(channel).copied().unwrap_or_default())
         } else {
             None
         };
-        let resume = last_event_id.map(|id| check_resume(channel, id, storage, persistent));
+        let resume = last_event_id.map(|id| check_resume(channel, id, state));
+        let storage = state.map(|state| StoredChannel {
+            last_id: state.last_id,
+            trimmed_through: state.trimmed_through,
+        });
         let decision = match context.authorizer.decide(user, channel).await {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
@@ -211,13 +211,10 @@ impl Events {
     }
 }
 
-/// What resuming `channel` from the `Last-Event-ID` value `id` would do.
-fn check_resume(
-    channel: &str,
-    id: &str,
-    storage: Option<StoredChannel>,
-    persistent: bool,
-) -> ResumeCheck {
+/// What resuming `channel` (stored: `state`; live only: `None`) from the
+/// `Last-Event-ID` value `id` would do; streams decide by the same
+/// [`ChannelState::can_resume_from`].
+fn check_resume(channel: &str, id: &str, state: Option<ChannelState>) -> ResumeCheck {
     let positions = match Resume::from_request(Some(id), std::iter::empty()) {
         Ok(Resume::AfterError) => {
             return ResumeCheck {
@@ -236,7 +233,7 @@ fn check_resume(
         }
     };
     let position = positions.get(channel);
-    let Some(stored) = storage.filter(|_| persistent) else {
+    let Some(stored) = state else {
         return ResumeCheck {
             position,
             outcome: "live-only",
@@ -252,7 +249,15 @@ fn check_resume(
                     .into(),
         };
     };
-    let (outcome, why) = if position > stored.last_id {
+    let (outcome, why) = if stored.can_resume_from(position) {
+        (
+            "continues",
+            format!(
+                "every event after {position} is stored: the stream sends the {} missed, then live ones",
+                stored.last_id - position
+            ),
+        )
+    } else if position > stored.last_id {
         (
             "stream-reset",
             format!(
@@ -260,20 +265,12 @@ fn check_resume(
                 stored.last_id
             ),
         )
-    } else if position < stored.last_id && stored.trimmed_through > position {
+    } else {
         (
             "stream-reset",
             format!(
                 "retention trimmed the channel through {}: the events after {position} are gone, so the stream gets stream-reset and continues from {}",
                 stored.trimmed_through, stored.last_id
-            ),
-        )
-    } else {
-        (
-            "continues",
-            format!(
-                "every event after {position} is stored: the stream sends the {} missed, then live ones",
-                stored.last_id - position
             ),
         )
     };
@@ -288,16 +285,17 @@ fn check_resume(
 mod tests {
     use super::*;
 
-    fn stored(last_id: u64, trimmed_through: u64) -> Option<StoredChannel> {
-        Some(StoredChannel {
+    fn stored(last_id: u64, trimmed_through: u64) -> Option<ChannelState> {
+        Some(ChannelState {
             last_id,
             trimmed_through,
+            last_token: None,
         })
     }
 
     #[test]
     fn resume_positions_are_judged_as_streams_would_be() {
-        let outcome = |id: &str, storage| check_resume("a", id, storage, true).outcome;
+        let outcome = |id: &str, state| check_resume("a", id, state).outcome;
         assert_eq!(outcome("a:5", stored(9, 3)), "continues");
         assert_eq!(outcome("a:2", stored(9, 3)), "stream-reset");
         assert_eq!(outcome("a:9", stored(9, 9)), "continues");
@@ -305,6 +303,6 @@ mod tests {
         assert_eq!(outcome("b:4", stored(9, 0)), "continues");
         assert_eq!(outcome("a:x", stored(9, 0)), "bad-request");
         assert_eq!(outcome("error", stored(9, 0)), "bad-request");
-        assert_eq!(check_resume("a", "a:1", None, false).outcome, "live-only");
+        assert_eq!(check_resume("a", "a:1", None).outcome, "live-only");
     }
 }
